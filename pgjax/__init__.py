@@ -1,0 +1,3 @@
+"""pgjax: policy-gradient reinforcement learning in JAX."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,290 @@
+"""Proximal Policy Optimisation (Schulman et al., 2017) with the clipped surrogate.
+
+`make_train(config)` returns `train(key, hparams)`: rollouts, GAE, epochs of shuffled
+minibatches and per-update metrics, all in one `jit`. `make_trainer(config)` also gives
+`init` and `run(state, hparams, num_updates)`, so a long run can be cut into compiled
+chunks (progress bar, checkpoints) that compose to exactly the same result.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax import returns
+from pgjax.config import (
+    ConfigError,
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    one_of,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import (
+    VecEnv,
+    clip_action,
+    init_running_stats,
+    make_vec_env,
+    normalize_obs,
+    update_running_stats,
+)
+from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
+from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
+from pgjax.rollout import EnvCarry, PolicyStep, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.types import Array, PRNGKey, RunningStats, TrainOutput, Transition
+
+
+@hparams_dataclass
+class PPOHParams:
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+    learning_rate: float = field(2.5e-4, "Adam step size (linearly annealed to 0 if anneal_lr)", positive())
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    gae_lambda: float = field(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
+    clip_eps: float = field(0.2, "PPO ratio clip epsilon", positive())
+    ent_coef: float = field(0.01, "entropy bonus coefficient", non_negative())
+    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
+    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
+    value_clip_eps: float = field(0.2, "value clip range (used when clip_value_loss)", positive())
+    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+
+
+@config_dataclass
+class PPOConfig:
+    """Static PPO settings: changing one recompiles."""
+
+    env_id: str = field("CartPole-v1", "gymnax environment id")
+    num_envs: int = field(4, "environments stepped in parallel", positive())
+    num_steps: int = field(128, "steps per environment per rollout", positive())
+    total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
+    update_epochs: int = field(4, "passes over each rollout", positive())
+    num_minibatches: int = field(4, "minibatches per epoch; must divide num_envs * num_steps", positive())
+    hidden_sizes: tuple[int, ...] = field((64, 64), "hidden layer sizes of actor and critic")
+    activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
+    anneal_lr: bool = field(True, "anneal the learning rate linearly to 0 over the run")
+    normalize_advantages: bool = field(True, "standardise advantages per minibatch")
+    clip_value_loss: bool = field(False, "clip value updates around the rollout's values")
+    normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
+    init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
+    hparams: PPOHParams = field(PPOHParams(), "traced hyper-parameters")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> None:
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches={self.num_minibatches} does not divide the batch "
+                f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = {self.batch_size}; "
+                f"choose a divisor of {self.batch_size}."
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"total_timesteps={self.total_timesteps} is smaller than one rollout "
+                f"(num_envs * num_steps = {self.batch_size})."
+            )
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+
+
+class PPONetworks(NamedTuple):
+    actor: Any  # flax module: obs -> Categorical | DiagGaussian
+    critic: Any  # flax module: obs -> V(obs)
+
+
+class PPOState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env: EnvCarry
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+
+
+class Trainer(NamedTuple):
+    """PPO's pure functions for one static config."""
+
+    config: PPOConfig
+    env: VecEnv
+    networks: PPONetworks
+    init: Any  # (key, hparams) -> PPOState
+    run: Any  # (state, hparams, num_updates) -> (PPOState, metrics)
+    train: Any  # (key, hparams=None) -> TrainOutput
+    act: Any  # (params, obs_stats, key, obs, deterministic) -> env action
+
+
+def make_networks(config: PPOConfig, env: VecEnv) -> PPONetworks:
+    spec = env.action_spec
+    if spec.discrete:
+        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation)
+    else:
+        actor = GaussianActor(
+            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std
+        )
+    return PPONetworks(actor, ValueCritic(config.hidden_sizes, config.activation))
+
+
+def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTransformation:
+    learning_rate = hparams.learning_rate
+    if config.anneal_lr:
+        steps = config.num_updates * config.update_epochs * config.num_minibatches
+        learning_rate = optax.linear_schedule(hparams.learning_rate, 0.0, steps)
+    return optax.chain(
+        optax.clip_by_global_norm(hparams.max_grad_norm),
+        optax.adam(learning_rate, eps=1e-5),
+    )
+
+
+def _observe(config: PPOConfig, obs_stats: RunningStats, obs: Array) -> Array:
+    return normalize_obs(obs_stats, obs) if config.normalize_obs else obs
+
+
+def _policy_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
+    x = _observe(config, obs_stats, obs)
+    dist = networks.actor.apply(params["actor"], x)
+    action = dist.sample(key)
+    value = networks.critic.apply(params["critic"], x)
+    spec = env.action_spec
+    env_action = action if spec.discrete else clip_action(action, spec)
+    return PolicyStep(action, env_action, dist.log_prob(action), value)
+
+
+def _act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
+    """Environment actions for evaluation: the mode if deterministic, else a sample."""
+    dist = networks.actor.apply(params["actor"], _observe(config, obs_stats, obs))
+    action = dist.mode() if deterministic else dist.sample(key)
+    spec = env.action_spec
+    return action if spec.discrete else clip_action(action, spec)
+
+
+class _Batch(NamedTuple):
+    obs: Array
+    action: Array
+    log_prob: Array
+    value: Array
+    advantage: Array
+    target: Array
+
+
+def _loss(config, networks, hparams, params, batch: _Batch):
+    dist = networks.actor.apply(params["actor"], batch.obs)
+    advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
+    pg_loss, pg_metrics = ppo_clip_loss(dist.log_prob(batch.action), batch.log_prob, advantages, hparams.clip_eps)
+    values = networks.critic.apply(params["critic"], batch.obs)
+    clip = hparams.value_clip_eps if config.clip_value_loss else None
+    v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
+    entropy, e_metrics = entropy_bonus(dist.entropy())
+    loss = pg_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
+    return loss, {**pg_metrics, **v_metrics, **e_metrics, "loss": loss}
+
+
+def _minibatch_step(config, networks, hparams, optimizer, carry, batch):
+    params, opt_state = carry
+    grads, metrics = jax.grad(functools.partial(_loss, config, networks, hparams), has_aux=True)(params, batch)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return (params, opt_state), {**metrics, "grad_norm": optax.global_norm(grads)}
+
+
+def _epoch(config, networks, hparams, optimizer, batch, carry, key):
+    permutation = jax.random.permutation(key, config.batch_size)
+    minibatches = jax.tree.map(
+        lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch
+    )
+    step = functools.partial(_minibatch_step, config, networks, hparams, optimizer)
+    return jax.lax.scan(step, carry, minibatches)
+
+
+def _update(config, env, networks, hparams, state: PPOState, _):
+    """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
+    key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+    policy = functools.partial(_policy_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+
+    obs = _observe(config, state.obs_stats, traj.obs)
+    next_values = networks.critic.apply(state.params["critic"], _observe(config, state.obs_stats, traj.next_obs))
+    advantages = returns.gae(
+        traj.reward * hparams.reward_scale, traj.value, next_values,
+        traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
+    )
+    batch = _Batch(obs, traj.action, traj.log_prob, traj.value, advantages, advantages + traj.value)
+    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+
+    optimizer = make_optimizer(config, hparams)
+    epoch = functools.partial(_epoch, config, networks, hparams, optimizer, batch)
+    (params, opt_state), losses = jax.lax.scan(
+        epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
+    )
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+
+    update = state.update + 1
+    metrics = {
+        **jax.tree.map(jnp.mean, losses),
+        **finished_episode_metrics(traj),
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+    return PPOState(params, opt_state, env_carry, obs_stats, key, update), metrics
+
+
+def _init(config, env, networks, key, hparams) -> PPOState:
+    key, actor_key, critic_key, env_key = jax.random.split(key, 4)
+    dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
+    params = {
+        "actor": networks.actor.init(actor_key, dummy),
+        "critic": networks.critic.init(critic_key, dummy),
+    }
+    opt_state = make_optimizer(config, hparams).init(params)
+    return PPOState(
+        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
+        key, jnp.zeros((), jnp.int32),
+    )
+
+
+def _run(config, env, networks, state, hparams, num_updates: int):
+    update = functools.partial(_update, config, env, networks, hparams)
+    return jax.lax.scan(update, state, None, length=num_updates)
+
+
+def _train(config, env, networks, key, hparams=None) -> TrainOutput:
+    hparams = config.hparams if hparams is None else hparams
+    state = _init(config, env, networks, key, hparams)
+    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
+    return TrainOutput(state, metrics)
+
+
+def make_trainer(config: PPOConfig) -> Trainer:
+    """Build PPO's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    networks = make_networks(config, env)
+    bound = (config, env, networks)
+    return Trainer(
+        config=config,
+        env=env,
+        networks=networks,
+        init=functools.partial(_init, *bound),
+        run=functools.partial(_run, *bound),
+        train=functools.partial(_train, *bound),
+        act=functools.partial(_act, *bound),
+    )
+
+
+def make_train(config: PPOConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train

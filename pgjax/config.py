@@ -1,0 +1,217 @@
+"""Frozen configuration dataclasses and a strict loader.
+
+Each algorithm has two dataclasses: a static config (shapes, loop counts, switches: a
+change recompiles) holding a traced `hparams` dataclass (learning rate, gamma, ...: a
+pytree, so a sweep over them is a `vmap`). Fields are declared with `field(default, doc,
+check)`; the loader rejects unknown keys (suggesting the closest), wrong types and
+out-of-range values with a message that names the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range."""
+
+
+# --- declaring fields --------------------------------------------------------------------
+
+Check = tuple[Callable[[Any], bool], str]
+
+
+def field(default: Any, doc: str, check: Check | None = None) -> Any:
+    """A dataclass field with a one-line doc and an optional `(predicate, allowed)` check."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def positive() -> Check:
+    return (lambda v: v > 0, "> 0")
+
+
+def non_negative() -> Check:
+    return (lambda v: v >= 0, ">= 0")
+
+
+def unit_interval(low_open: bool = True, high_open: bool = False) -> Check:
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+
+    def ok(v):
+        return (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
+
+    return (ok, f"in {lo}0, 1{hi}")
+
+
+def one_of(*options: Any) -> Check:
+    return (lambda v: v in options, f"one of {', '.join(repr(o) for o in options)}")
+
+
+def hparams_dataclass(cls):
+    """A frozen dataclass registered as a pytree whose every field is traced data."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+def config_dataclass(cls):
+    """A frozen (hashable) dataclass for static settings."""
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotated type `tp`, converting only where lossless."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a table of fields, got {value!r}")
+        return from_dict(tp, value, prefix=f"{name}.")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r}: expected a list, e.g. [64, 64]")
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_coerce(f"{name}[{i}]", v, item_tp) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)  # 5e5 written in a config is a whole number
+            raise ConfigError(f"{name}={value!r}: expected a whole number")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}={value!r}: expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r}: expected a string")
+        return value
+    raise ConfigError(f"{name}: unsupported field type {_type_name(tp)}")
+
+
+def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build `cls` from a (possibly nested) mapping, strictly."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {prefix}{key!r}.{hint} Valid keys: {', '.join(fields)}."
+            )
+        name = prefix + key
+        value = _coerce(name, value, hints[key])
+        check = fields[key].metadata.get("check")
+        if check is not None and value is not None:
+            ok, allowed = check
+            if not ok(value):
+                raise ConfigError(f"{name}={value!r} is out of range: must be {allowed}.")
+        kwargs[key] = value
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate()
+    return obj
+
+
+def to_dict(obj: Any) -> dict:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`'hparams.gamma=0.9'` -> `(['hparams', 'gamma'], 0.9)`; values are JSON, else strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. hparams.gamma=0.99")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = tomllib.loads(f"v = {raw}")["v"] if _is_toml_literal(raw) else raw
+    return key.strip().split("."), value
+
+
+def _is_toml_literal(raw: str) -> bool:
+    try:
+        tomllib.loads(f"v = {raw}")
+        return True
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def merge(base: dict, path: list[str], value: Any) -> dict:
+    """Return a copy of nested dict `base` with `path` set to `value`."""
+    out = dict(base)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        child = out.get(path[0], {})
+        out[path[0]] = merge(child if isinstance(child, dict) else {}, path[1:], value)
+    return out
+
+
+def read_file(path: str | Path) -> dict:
+    """Read a TOML or JSON config file into a dict."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {err}") from err
+
+
+def describe(cls: type, prefix: str = "") -> list[str]:
+    """One line per field: name, default, doc and the allowed range."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            lines += describe(type(default), prefix=f"{prefix}{f.name}.")
+            continue
+        check = f.metadata.get("check")
+        allowed = f" ({check[1]})" if check else ""
+        lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('doc', '')}{allowed}")
+    return lines

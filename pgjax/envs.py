@@ -1,0 +1,190 @@
+"""Batched environments. The only module in pgjax that imports gymnax.
+
+A `VecEnv` holds `num_envs` copies of one gymnax environment and steps them together
+with `vmap`. gymnax >= 1.0 auto-resets inside `step` and reports `terminated`,
+`truncated` and `info["final_observation"]` separately; we keep all three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.types import Array, EpisodeStats, PRNGKey, RunningStats, TimeStep
+
+
+def _gymnax():
+    # Imported lazily so that `import pgjax` stays light for notebooks that only use kernels.
+    import gymnax
+
+    return gymnax
+
+
+def list_env_ids() -> list[str]:
+    """All environment ids gymnax knows (built-ins and anything registered at run time)."""
+    return list(_gymnax().registered_envs)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ValueError naming the closest valid ids when `env_id` is unknown."""
+    valid = list_env_ids()
+    if env_id in valid:
+        return
+    close = difflib.get_close_matches(env_id, valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(
+        f"env_id={env_id!r} is not a gymnax environment.{hint} Valid ids: {', '.join(valid)}."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpec:
+    """What the policy must produce: `num_actions` categories, or a Box of `shape`."""
+
+    discrete: bool
+    num_actions: int  # categories for Discrete, flat size for Box
+    shape: tuple[int, ...]
+    low: Any = None  # Box bounds as numpy arrays (None for Discrete)
+    high: Any = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VecEnv:
+    """`num_envs` copies of a gymnax environment stepped together (static, hashable)."""
+
+    env: Any
+    params: Any
+    num_envs: int
+    env_id: str
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.env.observation_space(self.params).shape)
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        return action_spec(self.env.action_space(self.params))
+
+    @property
+    def max_episode_steps(self) -> int:
+        return int(self.params.max_steps_in_episode)
+
+    def reset(self, key: PRNGKey) -> tuple[Any, Array]:
+        """Reset every copy: returns `(env_state, obs [B, *obs_shape])`."""
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        return env_state, obs.astype(jnp.float32)
+
+    def step(self, key: PRNGKey, env_state: Any, action: Array) -> tuple[Any, TimeStep]:
+        """Step every copy with auto-reset; returns `(env_state, TimeStep)`."""
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, env_state, action, self.params)
+        timestep = TimeStep(
+            obs=obs.astype(jnp.float32),
+            reward=reward.astype(jnp.float32),
+            terminated=terminated.astype(bool),
+            # A step that terminates is a real end even if the clock also ran out.
+            truncated=jnp.logical_and(truncated, jnp.logical_not(terminated)),
+            next_obs=info["final_observation"].astype(jnp.float32),
+        )
+        return env_state, timestep
+
+
+def action_spec(space: Any) -> ActionSpec:
+    import numpy as np
+
+    spaces = _gymnax().environments.spaces
+    if isinstance(space, spaces.Discrete):
+        return ActionSpec(discrete=True, num_actions=int(space.n), shape=())
+    if isinstance(space, spaces.Box):
+        shape = tuple(space.shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
+        return ActionSpec(False, int(np.prod(shape)), shape, low, high)
+    raise ValueError(f"action space {space!r} is not supported: use Discrete or Box")
+
+
+def make_vec_env(env_id: str, num_envs: int, **env_kwargs) -> VecEnv:
+    """Make `num_envs` copies of the gymnax environment `env_id`."""
+    check_env_id(env_id)
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs={num_envs!r} must be a positive integer")
+    env, params = _gymnax().make(env_id, **env_kwargs)
+    return VecEnv(env=env, params=params, num_envs=num_envs, env_id=env_id)
+
+
+# --- episode statistics -----------------------------------------------------------------
+
+
+def init_episode_stats(num_envs: int) -> EpisodeStats:
+    return EpisodeStats(
+        episode_return=jnp.zeros((num_envs,), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+    )
+
+
+def update_episode_stats(
+    stats: EpisodeStats, timestep: TimeStep
+) -> tuple[EpisodeStats, tuple[Array, Array, Array]]:
+    """Add one step to each environment's running episode.
+
+    Returns the new running stats and `(done, finished_return, finished_length)` per
+    environment; the last two are valid where `done`. Every environment that finishes is
+    reported, however many finish in the same step.
+    """
+    done = jnp.logical_or(timestep.terminated, timestep.truncated)
+    episode_return = stats.episode_return + timestep.reward
+    episode_length = stats.episode_length + 1
+    running = EpisodeStats(
+        episode_return=jnp.where(done, 0.0, episode_return),
+        episode_length=jnp.where(done, 0, episode_length),
+    )
+    return running, (done, episode_return, episode_length)
+
+
+# --- observation normalisation ---------------------------------------------------------
+
+
+def init_running_stats(shape: tuple[int, ...]) -> RunningStats:
+    return RunningStats(
+        mean=jnp.zeros(shape, jnp.float32),
+        var=jnp.ones(shape, jnp.float32),
+        count=jnp.asarray(1e-4, jnp.float32),
+    )
+
+
+def update_running_stats(stats: RunningStats, batch: Array) -> RunningStats:
+    """Merge a batch `[N, *shape]` into the running moments (Chan et al., 1979)."""
+    batch_mean = jnp.mean(batch, axis=0)
+    batch_var = jnp.var(batch, axis=0)
+    batch_count = jnp.asarray(batch.shape[0], jnp.float32)
+    total = stats.count + batch_count
+    delta = batch_mean - stats.mean
+    mean = stats.mean + delta * batch_count / total
+    m2 = stats.var * stats.count + batch_var * batch_count + delta**2 * stats.count * batch_count / total
+    return RunningStats(mean=mean, var=m2 / total, count=total)
+
+
+def normalize_obs(stats: RunningStats, obs: Array, clip: float = 10.0) -> Array:
+    """`clip((obs - mean) / sqrt(var + 1e-8), -clip, clip)`."""
+    return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+def clip_action(action: Array, spec: ActionSpec) -> Array:
+    """Clip a Box action into `[low, high]` (the policy's own sample is kept for log-probs)."""
+    return jnp.clip(action, jnp.asarray(spec.low), jnp.asarray(spec.high))
+
+
+def rescale_action(action: Array, spec: ActionSpec) -> Array:
+    """Map an action in `[-1, 1]` affinely onto `[low, high]`."""
+    low, high = jnp.asarray(spec.low), jnp.asarray(spec.high)
+    return low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)

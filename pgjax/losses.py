@@ -1,0 +1,91 @@
+"""Policy and value losses and the diagnostics that go with them.
+
+Every loss returns `(loss, metrics)` where metrics is a flat dict of scalars, so a
+`lax.scan` over minibatches stacks them. Inputs are flat batches `[N]` (any shape works
+as long as all arguments agree). Advantages and targets are treated as constants.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from pgjax.types import Array
+
+
+def normalize_advantages(advantages: Array, eps: float = 1e-8) -> Array:
+    """`(A - mean(A)) / (std(A) + eps)` over the whole batch."""
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+def policy_gradient_loss(log_probs: Array, advantages: Array) -> tuple[Array, dict]:
+    """REINFORCE / actor-critic surrogate `L = -mean(log pi(a|s) * A)`.
+
+    Its gradient is the score-function estimate of `-grad J` (Williams, 1992).
+    """
+    chex.assert_equal_shape([log_probs, advantages])
+    loss = -jnp.mean(log_probs * jax.lax.stop_gradient(advantages))
+    return loss, {"policy_loss": loss}
+
+
+def approx_kl(log_ratio: Array) -> Array:
+    """Unbiased low-variance estimate of `KL(old || new)`: `mean((r - 1) - log r)` (Schulman, 2020)."""
+    return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+
+
+def ppo_clip_loss(
+    log_probs: Array, old_log_probs: Array, advantages: Array, clip_eps: float
+) -> tuple[Array, dict]:
+    """PPO clipped surrogate `L = -mean(min(r A, clip(r, 1-eps, 1+eps) A))`, `r = pi/pi_old`.
+
+    Schulman et al. (2017), eq. 7. Metrics: approx-KL and the fraction of clipped ratios.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    advantages = jax.lax.stop_gradient(advantages)
+    log_ratio = log_probs - old_log_probs
+    ratio = jnp.exp(log_ratio)
+    unclipped = ratio * advantages
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    loss = -jnp.mean(jnp.minimum(unclipped, clipped))
+    metrics = {
+        "policy_loss": loss,
+        "approx_kl": jax.lax.stop_gradient(approx_kl(log_ratio)),
+        "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+    }
+    return loss, metrics
+
+
+def value_loss(
+    values: Array,
+    targets: Array,
+    old_values: Array | None = None,
+    clip_eps: float | None = None,
+) -> tuple[Array, dict]:
+    """Squared error `1/2 mean((V - target)^2)`, optionally PPO-clipped around `old_values`.
+
+    Clipped form: `1/2 mean(max((V - y)^2, (V_old + clip(V - V_old, -eps, eps) - y)^2))`
+    (Schulman et al., 2017 baselines implementation).
+    """
+    chex.assert_equal_shape([values, targets])
+    targets = jax.lax.stop_gradient(targets)
+    squared = (values - targets) ** 2
+    if clip_eps is not None:
+        if old_values is None:
+            raise ValueError("value_loss: clip_eps needs old_values")
+        clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
+        squared = jnp.maximum(squared, (clipped_values - targets) ** 2)
+    loss = 0.5 * jnp.mean(squared)
+    return loss, {"value_loss": loss}
+
+
+def entropy_bonus(entropies: Array) -> tuple[Array, dict]:
+    """Mean policy entropy; algorithms subtract `ent_coef * entropy` from the loss."""
+    entropy = jnp.mean(entropies)
+    return entropy, {"entropy": entropy}
+
+
+def explained_variance(predictions: Array, targets: Array) -> Array:
+    """`1 - Var[y - y_hat] / Var[y]`: 1 is perfect, 0 is no better than a constant; nan if Var[y] = 0."""
+    var_y = jnp.var(targets)
+    return jnp.where(var_y > 0, 1.0 - jnp.var(targets - predictions) / jnp.where(var_y > 0, var_y, 1.0), jnp.nan)

@@ -1,0 +1,152 @@
+"""Return estimators over time-major rollouts `[T, ...]` that keep termination and truncation apart.
+
+Conventions shared by every function here:
+
+* `next_values[t]` is `V(s_{t+1})` for the state actually reached by step `t`: for a step
+  that ended an episode it is the value of the true final observation, not of the reset
+  observation that follows in an auto-resetting batch.
+* `terminated[t]`: `s_{t+1}` is terminal, so nothing is bootstrapped (`discount = 0`).
+* `truncated[t]`: the episode was cut by a time limit; bootstrap with `next_values[t]`.
+* Either flag ends the episode, so no trace or sum crosses from `t` to `t + 1`.
+* The last step of a rollout bootstraps from `next_values[T - 1]`.
+
+Trailing batch dimensions are allowed; `gamma` and `lambda_` may be traced scalars.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from pgjax.types import Array
+
+
+def _check(rewards: Array, *others: Array) -> None:
+    chex.assert_rank(rewards, {1, 2, 3})
+    chex.assert_equal_shape([rewards, *others])
+
+
+def _as_float(flags: Array, like: Array) -> Array:
+    return flags.astype(like.dtype)
+
+
+def td_errors(
+    rewards: Array, values: Array, next_values: Array, terminated: Array, gamma: float
+) -> Array:
+    """One-step TD errors `delta_t = r_t + gamma (1 - term_t) V(s_{t+1}) - V(s_t)`.
+
+    Sutton & Barto (2018), eq. 6.5. Shapes `[T, ...]`.
+    """
+    _check(rewards, values, next_values, terminated)
+    discounts = gamma * (1.0 - _as_float(terminated, rewards))
+    return rewards + discounts * next_values - values
+
+
+def gae(
+    rewards: Array,
+    values: Array,
+    next_values: Array,
+    terminated: Array,
+    truncated: Array,
+    gamma: float,
+    lambda_: float,
+) -> Array:
+    """Generalised advantage estimates by a reverse scan.
+
+    `A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}`, `done = term | trunc`, with
+    `delta_t` from `td_errors`. Schulman et al. (2016), eq. 16. Shapes `[T, ...]`.
+    `A + values` are the lambda-returns (value targets).
+    """
+    _check(rewards, values, next_values, terminated, truncated)
+    deltas = td_errors(rewards, values, next_values, terminated, gamma)
+    done = _as_float(jnp.logical_or(terminated, truncated), rewards)
+    trace = gamma * lambda_ * (1.0 - done)
+
+    def backward(advantage_next, step):
+        delta, trace_t = step
+        advantage = delta + trace_t * advantage_next
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]), (deltas, trace), reverse=True)
+    return advantages
+
+
+def lambda_returns(
+    rewards: Array,
+    next_values: Array,
+    terminated: Array,
+    truncated: Array,
+    gamma: float,
+    lambda_: float,
+) -> Array:
+    """Lambda-returns by a reverse scan.
+
+    `G_t = r_t + gamma (1 - term_t) [(1 - l_t) V(s_{t+1}) + l_t G_{t+1}]` with
+    `l_t = lambda (1 - done_t)` and `l_{T-1} = 0`. Sutton & Barto (2018), eq. 12.18 with
+    the episode cut explicit. Shapes `[T, ...]`.
+    """
+    _check(rewards, next_values, terminated, truncated)
+    discounts = gamma * (1.0 - _as_float(terminated, rewards))
+    done = _as_float(jnp.logical_or(terminated, truncated), rewards)
+    lambdas = lambda_ * (1.0 - done)
+
+    def backward(return_next, step):
+        reward, discount, lam, next_value = step
+        ret = reward + discount * ((1.0 - lam) * next_value + lam * return_next)
+        return ret, ret
+
+    # Seeding the carry with V(s_T) makes the last step bootstrap whatever lambda is.
+    _, returns = jax.lax.scan(
+        backward, next_values[-1], (rewards, discounts, lambdas, next_values), reverse=True
+    )
+    return returns
+
+
+def discounted_returns(
+    rewards: Array,
+    terminated: Array,
+    truncated: Array,
+    gamma: float,
+    next_values: Array | None = None,
+) -> Array:
+    """Discounted reward-to-go `G_t = r_t + gamma (1 - term_t) [done_t ? V(s_{t+1}) : G_{t+1}]`.
+
+    With `next_values=None` nothing is bootstrapped (a pure Monte Carlo return: truncated
+    episodes and the rollout end count as zero thereafter). Williams (1992); Sutton &
+    Barto (2018), eq. 3.8. Equals `lambda_returns(..., lambda_=1)`. Shapes `[T, ...]`.
+    """
+    if next_values is None:
+        next_values = jnp.zeros_like(rewards)
+    return lambda_returns(rewards, next_values, terminated, truncated, gamma, 1.0)
+
+
+def n_step_returns(
+    rewards: Array,
+    next_values: Array,
+    terminated: Array,
+    truncated: Array,
+    gamma: float,
+    n: int,
+) -> Array:
+    """n-step returns `G_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n})`, cut at episode ends.
+
+    An episode end inside the window bootstraps with `V(final obs)` after truncation and
+    with zero after termination; the rollout end bootstraps with `next_values[T-1]`.
+    Sutton & Barto (2018), eq. 7.1. `n` is a static int >= 1; n >= T gives the
+    bootstrapped reward-to-go. Built as n applications of the one-step backup, O(nT).
+    """
+    _check(rewards, next_values, terminated, truncated)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be an int >= 1")
+    discounts = gamma * (1.0 - _as_float(terminated, rewards))
+    done = jnp.logical_or(terminated, truncated)
+
+    def backup(_, tail):
+        # tail[t] is the (k-1)-step return from s_{t+1}; done steps ignore it.
+        returns = rewards + discounts * jnp.where(done, next_values, tail)
+        return jnp.concatenate([returns[1:], next_values[-1:]], axis=0)
+
+    n_eff = min(n, rewards.shape[0])  # windows longer than the rollout change nothing
+    tail = jax.lax.fori_loop(0, n_eff - 1, backup, next_values)
+    return rewards + discounts * jnp.where(done, next_values, tail)

@@ -1,0 +1,88 @@
+"""Rollouts over a batch of environments with `lax.scan`, the policy passed in as a function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
+from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
+
+
+class PolicyStep(NamedTuple):
+    """What a policy function returns for a batch of observations."""
+
+    action: Array  # what the learner stores and scores (e.g. an unclipped Gaussian sample)
+    env_action: Array  # what the environment receives (e.g. clipped to the Box)
+    log_prob: Array  # log pi(action | obs), [B]
+    value: Array  # V(obs) if the policy has a critic, else zeros, [B]
+
+
+PolicyFn = Callable[[PRNGKey, Array], PolicyStep]
+
+
+class EnvCarry(NamedTuple):
+    """Environment-side state carried from one rollout to the next."""
+
+    env_state: Any
+    obs: Array  # [B, *obs_shape], raw (unnormalised) observations
+    episode_stats: EpisodeStats
+
+
+def reset_env_carry(env: VecEnv, key: PRNGKey) -> EnvCarry:
+    env_state, obs = env.reset(key)
+    return EnvCarry(env_state, obs, init_episode_stats(env.num_envs))
+
+
+def rollout(
+    env: VecEnv, policy_fn: PolicyFn, carry: EnvCarry, key: PRNGKey, num_steps: int
+) -> tuple[EnvCarry, Transition]:
+    """Run `num_steps` steps of `policy_fn` in every environment.
+
+    Returns the carry to continue from and a time-major `Transition` batch `[T, B, ...]`
+    holding raw observations, the true next observations, both episode-end flags and the
+    statistics of every episode that finished.
+    """
+
+    def step(carry: EnvCarry, step_key: PRNGKey):
+        policy_key, env_key = jax.random.split(step_key)
+        policy_step = policy_fn(policy_key, carry.obs)
+        env_state, timestep = env.step(env_key, carry.env_state, policy_step.env_action)
+        episode_stats, (done, finished_return, finished_length) = update_episode_stats(
+            carry.episode_stats, timestep
+        )
+        transition = Transition(
+            obs=carry.obs,
+            action=policy_step.action,
+            reward=timestep.reward,
+            terminated=timestep.terminated,
+            truncated=timestep.truncated,
+            next_obs=timestep.next_obs,
+            log_prob=policy_step.log_prob,
+            value=policy_step.value,
+            episode_done=done,
+            episode_return=finished_return,
+            episode_length=finished_length,
+        )
+        return EnvCarry(env_state, timestep.obs, episode_stats), transition
+
+    return jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+
+
+def finished_episode_metrics(transitions: Transition) -> dict[str, Array]:
+    """Mean return and length over every episode that finished in a rollout, and their count.
+
+    The means are nan when no episode finished (plots skip them; averages use the count).
+    """
+    import jax.numpy as jnp
+
+    done = transitions.episode_done.astype(jnp.float32)
+    count = done.sum()
+    safe = jnp.maximum(count, 1.0)
+    return {
+        "episode_return": jnp.where(count > 0, (transitions.episode_return * done).sum() / safe, jnp.nan),
+        "episode_length": jnp.where(count > 0, (transitions.episode_length * done).sum() / safe, jnp.nan),
+        "episodes": count,
+    }
