@@ -128,9 +128,9 @@ def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     for key, value in values.items():
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(
-                f"unknown config key {prefix}{key!r}.{hint} Valid keys: {', '.join(fields)}."
+                f"unknown config key {prefix + key!r}.{hint} Valid keys: {', '.join(fields)}."
             )
         name = prefix + key
         value = _coerce(name, value, hints[key])

@@ -26,17 +26,26 @@ def categorical_log_prob(logits: Array, actions: Array) -> Array:
     return jnp.take_along_axis(log_p, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def categorical_entropy(logits: Array) -> Array:
-    """`H = -sum_a pi(a) log pi(a)`."""
+def _log_softmax_masked(logits: Array) -> tuple[Array, Array]:
+    """`(p, log p)` with `log p` set to 0 where `p = 0`, so `0 * log 0` terms vanish.
+
+    Masked actions (logit -inf) then contribute nothing, and no nan reaches a gradient.
+    """
     log_p = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+    return jnp.exp(log_p), jnp.where(jnp.isneginf(log_p), 0.0, log_p)
+
+
+def categorical_entropy(logits: Array) -> Array:
+    """`H = -sum_a pi(a) log pi(a)`, with `0 log 0 = 0` (masked actions allowed)."""
+    p, log_p = _log_softmax_masked(logits)
+    return -jnp.sum(p * log_p, axis=-1)
 
 
 def categorical_kl(logits_p: Array, logits_q: Array) -> Array:
-    """`KL(p || q) = sum_a p(a) (log p(a) - log q(a))`."""
-    log_p = jax.nn.log_softmax(logits_p, axis=-1)
+    """`KL(p || q) = sum_a p(a) (log p(a) - log q(a))`, over the actions where `p(a) > 0`."""
+    p, log_p = _log_softmax_masked(logits_p)
     log_q = jax.nn.log_softmax(logits_q, axis=-1)
-    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
 
 
 # --- diagonal Gaussian -------------------------------------------------------------------
@@ -112,18 +121,22 @@ class DiagGaussian(NamedTuple):
     mean: Array
     log_std: Array
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return jnp.broadcast_shapes(self.mean.shape, self.log_std.shape)
+
     def sample(self, key: PRNGKey) -> Array:
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        noise = jax.random.normal(key, self.shape, self.mean.dtype)
         return self.mean + jnp.exp(self.log_std) * noise
 
     def mode(self) -> Array:
-        return self.mean
+        return jnp.broadcast_to(self.mean, self.shape)
 
     def log_prob(self, actions: Array) -> Array:
         return diag_gaussian_log_prob(self.mean, self.log_std, actions)
 
     def entropy(self) -> Array:
-        return diag_gaussian_entropy(jnp.broadcast_to(self.log_std, self.mean.shape))
+        return diag_gaussian_entropy(jnp.broadcast_to(self.log_std, self.shape))
 
     def kl(self, other: "DiagGaussian") -> Array:
         return diag_gaussian_kl(self.mean, self.log_std, other.mean, other.log_std)

@@ -86,6 +86,13 @@ def entropy_bonus(entropies: Array) -> tuple[Array, dict]:
 
 
 def explained_variance(predictions: Array, targets: Array) -> Array:
-    """`1 - Var[y - y_hat] / Var[y]`: 1 is perfect, 0 is no better than a constant; nan if Var[y] = 0."""
+    """`1 - Var[y - y_hat] / Var[y]`: 1 is perfect, 0 is no better than a constant.
+
+    nan when the targets are constant. In float32 the variance of a constant array can be
+    a rounding residue (~1e-15 of its square) rather than 0, so "constant" means
+    `Var[y] <= 1e-12 * mean(y^2)`.
+    """
     var_y = jnp.var(targets)
-    return jnp.where(var_y > 0, 1.0 - jnp.var(targets - predictions) / jnp.where(var_y > 0, var_y, 1.0), jnp.nan)
+    informative = var_y > 1e-12 * jnp.mean(targets**2)
+    ratio = jnp.var(targets - predictions) / jnp.where(informative, var_y, 1.0)
+    return jnp.where(informative, 1.0 - ratio, jnp.nan)

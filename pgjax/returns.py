@@ -15,6 +15,8 @@ Trailing batch dimensions are allowed; `gamma` and `lambda_` may be traced scala
 
 from __future__ import annotations
 
+import numbers
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -137,8 +139,9 @@ def n_step_returns(
     bootstrapped reward-to-go. Built as n applications of the one-step backup, O(nT).
     """
     _check(rewards, next_values, terminated, truncated)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r} must be an int >= 1")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n={n!r} must be a whole number >= 1 (a static Python int)")
+    n = int(n)
     discounts = gamma * (1.0 - _as_float(terminated, rewards))
     done = jnp.logical_or(terminated, truncated)
 

@@ -196,7 +196,7 @@ def _minibatch_step(config, networks, hparams, optimizer, carry, batch):
     grads, metrics = jax.grad(functools.partial(_loss, config, networks, hparams), has_aux=True)(params, batch)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return (params, opt_state), {**metrics, "grad_norm": optax.global_norm(grads)}
+    return (params, opt_state), {**metrics, "grad_norm": optax.tree.norm(grads)}
 
 
 def _epoch(config, networks, hparams, optimizer, batch, carry, key):
@@ -288,3 +288,6 @@ def make_trainer(config: PPOConfig) -> Trainer:
 def make_train(config: PPOConfig):
     """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
     return make_trainer(config).train
+
+
+CONFIG = PPOConfig  # the config class the CLI and loaders build for this algorithm

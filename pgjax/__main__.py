@@ -1,0 +1,5 @@
+import sys
+
+from pgjax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""Run folders: the config, per-seed metrics (CSV, appended chunk by chunk) and a summary."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """`root/name-YYYYmmdd-HHMMSS[-k]`, created; never reuses an existing folder."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        path, k = Path(f"{base}-{k}"), k + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import gymnax  # noqa: F401  (imported for its version below)
+    import jax
+    import optax
+
+    from pgjax import __version__
+
+    from importlib.metadata import version
+
+    return {
+        "pgjax": __version__, "jax": jax.__version__, "flax": flax.__version__,
+        "optax": optax.__version__, "gymnax": version("gymnax"), "python": platform.python_version(),
+    }
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+class MetricsWriter:
+    """Appends per-seed, per-update metric rows to `metrics.csv` after every chunk."""
+
+    def __init__(self, path: Path, seeds: list[int]):
+        self.path, self.seeds, self.updates_written = path, seeds, 0
+        self._columns: list[str] | None = None
+
+    def append(self, metrics: dict[str, np.ndarray]) -> None:
+        """`metrics`: name -> `[S, U_chunk]` for the chunk just computed."""
+        names = sorted(metrics)
+        if self._columns is None:
+            self._columns = ["seed", "update", *names]
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self._columns)
+        num_updates = next(iter(metrics.values())).shape[1]
+        with self.path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            for s, seed in enumerate(self.seeds):
+                for u in range(num_updates):
+                    row = [seed, self.updates_written + u + 1]
+                    row += [_fmt(metrics[n][s, u]) for n in names]
+                    writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        self.updates_written += num_updates
+
+
+def _fmt(x) -> str:
+    x = float(x)
+    return repr(int(x)) if x.is_integer() and abs(x) < 2**53 else f"{x:.7g}"
+
+
+def read_metrics(path: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """Read `metrics.csv` back: seed -> name -> `[U]` array (ordered by update)."""
+    by_seed: dict[int, dict[str, list[float]]] = {}
+    with Path(path).open() as f:
+        for row in csv.DictReader(f):
+            seed = int(row.pop("seed"))
+            cols = by_seed.setdefault(seed, {})
+            for k, v in row.items():
+                cols.setdefault(k, []).append(float(v))
+    return {s: {k: np.asarray(v) for k, v in cols.items()} for s, cols in by_seed.items()}

@@ -1,0 +1,161 @@
+"""Plain NumPy float64 loop oracles for the return estimators in `pgjax.returns`.
+
+Written from the definitions, not from the kernels: every oracle is an explicit forward loop
+over the future of each step, so it shares no recursion with the reverse scans it checks.
+
+Conventions (time-major `[T, ...]`, any trailing batch dims):
+
+* `next_values[t]` is V(s_{t+1}) of the true state reached by step t.
+* `terminated[t]`: nothing is bootstrapped after step t (value 0).
+* `truncated[t]`: bootstrap with `next_values[t]`.
+* Either flag ends the episode: no sum or trace crosses from t to t + 1.
+  A step with both flags set counts as terminated (termination dominates).
+* The last step of the rollout bootstraps with `next_values[T - 1]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _f64(*arrays):
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+def _bool(*arrays):
+    return [np.asarray(a, dtype=bool) for a in arrays]
+
+
+def _tail_value(t, next_values, terminated):
+    """Value used to bootstrap after step t when the sum stops there."""
+    return np.where(terminated[t], 0.0, next_values[t])
+
+
+def td_errors(rewards, values, next_values, terminated, gamma):
+    """delta_t = r_t + gamma * (0 if terminated_t else V(s_{t+1})) - V(s_t)."""
+    rewards, values, next_values = _f64(rewards, values, next_values)
+    (terminated,) = _bool(terminated)
+    out = np.zeros_like(rewards)
+    for t in range(rewards.shape[0]):
+        boot = np.where(terminated[t], 0.0, next_values[t])
+        out[t] = rewards[t] + gamma * boot - values[t]
+    return out
+
+
+def n_step_returns(rewards, next_values, terminated, truncated, gamma, n):
+    """G_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n}), cut at episode/rollout end.
+
+    Forward loop from t: accumulate rewards; stop at the first step j in the window that
+    ends an episode (bootstrap 0 if terminated, next_values[j] if truncated) or that is
+    the last step of the rollout (bootstrap next_values[T-1]), or after n rewards
+    (bootstrap next_values[t+n-1] = V(s_{t+n})). Handles each batch element separately.
+    """
+    rewards, next_values = _f64(rewards, next_values)
+    terminated, truncated = _bool(terminated, truncated)
+    T = rewards.shape[0]
+    batch_shape = rewards.shape[1:]
+    out = np.zeros_like(rewards)
+    for idx in np.ndindex(*batch_shape):
+        r = rewards[(slice(None),) + idx]
+        v = next_values[(slice(None),) + idx]
+        te = terminated[(slice(None),) + idx]
+        tr = truncated[(slice(None),) + idx]
+        for t in range(T):
+            g = 0.0
+            disc = 1.0
+            k = 0
+            while True:
+                j = t + k
+                g += disc * r[j]
+                disc *= gamma
+                k += 1
+                if te[j]:
+                    break  # terminal: bootstrap zero
+                if tr[j] or j == T - 1 or k == n:
+                    g += disc * v[j]
+                    break
+            out[(t,) + idx] = g
+    return out
+
+
+def discounted_returns(rewards, terminated, truncated, gamma, next_values=None):
+    """Reward-to-go summed forward to the end of the episode (or of the rollout).
+
+    With next_values, truncated episode ends and the rollout end bootstrap; without,
+    everything after them counts as zero.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if next_values is None:
+        next_values = np.zeros_like(rewards)
+    T = rewards.shape[0]
+    return n_step_returns(rewards, next_values, terminated, truncated, gamma, n=T + 1)
+
+
+def lambda_returns(rewards, next_values, terminated, truncated, gamma, lambda_):
+    """Lambda-return as the weighted average of n-step returns.
+
+    G^lambda_t = (1 - lambda) sum_{n>=1} lambda^{n-1} G^{(n)}_t, where every G^{(n)} whose
+    window reaches past the episode/rollout end equals the full (truncated) return, so the
+    residual weight lambda^{N-1} goes to G^{(N)} with N the number of steps to the end.
+    Explicit sum over n, no recursion.
+    """
+    rewards, next_values = _f64(rewards, next_values)
+    T = rewards.shape[0]
+    # n-step returns for every n up to T (n >= steps-to-end gives the full return).
+    g_n = [n_step_returns(rewards, next_values, terminated, truncated, gamma, n) for n in range(1, T + 1)]
+    terminated, truncated = _bool(terminated, truncated)
+    ended = np.logical_or(terminated, truncated)
+    out = np.zeros_like(rewards)
+    for idx in np.ndindex(*rewards.shape[1:]):
+        for t in range(T):
+            # N = number of rewards until the episode or rollout ends (inclusive).
+            N = 1
+            while t + N - 1 < T - 1 and not ended[(t + N - 1,) + idx]:
+                N += 1
+            total = 0.0
+            for n in range(1, N):
+                total += (1.0 - lambda_) * lambda_ ** (n - 1) * g_n[n - 1][(t,) + idx]
+            total += lambda_ ** (N - 1) * g_n[N - 1][(t,) + idx]
+            out[(t,) + idx] = total
+    return out
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma, lambda_):
+    """A_t = sum_{k>=0} (gamma lambda)^k delta_{t+k}, summed forward until the episode or
+    rollout ends (the step that ends it is included)."""
+    deltas = td_errors(rewards, values, next_values, terminated, gamma)
+    terminated, truncated = _bool(terminated, truncated)
+    ended = np.logical_or(terminated, truncated)
+    T = deltas.shape[0]
+    out = np.zeros_like(deltas)
+    for idx in np.ndindex(*deltas.shape[1:]):
+        for t in range(T):
+            total = 0.0
+            weight = 1.0
+            for j in range(t, T):
+                total += weight * deltas[(j,) + idx]
+                if ended[(j,) + idx]:
+                    break
+                weight *= gamma * lambda_
+            out[(t,) + idx] = total
+    return out
+
+
+def gae_fast(rewards, values, next_values, terminated, truncated, gamma, lambda_):
+    """Same forward sum as `gae`, A_t = sum_k (gamma lambda)^k delta_{t+k} up to the episode
+    or rollout end, but vectorised over t and the batch: the loop runs over the offset k and
+    adds the k-th term to every t whose episode is still running at t + k. For long T."""
+    deltas = td_errors(rewards, values, next_values, terminated, gamma)
+    terminated, truncated = _bool(terminated, truncated)
+    ended = np.logical_or(terminated, truncated)
+    T = deltas.shape[0]
+    out = np.zeros_like(deltas)
+    alive = np.ones(deltas.shape, dtype=bool)  # alive[t]: no episode end in [t, t + k)
+    for k in range(T):
+        n = T - k  # steps t = 0 .. n-1 have a (t + k)-th entry
+        out[:n] += np.where(alive[:n], (gamma * lambda_) ** k * deltas[k:], 0.0)
+        alive[:n] &= ~ended[k:]
+        alive[n - 1 :] = False  # t + k + 1 would be past the rollout end
+        if not alive.any():
+            break
+    return out

@@ -1,0 +1,155 @@
+"""The environment layer's contract: gymnax's six-value step, final observations, episode
+statistics, observation normalisation, action handling, clear errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax import envs
+
+
+def test_gymnax_step_is_the_six_value_api():
+    # gymnax 0.0.9 (still on PyPI) returns five values; pgjax needs >= 1.0.
+    import gymnax
+
+    env, params = gymnax.make("CartPole-v1")
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    out = env.step(jax.random.PRNGKey(1), state, 0, params)
+    assert len(out) == 6
+    info = out[5]
+    assert {"terminated", "truncated", "final_observation"} <= set(info)
+
+
+def test_unknown_env_id_lists_valid_ids():
+    with pytest.raises(ValueError) as err:
+        envs.make_vec_env("CartPole-v9", 2)
+    message = str(err.value)
+    assert "CartPole-v9" in message and "'CartPole-v1'" in message  # suggestion
+    assert "Acrobot-v1" in message and "Pendulum-v1" in message  # the full list
+
+
+def test_bad_num_envs():
+    with pytest.raises(ValueError, match="num_envs=0"):
+        envs.make_vec_env("CartPole-v1", 0)
+
+
+def _scripted_run(actions):
+    """Step the scripted probe with actions `[T, B]`; return the time steps and episode data."""
+    env = envs.make_vec_env("Scripted-probe", actions.shape[1])
+    env_state, obs = env.reset(jax.random.PRNGKey(0))
+    stats = envs.init_episode_stats(env.num_envs)
+    steps, finished = [], []
+    for t in range(actions.shape[0]):
+        env_state, ts = env.step(jax.random.PRNGKey(t), env_state, jnp.asarray(actions[t]))
+        stats, fin = envs.update_episode_stats(stats, ts)
+        steps.append(jax.device_get(ts))
+        finished.append(jax.device_get(fin))
+    return env, steps, finished
+
+
+def test_final_observation_and_flags_on_a_scripted_episode():
+    # env 0 terminates at step 3, env 1 too (same step), env 2 is truncated at the
+    # 5-step limit, env 3 terminates at step 1 then again at step 4.
+    actions = np.array([
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+        [1, 1, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+    ], np.int32)
+    env, steps, finished = _scripted_run(actions)
+    ts2 = steps[2]
+    np.testing.assert_array_equal(ts2.terminated, [True, True, False, False])
+    np.testing.assert_array_equal(ts2.truncated, [False, False, False, False])
+    np.testing.assert_array_equal(ts2.next_obs[:, 0], [3, 3, 3, 2])  # true final observation
+    np.testing.assert_array_equal(ts2.obs[:, 0], [0, 0, 3, 2])  # auto-reset where done
+    ts4 = steps[4]
+    np.testing.assert_array_equal(ts4.truncated, [False, False, True, False])
+    np.testing.assert_array_equal(ts4.terminated, [False, False, False, False])
+    assert ts4.next_obs[2, 0] == 5 and ts4.obs[2, 0] == 0
+    # Rewards are 1 + 10 * action.
+    np.testing.assert_array_equal(steps[0].reward, [1, 1, 1, 11])
+
+
+def test_episode_statistics_when_several_envs_finish_together():
+    actions = np.array([
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+        [1, 1, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+    ], np.int32)
+    _, _, finished = _scripted_run(actions)
+    episodes = []  # (step, env, return, length)
+    for t, (done, ret, length) in enumerate(finished):
+        for b in np.flatnonzero(done):
+            episodes.append((t, int(b), float(ret[b]), int(length[b])))
+    assert episodes == [
+        (0, 3, 11.0, 1),
+        (2, 0, 13.0, 3),  # two environments finish in the same step: both counted
+        (2, 1, 13.0, 3),
+        (3, 3, 13.0, 3),
+        (4, 2, 5.0, 5),  # truncated by the time limit
+    ]
+
+
+def test_rollout_episode_metrics_average_every_finished_episode():
+    from pgjax.rollout import PolicyStep, finished_episode_metrics, reset_env_carry, rollout
+
+    env = envs.make_vec_env("Scripted-probe", 4)
+    stop_time = jnp.asarray([2, 2, 99, 1])  # env b terminates when its clock reads stop_time[b]
+
+    def policy(key, obs):
+        action = (obs[:, 0] == stop_time).astype(jnp.int32)
+        return PolicyStep(action, action, jnp.zeros(4), jnp.zeros(4))
+
+    carry = reset_env_carry(env, jax.random.PRNGKey(0))
+    _, traj = jax.jit(rollout, static_argnums=(0, 1, 4))(env, policy, carry, jax.random.PRNGKey(1), 5)
+    assert traj.obs.shape == (5, 4, 1) and traj.reward.shape == (5, 4)
+    # Episodes: envs 0 and 1 end together at step 2 (13, length 3), env 3 ends at steps 1
+    # and 3 (12, length 2 each), env 2 is truncated at step 4 (5, length 5).
+    np.testing.assert_array_equal(np.flatnonzero(traj.episode_done[2]), [0, 1])
+    m = finished_episode_metrics(traj)
+    assert float(m["episodes"]) == 5
+    assert float(m["episode_return"]) == pytest.approx((13 + 13 + 12 + 12 + 5) / 5)
+    assert float(m["episode_length"]) == pytest.approx((3 + 3 + 2 + 2 + 5) / 5)
+    # obs/next_obs agree except where an episode ended
+    done = np.asarray(traj.terminated | traj.truncated)
+    same = np.asarray(traj.next_obs[:-1] == traj.obs[1:])[..., 0]
+    np.testing.assert_array_equal(same, ~done[:-1])
+
+
+def test_running_stats_match_numpy_over_batches():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(7, 50, 3)).astype(np.float32)
+    stats = envs.init_running_stats((3,))
+    update = jax.jit(envs.update_running_stats)
+    for batch in data:
+        stats = update(stats, jnp.asarray(batch))
+    flat = data.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(stats.mean, flat.mean(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(stats.var, flat.var(0), rtol=1e-3)
+    normed = envs.normalize_obs(stats, jnp.asarray(flat, jnp.float32))
+    np.testing.assert_allclose(np.mean(normed, 0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.std(normed, 0), 1.0, atol=1e-3)
+
+
+def test_action_clip_and_rescale_for_box_spaces():
+    env = envs.make_vec_env("Pendulum-v1", 3)
+    spec = env.action_spec
+    assert not spec.discrete and spec.shape == (1,)
+    a = jnp.asarray([[-5.0], [0.5], [9.0]])
+    np.testing.assert_allclose(envs.clip_action(a, spec), [[-2.0], [0.5], [2.0]])
+    np.testing.assert_allclose(envs.rescale_action(jnp.asarray([[-1.0], [0.0], [1.0]]), spec), [[-2.0], [0.0], [2.0]])
+    discrete = envs.make_vec_env("CartPole-v1", 2).action_spec
+    assert discrete.discrete and discrete.num_actions == 2
+
+
+def test_batched_reset_and_step_shapes():
+    env = envs.make_vec_env("Acrobot-v1", 5)
+    state, obs = env.reset(jax.random.PRNGKey(0))
+    assert obs.shape == (5, *env.obs_shape) and obs.dtype == jnp.float32
+    state, ts = jax.jit(env.step)(jax.random.PRNGKey(1), state, jnp.zeros(5, jnp.int32))
+    assert ts.reward.shape == (5,) and ts.terminated.dtype == jnp.bool_
+    assert ts.next_obs.shape == obs.shape
