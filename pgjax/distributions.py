@@ -51,8 +51,15 @@ def categorical_kl(logits_p: Array, logits_q: Array) -> Array:
 # --- diagonal Gaussian -------------------------------------------------------------------
 
 
+def _broadcast(*arrays: Array) -> list[Array]:
+    """Broadcast on purpose (a shared `[D]` log-std against `[N, D]` means is intended)."""
+    shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
+    return [jnp.broadcast_to(a, shape) for a in arrays]
+
+
 def diag_gaussian_log_prob(mean: Array, log_std: Array, actions: Array) -> Array:
     """`-1/2 (n log 2pi + sum_i[(a_i - mu_i)^2 / sigma_i^2 + 2 log sigma_i])`, summed over the last axis."""
+    mean, log_std, actions = _broadcast(mean, log_std, actions)
     z = (actions - mean) * jnp.exp(-log_std)
     n = mean.shape[-1]
     return -0.5 * (n * LOG_2PI + jnp.sum(z**2 + 2.0 * log_std, axis=-1))
@@ -65,6 +72,7 @@ def diag_gaussian_entropy(log_std: Array) -> Array:
 
 def diag_gaussian_kl(mean_p: Array, log_std_p: Array, mean_q: Array, log_std_q: Array) -> Array:
     """`KL(p || q) = sum_i [log(s_q/s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2]`."""
+    mean_p, log_std_p, mean_q, log_std_q = _broadcast(mean_p, log_std_p, mean_q, log_std_q)
     var_ratio = jnp.exp(2.0 * (log_std_p - log_std_q))
     mean_term = ((mean_p - mean_q) * jnp.exp(-log_std_q)) ** 2
     return jnp.sum(log_std_q - log_std_p + 0.5 * (var_ratio + mean_term - 1.0), axis=-1)
@@ -126,8 +134,8 @@ class DiagGaussian(NamedTuple):
         return jnp.broadcast_shapes(self.mean.shape, self.log_std.shape)
 
     def sample(self, key: PRNGKey) -> Array:
-        noise = jax.random.normal(key, self.shape, self.mean.dtype)
-        return self.mean + jnp.exp(self.log_std) * noise
+        mean, log_std = _broadcast(self.mean, self.log_std)
+        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
 
     def mode(self) -> Array:
         return jnp.broadcast_to(self.mean, self.shape)

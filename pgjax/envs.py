@@ -173,18 +173,25 @@ def update_running_stats(stats: RunningStats, batch: Array) -> RunningStats:
 
 def normalize_obs(stats: RunningStats, obs: Array, clip: float = 10.0) -> Array:
     """`clip((obs - mean) / sqrt(var + 1e-8), -clip, clip)`."""
-    return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+    mean = jnp.broadcast_to(stats.mean, obs.shape)  # explicit: stats are [*obs_shape], obs [..., *obs_shape]
+    std = jnp.broadcast_to(jnp.sqrt(stats.var + 1e-8), obs.shape)
+    return jnp.clip((obs - mean) / std, -clip, clip)
 
 
 # --- actions -----------------------------------------------------------------------------
 
 
+def _bounds(spec: ActionSpec, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    return (jnp.broadcast_to(jnp.asarray(spec.low), shape), jnp.broadcast_to(jnp.asarray(spec.high), shape))
+
+
 def clip_action(action: Array, spec: ActionSpec) -> Array:
     """Clip a Box action into `[low, high]` (the policy's own sample is kept for log-probs)."""
-    return jnp.clip(action, jnp.asarray(spec.low), jnp.asarray(spec.high))
+    low, high = _bounds(spec, action.shape)
+    return jnp.clip(action, low, high)
 
 
 def rescale_action(action: Array, spec: ActionSpec) -> Array:
     """Map an action in `[-1, 1]` affinely onto `[low, high]`."""
-    low, high = jnp.asarray(spec.low), jnp.asarray(spec.high)
+    low, high = _bounds(spec, action.shape)
     return low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)

@@ -1,8 +1,14 @@
 import os
 import sys
 
+import jax
+
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))
+
+# A silent [B, 1] vs [B] broadcast is a classic RL bug: make implicit rank promotion an
+# error everywhere in the tests (as rlax does), so pgjax broadcasts only on purpose.
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 from probe_envs import register_probes  # noqa: E402
 

@@ -69,7 +69,7 @@ class PPOConfig:
     activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
     anneal_lr: bool = field(True, "anneal the learning rate linearly to 0 over the run")
     normalize_advantages: bool = field(True, "standardise advantages per minibatch")
-    clip_value_loss: bool = field(False, "clip value updates around the rollout's values")
+    clip_value_loss: bool = field(True, "clip value updates around the rollout's values (as CleanRL, purejaxrl)")
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
     hparams: PPOHParams = field(PPOHParams(), "traced hyper-parameters")

@@ -1,0 +1,458 @@
+"""Speed benchmark: pgjax's training throughput, the environment-only ceiling and a peer.
+
+Not a test: it measures, prints Markdown tables on stdout (progress goes to stderr) and
+appends one JSON line per measurement to `--out`.
+
+usage (from the repository root, in the venv; the full run takes a while on a small CPU):
+
+    python scripts/benchmark.py                       # PPO on CartPole-v1, 1 and 16 seeds, 5e5 steps
+    python scripts/benchmark.py --peer rejax          # also rejax, run right after pgjax per seed count
+    python scripts/benchmark.py --seeds 1,2 --total-timesteps 20480 --peer rejax   # quick smoke run
+
+options: --algos ppo (comma list)   --seeds 1,16 (seed counts, each one jit(vmap) run)
+         --total-timesteps N (override the config's)   --peer none|rejax
+         --out benchmarks/results.jsonl (appended to)
+
+What is measured, for each algorithm and seed count S (settings from configs/<algo>_<env>.toml):
+
+- pgjax: `jax.jit(jax.vmap(trainer.train)).lower(keys).compile()` is timed as the compile
+  time; the compiled function then runs twice with different keys and the faster run is the
+  train time (`jax.block_until_ready`). The final policies of the first run are evaluated
+  afterwards, outside the timed region, on 128 episodes per seed.
+- rejax (`--peer rejax`): /work/shared/peers/rejax_train.py in rejax's own venv, with the same
+  settings, timed the same way by the harness; run right after pgjax for the same S.
+- env only: the same batch (num_envs envs x num_steps steps, num_updates rollouts) with
+  uniformly random actions, one jitted `lax.scan` over `VecEnv.step`, vmapped over S seeds and
+  timed the same way. No learner can step the environments faster: this is the ceiling.
+- breakdown (S = 1 only): the rollouts alone (the policy network and the environments, fixed
+  initial parameters, num_updates rollouts in one jitted scan) against the full training
+  run; the difference is the update (GAE, epochs of minibatch SGD).
+
+Columns of the main table:
+
+  algo, env      algorithm and gymnax environment id
+  seeds          S, the number of vmapped seeds trained in one compiled call
+  run            pgjax | rejax | env only (random actions)
+  compile s      seconds to lower and compile jit(vmap(train)) for S seeds
+  train s        best of two runs of the compiled function, seconds
+  env steps/s    environment steps of all seeds together per second of train time,
+                 S * num_updates * num_envs * num_steps / train s (the steps pgjax actually
+                 runs; rejax's harness divides S * total_timesteps instead)
+  of env-only    env steps/s as a fraction of the env-only ceiling for the same S (pgjax's
+                 gymnax 1.0 environments; rejax steps gymnax 0.0.9's, the same CartPole)
+  return mean    mean over seeds of each seed's mean return over 128 evaluation episodes,
+                 stochastic policy (sampled actions, as rejax's evaluation)
+  return min     the worst seed's mean return (stochastic policy)
+  greedy mean/min  the same with the deterministic policy (mode of the action distribution);
+                 pgjax only
+
+The ratio table gives pgjax / rejax of env steps per second (> 1: pgjax trains faster) and
+of compile seconds (< 1: pgjax compiles faster). The breakdown table gives the seconds of
+each part and its share of the full PPO train time.
+
+Each JSON line holds: kind (pgjax | rejax | env_only | rollout_only), algo, env_id, seeds,
+total_timesteps, env_steps, compile_s, train_s, env_steps_per_s, the returns where measured,
+the config or the peer's arguments, and the jax/jaxlib versions, date (UTC), os.cpu_count(),
+JAX backend and pgjax's git commit.
+
+To add an algorithm: give it an entry in ALGO_BENCHMARKS below (its config file and, if it
+has them, how to translate its config into rejax's arguments and how to run its rollouts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pgjax.algos import ALGORITHMS
+from pgjax.cli import load_config
+from pgjax.config import to_dict
+from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax.rollout import rollout
+
+REPO = Path(__file__).resolve().parents[1]
+PEERS_DIR = REPO.parent / "shared" / "peers"  # /work/shared/peers next to /work/main
+EVAL_EPISODES = 128
+
+
+# --- what to benchmark, per algorithm -------------------------------------------------------
+
+
+def _ppo_rejax_kwargs(config) -> dict:
+    """pgjax's PPO config as rejax's `PPO.create` keyword arguments (see the peers README)."""
+    hp = config.hparams
+    return {
+        "env": config.env_id, "num_envs": config.num_envs, "num_steps": config.num_steps,
+        "num_epochs": config.update_epochs, "num_minibatches": config.num_minibatches,
+        "learning_rate": hp.learning_rate, "max_grad_norm": hp.max_grad_norm, "gamma": hp.gamma,
+        "gae_lambda": hp.gae_lambda, "clip_eps": hp.clip_eps, "ent_coef": hp.ent_coef,
+        "vf_coef": hp.vf_coef, "total_timesteps": config.total_timesteps,
+        "agent_kwargs": {"activation": config.activation, "hidden_layer_sizes": list(config.hidden_sizes)},
+    }
+
+
+def _ppo_rollout_setup(trainer, state):
+    """PPO's sampling policy with the state's (fixed) parameters, and the env carry to start from."""
+    ppo = ALGORITHMS["ppo"]
+    policy = functools.partial(
+        ppo._policy_step, trainer.config, trainer.env, trainer.networks, state.params, state.obs_stats
+    )
+    return policy, state.env
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoBenchmark:
+    config_file: str  # relative to the repository root
+    rejax_name: str | None = None  # the algorithm's name in rejax, None if rejax has no peer
+    rejax_kwargs: Callable[[Any], dict] | None = None  # config -> rejax `create` kwargs
+    rollout_setup: Callable[[Any, Any], tuple] | None = None  # (trainer, state) -> (policy_fn, env_carry)
+
+
+ALGO_BENCHMARKS = {
+    "ppo": AlgoBenchmark("configs/ppo_cartpole.toml", "ppo", _ppo_rejax_kwargs, _ppo_rollout_setup),
+}
+
+
+# --- timing ---------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def time_compiled(fn: Callable, first_args: tuple, second_args: tuple) -> tuple[float, float, Any]:
+    """Compile `jit(fn)` for `first_args`, run it on both argument sets.
+
+    Returns (compile seconds, best run seconds, output of the first run).
+    """
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*first_args).compile()
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*first_args))
+    t2 = time.perf_counter()
+    jax.block_until_ready(compiled(*second_args))
+    t3 = time.perf_counter()
+    return t1 - t0, min(t2 - t1, t3 - t2), out
+
+
+def keys_pair(num_seeds: int):
+    """Keys for the two timed runs: seeds 0..S-1 under root seeds 0 and 1."""
+    return seed_keys(0, range(num_seeds)), seed_keys(1, range(num_seeds))
+
+
+def env_steps(config) -> int:
+    """Environment steps one seed's training run actually takes."""
+    return config.num_updates * config.num_envs * config.num_steps
+
+
+def timing_record(kind: str, config, num_seeds: int, compile_s: float, train_s: float) -> dict:
+    steps = env_steps(config)
+    return {
+        "kind": kind, "env_id": config.env_id, "seeds": num_seeds,
+        "total_timesteps": config.total_timesteps, "env_steps": steps,
+        "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
+        "env_steps_per_s": round(num_seeds * steps / train_s),
+    }
+
+
+# --- pgjax training -------------------------------------------------------------------------
+
+
+def final_returns(trainer, state) -> dict:
+    """Mean and min over seeds of the mean return over EVAL_EPISODES episodes per seed."""
+    out = {}
+    for name, deterministic in (("final_return", False), ("greedy_return", True)):
+        returns, _ = evaluate_seeds(trainer, state, EVAL_EPISODES, deterministic=deterministic)
+        per_seed = np.asarray(returns).mean(axis=1)
+        out[f"{name}_mean"] = float(per_seed.mean())
+        out[f"{name}_min"] = float(per_seed.min())
+    return out
+
+
+def bench_pgjax(trainer, num_seeds: int) -> dict:
+    """Time the whole training run for S vmapped seeds, then evaluate the final policies."""
+    first, second = keys_pair(num_seeds)
+    compile_s, train_s, output = time_compiled(jax.vmap(trainer.train), (first,), (second,))
+    record = timing_record("pgjax", trainer.config, num_seeds, compile_s, train_s)
+    record.update(final_returns(trainer, output.state))
+    record["config"] = to_dict(trainer.config)
+    return record
+
+
+# --- the environment-only ceiling and the rollout-only part ---------------------------------
+
+
+def random_actions(env, key):
+    """Uniformly random actions for every environment copy."""
+    spec = env.action_spec
+    if spec.discrete:
+        return jax.random.randint(key, (env.num_envs,), 0, spec.num_actions)
+    return jax.random.uniform(
+        key, (env.num_envs, *spec.shape), minval=jnp.asarray(spec.low), maxval=jnp.asarray(spec.high)
+    )
+
+
+def make_env_only(env, num_rollouts: int, num_steps: int):
+    """`run(key) -> total reward`: num_rollouts x num_steps random-action steps of `env`."""
+
+    def step(env_state, step_key):
+        action_key, env_key = jax.random.split(step_key)
+        env_state, timestep = env.step(env_key, env_state, random_actions(env, action_key))
+        return env_state, timestep.reward.sum()
+
+    def one_rollout(env_state, rollout_key):
+        env_state, rewards = jax.lax.scan(step, env_state, jax.random.split(rollout_key, num_steps))
+        return env_state, rewards.sum()
+
+    def run(key):
+        reset_key, key = jax.random.split(key)
+        env_state, _ = env.reset(reset_key)
+        _, totals = jax.lax.scan(one_rollout, env_state, jax.random.split(key, num_rollouts))
+        return totals.sum()  # depends on every step, so nothing is optimised away
+
+    return run
+
+
+def make_rollout_only(trainer, rollout_setup):
+    """`run(key) -> checksum`: num_updates rollouts of the initial policy, no learning."""
+    config = trainer.config
+
+    def run(key):
+        init_key, key = jax.random.split(key)
+        state = trainer.init(init_key, config.hparams)
+        policy, env_carry = rollout_setup(trainer, state)
+
+        def one_rollout(carry, rollout_key):
+            carry, traj = rollout(trainer.env, policy, carry, rollout_key, config.num_steps)
+            # Sum every field so log-probs, values and observations are all computed.
+            return carry, sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(traj))
+
+        _, sums = jax.lax.scan(one_rollout, env_carry, jax.random.split(key, config.num_updates))
+        return sums.sum()
+
+    return run
+
+
+def bench_vmapped(kind: str, run_fn, config, num_seeds: int) -> dict:
+    first, second = keys_pair(num_seeds)
+    compile_s, train_s, _ = time_compiled(jax.vmap(run_fn), (first,), (second,))
+    return timing_record(kind, config, num_seeds, compile_s, train_s)
+
+
+# --- the peer -------------------------------------------------------------------------------
+
+
+def peer_python() -> str:
+    """The rejax venv's python (setup.sh builds the venv once, then just prints the path)."""
+    done = subprocess.run(["bash", str(PEERS_DIR / "setup.sh")], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def bench_rejax(python: str, bench: AlgoBenchmark, config, num_seeds: int) -> dict | None:
+    """Run the rejax harness for S seeds; its JSON line, or None (with a message) if it failed."""
+    kwargs = bench.rejax_kwargs(config)
+    cmd = [python, str(PEERS_DIR / "rejax_train.py"), bench.rejax_name, str(num_seeds), json.dumps(kwargs)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        log(f"  rejax failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        return None
+    result = json.loads(lines[-1])
+    result.update(kind="rejax", env_id=config.env_id, total_timesteps=config.total_timesteps)
+    result.setdefault("jaxlib", None)  # the harness reports its own venv's jax version only
+    return result
+
+
+# --- records and tables ---------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "pgjax_commit": commit or None,
+    }
+
+
+def append_jsonl(path: Path, records: list[dict], info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for record in records:
+            f.write(json.dumps({**info, **record}) + "\n")
+
+
+def fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or not b else a / b
+
+
+def main_table(groups: list[dict]) -> str:
+    head = ("| algo | env | seeds | run | compile s | train s | env steps/s | of env-only "
+            "| return mean | return min | greedy mean | greedy min |")
+    rows = [head, "|" + "---|" * 4 + "---:|" * 8]
+    for g in groups:
+        limit = g["env_only"]["env_steps_per_s"]
+        runs = [("pgjax", g["pgjax"]), ("rejax", g.get("rejax")), ("env only (random actions)", g["env_only"])]
+        for name, r in runs:
+            if r is None:
+                continue
+            rows.append(
+                f"| {g['algo']} | {g['env_id']} | {g['seeds']} | {name} | {fmt(r['compile_s'], '.2f')} "
+                f"| {fmt(r['train_s'], '.2f')} | {fmt(r['env_steps_per_s'], ',.0f')} "
+                f"| {fmt(ratio(r['env_steps_per_s'], limit), '.0%')} "
+                f"| {fmt(r.get('final_return_mean'), '.1f')} | {fmt(r.get('final_return_min'), '.1f')} "
+                f"| {fmt(r.get('greedy_return_mean'), '.1f')} | {fmt(r.get('greedy_return_min'), '.1f')} |"
+            )
+    return "\n".join(rows)
+
+
+def peer_table(groups: list[dict]) -> str:
+    rows = ["| algo | env | seeds | env steps/s pgjax ÷ rejax | compile s pgjax ÷ rejax |", "|---|---|---:|---:|---:|"]
+    for g in groups:
+        if g.get("rejax") is None:
+            continue
+        p, r = g["pgjax"], g["rejax"]
+        rows.append(
+            f"| {g['algo']} | {g['env_id']} | {g['seeds']} "
+            f"| {fmt(ratio(p['env_steps_per_s'], r['env_steps_per_s']), '.2f')} "
+            f"| {fmt(ratio(p['compile_s'], r['compile_s']), '.2f')} |"
+        )
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def breakdown_table(groups: list[dict]) -> str:
+    rows = ["| algo | env | part (1 seed) | compile s | time s | share of training time |", "|---|---|---|---:|---:|---:|"]
+    for g in groups:
+        if g.get("rollout_only") is None:
+            continue
+        full, roll, env_only = g["pgjax"], g["rollout_only"], g["env_only"]
+        update_s = full["train_s"] - roll["train_s"]
+        parts = [
+            ("env only, random actions (within the rollouts)", env_only["compile_s"], env_only["train_s"]),
+            ("rollouts: policy + env", roll["compile_s"], roll["train_s"]),
+            ("update: GAE + SGD (full − rollouts)", None, update_s),
+            ("full training run", full["compile_s"], full["train_s"]),
+        ]
+        for name, compile_s, seconds in parts:
+            rows.append(
+                f"| {g['algo']} | {g['env_id']} | {name} | {fmt(compile_s, '.2f')} | {seconds:.2f} "
+                f"| {seconds / full['train_s']:.0%} |"
+            )
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+
+def build_trainer(algo: str, total_timesteps: int | None):
+    bench = ALGO_BENCHMARKS[algo]
+    overrides = [] if total_timesteps is None else [f"total_timesteps={total_timesteps}"]
+    _, module, config = load_config(None, REPO / bench.config_file, None, overrides)
+    return bench, module.make_trainer(config)
+
+
+def bench_group(algo: str, bench: AlgoBenchmark, trainer, num_seeds: int, rejax_python: str | None) -> dict:
+    """All measurements for one algorithm and seed count, pgjax first and the peer right after."""
+    config = trainer.config
+    group = {"algo": algo, "env_id": config.env_id, "seeds": num_seeds}
+    log(f"[{algo} {config.env_id} S={num_seeds}] pgjax training ({config.num_updates} updates)...")
+    group["pgjax"] = bench_pgjax(trainer, num_seeds)
+    if rejax_python is not None and bench.rejax_kwargs is not None:
+        log(f"[{algo} {config.env_id} S={num_seeds}] rejax training...")
+        group["rejax"] = bench_rejax(rejax_python, bench, config, num_seeds)
+    log(f"[{algo} {config.env_id} S={num_seeds}] env only, random actions...")
+    env_only = make_env_only(trainer.env, config.num_updates, config.num_steps)
+    group["env_only"] = bench_vmapped("env_only", env_only, config, num_seeds)
+    if num_seeds == 1 and bench.rollout_setup is not None:
+        log(f"[{algo} {config.env_id} S={num_seeds}] rollouts only...")
+        group["rollout_only"] = bench_vmapped(
+            "rollout_only", make_rollout_only(trainer, bench.rollout_setup), config, num_seeds
+        )
+    limit = group["env_only"]["env_steps_per_s"]
+    group["pgjax"]["fraction_of_env_only"] = round(group["pgjax"]["env_steps_per_s"] / limit, 4)
+    if group.get("rejax") is not None:
+        r = group["rejax"]
+        r["pgjax_over_rejax_env_steps_per_s"] = round(group["pgjax"]["env_steps_per_s"] / r["env_steps_per_s"], 4)
+        r["pgjax_over_rejax_compile_s"] = round(group["pgjax"]["compile_s"] / r["compile_s"], 4)
+    return group
+
+
+def group_records(group: dict) -> list[dict]:
+    return [
+        {"algo": group["algo"], **group[kind]}
+        for kind in ("pgjax", "rejax", "env_only", "rollout_only")
+        if group.get(kind) is not None
+    ]
+
+
+def parse_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", type=parse_list, default=["ppo"],
+                        help=f"comma list of algorithms; known: {', '.join(ALGO_BENCHMARKS)}")
+    parser.add_argument("--seeds", type=lambda t: [int(s) for s in parse_list(t)], default=[1, 16],
+                        help="comma list of seed counts, each one jit(vmap) run (default 1,16)")
+    parser.add_argument("--total-timesteps", type=int, default=None, help="override the config's total_timesteps")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results.jsonl"), help="JSON lines file, appended to")
+    parser.add_argument("--peer", choices=["none", "rejax"], default="none", help="peer library to run alongside")
+    args = parser.parse_args(argv)
+    unknown = [a for a in args.algos if a not in ALGO_BENCHMARKS]
+    if unknown:
+        parser.error(f"--algos: no benchmark for {', '.join(unknown)}; known: {', '.join(ALGO_BENCHMARKS)}")
+    if not args.seeds or min(args.seeds) < 1:
+        parser.error("--seeds: give positive seed counts, e.g. 1,16")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    info = machine_info()
+    rejax_python = peer_python() if args.peer == "rejax" else None
+    log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs; results appended to {args.out}")
+    groups = []
+    for algo in args.algos:
+        bench, trainer = build_trainer(algo, args.total_timesteps)
+        for num_seeds in args.seeds:
+            group = bench_group(algo, bench, trainer, num_seeds, rejax_python)
+            append_jsonl(args.out, group_records(group), info)
+            groups.append(group)
+    tables = [("Training speed and final returns", main_table(groups)),
+              ("pgjax / rejax", peer_table(groups)),
+              ("Where PPO's time goes (1 seed)", breakdown_table(groups))]
+    print(f"jax {info['jax']}, {info['backend']}, {info['cpu_count']} CPUs, {info['date']}\n")
+    print("\n\n".join(f"### {title}\n\n{table}" for title, table in tables if table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
