@@ -215,3 +215,38 @@ def describe(cls: type, prefix: str = "") -> list[str]:
         allowed = f" ({check[1]})" if check else ""
         lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('doc', '')}{allowed}")
     return lines
+
+
+# --- settings every on-policy algorithm shares ---------------------------------------------
+
+
+@config_dataclass
+class OnPolicyConfig:
+    """Static settings shared by on-policy algorithms (subclasses add theirs and `hparams`)."""
+
+    env_id: str = field("CartPole-v1", "gymnax environment id")
+    num_envs: int = field(4, "environments stepped in parallel", positive())
+    num_steps: int = field(128, "steps per environment per rollout", positive())
+    total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
+    hidden_sizes: tuple[int, ...] = field((64, 64), "hidden layer sizes of actor and critic")
+    activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
+    normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
+    init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
+
+    @property
+    def batch_size(self) -> int:
+        """Environment steps per rollout (per update)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> None:
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"total_timesteps={self.total_timesteps} is smaller than one rollout "
+                f"(num_envs * num_steps = {self.batch_size})."
+            )
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")

@@ -110,12 +110,20 @@ def action_spec(space: Any) -> ActionSpec:
     raise ValueError(f"action space {space!r} is not supported: use Discrete or Box")
 
 
-def make_vec_env(env_id: str, num_envs: int, **env_kwargs) -> VecEnv:
-    """Make `num_envs` copies of the gymnax environment `env_id`."""
+def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None, **env_kwargs) -> VecEnv:
+    """Make `num_envs` copies of the gymnax environment `env_id`.
+
+    `max_episode_steps` replaces the environment's time limit (its episodes are then
+    truncated at that many steps).
+    """
     check_env_id(env_id)
-    if not isinstance(num_envs, int) or num_envs < 1:
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs={num_envs!r} must be a positive integer")
     env, params = _gymnax().make(env_id, **env_kwargs)
+    if max_episode_steps is not None:
+        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps={max_episode_steps!r} must be a positive integer")
+        params = params.replace(max_steps_in_episode=max_episode_steps)
     return VecEnv(env=env, params=params, num_envs=num_envs, env_id=env_id)
 
 

@@ -61,3 +61,18 @@ class TrainOutput(NamedTuple):
 
     state: Any
     metrics: dict  # name -> [num_updates] array (plus leading seed/grid axes under vmap)
+
+
+class Trainer(NamedTuple):
+    """An algorithm's pure functions for one static config (what `make_trainer` returns).
+
+    Every algorithm's state has `params` and `obs_stats`, which `act` takes.
+    """
+
+    config: Any
+    env: Any  # the VecEnv the run trains on
+    networks: Any
+    init: Any  # (key, hparams) -> state
+    run: Any  # (state, hparams, num_updates: static int) -> (state, metrics [num_updates])
+    train: Any  # (key, hparams=None) -> TrainOutput; init + run over the whole budget
+    act: Any  # (params, obs_stats, key, obs, deterministic=False) -> environment actions

@@ -79,7 +79,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.algos import ALGORITHMS
+from pgjax.actor_critic import policy_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
 from pgjax.experiment import evaluate_seeds, seed_keys
@@ -106,11 +106,10 @@ def _ppo_rejax_kwargs(config) -> dict:
     }
 
 
-def _ppo_rollout_setup(trainer, state):
-    """PPO's sampling policy with the state's (fixed) parameters, and the env carry to start from."""
-    ppo = ALGORITHMS["ppo"]
+def _actor_critic_rollout_setup(trainer, state):
+    """An actor-critic's sampling policy with the state's (fixed) parameters, and the env carry."""
     policy = functools.partial(
-        ppo._policy_step, trainer.config, trainer.env, trainer.networks, state.params, state.obs_stats
+        policy_step, trainer.config, trainer.env, trainer.networks, state.params, state.obs_stats
     )
     return policy, state.env
 
@@ -124,7 +123,7 @@ class AlgoBenchmark:
 
 
 ALGO_BENCHMARKS = {
-    "ppo": AlgoBenchmark("configs/ppo_cartpole.toml", "ppo", _ppo_rejax_kwargs, _ppo_rollout_setup),
+    "ppo": AlgoBenchmark("configs/ppo_cartpole.toml", "ppo", _ppo_rejax_kwargs, _actor_critic_rollout_setup),
 }
 
 

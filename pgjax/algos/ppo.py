@@ -16,28 +16,21 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
+from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, policy_step
 from pgjax.config import (
     ConfigError,
+    OnPolicyConfig,
     config_dataclass,
     field,
     hparams_dataclass,
     non_negative,
-    one_of,
     positive,
     unit_interval,
 )
-from pgjax.envs import (
-    VecEnv,
-    clip_action,
-    init_running_stats,
-    make_vec_env,
-    normalize_obs,
-    update_running_stats,
-)
+from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
-from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
-from pgjax.rollout import EnvCarry, PolicyStep, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, RunningStats, TrainOutput, Transition
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer, TrainOutput
 
 
 @hparams_dataclass
@@ -56,51 +49,24 @@ class PPOHParams:
 
 
 @config_dataclass
-class PPOConfig:
-    """Static PPO settings: changing one recompiles."""
+class PPOConfig(OnPolicyConfig):
+    """Static PPO settings (shared on-policy ones in `OnPolicyConfig`): changing one recompiles."""
 
-    env_id: str = field("CartPole-v1", "gymnax environment id")
-    num_envs: int = field(4, "environments stepped in parallel", positive())
-    num_steps: int = field(128, "steps per environment per rollout", positive())
-    total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
     update_epochs: int = field(4, "passes over each rollout", positive())
     num_minibatches: int = field(4, "minibatches per epoch; must divide num_envs * num_steps", positive())
-    hidden_sizes: tuple[int, ...] = field((64, 64), "hidden layer sizes of actor and critic")
-    activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
     anneal_lr: bool = field(True, "anneal the learning rate linearly to 0 over the run")
     normalize_advantages: bool = field(True, "standardise advantages per minibatch")
     clip_value_loss: bool = field(True, "clip value updates around the rollout's values (as CleanRL, purejaxrl)")
-    normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
-    init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
     hparams: PPOHParams = field(PPOHParams(), "traced hyper-parameters")
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
     def validate(self) -> None:
+        super().validate()
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches={self.num_minibatches} does not divide the batch "
                 f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = {self.batch_size}; "
                 f"choose a divisor of {self.batch_size}."
             )
-        if self.total_timesteps < self.batch_size:
-            raise ConfigError(
-                f"total_timesteps={self.total_timesteps} is smaller than one rollout "
-                f"(num_envs * num_steps = {self.batch_size})."
-            )
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
-
-
-class PPONetworks(NamedTuple):
-    actor: Any  # flax module: obs -> Categorical | DiagGaussian
-    critic: Any  # flax module: obs -> V(obs)
 
 
 class PPOState(NamedTuple):
@@ -114,29 +80,6 @@ class PPOState(NamedTuple):
     update: Array  # int32 scalar: updates done so far
 
 
-class Trainer(NamedTuple):
-    """PPO's pure functions for one static config."""
-
-    config: PPOConfig
-    env: VecEnv
-    networks: PPONetworks
-    init: Any  # (key, hparams) -> PPOState
-    run: Any  # (state, hparams, num_updates) -> (PPOState, metrics)
-    train: Any  # (key, hparams=None) -> TrainOutput
-    act: Any  # (params, obs_stats, key, obs, deterministic) -> env action
-
-
-def make_networks(config: PPOConfig, env: VecEnv) -> PPONetworks:
-    spec = env.action_spec
-    if spec.discrete:
-        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation)
-    else:
-        actor = GaussianActor(
-            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std
-        )
-    return PPONetworks(actor, ValueCritic(config.hidden_sizes, config.activation))
-
-
 def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTransformation:
     learning_rate = hparams.learning_rate
     if config.anneal_lr:
@@ -146,28 +89,6 @@ def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTran
         optax.clip_by_global_norm(hparams.max_grad_norm),
         optax.adam(learning_rate, eps=1e-5),
     )
-
-
-def _observe(config: PPOConfig, obs_stats: RunningStats, obs: Array) -> Array:
-    return normalize_obs(obs_stats, obs) if config.normalize_obs else obs
-
-
-def _policy_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
-    x = _observe(config, obs_stats, obs)
-    dist = networks.actor.apply(params["actor"], x)
-    action = dist.sample(key)
-    value = networks.critic.apply(params["critic"], x)
-    spec = env.action_spec
-    env_action = action if spec.discrete else clip_action(action, spec)
-    return PolicyStep(action, env_action, dist.log_prob(action), value)
-
-
-def _act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
-    """Environment actions for evaluation: the mode if deterministic, else a sample."""
-    dist = networks.actor.apply(params["actor"], _observe(config, obs_stats, obs))
-    action = dist.mode() if deterministic else dist.sample(key)
-    spec = env.action_spec
-    return action if spec.discrete else clip_action(action, spec)
 
 
 class _Batch(NamedTuple):
@@ -211,11 +132,11 @@ def _epoch(config, networks, hparams, optimizer, batch, carry, key):
 def _update(config, env, networks, hparams, state: PPOState, _):
     """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-    policy = functools.partial(_policy_step, config, env, networks, state.params, state.obs_stats)
+    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
 
-    obs = _observe(config, state.obs_stats, traj.obs)
-    next_values = networks.critic.apply(state.params["critic"], _observe(config, state.obs_stats, traj.next_obs))
+    obs = observe(config, state.obs_stats, traj.obs)
+    next_values = networks.critic.apply(state.params["critic"], observe(config, state.obs_stats, traj.next_obs))
     advantages = returns.gae(
         traj.reward * hparams.reward_scale, traj.value, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
@@ -243,12 +164,8 @@ def _update(config, env, networks, hparams, state: PPOState, _):
 
 
 def _init(config, env, networks, key, hparams) -> PPOState:
-    key, actor_key, critic_key, env_key = jax.random.split(key, 4)
-    dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
-    params = {
-        "actor": networks.actor.init(actor_key, dummy),
-        "critic": networks.critic.init(critic_key, dummy),
-    }
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = init_actor_critic(networks, env, params_key)
     opt_state = make_optimizer(config, hparams).init(params)
     return PPOState(
         params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
@@ -272,7 +189,7 @@ def make_trainer(config: PPOConfig) -> Trainer:
     """Build PPO's functions for `config` (validated here, before anything compiles)."""
     config.validate()
     env = make_vec_env(config.env_id, config.num_envs)
-    networks = make_networks(config, env)
+    networks = make_actor_critic(config, env)
     bound = (config, env, networks)
     return Trainer(
         config=config,
@@ -281,7 +198,7 @@ def make_trainer(config: PPOConfig) -> Trainer:
         init=functools.partial(_init, *bound),
         run=functools.partial(_run, *bound),
         train=functools.partial(_train, *bound),
-        act=functools.partial(_act, *bound),
+        act=functools.partial(act, *bound),
     )
 
 

@@ -1,0 +1,102 @@
+"""The pieces every on-policy algorithm shares: actor and critic networks built for an
+environment, their parameters, sampling a policy step for a rollout, acting for evaluation.
+
+Functions take the algorithm's config (an `OnPolicyConfig`) first so algorithms can bind
+them with `functools.partial` and stay free of nested closures.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax.envs import VecEnv, clip_action, normalize_obs
+from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
+from pgjax.rollout import PolicyStep
+from pgjax.types import Array, PRNGKey, RunningStats
+
+
+class ActorCritic(NamedTuple):
+    actor: Any  # flax module: obs -> Categorical | DiagGaussian
+    critic: Any  # flax module: obs -> V(obs)
+
+
+def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
+    """A categorical or Gaussian actor (by the action space) and a value critic."""
+    spec = env.action_spec
+    if spec.discrete:
+        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation)
+    else:
+        actor = GaussianActor(
+            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std
+        )
+    return ActorCritic(actor, ValueCritic(config.hidden_sizes, config.activation))
+
+
+def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
+    actor_key, critic_key = jax.random.split(key)
+    dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
+    return {"actor": networks.actor.init(actor_key, dummy), "critic": networks.critic.init(critic_key, dummy)}
+
+
+def observe(config: Any, obs_stats: RunningStats, obs: Array) -> Array:
+    """What the networks see: raw observations, or normalised ones if `config.normalize_obs`."""
+    return normalize_obs(obs_stats, obs) if config.normalize_obs else obs
+
+
+def to_env_action(env: VecEnv, action: Array) -> Array:
+    spec = env.action_spec
+    return action if spec.discrete else clip_action(action, spec)
+
+
+def policy_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
+    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob and `V(s)`."""
+    x = observe(config, obs_stats, obs)
+    dist = networks.actor.apply(params["actor"], x)
+    action = dist.sample(key)
+    value = networks.critic.apply(params["critic"], x)
+    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), value)
+
+
+def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
+    """Environment actions for evaluation: the mode if deterministic, else a sample."""
+    dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))
+    action = dist.mode() if deterministic else dist.sample(key)
+    return to_env_action(env, action)
+
+
+def fit_value_function(
+    critic: Any,
+    optimizer: optax.GradientTransformation,
+    critic_params: Any,
+    opt_state: Any,
+    obs: Array,
+    targets: Array,
+    num_iters: int,
+    weights: Array | None = None,
+) -> tuple[Any, Any, dict]:
+    """Regress `V(obs)` on `targets` with `num_iters` full-batch steps of `optimizer`.
+
+    Minimises `1/2 sum_i w_i (V(s_i) - y_i)^2 / sum_i w_i` (weights mask padded steps;
+    default all ones), as the value step of VPG/REINFORCE (Schulman et al., 2016, sec. 5).
+    `obs [N, ...]`, `targets [N]`. Returns new params, optimiser state and the loss before
+    and after fitting.
+    """
+    weights = jnp.ones_like(targets) if weights is None else weights
+    targets = jax.lax.stop_gradient(targets)
+
+    def loss_fn(p):
+        error = critic.apply(p, obs) - targets
+        return 0.5 * jnp.sum(weights * error**2) / jnp.maximum(jnp.sum(weights), 1.0)
+
+    def step(carry, _):
+        p, s = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p)
+        updates, s = optimizer.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    (critic_params, opt_state), losses = jax.lax.scan(step, (critic_params, opt_state), None, length=num_iters)
+    return critic_params, opt_state, {"value_loss": losses[0], "value_loss_after": loss_fn(critic_params)}
