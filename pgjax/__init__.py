@@ -1,3 +1,13 @@
-"""pgjax: policy-gradient reinforcement learning in JAX."""
+"""pgjax: policy-gradient reinforcement learning in JAX.
+
+Kernels are plain modules (`pgjax.returns`, `pgjax.losses`, `pgjax.distributions`, ...);
+algorithms live in `pgjax.algos` (`from pgjax.algos import ppo`). Importing `pgjax`
+itself is cheap: nothing heavy is imported until a submodule is.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "actor_critic", "algos", "config", "distributions", "envs", "evaluation", "experiment",
+    "losses", "networks", "plotting", "returns", "rollout", "runs", "types",
+]

@@ -61,6 +61,17 @@ def policy_step(config, env, networks, params, obs_stats, key, obs) -> PolicySte
     return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), value)
 
 
+def sample_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
+    """Sample `a ~ pi(.|s)` with its log-prob, without the critic (`value=None`).
+
+    Algorithms that need `V(s)` for a whole rollout get it afterwards with one batched
+    critic call over `[T, B]` observations, which is cheaper than one call per step.
+    """
+    dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))
+    action = dist.sample(key)
+    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), None)
+
+
 def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
     """Environment actions for evaluation: the mode if deterministic, else a sample."""
     dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pgjax.envs import make_vec_env
 from pgjax.evaluation import evaluate
@@ -71,8 +72,6 @@ def train_seeds(
         done += size
         if on_chunk is not None:
             on_chunk(done, state, metrics)
-    import numpy as np
-
     merged = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
     return state, merged
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,10 @@ def plot_learning_curve(
         curves.append(y)
     if len(curves) > 1:
         stack = np.vstack(curves)
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(stack, axis=0)
-        ax.fill_between(x, np.nanmin(stack, axis=0), np.nanmax(stack, axis=0), alpha=0.15, color="C0")
+        with warnings.catch_warnings():  # all-nan columns (no episode finished yet) are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
+        ax.fill_between(x, low, high, alpha=0.15, color="C0")
         ax.plot(x, mean, lw=2.0, color="C0", label=f"mean of {len(curves)} seeds")
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric.replace("_", " "))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
@@ -17,7 +18,7 @@ class PolicyStep(NamedTuple):
     action: Array  # what the learner stores and scores (e.g. an unclipped Gaussian sample)
     env_action: Array  # what the environment receives (e.g. clipped to the Box)
     log_prob: Array  # log pi(action | obs), [B]
-    value: Array  # V(obs) if the policy has a critic, else zeros, [B]
+    value: Array | None  # V(obs) [B] if the policy computes it, else None
 
 
 PolicyFn = Callable[[PRNGKey, Array], PolicyStep]
@@ -76,8 +77,6 @@ def finished_episode_metrics(transitions: Transition) -> dict[str, Array]:
 
     The means are nan when no episode finished (plots skip them; averages use the count).
     """
-    import jax.numpy as jnp
-
     done = transitions.episode_done.astype(jnp.float32)
     count = done.sum()
     safe = jnp.maximum(count, 1.0)

@@ -25,19 +25,16 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 
 
 def versions() -> dict[str, str]:
-    import flax
-    import gymnax  # noqa: F401  (imported for its version below)
-    import jax
-    import optax
+    """Versions of pgjax, Python and the libraries a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    from pgjax import __version__
-
-    from importlib.metadata import version
-
-    return {
-        "pgjax": __version__, "jax": jax.__version__, "flax": flax.__version__,
-        "optax": optax.__version__, "gymnax": version("gymnax"), "python": platform.python_version(),
-    }
+    out = {"python": platform.python_version()}
+    for package in ("pgjax", "jax", "jaxlib", "flax", "optax", "gymnax"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -75,6 +75,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pgjax.runtime import use_safe_cpu_flags
+
+use_safe_cpu_flags()  # before JAX starts its backend (see pgjax/runtime.py)
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,7 +1,11 @@
 import os
 import sys
 
-import jax
+from pgjax.runtime import use_safe_cpu_flags
+
+use_safe_cpu_flags()  # before JAX starts its backend: avoids an XLA CPU thread-pool hang
+
+import jax  # noqa: E402
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))

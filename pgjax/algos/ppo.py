@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, sample_step
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -132,16 +132,18 @@ def _epoch(config, networks, hparams, optimizer, batch, carry, key):
 def _update(config, env, networks, hparams, state: PPOState, _):
     """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
 
-    obs = observe(config, state.obs_stats, traj.obs)
-    next_values = networks.critic.apply(state.params["critic"], observe(config, state.obs_stats, traj.next_obs))
+    # V(s_t) and V(s_{t+1}) for the whole rollout in one batched critic call.
+    both = observe(config, state.obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+    values, next_values = networks.critic.apply(state.params["critic"], both)
+    obs = both[0]
     advantages = returns.gae(
-        traj.reward * hparams.reward_scale, traj.value, next_values,
+        traj.reward * hparams.reward_scale, values, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
     )
-    batch = _Batch(obs, traj.action, traj.log_prob, traj.value, advantages, advantages + traj.value)
+    batch = _Batch(obs, traj.action, traj.log_prob, values, advantages, advantages + values)
     batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
 
     optimizer = make_optimizer(config, hparams)

@@ -1,0 +1,209 @@
+"""Synchronous advantage actor-critic, A2C (Mnih et al., 2016, the synchronous variant).
+
+Each update rolls out `num_steps` steps in `num_envs` environments and estimates advantages
+either with n-step returns that bootstrap at the rollout end (`advantage = "nstep"`, the
+paper's estimator, `n = num_steps`),
+
+    A_t = sum_{k=t}^{T-1} gamma^{k-t} r_k + gamma^{T-t} V(s_T) - V(s_t)   (cut at episode ends),
+
+or with GAE (`advantage = "gae"`; lambda = 1 gives the same numbers). One joint gradient
+step then follows on
+
+    L = -mean(log pi(a_t|s_t) A_t) + vf_coef 1/2 mean((V(s_t) - (A_t + V_old(s_t)))^2) - ent_coef H,
+
+clipped by global norm, with RMSprop (decay 0.99, eps 1e-5, PyTorch-style as in
+stable-baselines3) or Adam. The whole run is one `jit`; `make_trainer(config).run` cuts it
+into chunks that compose bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax import returns
+from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.config import (
+    OnPolicyConfig,
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    one_of,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer, TrainOutput, Transition
+
+RMSPROP_DECAY = 0.99  # stable-baselines3's A2C defaults (alpha, eps of torch RMSprop)
+RMSPROP_EPS = 1e-5
+
+
+@hparams_dataclass
+class A2CHParams:
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+    learning_rate: float = field(7e-4, "optimiser step size (linearly annealed to 0 if anneal_lr)", positive())
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    gae_lambda: float = field(1.0, "GAE lambda (used when advantage = 'gae')", unit_interval(low_open=False))
+    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
+    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
+    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
+    reward_scale: float = field(1.0, "rewards are multiplied by this before the returns", positive())
+
+
+@config_dataclass
+class A2CConfig(OnPolicyConfig):
+    """Static A2C settings (shared on-policy ones in `OnPolicyConfig`): changing one recompiles."""
+
+    num_envs: int = field(16, "environments stepped in parallel", positive())
+    num_steps: int = field(5, "steps per environment per rollout (the n of the n-step return)", positive())
+    advantage: str = field("nstep", "advantages from n-step returns to the rollout end, or GAE", one_of("nstep", "gae"))
+    optimizer: str = field("rmsprop", "optimiser of the joint loss", one_of("rmsprop", "adam"))
+    anneal_lr: bool = field(False, "anneal the learning rate linearly to 0 over the run")
+    normalize_advantages: bool = field(False, "standardise advantages over the rollout")
+    hparams: A2CHParams = field(A2CHParams(), "traced hyper-parameters")
+
+
+class A2CState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env: EnvCarry
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+
+
+def make_optimizer(config: A2CConfig, hparams: A2CHParams) -> optax.GradientTransformation:
+    learning_rate = hparams.learning_rate
+    if config.anneal_lr:
+        learning_rate = optax.linear_schedule(hparams.learning_rate, 0.0, config.num_updates)
+    if config.optimizer == "rmsprop":
+        # eps outside the square root and a zero initial average, as torch.optim.RMSprop.
+        step = optax.rmsprop(learning_rate, decay=RMSPROP_DECAY, eps=RMSPROP_EPS, eps_in_sqrt=False)
+    else:
+        step = optax.adam(learning_rate, eps=1e-5)
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), step)
+
+
+def rollout_advantages(config, networks, hparams, params, obs_stats, traj: Transition) -> Array:
+    """A2C's advantages `[T, B]` for a rollout, bootstrapping from `V(next_obs)` (true final obs)."""
+    next_values = networks.critic.apply(params["critic"], observe(config, obs_stats, traj.next_obs))
+    rewards = traj.reward * hparams.reward_scale
+    if config.advantage == "gae":
+        return returns.gae(
+            rewards, traj.value, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
+        )
+    targets = returns.n_step_returns(
+        rewards, next_values, traj.terminated, traj.truncated, hparams.gamma, config.num_steps
+    )
+    return targets - traj.value
+
+
+def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Array]:
+    """Roll out the current policy for `num_steps`; returns the new env carry, the rollout and advantages."""
+    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
+    return env_carry, traj, rollout_advantages(config, networks, hparams, state.params, state.obs_stats, traj)
+
+
+class _Batch(NamedTuple):
+    obs: Array  # what the networks see (normalised if normalize_obs)
+    action: Array
+    value: Array
+    advantage: Array
+    target: Array  # A + V: n-step returns (or lambda-returns)
+
+
+def _loss(config, networks, hparams, params, batch: _Batch):
+    dist = networks.actor.apply(params["actor"], batch.obs)
+    advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
+    pg_loss, pg_metrics = policy_gradient_loss(dist.log_prob(batch.action), advantages)
+    v_loss, v_metrics = value_loss(networks.critic.apply(params["critic"], batch.obs), batch.target)
+    entropy, e_metrics = entropy_bonus(dist.entropy())
+    loss = pg_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
+    return loss, {**pg_metrics, **v_metrics, **e_metrics, "loss": loss}
+
+
+def _update(config, env, networks, hparams, state: A2CState, _):
+    """One A2C iteration: rollout, advantages, one joint gradient step."""
+    key, rollout_key = jax.random.split(state.key)
+    env_carry, traj, advs = collect(config, env, networks, hparams, state, rollout_key)
+    batch = _Batch(observe(config, state.obs_stats, traj.obs), traj.action, traj.value, advs, advs + traj.value)
+    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+
+    loss_fn = functools.partial(_loss, config, networks, hparams)
+    grads, losses = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = make_optimizer(config, hparams).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+
+    update = state.update + 1
+    metrics = {
+        **losses,
+        **finished_episode_metrics(traj),
+        "grad_norm": optax.tree.norm(grads),
+        "actor_grad_norm": optax.tree.norm(grads["actor"]),
+        "critic_grad_norm": optax.tree.norm(grads["critic"]),
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+    return A2CState(params, opt_state, env_carry, obs_stats, key, update), metrics
+
+
+def _init(config, env, networks, key, hparams) -> A2CState:
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = init_actor_critic(networks, env, params_key)
+    opt_state = make_optimizer(config, hparams).init(params)
+    return A2CState(
+        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
+        key, jnp.zeros((), jnp.int32),
+    )
+
+
+def _run(config, env, networks, state, hparams, num_updates: int):
+    update = functools.partial(_update, config, env, networks, hparams)
+    return jax.lax.scan(update, state, None, length=num_updates)
+
+
+def _train(config, env, networks, key, hparams=None) -> TrainOutput:
+    hparams = config.hparams if hparams is None else hparams
+    state = _init(config, env, networks, key, hparams)
+    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
+    return TrainOutput(state, metrics)
+
+
+def make_trainer(config: A2CConfig) -> Trainer:
+    """Build A2C's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    networks = make_actor_critic(config, env)
+    bound = (config, env, networks)
+    return Trainer(
+        config=config,
+        env=env,
+        networks=networks,
+        init=functools.partial(_init, *bound),
+        run=functools.partial(_run, *bound),
+        train=functools.partial(_train, *bound),
+        act=functools.partial(act, *bound),
+    )
+
+
+def make_train(config: A2CConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = A2CConfig  # the config class the CLI and loaders build for this algorithm

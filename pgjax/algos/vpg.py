@@ -1,0 +1,207 @@
+"""Vanilla policy gradient with a learned baseline and GAE (Spinning Up's VPG).
+
+Each update collects one rollout, estimates advantages with GAE (Schulman et al., 2016),
+
+    A_t = sum_k (gamma lambda)^k delta_{t+k},  delta_t = r_t + gamma (1 - term_t) V(s_{t+1}) - V(s_t),
+
+takes ONE Adam step on the policy surrogate `-mean(log pi(a_t|s_t) A_t) - ent_coef H`
+(Williams, 1992; Sutton et al., 2000), then regresses `V` on the lambda-returns `A_t + V(s_t)`
+with `value_iters` full-batch steps of its own Adam optimiser (Achiam, 2018, "Spinning Up",
+VPG). The whole run is one `jit`; `make_trainer(config).run` cuts it into chunks that
+compose bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax import returns
+from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.config import (
+    OnPolicyConfig,
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.losses import approx_kl, entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer, TrainOutput
+
+
+@hparams_dataclass
+class VPGHParams:
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+    learning_rate: float = field(3e-4, "Adam step size of the single policy step per update", positive())
+    value_learning_rate: float = field(1e-3, "Adam step size of the value-function regression", positive())
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    gae_lambda: float = field(0.97, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
+    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
+    max_grad_norm: float = field(0.5, "policy-gradient global-norm clip (used when clip_grad_norm)", positive())
+    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+
+
+@config_dataclass
+class VPGConfig(OnPolicyConfig):
+    """Static VPG settings (shared on-policy ones in `OnPolicyConfig`): changing one recompiles."""
+
+    value_iters: int = field(80, "full-batch value-regression steps per update", positive())
+    normalize_advantages: bool = field(True, "standardise advantages over the rollout")
+    clip_grad_norm: bool = field(False, "clip the policy gradient's global norm to hparams.max_grad_norm")
+    hparams: VPGHParams = field(VPGHParams(), "traced hyper-parameters")
+
+
+class VPGState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    actor_opt_state: Any
+    critic_opt_state: Any
+    env: EnvCarry
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+
+
+def make_actor_optimizer(config: VPGConfig, hparams: VPGHParams) -> optax.GradientTransformation:
+    adam = optax.adam(hparams.learning_rate)
+    if not config.clip_grad_norm:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), adam)
+
+
+def make_critic_optimizer(hparams: VPGHParams) -> optax.GradientTransformation:
+    return optax.adam(hparams.value_learning_rate)
+
+
+class _Batch(NamedTuple):
+    obs: Array  # what the networks see (normalised if normalize_obs)
+    action: Array
+    log_prob: Array
+    value: Array
+    advantage: Array
+    target: Array  # lambda-returns A + V
+
+
+def _rollout_batch(config, networks, hparams, params, obs_stats, traj) -> _Batch:
+    """GAE on a rollout, bootstrapping from `V(next_obs)` (true final obs), flattened to `[T*B]`."""
+    next_values = networks.critic.apply(params["critic"], observe(config, obs_stats, traj.next_obs))
+    advantages = returns.gae(
+        traj.reward * hparams.reward_scale, traj.value, next_values,
+        traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
+    )
+    batch = _Batch(
+        observe(config, obs_stats, traj.obs), traj.action, traj.log_prob, traj.value,
+        advantages, advantages + traj.value,
+    )
+    return jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+
+
+def _actor_loss(config, networks, hparams, actor_params, batch: _Batch):
+    dist = networks.actor.apply(actor_params, batch.obs)
+    advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
+    pg_loss, pg_metrics = policy_gradient_loss(dist.log_prob(batch.action), advantages)
+    entropy, e_metrics = entropy_bonus(dist.entropy())
+    loss = pg_loss - hparams.ent_coef * entropy
+    return loss, {**pg_metrics, **e_metrics, "loss": loss}
+
+
+def _policy_step(config, networks, hparams, actor_params, opt_state, batch: _Batch):
+    """One optimiser step on the policy surrogate; reports the KL it moved the policy by."""
+    loss_fn = functools.partial(_actor_loss, config, networks, hparams)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(actor_params, batch)
+    updates, opt_state = make_actor_optimizer(config, hparams).update(grads, opt_state, actor_params)
+    actor_params = optax.apply_updates(actor_params, updates)
+    new_log_probs = networks.actor.apply(actor_params, batch.obs).log_prob(batch.action)
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "approx_kl": approx_kl(new_log_probs - batch.log_prob)}
+    return actor_params, opt_state, metrics
+
+
+def _update(config, env, networks, hparams, state: VPGState, _):
+    """One VPG iteration: rollout, GAE, one policy step, `value_iters` value steps."""
+    key, rollout_key = jax.random.split(state.key)
+    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+
+    actor_params, actor_opt_state, policy_metrics = _policy_step(
+        config, networks, hparams, state.params["actor"], state.actor_opt_state, batch
+    )
+    critic_params, critic_opt_state, value_metrics = fit_value_function(
+        networks.critic, make_critic_optimizer(hparams), state.params["critic"], state.critic_opt_state,
+        batch.obs, batch.target, config.value_iters,
+    )
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+
+    update = state.update + 1
+    metrics = {
+        **policy_metrics,
+        **value_metrics,
+        **finished_episode_metrics(traj),
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+    params = {"actor": actor_params, "critic": critic_params}
+    return VPGState(params, actor_opt_state, critic_opt_state, env_carry, obs_stats, key, update), metrics
+
+
+def _init(config, env, networks, key, hparams) -> VPGState:
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = init_actor_critic(networks, env, params_key)
+    return VPGState(
+        params,
+        make_actor_optimizer(config, hparams).init(params["actor"]),
+        make_critic_optimizer(hparams).init(params["critic"]),
+        reset_env_carry(env, env_key),
+        init_running_stats(env.obs_shape),
+        key,
+        jnp.zeros((), jnp.int32),
+    )
+
+
+def _run(config, env, networks, state, hparams, num_updates: int):
+    update = functools.partial(_update, config, env, networks, hparams)
+    return jax.lax.scan(update, state, None, length=num_updates)
+
+
+def _train(config, env, networks, key, hparams=None) -> TrainOutput:
+    hparams = config.hparams if hparams is None else hparams
+    state = _init(config, env, networks, key, hparams)
+    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
+    return TrainOutput(state, metrics)
+
+
+def make_trainer(config: VPGConfig) -> Trainer:
+    """Build VPG's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    networks = make_actor_critic(config, env)
+    bound = (config, env, networks)
+    return Trainer(
+        config=config,
+        env=env,
+        networks=networks,
+        init=functools.partial(_init, *bound),
+        run=functools.partial(_run, *bound),
+        train=functools.partial(_train, *bound),
+        act=functools.partial(act, *bound),
+    )
+
+
+def make_train(config: VPGConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = VPGConfig  # the config class the CLI and loaders build for this algorithm
