@@ -1,5 +1,6 @@
 """The pieces every on-policy algorithm shares: actor and critic networks built for an
-environment, their parameters, sampling a policy step for a rollout, acting for evaluation.
+environment, their parameters, sampling actions for a rollout, acting for evaluation,
+fitting the value function.
 
 Functions take the algorithm's config (an `OnPolicyConfig`) first so algorithms can bind
 them with `functools.partial` and stay free of nested closures.
@@ -52,24 +53,15 @@ def to_env_action(env: VecEnv, action: Array) -> Array:
     return action if spec.discrete else clip_action(action, spec)
 
 
-def policy_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
-    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob and `V(s)`."""
-    x = observe(config, obs_stats, obs)
-    dist = networks.actor.apply(params["actor"], x)
-    action = dist.sample(key)
-    value = networks.critic.apply(params["critic"], x)
-    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), value)
-
-
 def sample_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
-    """Sample `a ~ pi(.|s)` with its log-prob, without the critic (`value=None`).
+    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob.
 
-    Algorithms that need `V(s)` for a whole rollout get it afterwards with one batched
-    critic call over `[T, B]` observations, which is cheaper than one call per step.
+    The critic is not called here: algorithms that need `V(s)` for a rollout get it
+    afterwards with one batched call over `[T, B]` observations, cheaper than one per step.
     """
     dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))
     action = dist.sample(key)
-    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), None)
+    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
 
 
 def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:

@@ -160,9 +160,6 @@ def cmd_train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgjax.runtime import use_safe_cpu_flags
-
-    use_safe_cpu_flags()  # before JAX starts its backend
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return cmd_train(args)

@@ -39,6 +39,16 @@ Which gradient each estimates, for the H-step objective `J = E[sum_{t<H} gamma^t
 
 Observations go to the networks raw, or normalised with `obs_stats` if given (pass the
 state's `obs_stats` for a policy trained with `normalize_obs`).
+
+In a notebook::
+
+    trainer = reinforce.make_trainer(config)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config.hparams)
+    args = dict(env_id="CartPole-v1", key=jax.random.PRNGKey(1), num_batches=200, episodes_per_batch=8)
+    stats = gradient_diagnostics(trainer.networks, state.params["actor"], state.params["critic"], horizon=100, **args)
+    stats["reward_to_go"].total_variance, stats["gae_0.97"].mean
+    by_h = variance_vs_horizon(trainer.networks, state.params["actor"], horizons=[25, 50, 100, 200], **args)
+    plt.loglog([25, 50, 100, 200], total_variances(by_h)["total"])
 """
 
 from __future__ import annotations
@@ -90,22 +100,20 @@ def _observe(obs_stats: RunningStats | None, obs: Array) -> Array:
     return obs if obs_stats is None else normalize_obs(obs_stats, obs)
 
 
-def _policy_step(env, networks, actor_params, critic_params, obs_stats, key, obs) -> PolicyStep:
-    x = _observe(obs_stats, obs)
-    dist = networks.actor.apply(actor_params, x)
+def _policy_step(env, networks, actor_params, obs_stats, key, obs) -> PolicyStep:
+    dist = networks.actor.apply(actor_params, _observe(obs_stats, obs))
     action = dist.sample(key)
-    value = jnp.zeros(obs.shape[:1]) if critic_params is None else networks.critic.apply(critic_params, x)
-    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action), value)
+    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
 
 
-def _weights(traj, mask, next_values, gamma, gae_lambdas, discount_weighting, with_critic) -> Array:
+def _weights(traj, mask, values, next_values, gamma, gae_lambdas, discount_weighting, with_critic) -> Array:
     """Every estimator's `psi [T, N]`, stacked `[E, T, N]` in `estimator_names` order."""
     rtg = episode_weights(traj.reward, mask, gamma, "reward_to_go", discount_weighting)
     psis = [episode_weights(traj.reward, mask, gamma, "total"), rtg, rtg - batch_baseline(rtg, mask)]
     if not with_critic:
         return jnp.stack(psis)
-    psis.append(rtg - value_baseline(traj.value, mask, gamma, discount_weighting))
-    gae = functools.partial(returns.gae, traj.reward, traj.value, next_values, traj.terminated, traj.truncated, gamma)
+    psis.append(rtg - value_baseline(values, mask, gamma, discount_weighting))
+    gae = functools.partial(returns.gae, traj.reward, values, next_values, traj.terminated, traj.truncated, gamma)
     advantages = jax.vmap(gae)(jnp.asarray(gae_lambdas, jnp.float32)) * mask[None]  # one scan for every lambda
     if discount_weighting:
         advantages = jax.vmap(times_discount, in_axes=(0, None))(advantages, gamma)
@@ -116,13 +124,14 @@ def _batch_gradients(env, networks, gamma, gae_lambdas, discount_weighting, acto
                      obs_stats, key) -> Array:
     """One batch of N episodes -> `[E, P]` flat gradient estimates, one row per estimator."""
     with_critic = critic_params is not None
-    policy = functools.partial(_policy_step, env, networks, actor_params, critic_params, obs_stats)
+    policy = functools.partial(_policy_step, env, networks, actor_params, obs_stats)
     traj, mask = collect_episodes(env, policy, key, env.max_episode_steps)
     obs = _observe(obs_stats, traj.obs)
-    next_values = None
-    if with_critic:
-        next_values = networks.critic.apply(critic_params, _observe(obs_stats, traj.next_obs))
-    psis = _weights(traj, mask, next_values, gamma, gae_lambdas, discount_weighting, with_critic)
+    values = next_values = None
+    if with_critic:  # V(s_t) and V(s_{t+1}) (true final observations) in one critic call
+        both = _observe(obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+        values, next_values = networks.critic.apply(critic_params, both)
+    psis = _weights(traj, mask, values, next_values, gamma, gae_lambdas, discount_weighting, with_critic)
 
     def gradient(psi):
         def objective(params):  # -L: its gradient is the ascent direction g
@@ -170,14 +179,17 @@ def gradient_estimates(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_estimates(env_id, episodes_per_batch, horizon, networks, lambdas, discount_weighting, batches_in_parallel):
+def _compiled_estimates(
+    env_id, episodes_per_batch, horizon, networks, lambdas, discount_weighting, batches_in_parallel
+):
     """The jitted all-batches function for one static setting (cached: repeated calls reuse it)."""
     env = make_vec_env(env_id, episodes_per_batch, max_episode_steps=horizon)
 
     @jax.jit
     def all_batches(gamma, actor_params, critic_params, obs_stats, keys):
         one_batch = functools.partial(
-            _batch_gradients, env, networks, gamma, lambdas, discount_weighting, actor_params, critic_params, obs_stats
+            _batch_gradients, env, networks, gamma, lambdas, discount_weighting,
+            actor_params, critic_params, obs_stats,
         )
         return jax.lax.map(one_batch, keys, batch_size=batches_in_parallel)
 
@@ -198,7 +210,9 @@ def summarize(estimates: Array) -> GradientStats:
     )
 
 
-def gradient_diagnostics(networks: Any, actor_params: Any, critic_params: Any = None, **kwargs) -> dict[str, GradientStats]:
+def gradient_diagnostics(
+    networks: Any, actor_params: Any, critic_params: Any = None, **kwargs
+) -> dict[str, GradientStats]:
     """`GradientStats` per estimator; takes the arguments of `gradient_estimates`."""
     estimates = gradient_estimates(networks, actor_params, critic_params, **kwargs)
     return {name: summarize(values) for name, values in estimates.items()}

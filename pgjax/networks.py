@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,12 +20,37 @@ from pgjax.types import Array
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "elu": nn.elu, "silu": nn.silu}
 
 
+def orthogonal(gain: float = 1.0, iterations: int = 60):
+    """Orthogonal initialiser without LAPACK: `gain * polar(A)`, `A` Gaussian.
+
+    The polar factor `U V^T` of a Gaussian matrix is Haar-distributed, like the sign-fixed
+    QR factor that `flax.linen.initializers.orthogonal` uses (Saxe et al., 2014), and is
+    computed here by the Newton-Schulz iteration `X <- 1.5 X - 0.5 X X^T X` from
+    `X_0 = A / ||A||_F`. Why not QR: under `vmap` inside `jit` on a 2-core CPU, jaxlib's
+    batched LAPACK QR waits on the same thread pool it runs on and can deadlock (seen in
+    16-seed runs; gdb shows both pool threads blocked in `QrFactorizationKernel`).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        if len(shape) != 2:
+            raise ValueError(f"orthogonal init needs a 2-D kernel, got shape {shape}")
+        rows, cols = shape
+        tall = (max(rows, cols), min(rows, cols))
+        x = jax.random.normal(key, tall, jnp.float32)
+        x = x / jnp.linalg.norm(x)
+
+        def newton_schulz(_, x):
+            return 1.5 * x - 0.5 * x @ (x.T @ x)
+
+        q = jax.lax.fori_loop(0, iterations, newton_schulz, x)
+        q = q if rows >= cols else q.T
+        return (gain * q).astype(dtype)
+
+    return init
+
+
 def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(
-        features,
-        kernel_init=nn.initializers.orthogonal(gain),
-        bias_init=nn.initializers.zeros,
-    )
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):

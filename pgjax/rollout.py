@@ -18,7 +18,6 @@ class PolicyStep(NamedTuple):
     action: Array  # what the learner stores and scores (e.g. an unclipped Gaussian sample)
     env_action: Array  # what the environment receives (e.g. clipped to the Box)
     log_prob: Array  # log pi(action | obs), [B]
-    value: Array | None  # V(obs) [B] if the policy computes it, else None
 
 
 PolicyFn = Callable[[PRNGKey, Array], PolicyStep]
@@ -62,7 +61,6 @@ def rollout(
             truncated=timestep.truncated,
             next_obs=timestep.next_obs,
             log_prob=policy_step.log_prob,
-            value=policy_step.value,
             episode_done=done,
             episode_return=finished_return,
             episode_length=finished_length,

@@ -41,7 +41,6 @@ class Transition(NamedTuple):
     truncated: Array
     next_obs: Array
     log_prob: Array
-    value: Array | None  # None when the policy does not compute V(obs) during the rollout
     # Statistics of episodes that finished at this step (valid where `episode_done`).
     episode_done: Array
     episode_return: Array

@@ -75,15 +75,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pgjax.runtime import use_safe_cpu_flags
-
-use_safe_cpu_flags()  # before JAX starts its backend (see pgjax/runtime.py)
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.actor_critic import policy_step
+from pgjax.actor_critic import sample_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
 from pgjax.experiment import evaluate_seeds, seed_keys
@@ -113,7 +109,7 @@ def _ppo_rejax_kwargs(config) -> dict:
 def _actor_critic_rollout_setup(trainer, state):
     """An actor-critic's sampling policy with the state's (fixed) parameters, and the env carry."""
     policy = functools.partial(
-        policy_step, trainer.config, trainer.env, trainer.networks, state.params, state.obs_stats
+        sample_step, trainer.config, trainer.env, trainer.networks, state.params, state.obs_stats
     )
     return policy, state.env
 

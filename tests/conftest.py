@@ -1,11 +1,7 @@
 import os
 import sys
 
-from pgjax.runtime import use_safe_cpu_flags
-
-use_safe_cpu_flags()  # before JAX starts its backend: avoids an XLA CPU thread-pool hang
-
-import jax  # noqa: E402
+import jax
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))

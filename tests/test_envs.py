@@ -102,7 +102,7 @@ def test_rollout_episode_metrics_average_every_finished_episode():
 
     def policy(key, obs):
         action = (obs[:, 0] == stop_time).astype(jnp.int32)
-        return PolicyStep(action, action, jnp.zeros(4), jnp.zeros(4))
+        return PolicyStep(action, action, jnp.zeros(4))
 
     carry = reset_env_carry(env, jax.random.PRNGKey(0))
     _, traj = jax.jit(rollout, static_argnums=(0, 1, 4))(env, policy, carry, jax.random.PRNGKey(1), 5)

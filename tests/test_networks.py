@@ -49,3 +49,20 @@ def test_value_critic_and_torso_shapes():
     assert values.shape == (7,)
     _, features = _init_apply(MLP((5, 9), "relu"), obs)
     assert features.shape == (7, 9) and float(features.min()) >= 0.0
+
+
+def test_orthogonal_init_is_orthogonal_without_lapack_qr():
+    from pgjax.networks import orthogonal
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    for shape in [(64, 64), (4, 64), (64, 2)]:
+        init = jax.jit(jax.vmap(lambda k, s=shape: orthogonal(2.0)(k, s)))
+        w = np.asarray(init(keys), np.float64) / 2.0
+        gram = np.einsum("bij,bik->bjk", w, w) if shape[0] >= shape[1] else np.einsum("bji,bki->bjk", w, w)
+        assert np.abs(gram - np.eye(gram.shape[-1])).max() < 2e-6, shape
+    # Haar-distributed entries: mean 0, E[w_ij^2] = 1/n for an n x n orthogonal matrix.
+    w = np.asarray(jax.vmap(lambda k: orthogonal()(k, (16, 16)))(keys))
+    assert abs(w.mean()) < 0.01 and abs((w**2).mean() * 16 - 1.0) < 1e-3
+    # No LAPACK QR in the program: batched QR deadlocks jaxlib's 2-thread CPU pool.
+    jaxpr = str(jax.make_jaxpr(jax.vmap(lambda k: orthogonal()(k, (8, 8))))(keys[:2]))
+    assert "geqrf" not in jaxpr and "householder_product" not in jaxpr and " qr" not in jaxpr

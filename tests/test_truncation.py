@@ -20,7 +20,7 @@ def _constant_reward_rollout():
 
     def policy(key, obs):
         action = jnp.zeros(obs.shape[0], jnp.int32)
-        return PolicyStep(action, action, jnp.zeros(obs.shape[0]), jnp.zeros(obs.shape[0]))
+        return PolicyStep(action, action, jnp.zeros(obs.shape[0]))
 
     _, traj = rollout(env, policy, carry, jax.random.PRNGKey(1), 64)
     assert bool(traj.truncated.any()) and not bool(traj.terminated.any())

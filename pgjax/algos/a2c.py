@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, sample_step
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -95,36 +95,44 @@ def make_optimizer(config: A2CConfig, hparams: A2CHParams) -> optax.GradientTran
     return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), step)
 
 
-def rollout_advantages(config, networks, hparams, params, obs_stats, traj: Transition) -> Array:
-    """A2C's advantages `[T, B]` for a rollout, bootstrapping from `V(next_obs)` (true final obs)."""
-    next_values = networks.critic.apply(params["critic"], observe(config, obs_stats, traj.next_obs))
+def estimate_advantages(config, hparams, traj: Transition, values: Array, next_values: Array) -> Array:
+    """A2C's advantages `[T, B]`: n-step returns minus `V(s_t)`, or GAE (by `config.advantage`).
+
+    `values[t] = V(s_t)`, `next_values[t] = V(s_{t+1})` of the true next (final) observation.
+    """
     rewards = traj.reward * hparams.reward_scale
     if config.advantage == "gae":
         return returns.gae(
-            rewards, traj.value, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
+            rewards, values, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
         )
     targets = returns.n_step_returns(
         rewards, next_values, traj.terminated, traj.truncated, hparams.gamma, config.num_steps
     )
-    return targets - traj.value
+    return targets - values
 
 
-def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Array]:
-    """Roll out the current policy for `num_steps`; returns the new env carry, the rollout and advantages."""
-    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
-    return env_carry, traj, rollout_advantages(config, networks, hparams, state.params, state.obs_stats, traj)
+class Batch(NamedTuple):
+    """One rollout ready for the loss, time-major `[T, B, ...]` (flattened for the update)."""
 
-
-class _Batch(NamedTuple):
     obs: Array  # what the networks see (normalised if normalize_obs)
     action: Array
-    value: Array
+    value: Array  # V(s_t) under the parameters that collected the rollout
     advantage: Array
     target: Array  # A + V: n-step returns (or lambda-returns)
 
 
-def _loss(config, networks, hparams, params, batch: _Batch):
+def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Batch]:
+    """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
+    # V(s_t) and V(s_{t+1}) for the whole rollout in one batched critic call.
+    both = observe(config, state.obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+    values, next_values = networks.critic.apply(state.params["critic"], both)
+    advantages = estimate_advantages(config, hparams, traj, values, next_values)
+    return env_carry, traj, Batch(both[0], traj.action, values, advantages, advantages + values)
+
+
+def _loss(config, networks, hparams, params, batch: Batch):
     dist = networks.actor.apply(params["actor"], batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
     pg_loss, pg_metrics = policy_gradient_loss(dist.log_prob(batch.action), advantages)
@@ -137,8 +145,7 @@ def _loss(config, networks, hparams, params, batch: _Batch):
 def _update(config, env, networks, hparams, state: A2CState, _):
     """One A2C iteration: rollout, advantages, one joint gradient step."""
     key, rollout_key = jax.random.split(state.key)
-    env_carry, traj, advs = collect(config, env, networks, hparams, state, rollout_key)
-    batch = _Batch(observe(config, state.obs_stats, traj.obs), traj.action, traj.value, advs, advs + traj.value)
+    env_carry, traj, batch = collect(config, env, networks, hparams, state, rollout_key)
     batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
 
     loss_fn = functools.partial(_loss, config, networks, hparams)

@@ -26,16 +26,16 @@ Which gradient is estimated (Sutton & Barto, 2018, sec. 13.3; Nota & Thomas, 202
 `total` is unbiased for `grad J_gamma`, `J_gamma = E[sum_t gamma^t r_t]`, for any gamma
 (`R(tau)` already carries the discount). `reward_to_go` is unbiased for the same gradient
 when `gamma = 1` or with `discount_weighting`; without it and `gamma < 1` it is the common
-"discounted" estimator, which is not the gradient of any objective but usually learns
-better. Both baselines keep the estimate unbiased: the leave-one-out batch mean does not
+"discounted" estimator, which is not the gradient of any objective (Nota & Thomas, 2020)
+but is what most implementations use. Both baselines keep the estimate unbiased: the leave-one-out batch mean does not
 depend on episode `i`, and the value baseline uses the critic as it was before this
 batch (it is then regressed on `G_t` by `value_iters` full-batch Adam steps, as in VPG,
 Schulman et al., 2016, sec. 5). With `total`, `V(s_t)` (fit to `G_t`) is still a valid
 but poorly matched baseline; use `batch_mean` there.
 
 The kernels (`first_episode_mask`, `reward_to_go`, `episode_weights`, `batch_baseline`,
-`value_baseline`, `episode_policy_loss`, `collect_episodes`) are module-level so diagnostics and tests can
-call them. `make_trainer(config)` gives `init`, `run(state, hparams, num_updates)` and
+`value_baseline`, `episode_policy_loss`, `collect_episodes`) are module-level so that
+`pgjax.diagnostics` and the tests call them. `make_trainer(config)` gives `init`, `run(state, hparams, num_updates)` and
 `train`, all pure: the whole run is one `jit`, chunks compose bit for bit.
 """
 
@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -74,8 +74,8 @@ BASELINES = ("none", "batch_mean", "value")
 class ReinforceHParams:
     """Traced hyper-parameters: vmap over them to sweep without recompiling."""
 
-    learning_rate: float = field(1e-2, "policy Adam step size (one step per batch of episodes)", positive())
-    value_learning_rate: float = field(1e-3, "critic Adam step size (baseline='value' only)", positive())
+    learning_rate: float = field(5e-3, "policy Adam step size (one step per batch of episodes)", positive())
+    value_learning_rate: float = field(3e-3, "critic Adam step size (baseline='value' only)", positive())
     gamma: float = field(0.99, "discount factor; 1 gives the undiscounted estimators", unit_interval())
     ent_coef: float = field(0.0, "entropy bonus, summed over each episode's steps like the loss", non_negative())
 
@@ -94,7 +94,7 @@ class ReinforceConfig(OnPolicyConfig):
     discount_weighting: bool = field(False, "multiply reward-to-go weights by gamma^t (the discounted objective)")
     baseline: str = field("value", "subtracted from the weights: none, leave-one-out batch mean, or learned V(s_t)",
                           one_of(*BASELINES))
-    value_iters: int = field(80, "full-batch critic Adam steps per update (baseline='value')", positive())
+    value_iters: int = field(20, "full-batch critic Adam steps per update (baseline='value')", positive())
     hparams: ReinforceHParams = field(ReinforceHParams(), "traced hyper-parameters")
 
     def validate(self) -> None:
@@ -240,13 +240,13 @@ def make_value_optimizer(hparams: ReinforceHParams) -> optax.GradientTransformat
     return optax.adam(hparams.value_learning_rate)
 
 
-def _psi(config: ReinforceConfig, hparams, traj: Transition, mask: Array) -> Array:
-    """The configured weights minus the configured baseline."""
-    weights = episode_weights(traj.reward, mask, hparams.gamma, config.weighting, config.discount_weighting)
+def _psi(config: ReinforceConfig, hparams, rewards: Array, values: Array | None, mask: Array) -> Array:
+    """The configured weights minus the configured baseline (`values`: V(s_t) before this update's fit)."""
+    weights = episode_weights(rewards, mask, hparams.gamma, config.weighting, config.discount_weighting)
     if config.baseline == "batch_mean":
         return weights - batch_baseline(weights, mask)
-    if config.baseline == "value":  # the critic's values from the rollout: before this update's fit
-        return weights - value_baseline(traj.value, mask, hparams.gamma, config.discount_weighting)
+    if config.baseline == "value":
+        return weights - value_baseline(values, mask, hparams.gamma, config.discount_weighting)
     return weights
 
 
@@ -280,11 +280,13 @@ def _episode_metrics(traj: Transition, mask: Array) -> dict:
 def _update(config, env, networks, hparams, state: ReinforceState, _):
     """One REINFORCE iteration: N fresh episodes, one policy gradient step, the critic fit."""
     key, rollout_key = jax.random.split(state.key)
-    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps)
     obs = observe(config, state.obs_stats, traj.obs)
+    # The baseline's V(s_t) for the whole batch in one critic call, before the critic is fit.
+    values = networks.critic.apply(state.params["critic"], obs) if config.baseline == "value" else None
 
-    psi = _psi(config, hparams, traj, mask)
+    psi = _psi(config, hparams, traj.reward, values, mask)
     loss_fn = functools.partial(_policy_loss, networks, hparams)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params["actor"], obs, traj.action, psi, mask)
     updates, policy_opt_state = make_policy_optimizer(hparams).update(

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, policy_step
+from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -94,15 +94,14 @@ class _Batch(NamedTuple):
 
 def _rollout_batch(config, networks, hparams, params, obs_stats, traj) -> _Batch:
     """GAE on a rollout, bootstrapping from `V(next_obs)` (true final obs), flattened to `[T*B]`."""
-    next_values = networks.critic.apply(params["critic"], observe(config, obs_stats, traj.next_obs))
+    # V(s_t) and V(s_{t+1}) for the whole rollout in one batched critic call.
+    both = observe(config, obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+    values, next_values = networks.critic.apply(params["critic"], both)
     advantages = returns.gae(
-        traj.reward * hparams.reward_scale, traj.value, next_values,
+        traj.reward * hparams.reward_scale, values, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
     )
-    batch = _Batch(
-        observe(config, obs_stats, traj.obs), traj.action, traj.log_prob, traj.value,
-        advantages, advantages + traj.value,
-    )
+    batch = _Batch(both[0], traj.action, traj.log_prob, values, advantages, advantages + values)
     return jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
 
 
@@ -129,7 +128,7 @@ def _policy_step(config, networks, hparams, actor_params, opt_state, batch: _Bat
 def _update(config, env, networks, hparams, state: VPGState, _):
     """One VPG iteration: rollout, GAE, one policy step, `value_iters` value steps."""
     key, rollout_key = jax.random.split(state.key)
-    policy = functools.partial(policy_step, config, env, networks, state.params, state.obs_stats)
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
     batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
