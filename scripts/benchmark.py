@@ -124,6 +124,10 @@ class AlgoBenchmark:
 
 ALGO_BENCHMARKS = {
     "ppo": AlgoBenchmark("configs/ppo_cartpole.toml", "ppo", _ppo_rejax_kwargs, _actor_critic_rollout_setup),
+    # rejax has no REINFORCE, VPG or A2C: these report pgjax and the env-only ceiling.
+    "reinforce": AlgoBenchmark("configs/reinforce_cartpole.toml"),
+    "vpg": AlgoBenchmark("configs/vpg_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
+    "a2c": AlgoBenchmark("configs/a2c_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
 }
 
 
