@@ -64,6 +64,17 @@ def sample_step(config, env, networks, params, obs_stats, key, obs) -> PolicySte
     return PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
 
 
+def rollout_values(config, networks, params, obs_stats, traj) -> tuple[Array, Array, Array]:
+    """`(obs, V(s_t), V(s_{t+1}))` for a rollout `[T, B, ...]` in one batched critic call.
+
+    `obs` is what the networks saw (normalised if `config.normalize_obs`); `V(s_{t+1})` is
+    taken at `traj.next_obs`, the true final observation where an episode ended.
+    """
+    both = observe(config, obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+    values, next_values = networks.critic.apply(params["critic"], both)
+    return both[0], values, next_values
+
+
 def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
     """Environment actions for evaluation: the mode if deterministic, else a sample."""
     dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))

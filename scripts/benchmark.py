@@ -451,7 +451,7 @@ def main(argv=None) -> int:
             groups.append(group)
     tables = [("Training speed and final returns", main_table(groups)),
               ("pgjax / rejax", peer_table(groups)),
-              ("Where PPO's time goes (1 seed)", breakdown_table(groups))]
+              ("Where the time goes (1 seed)", breakdown_table(groups))]
     print(f"jax {info['jax']}, {info['backend']}, {info['cpu_count']} CPUs, {info['date']}\n")
     print("\n\n".join(f"### {title}\n\n{table}" for title, table in tables if table))
     return 0

@@ -6,7 +6,6 @@ every real environment, and can be registered by id for the algorithms' `env_id`
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces

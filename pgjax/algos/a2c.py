@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, sample_step
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step, rollout_values
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -40,7 +41,7 @@ from pgjax.config import (
 from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer, TrainOutput, Transition
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
 RMSPROP_DECAY = 0.99  # stable-baselines3's A2C defaults (alpha, eps of torch RMSprop)
 RMSPROP_EPS = 1e-5
@@ -125,11 +126,9 @@ def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tu
     """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
-    # V(s_t) and V(s_{t+1}) for the whole rollout in one batched critic call.
-    both = observe(config, state.obs_stats, jnp.stack([traj.obs, traj.next_obs]))
-    values, next_values = networks.critic.apply(state.params["critic"], both)
+    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
     advantages = estimate_advantages(config, hparams, traj, values, next_values)
-    return env_carry, traj, Batch(both[0], traj.action, values, advantages, advantages + values)
+    return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values)
 
 
 def _loss(config, networks, hparams, params, batch: Batch):
@@ -179,33 +178,12 @@ def _init(config, env, networks, key, hparams) -> A2CState:
     )
 
 
-def _run(config, env, networks, state, hparams, num_updates: int):
-    update = functools.partial(_update, config, env, networks, hparams)
-    return jax.lax.scan(update, state, None, length=num_updates)
-
-
-def _train(config, env, networks, key, hparams=None) -> TrainOutput:
-    hparams = config.hparams if hparams is None else hparams
-    state = _init(config, env, networks, key, hparams)
-    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
-    return TrainOutput(state, metrics)
-
-
 def make_trainer(config: A2CConfig) -> Trainer:
     """Build A2C's functions for `config` (validated here, before anything compiles)."""
     config.validate()
     env = make_vec_env(config.env_id, config.num_envs)
     networks = make_actor_critic(config, env)
-    bound = (config, env, networks)
-    return Trainer(
-        config=config,
-        env=env,
-        networks=networks,
-        init=functools.partial(_init, *bound),
-        run=functools.partial(_run, *bound),
-        train=functools.partial(_train, *bound),
-        act=functools.partial(act, *bound),
-    )
+    return assemble_trainer(config, env, networks, _init, _update)
 
 
 def make_train(config: A2CConfig):

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, observe, sample_step
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step, rollout_values
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -30,7 +31,7 @@ from pgjax.config import (
 from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer, TrainOutput
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
 @hparams_dataclass
@@ -135,10 +136,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
 
-    # V(s_t) and V(s_{t+1}) for the whole rollout in one batched critic call.
-    both = observe(config, state.obs_stats, jnp.stack([traj.obs, traj.next_obs]))
-    values, next_values = networks.critic.apply(state.params["critic"], both)
-    obs = both[0]
+    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
     advantages = returns.gae(
         traj.reward * hparams.reward_scale, values, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
@@ -175,33 +173,12 @@ def _init(config, env, networks, key, hparams) -> PPOState:
     )
 
 
-def _run(config, env, networks, state, hparams, num_updates: int):
-    update = functools.partial(_update, config, env, networks, hparams)
-    return jax.lax.scan(update, state, None, length=num_updates)
-
-
-def _train(config, env, networks, key, hparams=None) -> TrainOutput:
-    hparams = config.hparams if hparams is None else hparams
-    state = _init(config, env, networks, key, hparams)
-    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
-    return TrainOutput(state, metrics)
-
-
 def make_trainer(config: PPOConfig) -> Trainer:
     """Build PPO's functions for `config` (validated here, before anything compiles)."""
     config.validate()
     env = make_vec_env(config.env_id, config.num_envs)
     networks = make_actor_critic(config, env)
-    bound = (config, env, networks)
-    return Trainer(
-        config=config,
-        env=env,
-        networks=networks,
-        init=functools.partial(_init, *bound),
-        run=functools.partial(_run, *bound),
-        train=functools.partial(_train, *bound),
-        act=functools.partial(act, *bound),
-    )
+    return assemble_trainer(config, env, networks, _init, _update)
 
 
 def make_train(config: PPOConfig):

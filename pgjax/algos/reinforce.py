@@ -50,7 +50,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import act, fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -64,7 +65,7 @@ from pgjax.config import (
 )
 from pgjax.envs import VecEnv, init_running_stats, make_vec_env, update_running_stats
 from pgjax.rollout import PolicyFn, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition, TrainOutput
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
 WEIGHTINGS = ("total", "reward_to_go")
 BASELINES = ("none", "batch_mean", "value")
@@ -333,33 +334,12 @@ def _init(config, env, networks, key, hparams) -> ReinforceState:
     )
 
 
-def _run(config, env, networks, state, hparams, num_updates: int):
-    update = functools.partial(_update, config, env, networks, hparams)
-    return jax.lax.scan(update, state, None, length=num_updates)
-
-
-def _train(config, env, networks, key, hparams=None) -> TrainOutput:
-    hparams = config.hparams if hparams is None else hparams
-    state = _init(config, env, networks, key, hparams)
-    state, metrics = _run(config, env, networks, state, hparams, config.num_updates)
-    return TrainOutput(state, metrics)
-
-
 def make_trainer(config: ReinforceConfig) -> Trainer:
     """Build REINFORCE's functions for `config` (validated here, before anything compiles)."""
     config.validate()
     env = make_vec_env(config.env_id, config.num_envs, max_episode_steps=config.max_episode_steps or None)
     networks = make_actor_critic(config, env)
-    bound = (config, env, networks)
-    return Trainer(
-        config=config,
-        env=env,
-        networks=networks,
-        init=functools.partial(_init, *bound),
-        run=functools.partial(_run, *bound),
-        train=functools.partial(_train, *bound),
-        act=functools.partial(act, *bound),
-    )
+    return assemble_trainer(config, env, networks, _init, _update)
 
 
 def make_train(config: ReinforceConfig):

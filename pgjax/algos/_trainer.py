@@ -1,0 +1,43 @@
+"""Turn an algorithm's `init` and `update` into the `Trainer` every algorithm exposes.
+
+An algorithm supplies two module-level functions, `init(config, env, networks, key,
+hparams) -> state` and `update(config, env, networks, hparams, state, _) -> (state,
+metrics)`; `run` scans `update` and `train` is `init` followed by `run` over the budget.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from pgjax.actor_critic import act
+from pgjax.types import Trainer, TrainOutput
+
+
+def run_updates(update, config, env, networks, state, hparams, num_updates: int):
+    """`num_updates` iterations of `update` in one `lax.scan`; metrics stack to `[num_updates]`."""
+    step = functools.partial(update, config, env, networks, hparams)
+    return jax.lax.scan(step, state, None, length=num_updates)
+
+
+def train(init, update, config, env, networks, key, hparams=None) -> TrainOutput:
+    """The whole run: `init`, then `config.num_updates` updates (config.hparams if none given)."""
+    hparams = config.hparams if hparams is None else hparams
+    state = init(config, env, networks, key, hparams)
+    state, metrics = run_updates(update, config, env, networks, state, hparams, config.num_updates)
+    return TrainOutput(state, metrics)
+
+
+def assemble_trainer(config, env, networks, init, update) -> Trainer:
+    """Bind the static pieces into `Trainer(init, run, train, act)`."""
+    bound = (config, env, networks)
+    return Trainer(
+        config=config,
+        env=env,
+        networks=networks,
+        init=functools.partial(init, *bound),
+        run=functools.partial(run_updates, update, *bound),
+        train=functools.partial(train, init, update, *bound),
+        act=functools.partial(act, *bound),
+    )
