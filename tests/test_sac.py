@@ -1,0 +1,273 @@
+"""SAC kernels (`pgjax.sac_losses`) vs NumPy float64 oracles, then the SAC algorithms."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from pgjax import sac_losses as S
+
+GAMMA = 0.9
+ALPHA = 0.3
+
+
+@pytest.fixture(params=[False, True], ids=["nojit", "jit"])
+def maybe_jit(request):
+    return jax.jit if request.param else (lambda f, **kw: f)
+
+
+# --- NumPy oracles: loops over the batch, written from the definitions ----------------------
+
+
+def np_log_softmax(logits):
+    logits = np.asarray(logits, np.float64)
+    return logits - special.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def np_soft_targets(rewards, terminated, next_values, gamma):
+    """y_b = r_b if the step terminated, else r_b + gamma * V(s'_b)."""
+    out = np.zeros(len(rewards))
+    for b in range(len(rewards)):
+        out[b] = rewards[b] if terminated[b] else rewards[b] + gamma * next_values[b]
+    return out
+
+
+def np_continuous_next_values(next_q, next_log_probs, alpha):
+    """min over the twin critics minus alpha log pi, per transition."""
+    return np.array([min(next_q[0][b], next_q[1][b]) - alpha * next_log_probs[b] for b in range(len(next_log_probs))], np.float64)
+
+
+def np_discrete_next_values(next_q, next_logits, alpha):
+    """sum over actions of pi(a) (min_k Q_k(a) - alpha log pi(a)), per transition."""
+    out = []
+    for b in range(next_logits.shape[0]):
+        log_p = np_log_softmax(next_logits[b])
+        total = 0.0
+        for a in range(next_logits.shape[1]):
+            q = min(float(next_q[k][b][a]) for k in range(len(next_q)))
+            total += np.exp(log_p[a]) * (q - alpha * log_p[a])
+        out.append(total)
+    return np.array(out)
+
+
+def np_discrete_actor_loss(q, logits, alpha):
+    """mean over states of sum_a pi(a) (alpha log pi(a) - min_k Q_k(a)): direct double loop."""
+    total = 0.0
+    for b in range(logits.shape[0]):
+        log_p = np_log_softmax(logits[b])
+        for a in range(logits.shape[1]):
+            total += np.exp(log_p[a]) * (alpha * log_p[a] - min(float(q[k][b][a]) for k in range(len(q))))
+    return total / logits.shape[0]
+
+
+def np_tanh_gaussian_log_prob(mean, log_std, pre_tanh):
+    """log N(u; mean, std) - sum log(1 - tanh(u)^2), with log(1 - tanh^2 u) = -2 log cosh u (float64)."""
+    mean, log_std, u = (np.asarray(x, np.float64) for x in (mean, log_std, pre_tanh))
+    return stats.norm.logpdf(u, mean, np.exp(log_std)).sum(-1) + 2.0 * np.log(np.cosh(u)).sum(-1)
+
+
+# --- a hand-built batch with terminated and truncated transitions ----------------------------
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """8 transitions: rows 1 and 5 terminated, rows 2 and 6 truncated (bootstrap), row 3 both
+    (termination dominates, as `VecEnv.step` reports it), the rest ordinary."""
+    rng = np.random.default_rng(0)
+    b, k, a = 8, 2, 3
+    terminated = np.array([0, 1, 0, 1, 0, 1, 0, 0], bool)
+    truncated = np.array([0, 0, 1, 0, 0, 0, 1, 0], bool)
+    return {
+        "rewards": rng.normal(size=b).astype(np.float32),
+        "terminated": terminated,
+        "truncated": truncated,
+        "next_q": (5.0 + rng.normal(size=(k, b))).astype(np.float32),
+        "next_log_probs": rng.normal(size=b).astype(np.float32),
+        "next_q_discrete": (5.0 + rng.normal(size=(k, b, a))).astype(np.float32),
+        "next_logits": (2.0 * rng.normal(size=(b, a))).astype(np.float32),
+    }
+
+
+def test_soft_q_target_vs_numpy_terminated_and_truncated(batch, maybe_jit):
+    target = maybe_jit(S.soft_q_target)(
+        batch["rewards"], batch["terminated"], batch["next_q"], batch["next_log_probs"], ALPHA, GAMMA
+    )
+    next_values = np_continuous_next_values(batch["next_q"], batch["next_log_probs"], ALPHA)
+    expected = np_soft_targets(batch["rewards"], batch["terminated"], next_values, GAMMA)
+    assert target.shape == (8,)
+    np.testing.assert_allclose(target, expected, rtol=1e-6, atol=1e-6)
+    # Terminated rows are the reward alone; truncated rows bootstrap (Q ~ 5, so they differ
+    # from the reward by ~4.5: a kernel that treated truncation as termination fails here).
+    np.testing.assert_array_equal(np.asarray(target)[batch["terminated"]], batch["rewards"][batch["terminated"]])
+    trunc = batch["truncated"]
+    assert np.all(np.abs(np.asarray(target)[trunc] - batch["rewards"][trunc]) > 2.0)
+    # The minimum of the twins, not the mean or the first critic.
+    q_mean_target = np_soft_targets(
+        batch["rewards"], batch["terminated"], batch["next_q"].mean(0) - ALPHA * batch["next_log_probs"], GAMMA
+    )
+    assert np.max(np.abs(np.asarray(target) - q_mean_target)) > 0.05
+
+
+def test_discrete_soft_q_target_vs_numpy(batch, maybe_jit):
+    target = maybe_jit(S.discrete_soft_q_target)(
+        batch["rewards"], batch["terminated"], batch["next_q_discrete"], batch["next_logits"], ALPHA, GAMMA
+    )
+    next_values = np_discrete_next_values(batch["next_q_discrete"], batch["next_logits"], ALPHA)
+    expected = np_soft_targets(batch["rewards"], batch["terminated"], next_values, GAMMA)
+    np.testing.assert_allclose(target, expected, rtol=1e-6, atol=1e-5)
+    trunc = batch["truncated"]
+    assert np.all(np.abs(np.asarray(target)[trunc] - batch["rewards"][trunc]) > 2.0)
+
+
+def test_value_network_targets_vs_numpy(batch, maybe_jit):
+    """SAC v1: V regresses on min_k Q(s, a~pi) - alpha log pi(a|s); Q regresses on r + gamma V'(s')."""
+    rng = np.random.default_rng(1)
+    q_at_policy = batch["next_q"]  # Q_k(s, a) with a ~ pi(.|s), [2, B]
+    log_probs = batch["next_log_probs"]
+    v_target = maybe_jit(S.soft_state_value)(q_at_policy, log_probs, ALPHA)
+    np.testing.assert_allclose(v_target, np_continuous_next_values(q_at_policy, log_probs, ALPHA), rtol=1e-6, atol=1e-6)
+    v_next = rng.normal(size=8).astype(np.float32)  # V_target(s') of the true next observations
+    q_target = maybe_jit(S.bellman_target)(batch["rewards"], batch["terminated"], v_next, GAMMA)
+    np.testing.assert_allclose(q_target, np_soft_targets(batch["rewards"], batch["terminated"], v_next, GAMMA), rtol=1e-6, atol=1e-6)
+    values = rng.normal(size=8).astype(np.float32)
+    loss, metrics = maybe_jit(S.value_loss)(values, v_target)
+    expected = 0.5 * np.mean((np.float64(values) - np.asarray(v_target, np.float64)) ** 2)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(metrics["value_loss"]) == float(loss)
+
+
+def test_critic_loss_sums_over_the_ensemble(batch, maybe_jit):
+    q = batch["next_q"]
+    y = batch["rewards"]
+    loss, metrics = maybe_jit(S.critic_loss)(q, y)
+    expected = sum(0.5 * np.mean((np.float64(q[k]) - np.float64(y)) ** 2) for k in range(2))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(metrics["q_mean"]) == pytest.approx(float(np.mean(np.float64(q))), rel=1e-5)
+    # Targets are constants: no gradient reaches them.
+    grad_y = jax.grad(lambda t: S.critic_loss(jnp.asarray(q), t)[0])(jnp.asarray(y))
+    np.testing.assert_array_equal(grad_y, 0.0)
+
+
+# --- the squashed Gaussian and the continuous actor loss -------------------------------------
+
+
+def test_tanh_gaussian_sample_log_prob_vs_float64_up_to_20(maybe_jit):
+    """Pre-tanh samples reaching |u| = 20: finite log-probs matching the float64 cosh formula."""
+    mean = np.linspace(-20.0, 20.0, 41, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    log_std = np.full_like(mean, -3.0)
+    key = jax.random.PRNGKey(3)
+    actions, log_probs = maybe_jit(S.sample_tanh_gaussian)(key, mean, log_std)
+    assert actions.shape == (41, 2) and log_probs.shape == (41,)
+    assert np.all(np.isfinite(np.asarray(log_probs)))
+    assert np.all(np.abs(np.asarray(actions)) <= 1.0)
+    # The same noise, in float64.
+    eps = np.asarray(jax.random.normal(key, mean.shape, jnp.float32), np.float64)
+    u = np.float64(mean) + np.exp(np.float64(log_std)) * eps
+    assert np.max(np.abs(u)) > 19.5
+    expected = np_tanh_gaussian_log_prob(mean, log_std, u)
+    # Log-densities reach ~80 nats at |u| = 20; float32 rounding of u costs a few 1e-5 there.
+    np.testing.assert_allclose(log_probs, expected, rtol=2e-6, atol=1e-4)
+    np.testing.assert_allclose(actions, np.tanh(u), atol=1e-6)
+    # Gradients are finite too (they feed the actor update).
+    grads = jax.grad(lambda m, s: S.sample_tanh_gaussian(key, m, s)[1].sum(), argnums=(0, 1))(mean, log_std)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+
+
+def np_actor_loss(mean, log_std, eps, alpha, centre):
+    """The actor loss with a fixed toy critic Q_k(a) = -k_scale * sum (a - c)^2, fixed noise."""
+    u = mean + np.exp(log_std) * eps
+    a = np.tanh(u)
+    log_probs = np_tanh_gaussian_log_prob(mean, log_std, u)
+    q = np.stack([-(k + 1.0) * np.sum((a - centre) ** 2, axis=-1) for k in range(2)])
+    return np.mean(alpha * log_probs - q.min(axis=0))
+
+
+def test_actor_loss_reparameterised_value_and_gradient_vs_numpy(maybe_jit):
+    """Value and gradient (w.r.t. mean and log-std) of the reparameterised actor loss against a
+    float64 NumPy loss with the same noise, differentiated by central differences."""
+    rng = np.random.default_rng(2)
+    b, d = 5, 2
+    mean = (0.5 * rng.normal(size=(b, d))).astype(np.float32)
+    log_std = rng.uniform(-1.0, 0.0, size=(b, d)).astype(np.float32)
+    centre = np.float32(0.4)
+    key = jax.random.PRNGKey(4)
+    eps = np.asarray(jax.random.normal(key, (b, d), jnp.float32), np.float64)
+
+    def loss_fn(m, s):
+        actions, log_probs = S.sample_tanh_gaussian(key, m, s)
+        q = jnp.stack([-(k + 1.0) * jnp.sum((actions - centre) ** 2, axis=-1) for k in range(2)])
+        return S.actor_loss(q, log_probs, jnp.float32(ALPHA))
+
+    (loss, metrics), grads = maybe_jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))(mean, log_std)
+    m64, s64 = np.float64(mean), np.float64(log_std)
+    assert float(loss) == pytest.approx(np_actor_loss(m64, s64, eps, ALPHA, 0.4), rel=1e-5, abs=1e-5)
+    for arg, grad in ((0, grads[0]), (1, grads[1])):
+        numeric = np.zeros((b, d))
+        for i in np.ndindex(b, d):
+            h = np.zeros((b, d))
+            h[i] = 1e-6
+            args_p = [m64, s64]
+            args_m = [m64, s64]
+            args_p[arg] = args_p[arg] + h
+            args_m[arg] = args_m[arg] - h
+            numeric[i] = (np_actor_loss(*args_p, eps, ALPHA, 0.4) - np_actor_loss(*args_m, eps, ALPHA, 0.4)) / 2e-6
+        np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
+    assert float(metrics["entropy"]) == pytest.approx(
+        -np.mean(np_tanh_gaussian_log_prob(mean, log_std, m64 + np.exp(s64) * eps)), rel=1e-5
+    )
+    # alpha is a constant for the actor.
+    grad_alpha = jax.grad(lambda al: S.actor_loss(jnp.ones((2, b)), jnp.ones(b), al)[0])(jnp.float32(ALPHA))
+    assert float(grad_alpha) == 0.0
+
+
+def test_temperature_loss_value_and_direction(maybe_jit):
+    entropies = np.array([0.5, 1.5, -0.2, 0.9], np.float32)
+    log_alpha = np.float32(np.log(0.2))
+    for target, sign in ((-1.0, 1.0), (3.0, -1.0)):
+        (loss, metrics), grad = maybe_jit(jax.value_and_grad(S.temperature_loss, has_aux=True))(
+            log_alpha, entropies, np.float32(target)
+        )
+        expected = np.mean(0.2 * (np.float64(entropies) - target))
+        assert float(loss) == pytest.approx(expected, rel=1e-5)
+        # d/dlog_alpha = alpha * mean(H - H_target): entropy above target -> lower alpha.
+        assert float(grad) == pytest.approx(expected, rel=1e-5)
+        assert np.sign(float(grad)) == sign
+        assert float(metrics["alpha"]) == pytest.approx(0.2, rel=1e-6)
+
+
+# --- discrete SAC ----------------------------------------------------------------------------
+
+
+def test_discrete_actor_loss_vs_direct_formula(batch, maybe_jit):
+    q, logits = batch["next_q_discrete"], batch["next_logits"]
+    (loss, metrics), grad = maybe_jit(jax.value_and_grad(S.discrete_actor_loss, argnums=1, has_aux=True))(
+        q, logits, jnp.float32(ALPHA)
+    )
+    assert float(loss) == pytest.approx(np_discrete_actor_loss(q, logits, ALPHA), rel=1e-5, abs=1e-5)
+    # Gradient w.r.t. the logits against central differences of the direct formula.
+    l64 = np.float64(logits)
+    numeric = np.zeros_like(l64)
+    for i in np.ndindex(*l64.shape):
+        h = np.zeros_like(l64)
+        h[i] = 1e-6
+        numeric[i] = (np_discrete_actor_loss(q, l64 + h, ALPHA) - np_discrete_actor_loss(q, l64 - h, ALPHA)) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
+    log_p = np_log_softmax(logits)
+    assert float(metrics["entropy"]) == pytest.approx(-np.mean(np.sum(np.exp(log_p) * log_p, -1)), rel=1e-5)
+    # The critics are constants for the actor.
+    grad_q = jax.grad(lambda qq: S.discrete_actor_loss(qq, jnp.asarray(logits), ALPHA)[0])(jnp.asarray(q))
+    np.testing.assert_array_equal(grad_q, 0.0)
+
+
+def test_discrete_temperature_loss_with_exact_entropy():
+    """Discrete: J = mean alpha (H(pi) - fraction * log|A|); a uniform policy is above any fraction < 1."""
+    logits = jnp.zeros((4, 3))
+    from pgjax.distributions import categorical_entropy
+
+    target = 0.7 * np.log(3)
+    loss, _ = S.temperature_loss(jnp.log(0.5), categorical_entropy(logits), target)
+    assert float(loss) == pytest.approx(0.5 * (np.log(3) - target), rel=1e-5)
+    assert float(loss) > 0
