@@ -1,0 +1,173 @@
+"""Aggregate statistics across seeds: mean, median, interquartile mean, bootstrap intervals.
+
+Plain NumPy on the host (these summarise a handful of numbers per run, after training).
+Conventions follow Agarwal et al. (2021), "Deep Reinforcement Learning at the Edge of the
+Statistical Precipice" (NeurIPS): report the interquartile mean (IQM) over runs with a
+percentile bootstrap confidence interval; with several tasks, resample runs within each
+task (a stratified bootstrap).
+
+Every statistic takes `axis` and reduces over it, so the bootstrap can apply it to a whole
+stack of resamples at once. Values that are nan (a seed with no finished episode yet) are
+dropped by `finite_values` before a statistic is taken, never silently averaged in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+Statistic = Callable[..., np.ndarray]  # (x, axis=...) -> x reduced over axis
+
+
+def mean(x, axis=-1) -> np.ndarray:
+    """Arithmetic mean over `axis`."""
+    return np.mean(np.asarray(x, float), axis=axis)
+
+
+def median(x, axis=-1) -> np.ndarray:
+    """Median over `axis` (the average of the two middle values when n is even)."""
+    return np.median(np.asarray(x, float), axis=axis)
+
+
+def iqm(x, axis=-1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% of the values along `axis`.
+
+    `IQM = (2/n) sum_i w_i x_(i)`, with `x_(1) <= ... <= x_(n)` sorted and `w_i` the length
+    of the overlap of `[i-1, i]` with `[n/4, 3n/4]`: values straddling a quartile count in
+    part, so every n (not only multiples of 4) uses exactly half the mass. Equivalently,
+    `2 * integral_{1/4}^{3/4} Q(p) dp` for the empirical quantile function `Q`
+    (Agarwal et al., 2021). For n divisible by 4 it equals `scipy.stats.trim_mean(x, 0.25)`
+    (what rliable computes); for other n, trim_mean drops whole values instead.
+    """
+    x = np.sort(np.asarray(x, float), axis=axis)
+    n = x.shape[axis]
+    if n == 0:
+        raise ValueError("iqm of an empty array")
+    lower = np.arange(n, dtype=float)  # value i (0-based) covers [i, i+1]
+    weights = np.clip(np.minimum(lower + 1, 0.75 * n) - np.maximum(lower, 0.25 * n), 0.0, None)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    return np.sum(x * weights.reshape(shape), axis=axis) / (0.5 * n)
+
+
+STATISTICS: dict[str, Statistic] = {"iqm": iqm, "mean": mean, "median": median}
+
+
+def finite_values(x) -> np.ndarray:
+    """The finite entries of a 1-D array (nan marks a seed with nothing to report)."""
+    x = np.asarray(x, float).ravel()
+    return x[np.isfinite(x)]
+
+
+class Interval(NamedTuple):
+    """A point estimate and its confidence interval `[low, high]`."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def bootstrap_distribution(
+    x, statistic: Statistic = iqm, num_resamples: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """The statistic on `num_resamples` bootstrap resamples of `x`, `[num_resamples]`.
+
+    `x` is `[n]` (one score per run) or `[n, tasks]`. With tasks, each resample draws n runs
+    with replacement independently within every task column (stratified bootstrap, as in
+    rliable's StratifiedBootstrap) and applies `statistic` to all `n * tasks` scores.
+    A fixed `seed` makes the interval reproducible.
+    """
+    x = np.asarray(x, float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"bootstrap needs scores shaped [runs] or [runs, tasks], got {x.shape}")
+    n, tasks = x.shape
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, size=(num_resamples, n, tasks))
+    resamples = np.take_along_axis(np.broadcast_to(x, (num_resamples, n, tasks)), index, axis=1)
+    return statistic(resamples.reshape(num_resamples, n * tasks), axis=-1)
+
+
+def bootstrap_ci(
+    x,
+    statistic: Statistic = iqm,
+    confidence: float = 0.95,
+    num_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval (Efron & Tibshirani, 1993, ch. 13) for `statistic(x)`.
+
+    `low, high` are the `(1 - confidence)/2` and `(1 + confidence)/2` quantiles of the
+    statistic over resamples (`bootstrap_distribution`). One run gives a zero-width
+    interval: a bootstrap cannot invent spread that was never observed.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples!r} must be a positive integer")
+    x = np.asarray(x, float)
+    estimate = float(statistic(x.ravel(), axis=-1))
+    dist = bootstrap_distribution(x, statistic, num_resamples, seed)
+    alpha = 1.0 - confidence
+    low, high = np.percentile(dist, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return Interval(estimate, float(low), float(high))
+
+
+def summarize(
+    x, confidence: float = 0.95, num_resamples: int = 2000, seed: int = 0
+) -> dict[str, float | int | list[float]]:
+    """Mean, median and IQM of the finite scores in `x`, each with a bootstrap interval.
+
+    Returns a JSON-ready dict: `n`, and for each statistic `name`, `name_low`, `name_high`.
+    With no finite score every number is None.
+    """
+    values = finite_values(x)
+    out: dict = {"n": int(values.size), "confidence": confidence, "num_resamples": num_resamples,
+                 "bootstrap_seed": seed}
+    for name, stat in STATISTICS.items():
+        if values.size == 0:
+            out[name] = out[f"{name}_low"] = out[f"{name}_high"] = None
+            continue
+        interval = bootstrap_ci(values, stat, confidence, num_resamples, seed)
+        out[name], out[f"{name}_low"], out[f"{name}_high"] = interval
+    return out
+
+
+def curve_statistics(
+    curves,
+    statistic: Statistic = iqm,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pointwise statistic and bootstrap interval of learning curves `[seeds, points]`.
+
+    At each point the seeds with a finite value are used (nan marks a seed with no
+    finished episode yet); a point with none is nan. Returns `(estimate, low, high)`,
+    each `[points]`.
+    """
+    curves = np.asarray(curves, float)
+    if curves.ndim != 2:
+        raise ValueError(f"curves must be [seeds, points], got shape {curves.shape}")
+    out = np.full((3, curves.shape[1]), np.nan)
+    finite = np.isfinite(curves)
+    complete = finite.all(axis=0)
+    if complete.any():  # the common case, every seed reported: one vectorised bootstrap
+        out[:, complete] = _columns_interval(curves[:, complete], statistic, confidence, num_resamples, seed)
+    for j in np.flatnonzero(~complete & finite.any(axis=0)):
+        out[:, j] = bootstrap_ci(curves[finite[:, j], j], statistic, confidence, num_resamples, seed)
+    return out[0], out[1], out[2]
+
+
+def _columns_interval(block, statistic, confidence, num_resamples, seed) -> np.ndarray:
+    """`bootstrap_ci` of each column of `[n, m]`, resampling runs jointly across columns."""
+    n = block.shape[0]
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, size=(num_resamples, n))
+    dist = statistic(block[index], axis=1)  # [num_resamples, m]
+    alpha = 1.0 - confidence
+    low, high = np.percentile(dist, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return np.stack([statistic(block, axis=0), low, high])
