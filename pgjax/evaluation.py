@@ -1,40 +1,165 @@
-"""Compiled, vectorised evaluation of a policy: one episode per environment copy."""
+"""Compiled, vectorised evaluation of a policy: one episode per environment copy.
+
+Each of the `num_envs` copies runs its FIRST episode only: it ends at a terminal state or
+at the time limit (truncation), whichever comes first, and steps after that end (the
+auto-reset environment has started a new episode) are masked out, so every episode is
+counted exactly once. The same `key` gives the same start states and the same action
+noise, so policies (e.g. the final policies of several training seeds) are compared on
+identical evaluation episodes.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from pgjax.envs import VecEnv
+from pgjax.envs import VecEnv, make_vec_env
 from pgjax.types import Array, PRNGKey
 
+ActFn = Callable[[PRNGKey, Array], Array]  # (key, obs [B, ...]) -> environment actions [B, ...]
 
-def evaluate(
-    env: VecEnv, act_fn: Callable[[PRNGKey, Array], Array], key: PRNGKey
-) -> tuple[Array, Array]:
+
+class Episodes(NamedTuple):
+    """The first episode of each environment copy (leading seed axes under vmap)."""
+
+    returns: Array  # [..., E] float32, undiscounted sum of rewards
+    lengths: Array  # [..., E] int32, steps taken
+    truncated: Array  # [..., E] bool, ended by the time limit rather than a terminal state
+
+
+class _Carry(NamedTuple):
+    t: Array
+    env_state: Any
+    obs: Array
+    returns: Array
+    lengths: Array
+    truncated: Array
+    alive: Array
+
+
+def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
     """Run the first episode of each of `env.num_envs` copies to its end.
 
-    `act_fn(key, obs [B, ...]) -> env actions`. Returns `(returns [B], lengths [B])`. The
-    loop runs for the environment's time limit; rewards after an episode's first end are
-    ignored. Pass the same `key` to compare policies on the same start states.
+    A `lax.while_loop` that stops as soon as every copy's episode has ended, and at the
+    latest after `env.max_episode_steps` steps (by then every episode has terminated or
+    been truncated). Step `t` uses key `split(run_key, max_episode_steps)[t]`.
+    """
+    reset_key, run_key = jax.random.split(key)
+    step_keys = jax.random.split(run_key, env.max_episode_steps)
+    env_state, obs = env.reset(reset_key)
+
+    def cond(c: _Carry):
+        return (c.t < env.max_episode_steps) & jnp.any(c.alive)
+
+    def body(c: _Carry) -> _Carry:
+        act_key, env_key = jax.random.split(step_keys[c.t])
+        env_state, ts = env.step(env_key, c.env_state, act_fn(act_key, c.obs))
+        ended = ts.terminated | ts.truncated
+        return _Carry(
+            t=c.t + 1,
+            env_state=env_state,
+            obs=ts.obs,
+            returns=c.returns + jnp.where(c.alive, ts.reward, 0.0),
+            lengths=c.lengths + c.alive.astype(jnp.int32),
+            truncated=jnp.where(c.alive & ended, ts.truncated, c.truncated),
+            alive=c.alive & ~ended,
+        )
+
+    b = env.num_envs
+    init = _Carry(jnp.int32(0), env_state, obs, jnp.zeros((b,), jnp.float32), jnp.zeros((b,), jnp.int32),
+                  jnp.zeros((b,), bool), jnp.ones((b,), bool))
+    final = jax.lax.while_loop(cond, body, init)
+    return Episodes(final.returns, final.lengths, final.truncated)
+
+
+def evaluate(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> tuple[Array, Array]:
+    """`(returns [B], lengths [B])` of the first episode of each copy (see `run_episodes`)."""
+    episodes = run_episodes(env, act_fn, key)
+    return episodes.returns, episodes.lengths
+
+
+def evaluate_states(
+    trainer: Any,
+    state: Any,
+    num_episodes: int = 32,
+    eval_seed: int = 10_000,
+    deterministic: bool = True,
+    max_episode_steps: int | None = None,
+) -> Episodes:
+    """Evaluate the policy in each training state of a seed-batched `state`, compiled.
+
+    `state` is a training-state pytree with a leading seed axis (what `train_seeds` or a
+    checkpoint holds); only `state.params` and `state.obs_stats` are used, through
+    `trainer.act`. Every seed plays the same `num_episodes` episodes: the start states and
+    action noise come from `PRNGKey(eval_seed)`, independent of the training seed.
+    `deterministic` acts with the policy's mode (greedy), otherwise samples.
+    Returns `Episodes` with arrays `[S, num_episodes]`.
+    """
+    evaluator = _seed_batched_evaluator(trainer, num_episodes, deterministic, max_episode_steps)
+    return evaluator(jax.random.PRNGKey(eval_seed), state.params, state.obs_stats)
+
+
+@functools.lru_cache(maxsize=8)
+def _seed_batched_evaluator(trainer, num_episodes, deterministic, max_episode_steps):
+    """One compiled `(key, params [S], obs_stats [S]) -> Episodes [S, E]` per setting, reused
+    across calls (another evaluation seed or another state needs no recompilation)."""
+    env = eval_env(trainer, num_episodes, max_episode_steps)
+
+    def one_seed(key, params, obs_stats):
+        return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(None, 0, 0)))
+
+
+def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = None) -> VecEnv:
+    """`num_episodes` copies of the trainer's environment (its time limit unless replaced)."""
+    return make_vec_env(trainer.config.env_id, num_episodes, max_episode_steps)
+
+
+def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn:
+    """The trained policy as an `ActFn` (greedy if `deterministic`)."""
+
+    def act(key, obs):
+        return trainer.act(params, obs_stats, key, obs, deterministic)
+
+    return act
+
+
+class Recording(NamedTuple):
+    """One evaluation episode, step by step, for rendering."""
+
+    observations: Array  # [T + 1, *obs_shape]: start, then the observation after each step
+    rewards: Array  # [T]
+    length: Array  # int32: steps before the episode ended (entries after it are padding)
+    truncated: Array  # bool
+
+
+def record_episode(env: VecEnv, act_fn: ActFn, key: PRNGKey, index: int = 0) -> Recording:
+    """Record episode `index` of `run_episodes(env, act_fn, key)`: the same steps, keys and return.
+
+    The observation after the final step is the true final observation (`next_obs`), not
+    the auto-reset one. Runs a fixed `env.max_episode_steps` scan (the output has a fixed
+    shape); entries after `length` are padding.
     """
     reset_key, run_key = jax.random.split(key)
     env_state, obs = env.reset(reset_key)
 
     def step(carry, step_key):
-        env_state, obs, total, length, alive = carry
+        env_state, obs, alive, truncated = carry
         act_key, env_key = jax.random.split(step_key)
-        env_state, timestep = env.step(env_key, env_state, act_fn(act_key, obs))
-        total = total + jnp.where(alive, timestep.reward, 0.0)
-        length = length + alive.astype(jnp.int32)
-        alive = alive & ~(timestep.terminated | timestep.truncated)
-        return (env_state, timestep.obs, total, length, alive), None
+        env_state, ts = env.step(env_key, env_state, act_fn(act_key, obs))
+        ended = ts.terminated[index] | ts.truncated[index]
+        truncated = jnp.where(alive & ended, ts.truncated[index], truncated)
+        out = (ts.next_obs[index], jnp.where(alive, ts.reward[index], 0.0), alive)
+        return (env_state, ts.obs, alive & ~ended, truncated), out
 
-    zeros = jnp.zeros((env.num_envs,), jnp.float32)
-    carry = (env_state, obs, zeros, zeros.astype(jnp.int32), jnp.ones((env.num_envs,), bool))
-    (_, _, total, length, _), _ = jax.lax.scan(
+    carry = (env_state, obs, jnp.asarray(True), jnp.asarray(False))
+    (_, _, _, truncated), (next_obs, rewards, alive) = jax.lax.scan(
         step, carry, jax.random.split(run_key, env.max_episode_steps)
     )
-    return total, length
+    observations = jnp.concatenate([obs[index][None], next_obs])
+    return Recording(observations, rewards, jnp.sum(alive.astype(jnp.int32)), truncated)

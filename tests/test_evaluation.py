@@ -1,0 +1,167 @@
+"""Evaluation against probe environments whose returns are known in closed form.
+
+Scripted-probe (tests/probe_envs.py): at step k (1-based) the observation is `[k - 1]`,
+action 1 pays 11 and terminates, action 0 pays 1; the time limit truncates after 5 steps.
+A policy choosing 1 with probability `p_t` at observation `[t]` therefore ends at step k by
+termination with return `k + 10` with probability `prod_{t<k-1}(1 - p_t) p_{k-1}`, or is
+truncated after 5 steps with return 5.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax.actor_critic import observe
+from pgjax.algos import ppo
+from pgjax.envs import make_vec_env
+from pgjax.evaluation import evaluate, evaluate_states, record_episode, run_episodes
+from pgjax.experiment import seed_keys
+
+LIMIT = 5
+
+
+def scripted_outcomes(p):
+    """Closed form for Scripted-probe: `[(return, length, truncated, probability)]`."""
+    outcomes, survive = [], 1.0
+    for k in range(1, LIMIT + 1):
+        outcomes.append((k + 10.0, k, False, survive * p[k - 1]))
+        survive *= 1.0 - p[k - 1]
+    outcomes.append((float(LIMIT), LIMIT, True, survive))
+    return outcomes
+
+
+def expected_return_and_sd(p):
+    outcomes = scripted_outcomes(p)
+    mean = sum(r * q for r, _, _, q in outcomes)
+    second = sum(r * r * q for r, _, _, q in outcomes)
+    return mean, np.sqrt(second - mean**2)
+
+
+def bernoulli_policy(p):
+    """Action 1 with probability `p[t]` at observation `[t]`; greedy takes the likelier action."""
+    p = jnp.asarray(p, jnp.float32)
+
+    def stochastic(key, obs):
+        prob = p[obs[:, 0].astype(jnp.int32)]
+        return jax.random.bernoulli(key, prob, prob.shape).astype(jnp.int32)
+
+    def greedy(key, obs):
+        return (p[obs[:, 0].astype(jnp.int32)] > 0.5).astype(jnp.int32)
+
+    return stochastic, greedy
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_stochastic_returns_match_the_closed_form(use_jit):
+    p = [0.3, 0.1, 0.5, 0.2, 0.6]
+    episodes = 4000 if use_jit else 200  # the un-jitted loop steps op by op
+    env = make_vec_env("Scripted-probe", episodes)
+    stochastic, _ = bernoulli_policy(p)
+    fn = lambda key: run_episodes(env, stochastic, key)
+    if use_jit:
+        out = jax.jit(fn)(jax.random.PRNGKey(0))
+    else:
+        with jax.disable_jit():
+            out = fn(jax.random.PRNGKey(0))
+    returns, lengths, truncated = (np.asarray(a) for a in out)
+    # Every episode is one of the closed-form outcomes, counted once.
+    table = {(r, k, tr) for r, k, tr, _ in scripted_outcomes(p)}
+    assert {(float(r), int(k), bool(t)) for r, k, t in zip(returns, lengths, truncated)} <= table
+    mean, sd = expected_return_and_sd(p)
+    assert abs(returns.mean() - mean) < 4 * sd / np.sqrt(episodes)
+    survive = np.prod(1 - np.asarray(p))
+    assert abs(truncated.mean() - survive) < 4 * np.sqrt(survive * (1 - survive) / episodes)
+
+
+def test_greedy_returns_are_exact():
+    env = make_vec_env("Scripted-probe", 8)
+    _, greedy = bernoulli_policy([0.3, 0.1, 0.8, 0.2, 0.6])  # greedy acts 0, 0, then 1
+    out = jax.jit(lambda k: run_episodes(env, greedy, k))(jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(out.returns, 13.0)  # 1 + 1 + 11, not 13 plus a second episode
+    np.testing.assert_array_equal(out.lengths, 3)
+    assert not out.truncated.any()
+    _, never = bernoulli_policy([0.0] * LIMIT)
+    out = jax.jit(lambda k: run_episodes(env, never, k))(jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(out.returns, 5.0)
+    np.testing.assert_array_equal(out.lengths, 5)
+    assert out.truncated.all()
+
+
+def test_truncation_ends_each_episode_once():
+    env = make_vec_env("ConstantReward-probe", 6)  # reward 1 per step, time limit 20
+    zero = lambda key, obs: jnp.zeros((obs.shape[0],), jnp.int32)
+    returns, lengths = jax.jit(lambda k: evaluate(env, zero, k))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(returns, 20.0)
+    np.testing.assert_array_equal(lengths, 20)
+    short = make_vec_env("ConstantReward-probe", 6, max_episode_steps=7)
+    out = jax.jit(lambda k: run_episodes(short, zero, k))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(out.returns, 7.0)
+    assert out.truncated.all()
+
+
+def test_record_episode_replays_the_evaluated_episode():
+    env = make_vec_env("CartPole-v1", 5)
+    act = lambda key, obs: jax.random.randint(key, (obs.shape[0],), 0, 2)
+    key = jax.random.PRNGKey(4)
+    out = jax.jit(lambda k: run_episodes(env, act, k))(key)
+    for index in (3,):
+        rec = jax.jit(lambda k, i=index: record_episode(env, act, k, i))(key)
+        assert int(rec.length) == int(out.lengths[index])
+        assert float(rec.rewards.sum()) == pytest.approx(float(out.returns[index]))
+        assert bool(rec.truncated) == bool(out.truncated[index])
+        final = np.asarray(rec.observations[int(rec.length)])
+        # CartPole ends when the pole falls (|theta| > 12 deg) or the cart leaves (|x| > 2.4):
+        # the recorded last frame is the true terminal observation, not an auto-reset one.
+        assert abs(final[2]) > 0.2094 or abs(final[0]) > 2.4
+
+
+@pytest.fixture(scope="module")
+def probe_trainer_and_state():
+    """PPO on Scripted-probe, two seeds, with hand-set actor weights so that the two policies
+    differ and are far from uniform: logit(1) - logit(0) = a * h(t) + b for hidden unit h."""
+    config = ppo.PPOConfig(env_id="Scripted-probe", num_envs=2, num_steps=4, total_timesteps=8,
+                           update_epochs=1, num_minibatches=1, hidden_sizes=(4,))
+    trainer = ppo.make_trainer(config)
+    state = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(seed_keys(0, [0, 1]), config.hparams)
+    weights = {"params": {
+        "MLP_0": {"Dense_0": {"kernel": jnp.zeros((2, 1, 4)).at[:, 0, 0].set(1.0), "bias": jnp.zeros((2, 4))}},
+        "Dense_0": {"kernel": jnp.zeros((2, 4, 2)).at[:, 0, 1].set(jnp.array([3.0, -0.5])),
+                    "bias": jnp.zeros((2, 2)).at[:, 1].set(jnp.array([-1.0, 1.0]))},
+    }}
+    assert jax.tree.structure(weights) == jax.tree.structure(state.params["actor"])
+    return trainer, state._replace(params={**state.params, "actor": weights})
+
+
+def _action_one_probs(trainer, state, seed):
+    params = jax.tree.map(lambda x: x[seed], state.params)
+    obs_stats = jax.tree.map(lambda x: x[seed], state.obs_stats)
+    obs = jnp.arange(LIMIT, dtype=jnp.float32)[:, None]
+    logits = trainer.networks.actor.apply(params["actor"], observe(trainer.config, obs_stats, obs)).logits
+    return np.asarray(jax.nn.softmax(logits, axis=-1)[:, 1], float)
+
+
+def test_evaluate_states_greedy_and_stochastic_per_seed(probe_trainer_and_state):
+    trainer, state = probe_trainer_and_state
+    greedy = evaluate_states(trainer, state, num_episodes=4, deterministic=True)
+    stochastic = evaluate_states(trainer, state, num_episodes=3000, deterministic=False)
+    assert greedy.returns.shape == (2, 4) and stochastic.returns.shape == (2, 3000)
+    assert greedy.returns[0, 0] != greedy.returns[1, 0]  # the two seeds' policies differ
+    for seed in range(2):
+        p = _action_one_probs(trainer, state, seed)
+        assert np.abs(p - 0.5).min() > 0.1, p  # no near-ties for the greedy action
+        (ret, length, trunc, _), = [o for o in scripted_outcomes((p > 0.5).astype(float)) if o[3] == 1.0]
+        np.testing.assert_array_equal(greedy.returns[seed], ret)
+        np.testing.assert_array_equal(greedy.lengths[seed], length)
+        np.testing.assert_array_equal(greedy.truncated[seed], trunc)
+        mean, sd = expected_return_and_sd(p)
+        assert abs(float(stochastic.returns[seed].mean()) - mean) < 4 * sd / np.sqrt(3000)
+
+
+def test_evaluation_seeds_are_shared_across_training_seeds(probe_trainer_and_state):
+    trainer, state = probe_trainer_and_state
+    same = jax.tree.map(lambda x: jnp.stack([x[0], x[0]]), state)  # two copies of seed 0's policy
+    out = evaluate_states(trainer, same, num_episodes=3000, deterministic=False, eval_seed=3)
+    np.testing.assert_array_equal(out.returns[0], out.returns[1])  # same episodes, same noise
+    other = evaluate_states(trainer, same, num_episodes=3000, deterministic=False, eval_seed=4)
+    assert not np.array_equal(out.returns[0], other.returns[0])
