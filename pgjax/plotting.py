@@ -1,17 +1,29 @@
-"""Learning-curve plots (PNG) from per-seed metrics."""
+"""Learning curves and final-performance plots (PNG), and the numbers behind them.
+
+A curve aggregates seeds pointwise: each seed's metric is smoothed (a trailing moving
+average), then at every plotted point the chosen statistic across seeds (IQM by default)
+and its percentile bootstrap interval come from `pgjax.statistics`. The numbers are
+returned (and written as CSV/JSON by `pgjax plot`) so a figure can be redrawn elsewhere.
+"""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from pgjax import statistics as st
 
-def _pyplot():
+STAT_LABELS = {"iqm": "IQM", "mean": "mean", "median": "median"}
+
+
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (CI machines, ssh sessions)."""
     import matplotlib
 
-    matplotlib.use("Agg")  # headless: runs on CI machines and over ssh
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -29,6 +41,116 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+class Curve(NamedTuple):
+    """One run's aggregate learning curve: arrays `[points]`."""
+
+    label: str
+    env_steps: np.ndarray
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    num_seeds: np.ndarray  # seeds with a finite value at each point
+
+
+def seed_matrix(by_seed: dict[int, dict[str, np.ndarray]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(env_steps [U], values [S, U])` from `runs.read_metrics` output.
+
+    Seeds with fewer updates (a run stopped early) are padded with nan; `env_steps` comes
+    from the longest seed. Raises KeyError listing the metrics available.
+    """
+    if not by_seed:
+        raise ValueError("no metrics rows")
+    columns = next(iter(by_seed.values()))
+    if metric not in columns:
+        names = ", ".join(sorted(set(columns) - {"update", "seed"}))
+        raise KeyError(f"unknown metric {metric!r}; available metrics: {names}")
+    longest = max(by_seed.values(), key=lambda cols: len(cols[metric]))
+    values = np.full((len(by_seed), len(longest[metric])), np.nan)
+    for i, (_, cols) in enumerate(sorted(by_seed.items())):
+        values[i, : len(cols[metric])] = cols[metric]
+    return np.asarray(longest["env_steps"], float), values
+
+
+def learning_curve(
+    by_seed: dict[int, dict[str, np.ndarray]],
+    metric: str = "episode_return",
+    statistic: str = "iqm",
+    smoothing: int = 10,
+    confidence: float = 0.95,
+    num_resamples: int = 1000,
+    max_points: int = 200,
+    label: str = "",
+    seed: int = 0,
+) -> Curve:
+    """Smooth each seed, then the statistic across seeds and its bootstrap interval.
+
+    At most `max_points` evenly spaced updates are kept (always the last one).
+    """
+    env_steps, values = seed_matrix(by_seed, metric)
+    smoothed = np.stack([smooth(row, smoothing) for row in values])
+    keep = np.unique(np.linspace(0, len(env_steps) - 1, min(max_points, len(env_steps))).round().astype(int))
+    estimate, low, high = st.curve_statistics(
+        smoothed[:, keep], st.STATISTICS[statistic], confidence, num_resamples, seed
+    )
+    num_seeds = np.isfinite(smoothed[:, keep]).sum(axis=0)
+    return Curve(label, env_steps[keep], estimate, low, high, num_seeds)
+
+
+def plot_curves(
+    curves: list[Curve],
+    path: str | Path,
+    title: str = "",
+    ylabel: str = "episode return",
+    band_label: str = "",
+    seed_lines: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Path:
+    """Draw curves with their interval bands on one axis, against environment steps."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for x, y in seed_lines or []:
+        ax.plot(x, y, lw=0.7, alpha=0.35, color="0.5")
+    for i, curve in enumerate(curves):
+        color = f"C{i % 10}"
+        ax.fill_between(curve.env_steps, curve.low, curve.high, alpha=0.2, color=color, lw=0)
+        ax.plot(curve.env_steps, curve.estimate, lw=2.0, color=color, label=curve.label or None)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + (f"\n{band_label}" if band_label else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    if any(c.label for c in curves):
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_final(
+    labels: list[str], intervals: list[st.Interval], path: str | Path, xlabel: str, title: str = ""
+) -> Path:
+    """Point estimates with interval bars, one row per run (as rliable's interval plots)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.45 * len(labels)), dpi=110)
+    rows = np.arange(len(labels))[::-1]
+    for row, interval, i in zip(rows, intervals, range(len(labels))):
+        color = f"C{i % 10}"
+        ax.plot([interval.low, interval.high], [row, row], lw=6, alpha=0.35, color=color,
+                solid_capstyle="butt")
+        ax.plot([interval.estimate], [row], "|", ms=16, mew=2.5, color=color)
+    ax.set_yticks(rows, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curve(
     by_seed: dict[int, dict[str, np.ndarray]],
     path: str | Path,
@@ -36,28 +158,11 @@ def plot_learning_curve(
     metric: str = "episode_return",
     smoothing: int = 10,
 ) -> Path:
-    """One thin line per seed and the mean over seeds with a min-max band, against env steps."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    curves = []
-    for seed, cols in sorted(by_seed.items()):
-        x, y = cols["env_steps"], smooth(cols[metric], smoothing)
-        ax.plot(x, y, lw=0.8, alpha=0.45, label=f"seed {seed}" if len(by_seed) <= 8 else None)
-        curves.append(y)
-    if len(curves) > 1:
-        stack = np.vstack(curves)
-        with warnings.catch_warnings():  # all-nan columns (no episode finished yet) are expected
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, low, high = np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
-        ax.fill_between(x, low, high, alpha=0.15, color="C0")
-        ax.plot(x, mean, lw=2.0, color="C0", label=f"mean of {len(curves)} seeds")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    """One run: a thin line per seed and the IQM across seeds with its 95% bootstrap band."""
+    curve = learning_curve(by_seed, metric, "iqm", smoothing, label=f"IQM of {len(by_seed)} seeds")
+    env_steps, values = seed_matrix(by_seed, metric)
+    with warnings.catch_warnings():  # all-nan stretches (no episode finished yet) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lines = [(env_steps, smooth(row, smoothing)) for row in values]
+    band = "band: 95% percentile bootstrap CI over seeds" if len(by_seed) > 1 else ""
+    return plot_curves([curve], path, title, metric.replace("_", " "), band, seed_lines=lines)
