@@ -121,3 +121,80 @@ class ValueCritic(nn.Module):
     def __call__(self, obs: Array) -> Array:
         x = MLP(self.hidden_sizes, self.activation)(obs)
         return _dense(1, 1.0)(x)[..., 0]
+
+
+# --- off-policy heads: Q critics and a deterministic actor -----------------------------------
+
+
+class QCritic(nn.Module):
+    """`(obs [..., D], action [..., A]) -> Q(obs, action) [...]` on the concatenated inputs."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: Array, action: Array) -> Array:
+        action = action.reshape(*obs.shape[:-1], -1).astype(obs.dtype)
+        x = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([obs, action], axis=-1))
+        return _dense(1, 1.0)(x)[..., 0]
+
+
+class DiscreteQCritic(nn.Module):
+    """`obs [..., D] -> Q(obs, .) [..., num_actions]`, one output per action."""
+
+    num_actions: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: Array, action: Array | None = None) -> Array:
+        x = MLP(self.hidden_sizes, self.activation)(obs)
+        return _dense(self.num_actions, 1.0)(x)
+
+
+class QEnsemble(nn.Module):
+    """`num_critics` independent Q critics evaluated in one pass (`nn.vmap` over parameters).
+
+    Returns `[num_critics, ...]` (`[num_critics, ..., num_actions]` with `num_actions`).
+    Continuous critics take `(obs, action)`; discrete ones (`num_actions` set) take `obs`.
+    Each member has its own initialisation (split parameter keys).
+    """
+
+    num_critics: int = 2
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    num_actions: int | None = None
+
+    @nn.compact
+    def __call__(self, obs: Array, action: Array | None = None) -> Array:
+        ensemble = nn.vmap(
+            QCritic if self.num_actions is None else DiscreteQCritic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_critics,
+        )
+        if self.num_actions is None:
+            return ensemble(self.hidden_sizes, self.activation)(obs, action)
+        return ensemble(self.num_actions, self.hidden_sizes, self.activation)(obs)
+
+
+class DeterministicActor(nn.Module):
+    """`obs -> low + (tanh(f(obs)) + 1) (high - low) / 2`, a deterministic action in the Box.
+
+    `low` and `high` are tuples (hashable module attributes) of the flat action size.
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: Array) -> Array:
+        x = MLP(self.hidden_sizes, self.activation)(obs)
+        squashed = nn.tanh(_dense(len(self.low), 0.01)(x))
+        low = jnp.broadcast_to(jnp.asarray(self.low, jnp.float32), squashed.shape)
+        high = jnp.broadcast_to(jnp.asarray(self.high, jnp.float32), squashed.shape)
+        return low + 0.5 * (squashed + 1.0) * (high - low)

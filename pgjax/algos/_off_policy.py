@@ -1,0 +1,319 @@
+"""The loop every off-policy actor-critic shares (DDPG, TD3, SAC): act, store, sample, learn.
+
+One *update* of `Trainer.run` (one `lax.scan` step) is one *iteration*:
+
+1. every one of the `num_envs` environments takes one step with the learner's
+   exploration actions (`learner.explore`); the `num_envs` transitions go into the replay
+   buffer (`pgjax.replay`: terminated and truncated kept apart, `next_obs` the true final
+   observation of an episode), exploration state is reset where episodes ended
+   (`learner.explore_reset`), and the running observation statistics are updated (used
+   only if `normalize_obs`);
+2. `updates_per_step` gradient updates follow, each on its own uniformly sampled batch
+   of `batch_size` transitions (`learner.update`).
+
+The first `learning_starts` environment steps (rounded up to whole steps of all
+environments) take uniformly random actions and only fill the buffer; they happen in
+`init`, so every iteration of `run` learns and `run` has no branch on the step count.
+`run(state, hp, a)` then `run(state, hp, b)` equals `run(state, hp, a + b)` bit for bit,
+because the whole state (learner, buffer, environments, exploration noise, statistics,
+key, counter) is one pytree.
+
+Plug-in interface
+-----------------
+An algorithm writes a `Learner`: six functions with its static pieces (config, networks,
+action bounds) bound by `functools.partial`, and calls
+`make_off_policy_trainer(config, env, learner, networks)`:
+
+    init(key, hparams) -> learner_state
+        A pytree (e.g. a NamedTuple) with a `params` field: the dict of online network
+        parameters that `act` uses (e.g. {"actor": ..., "critic": ...}); it also holds
+        target parameters, optimiser states, temperature, update counters.
+    explore_init(num_envs) -> explore_state
+        Per-environment exploration state (an OU noise array), or any fixed pytree.
+    explore(learner_state, explore_state, hparams, key, obs [B, ...]) -> (actions, explore_state, metrics)
+        Environment actions `[B, *action_shape]` within the action space (int32 for
+        Discrete) for the observations the networks see (normalised if `normalize_obs`);
+        metrics is a flat dict of scalars (e.g. the exploration noise's size).
+    explore_reset(explore_state, done [B]) -> explore_state
+        Reset what must not cross an episode boundary (e.g. OU noise).
+    update(learner_state, hparams, key, batch: replay.Batch [batch_size]) -> (learner_state, metrics)
+        One gradient update. `batch.obs`/`batch.next_obs` are normalised if
+        `normalize_obs`; `batch.reward` is already multiplied by `hparams.reward_scale`.
+        Metrics are a flat dict of scalars; a metric not computed on this update (e.g. a
+        delayed actor loss) may be nan: the iteration reports the nan-mean over its updates.
+    act(params, key, obs, deterministic) -> environment actions (evaluation, CLI)
+
+The algorithm's hyper-parameters subclass `OffPolicyHParams` (gamma, tau, reward_scale)
+and its config subclasses `OffPolicyConfig`, adding an `hparams` field; set the class
+attribute `action_space` to "continuous" or "discrete" if it only supports one kind
+(validate() then rejects a mismatched `env_id` with a clear message).
+
+Per-iteration metrics: the learner's (nan-mean over the iteration's updates), the
+explorer's, `episode_return`/`episode_length` of episodes that finished in this step
+(nan if none), `episodes` (how many), `buffer_size` and `env_steps` (including the
+warm-up steps).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.actor_critic import observe
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.config import (
+    ConfigError,
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    one_of,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import (
+    ActionSpec,
+    VecEnv,
+    init_running_stats,
+    make_vec_env,
+    normalize_obs,
+    update_episode_stats,
+    update_running_stats,
+)
+from pgjax.replay import Batch, example_item, make_replay
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@hparams_dataclass
+class OffPolicyHParams:
+    """Traced hyper-parameters every off-policy algorithm has (subclass to add more)."""
+
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    tau: float = field(0.005, "Polyak step of the target networks: target <- tau online + (1 - tau) target", unit_interval())
+    reward_scale: float = field(1.0, "rewards are multiplied by this before the Bellman target", positive())
+
+
+@config_dataclass
+class OffPolicyConfig:
+    """Static settings shared by off-policy algorithms (subclasses add theirs and `hparams`)."""
+
+    # "any", "continuous" or "discrete": which action spaces the algorithm supports.
+    action_space: ClassVar[str] = "any"
+
+    env_id: str = field("Pendulum-v1", "gymnax environment id")
+    num_envs: int = field(1, "environments stepped in parallel; each iteration stores num_envs transitions", positive())
+    total_timesteps: int = field(20_000, "environment steps over the whole run (all environments together)", positive())
+    learning_starts: int = field(1_000, "environment steps of uniformly random actions before learning starts", (lambda v: v >= 0, ">= 0"))
+    buffer_size: int = field(100_000, "replay buffer capacity in transitions", positive())
+    batch_size: int = field(256, "transitions per gradient update (sampled uniformly from the buffer)", positive())
+    updates_per_step: int = field(1, "gradient updates after each step of the num_envs environments", positive())
+    hidden_sizes: tuple[int, ...] = field((256, 256), "hidden layer sizes of actor and critics")
+    activation: str = field("relu", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
+    normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
+
+    @property
+    def warmup_iterations(self) -> int:
+        """Steps of all environments with random actions, done in `init`."""
+        return -(-self.learning_starts // self.num_envs)
+
+    @property
+    def num_updates(self) -> int:
+        """Learning iterations of `run` over the budget (each: num_envs env steps)."""
+        return (self.total_timesteps - self.warmup_iterations * self.num_envs) // self.num_envs
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.num_envs
+
+    def validate(self) -> None:
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+        if self.buffer_size < self.batch_size:
+            raise ConfigError(
+                f"buffer_size={self.buffer_size} is smaller than batch_size={self.batch_size}: "
+                "the buffer must hold at least one batch; raise buffer_size or lower batch_size."
+            )
+        if self.buffer_size < self.num_envs:
+            raise ConfigError(
+                f"buffer_size={self.buffer_size} is smaller than num_envs={self.num_envs}: "
+                "one step of all environments must fit in the buffer."
+            )
+        if self.num_updates < 1:
+            raise ConfigError(
+                f"total_timesteps={self.total_timesteps} leaves no learning step after "
+                f"learning_starts={self.learning_starts} random steps with num_envs={self.num_envs}; "
+                "raise total_timesteps or lower learning_starts."
+            )
+        if self.action_space != "any":
+            check_action_space(self.env_id, self.action_space, type(self).__name__)
+
+
+def check_action_space(env_id: str, required: str, who: str) -> None:
+    """Raise a ConfigError if `env_id`'s actions are not `required` ('continuous'/'discrete')."""
+    spec = make_vec_env(env_id, 1).action_spec
+    kind = "discrete" if spec.discrete else "continuous"
+    if kind != required:
+        example = "Pendulum-v1" if required == "continuous" else "CartPole-v1"
+        raise ConfigError(
+            f"env_id={env_id!r} has {kind} actions, but {who} needs {required} "
+            f"({'Box' if required == 'continuous' else 'Discrete'}) actions; "
+            f"use an environment such as {example!r}."
+        )
+
+
+# --- the learner interface and the state ---------------------------------------------------
+
+
+class Learner(NamedTuple):
+    """An algorithm's side of the loop (see the module docstring for each signature)."""
+
+    init: Any
+    explore_init: Any
+    explore: Any
+    explore_reset: Any
+    update: Any
+    act: Any
+
+
+class OffPolicyState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    learner: Any  # the algorithm's state; `learner.params` are the online networks
+    buffer: Any  # replay buffer state (flashbax)
+    env: EnvCarry
+    explore: Any  # per-environment exploration state (e.g. OU noise)
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: learning iterations done
+
+    @property
+    def params(self):
+        return self.learner.params
+
+
+class Parts(NamedTuple):
+    """Static pieces bound into the trainer (`Trainer.networks`)."""
+
+    learner: Learner
+    replay: Any  # pgjax.replay.Replay
+    networks: Any  # the algorithm's flax modules
+
+
+# --- pieces of one iteration ----------------------------------------------------------------
+
+
+def random_actions(spec: ActionSpec, key: PRNGKey, num_envs: int) -> Array:
+    """Uniform actions over the action space for `num_envs` environments."""
+    if spec.discrete:
+        return jax.random.randint(key, (num_envs,), 0, spec.num_actions)
+    shape = (num_envs, *spec.shape)
+    low = jnp.broadcast_to(jnp.asarray(spec.low), shape)
+    high = jnp.broadcast_to(jnp.asarray(spec.high), shape)
+    return jax.random.uniform(key, shape, minval=low, maxval=high)
+
+
+class _Finished(NamedTuple):
+    """Episodes that ended at one step (the fields `finished_episode_metrics` reads)."""
+
+    episode_done: Array
+    episode_return: Array
+    episode_length: Array
+
+
+def env_step(env: VecEnv, carry: EnvCarry, key: PRNGKey, actions: Array) -> tuple[EnvCarry, Batch, _Finished]:
+    """Step every environment; the transitions to store and the episodes that ended."""
+    env_state, timestep = env.step(key, carry.env_state, actions)
+    stats, (done, finished_return, finished_length) = update_episode_stats(carry.episode_stats, timestep)
+    batch = Batch(
+        obs=carry.obs, action=actions, reward=timestep.reward, terminated=timestep.terminated,
+        truncated=timestep.truncated, next_obs=timestep.next_obs,
+    )
+    return EnvCarry(env_state, timestep.obs, stats), batch, _Finished(done, finished_return, finished_length)
+
+
+def _warmup_step(config, env, replay, carry, key):
+    """One random-action step of every environment, stored (the `learning_starts` phase)."""
+    env_carry, buffer, obs_stats = carry
+    action_key, env_key = jax.random.split(key)
+    actions = random_actions(env.action_spec, action_key, env.num_envs)
+    env_carry, batch, _ = env_step(env, env_carry, env_key, actions)
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, batch.obs)
+    return (env_carry, replay.add(buffer, batch), obs_stats), None
+
+
+def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
+    key, learner_key, env_key, warmup_key = jax.random.split(key, 4)
+    spec = env.action_spec
+    buffer = parts.replay.init(example_item(env.obs_shape, spec.shape, spec.discrete))
+    carry = (reset_env_carry(env, env_key), buffer, init_running_stats(env.obs_shape))
+    warmup = functools.partial(_warmup_step, config, env, parts.replay)
+    (env_carry, buffer, obs_stats), _ = jax.lax.scan(
+        warmup, carry, jax.random.split(warmup_key, config.warmup_iterations)
+    )
+    return OffPolicyState(
+        learner=parts.learner.init(learner_key, hparams),
+        buffer=buffer,
+        env=env_carry,
+        explore=parts.learner.explore_init(env.num_envs),
+        obs_stats=obs_stats,
+        key=key,
+        update=jnp.zeros((), jnp.int32),
+    )
+
+
+def _prepare_batch(config, hparams, obs_stats: RunningStats, batch: Batch) -> Batch:
+    """What the learner trains on: normalised observations (if enabled), scaled rewards."""
+    if config.normalize_obs:
+        batch = batch._replace(obs=normalize_obs(obs_stats, batch.obs), next_obs=normalize_obs(obs_stats, batch.next_obs))
+    return batch._replace(reward=batch.reward * hparams.reward_scale)
+
+
+def _gradient_update(config, parts: Parts, hparams, buffer, obs_stats, learner_state, key):
+    sample_key, learn_key = jax.random.split(key)
+    batch = _prepare_batch(config, hparams, obs_stats, parts.replay.sample(buffer, sample_key))
+    return parts.learner.update(learner_state, hparams, learn_key, batch)
+
+
+def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
+    """One step of every environment, then `updates_per_step` gradient updates."""
+    key, act_key, env_key, update_key = jax.random.split(state.key, 4)
+    learner = parts.learner
+    seen = observe(config, state.obs_stats, state.env.obs)
+    actions, explore, explore_metrics = learner.explore(state.learner, state.explore, hparams, act_key, seen)
+    env_carry, batch, finished = env_step(env, state.env, env_key, actions)
+    explore = learner.explore_reset(explore, finished.episode_done)
+    buffer = parts.replay.add(state.buffer, batch)
+    obs_stats = update_running_stats(state.obs_stats, batch.obs) if config.normalize_obs else state.obs_stats
+
+    step = functools.partial(_gradient_update, config, parts, hparams, buffer, obs_stats)
+    learner_state, learn_metrics = jax.lax.scan(
+        step, state.learner, jax.random.split(update_key, config.updates_per_step)
+    )
+    update = state.update + 1
+    metrics = {
+        **{name: jnp.nanmean(values) for name, values in learn_metrics.items()},
+        **explore_metrics,
+        **finished_episode_metrics(finished),
+        "buffer_size": parts.replay.size(buffer),
+        "env_steps": (update + config.warmup_iterations) * config.num_envs,
+    }
+    new_state = OffPolicyState(learner_state, buffer, env_carry, explore, obs_stats, key, update)
+    return new_state, metrics
+
+
+def _act(config, learner: Learner, params, obs_stats, key, obs, deterministic=False) -> Array:
+    return learner.act(params, key, observe(config, obs_stats, obs), deterministic)
+
+
+def make_off_policy_trainer(config: OffPolicyConfig, env: VecEnv, learner: Learner, networks: Any) -> Trainer:
+    """`Trainer(init, run, train, act)` for an off-policy `learner` on `env` (see module doc)."""
+    replay = make_replay(config.buffer_size, config.batch_size, config.num_envs)
+    parts = Parts(learner, replay, networks)
+    trainer = assemble_trainer(config, env, parts, _init, _iteration)
+    return trainer._replace(act=functools.partial(_act, config, learner))
