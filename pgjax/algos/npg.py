@@ -1,0 +1,218 @@
+"""Natural Policy Gradient (Kakade, 2001) with GAE and a fitted value function.
+
+Each update collects one rollout, estimates advantages with GAE (Schulman et al., 2016),
+and moves the policy along the natural gradient by the step that fills the KL radius
+`delta = hparams.max_kl` under the quadratic model of the KL:
+
+    theta <- theta + sqrt(2 delta / g^T F^-1 g) F^-1 g,   g = grad_theta mean(r_theta A),
+
+with `F^-1 g` from `cfg.cg_iters` conjugate-gradient iterations on Fisher-vector products
+of the mean KL (`pgjax.trust_region`). The value function is then regressed on the
+lambda-returns with `value_iters` Adam steps, as VPG does (`actor_critic.fit_value_function`).
+TRPO (`pgjax.algos.trpo`) is this update with a KL-checked line search on the step:
+`update` takes the step rule as its first argument so both share everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax.actor_critic import (
+    fit_value_function,
+    init_actor_critic,
+    make_actor_critic,
+    sample_step,
+)
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.algos.vpg import _rollout_batch as vpg_rollout_batch
+from pgjax.config import (
+    OnPolicyConfig,
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.losses import explained_variance, normalize_advantages
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.trust_region import (
+    conjugate_gradient,
+    fisher_vector_product,
+    mean_kl,
+    natural_step,
+    subsample,
+    tree_vdot,
+)
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+
+
+@hparams_dataclass
+class NPGHParams:
+    """Traced hyper-parameters: vmap over them (max_kl, damping, ...) without recompiling."""
+
+    max_kl: float = field(0.01, "KL radius delta of the natural step (mean KL(old || new) per state)", positive())
+    damping: float = field(0.1, "damping added to the Fisher matrix: (F + damping I) x = g", non_negative())
+    cg_residual_tol: float = field(1e-10, "conjugate gradient stops improving once r.r is below this", non_negative())
+    value_learning_rate: float = field(1e-3, "Adam step size of the value-function regression", positive())
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    gae_lambda: float = field(0.97, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
+    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+
+
+@config_dataclass
+class NPGConfig(OnPolicyConfig):
+    """Static NPG settings (shared on-policy ones in `OnPolicyConfig`): changing one recompiles."""
+
+    cg_iters: int = field(10, "conjugate-gradient iterations (Fisher-vector products) per update", non_negative())
+    fvp_fraction: float = field(1.0, "fraction of the rollout the Fisher-vector products use", unit_interval())
+    value_iters: int = field(80, "full-batch value-regression steps per update", positive())
+    normalize_advantages: bool = field(True, "standardise advantages over the rollout")
+    hparams: NPGHParams = field(NPGHParams(), "traced hyper-parameters")
+
+    @property
+    def fvp_batch_size(self) -> int:
+        return max(1, round(self.fvp_fraction * self.batch_size))
+
+
+class NPGState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    critic_opt_state: Any
+    env: EnvCarry
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+
+
+class PolicyProblem(NamedTuple):
+    """The trust-region subproblem of one update, for a step rule to solve."""
+
+    params: Any  # theta_old (actor)
+    surrogate: Callable  # theta -> mean(r_theta A)
+    kl: Callable  # theta -> mean KL(pi_old || pi_theta) over the whole rollout
+
+
+def critic_optimizer(hparams: NPGHParams) -> optax.GradientTransformation:
+    return optax.adam(hparams.value_learning_rate)
+
+
+def _rollout_batch(config, networks, hparams, params, obs_stats, traj):
+    """VPG's flat GAE batch (`V(next_obs)` bootstraps truncations); advantages standardised
+    here once for the whole rollout if `normalize_advantages` (targets keep the raw ones)."""
+    batch = vpg_rollout_batch(config, networks, hparams, params, obs_stats, traj)
+    if config.normalize_advantages:
+        batch = batch._replace(advantage=normalize_advantages(batch.advantage))
+    return batch
+
+
+def surrogate(networks, batch, actor_params) -> Array:
+    """`L(theta) = mean(pi_theta(a|s) / pi_old(a|s) A)`; `grad L` at theta_old is the policy gradient."""
+    log_probs = networks.actor.apply(actor_params, batch.obs).log_prob(batch.action)
+    return jnp.mean(jnp.exp(log_probs - batch.log_prob) * batch.advantage)
+
+
+def natural_gradient_step(config, networks, hparams, actor_params, batch, key) -> tuple[Any, PolicyProblem, dict]:
+    """The full natural step `sqrt(2 delta / g^T x) x`, `x ~ (F + damping I)^-1 g` by CG."""
+    surrogate_fn = functools.partial(surrogate, networks, batch)
+    gradient = jax.grad(surrogate_fn)(actor_params)
+    fvp_obs = subsample(key, batch.obs, config.fvp_batch_size)
+    fvp_kl = functools.partial(mean_kl, networks.actor.apply, actor_params, obs=fvp_obs)
+    matvec = functools.partial(fisher_vector_product, fvp_kl, actor_params, damping=hparams.damping)
+    cg = conjugate_gradient(matvec, gradient, config.cg_iters, hparams.cg_residual_tol)
+    step, g_f_inv_g = natural_step(cg.x, gradient, hparams.max_kl)
+    problem = PolicyProblem(
+        actor_params, surrogate_fn, functools.partial(mean_kl, networks.actor.apply, actor_params, obs=batch.obs)
+    )
+    metrics = {
+        "grad_norm": optax.tree.norm(gradient),
+        "cg_residual": cg.residual_norm,
+        "cg_iterations": cg.iterations,
+        "g_f_inv_g": g_f_inv_g,
+        "step_norm": jnp.sqrt(tree_vdot(step, step)),
+    }
+    return step, problem, metrics
+
+
+def fixed_step(config, hparams, problem: PolicyProblem, step) -> tuple[Any, dict]:
+    """NPG's rule: take the whole natural step; report the KL and surrogate change it made."""
+    new = jax.tree.map(jnp.add, problem.params, step)
+    improvement = problem.surrogate(new) - problem.surrogate(problem.params)
+    return new, {"kl": problem.kl(new), "surrogate_improvement": improvement}
+
+
+def update(step_rule, config, env, networks, hparams, state: NPGState, _):
+    """One iteration: rollout, GAE, natural direction, `step_rule`, `value_iters` value steps."""
+    key, rollout_key, fvp_key = jax.random.split(state.key, 3)
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+
+    step, problem, step_metrics = natural_gradient_step(
+        config, networks, hparams, state.params["actor"], batch, fvp_key
+    )
+    actor_params, rule_metrics = step_rule(config, hparams, problem, step)
+    critic_params, critic_opt_state, value_metrics = fit_value_function(
+        networks.critic, critic_optimizer(hparams), state.params["critic"], state.critic_opt_state,
+        batch.obs, batch.target, config.value_iters,
+    )
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+
+    update = state.update + 1
+    entropy = jnp.mean(networks.actor.apply(state.params["actor"], batch.obs).entropy())
+    metrics = {
+        **step_metrics,
+        **rule_metrics,
+        **value_metrics,
+        **finished_episode_metrics(traj),
+        "loss": -(problem.surrogate(actor_params)),  # the policy objective after the step
+        "entropy": entropy,
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+    params = {"actor": actor_params, "critic": critic_params}
+    return NPGState(params, critic_opt_state, env_carry, obs_stats, key, update), metrics
+
+
+def init(config, env, networks, key, hparams) -> NPGState:
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = init_actor_critic(networks, env, params_key)
+    return NPGState(
+        params,
+        critic_optimizer(hparams).init(params["critic"]),
+        reset_env_carry(env, env_key),
+        init_running_stats(env.obs_shape),
+        key,
+        jnp.zeros((), jnp.int32),
+    )
+
+
+def build_trainer(config, step_rule) -> Trainer:
+    """The trainer for a natural-gradient method whose step rule is `step_rule` (NPG, TRPO)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    networks = make_actor_critic(config, env)
+    return assemble_trainer(config, env, networks, init, functools.partial(update, step_rule))
+
+
+def make_trainer(config: NPGConfig) -> Trainer:
+    """Build NPG's functions for `config` (validated here, before anything compiles)."""
+    return build_trainer(config, fixed_step)
+
+
+def make_train(config: NPGConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = NPGConfig  # the config class the CLI and loaders build for this algorithm

@@ -1,0 +1,186 @@
+"""PPO with an adaptive KL penalty: the trust-region problem solved by its Lagrangian.
+
+TRPO's problem `max L(theta) s.t. KL_bar(theta) <= delta` has the Lagrangian
+`L(theta) - lambda (KL_bar(theta) - delta)`. Each update (Schulman et al., 2017, sec. 4,
+with the multiplier moved by projected dual ascent instead of doubling/halving):
+
+1. primal: `update_epochs` passes of minibatch Adam steps on
+   `-[mean(r A) - lambda (mean KL(pi_old || pi_theta) - delta)] + vf_coef V_loss - ent_coef H`
+   with `lambda` fixed (the KL in closed form against the rollout's policy);
+2. dual: measure `KL_bar` of the new policy on the whole rollout and set
+   `lambda <- max(0, lambda + kl_coef_lr (KL_bar - delta))` (`trust_region.dual_update`).
+
+The multiplier is part of the training state (so checkpoints resume it) and is logged per
+update with the measured KL. Everything else is PPO's (`pgjax.algos.ppo`: its config,
+optimiser, minibatching rules and value loss).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.algos.ppo import PPOConfig, make_optimizer
+from pgjax.algos.vpg import _rollout_batch
+from pgjax.config import (
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    positive,
+    unit_interval,
+)
+from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.losses import (
+    approx_kl,
+    entropy_bonus,
+    explained_variance,
+    normalize_advantages,
+    value_loss,
+)
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.trust_region import dual_update
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+
+
+@hparams_dataclass
+class PPOKLHParams:
+    """Traced hyper-parameters: vmap over them (max_kl, kl_coef_lr, ...) without recompiling."""
+
+    max_kl: float = field(0.01, "KL target delta: the constraint mean KL(old || new) <= delta", positive())
+    init_kl_coef: float = field(1.0, "initial Lagrange multiplier lambda of the KL constraint", non_negative())
+    kl_coef_lr: float = field(50.0, "dual ascent step size alpha: lambda += alpha (KL - delta)", positive())
+    learning_rate: float = field(2.5e-4, "Adam step size (linearly annealed to 0 if anneal_lr)", positive())
+    gamma: float = field(0.99, "discount factor", unit_interval())
+    gae_lambda: float = field(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
+    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
+    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
+    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
+    value_clip_eps: float = field(0.2, "value clip range (used when clip_value_loss)", positive())
+    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+
+
+@config_dataclass
+class PPOKLConfig(PPOConfig):
+    """Static settings: PPO's (epochs, minibatches, annealing, value clipping) with KL hparams."""
+
+    hparams: PPOKLHParams = field(PPOKLHParams(), "traced hyper-parameters")
+
+
+class PPOKLState(NamedTuple):
+    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env: EnvCarry
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+    kl_coef: Array  # float32 scalar: the Lagrange multiplier lambda
+
+
+class Batch(NamedTuple):
+    obs: Array
+    action: Array
+    log_prob: Array
+    value: Array
+    advantage: Array
+    target: Array
+    old_dist: Any  # the rollout policy's distribution at each state (for the closed-form KL)
+
+
+def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
+    """Minus the Lagrangian `mean(r A) - lambda (KL - delta)`, plus value loss minus entropy."""
+    dist = networks.actor.apply(params["actor"], batch.obs)
+    advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
+    log_ratio = dist.log_prob(batch.action) - batch.log_prob
+    surrogate = jnp.mean(jnp.exp(log_ratio) * advantages)
+    kl = jnp.mean(batch.old_dist.kl(dist))
+    policy_loss = -(surrogate - kl_coef * (kl - hparams.max_kl))
+    values = networks.critic.apply(params["critic"], batch.obs)
+    clip = hparams.value_clip_eps if config.clip_value_loss else None
+    v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
+    entropy, e_metrics = entropy_bonus(dist.entropy())
+    loss = policy_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
+    metrics = {"policy_loss": policy_loss, "surrogate": surrogate, "approx_kl": approx_kl(log_ratio)}
+    return loss, {**metrics, **v_metrics, **e_metrics, "loss": loss}
+
+
+def _minibatch_step(config, networks, hparams, optimizer, kl_coef, carry, batch):
+    params, opt_state = carry
+    loss_fn = functools.partial(_loss, config, networks, hparams, kl_coef)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), {**metrics, "grad_norm": optax.tree.norm(grads)}
+
+
+def _epoch(config, networks, hparams, optimizer, kl_coef, batch, carry, key):
+    permutation = jax.random.permutation(key, config.batch_size)
+    minibatches = jax.tree.map(lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch)
+    step = functools.partial(_minibatch_step, config, networks, hparams, optimizer, kl_coef)
+    return jax.lax.scan(step, carry, minibatches)
+
+
+def _update(config, env, networks, hparams, state: PPOKLState, _):
+    """One iteration: rollout, GAE, primal epochs at fixed lambda, then one dual step on lambda."""
+    key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
+    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    base = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
+    batch = Batch(*base, old_dist=old_dist)
+
+    optimizer = make_optimizer(config, hparams)
+    epoch = functools.partial(_epoch, config, networks, hparams, optimizer, state.kl_coef, batch)
+    (params, opt_state), losses = jax.lax.scan(
+        epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
+    )
+    kl = jnp.mean(old_dist.kl(networks.actor.apply(params["actor"], batch.obs)))
+    kl_coef = dual_update(state.kl_coef, kl, hparams.max_kl, hparams.kl_coef_lr)
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+
+    update = state.update + 1
+    metrics = {
+        **jax.tree.map(jnp.mean, losses),
+        **finished_episode_metrics(traj),
+        "kl": kl,  # mean KL(old || new) over the rollout after the primal steps
+        "kl_coef": state.kl_coef,  # the multiplier these primal steps used
+        "kl_coef_next": kl_coef,  # after the dual step
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+    return PPOKLState(params, opt_state, env_carry, obs_stats, key, update, kl_coef), metrics
+
+
+def _init(config, env, networks, key, hparams) -> PPOKLState:
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = init_actor_critic(networks, env, params_key)
+    return PPOKLState(
+        params, make_optimizer(config, hparams).init(params), reset_env_carry(env, env_key),
+        init_running_stats(env.obs_shape), key, jnp.zeros((), jnp.int32),
+        jnp.asarray(hparams.init_kl_coef, jnp.float32),
+    )
+
+
+def make_trainer(config: PPOKLConfig) -> Trainer:
+    """Build PPO-KL's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    networks = make_actor_critic(config, env)
+    return assemble_trainer(config, env, networks, _init, _update)
+
+
+def make_train(config: PPOKLConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = PPOKLConfig  # the config class the CLI and loaders build for this algorithm
