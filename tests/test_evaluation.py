@@ -101,19 +101,19 @@ def test_truncation_ends_each_episode_once():
 
 
 def test_record_episode_replays_the_evaluated_episode():
-    env = make_vec_env("CartPole-v1", 5)
-    act = lambda key, obs: jax.random.randint(key, (obs.shape[0],), 0, 2)
+    env = make_vec_env("Scripted-probe", 64)
+    stochastic, _ = bernoulli_policy([0.3, 0.1, 0.5, 0.2, 0.6])
     key = jax.random.PRNGKey(4)
-    out = jax.jit(lambda k: run_episodes(env, act, k))(key)
-    for index in (3,):
-        rec = jax.jit(lambda k, i=index: record_episode(env, act, k, i))(key)
-        assert int(rec.length) == int(out.lengths[index])
-        assert float(rec.rewards.sum()) == pytest.approx(float(out.returns[index]))
-        assert bool(rec.truncated) == bool(out.truncated[index])
-        final = np.asarray(rec.observations[int(rec.length)])
-        # CartPole ends when the pole falls (|theta| > 12 deg) or the cart leaves (|x| > 2.4):
-        # the recorded last frame is the true terminal observation, not an auto-reset one.
-        assert abs(final[2]) > 0.2094 or abs(final[0]) > 2.4
+    out = jax.jit(lambda k: run_episodes(env, stochastic, k))(key)
+    for index in (np.argmax(out.lengths < LIMIT), np.argmax(out.truncated)):  # one terminated, one truncated
+        rec = jax.jit(lambda k, i=int(index): record_episode(env, stochastic, k, i))(key)
+        length = int(rec.length)
+        assert length == int(out.lengths[index]) and bool(rec.truncated) == bool(out.truncated[index])
+        assert float(rec.rewards.sum()) == float(out.returns[index])
+        np.testing.assert_array_equal(rec.rewards[length:], 0.0)  # padding after the end
+        # Observations count the steps, [0] ... [length]: the last is the true final
+        # observation, not the auto-reset [0] the environment continues from.
+        np.testing.assert_array_equal(rec.observations[: length + 1, 0], np.arange(length + 1))
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,75 @@ def test_evaluation_seeds_are_shared_across_training_seeds(probe_trainer_and_sta
     np.testing.assert_array_equal(out.returns[0], out.returns[1])  # same episodes, same noise
     other = evaluate_states(trainer, same, num_episodes=3000, deterministic=False, eval_seed=4)
     assert not np.array_equal(out.returns[0], other.returns[0])
+
+
+# --- `pgjax eval` on a run folder with a checkpoint -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory):
+    """A run folder as `pgjax train` leaves it: config.json and a checkpoint of 2 seeds (0 and 3)."""
+    from pgjax import checkpoint, runs
+    from pgjax import config as cfg
+
+    config = ppo.PPOConfig(env_id="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
+                           update_epochs=1, num_minibatches=2, hidden_sizes=(8,))
+    trainer = ppo.make_trainer(config)
+    seeds = [0, 3]
+    state = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(seed_keys(0, seeds), config.hparams)
+    run_dir = tmp_path_factory.mktemp("evalrun") / "ppo-CartPole-v1-test"
+    run_dir.mkdir()
+    values = cfg.to_dict(config)
+    runs.write_json(run_dir / "config.json", {"algo": "ppo", "config": values, "seeds": seeds, "root_seed": 0})
+    saver = checkpoint.Checkpointer(run_dir / "checkpoints")
+    saver.save(2, state, {"algo": "ppo", "config": values, "num_seeds": 2, "seeds": seeds, "root_seed": 0})
+    saver.close()
+    return run_dir, trainer, state
+
+
+def test_pgjax_eval_writes_per_seed_results_and_a_gif(checkpointed_run, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from pgjax.cli import main
+
+    run_dir, trainer, state = checkpointed_run
+    gif = tmp_path / "episode.gif"
+    assert main(["eval", str(run_dir), "--episodes", "6", "--gif", str(gif), "--gif-seed", "3",
+                 "--gif-episode", "2"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((run_dir / "eval_greedy.json").read_text())
+    expected = evaluate_states(trainer, state, num_episodes=6, eval_seed=10_000, deterministic=True)
+    assert saved["mode"] == "greedy" and saved["seeds"] == [0, 3] and saved["checkpoint_updates"] == 2
+    for i, seed in enumerate(["0", "3"]):
+        np.testing.assert_array_equal(saved["per_seed"][seed]["returns"], np.asarray(expected.returns[i]))
+        np.testing.assert_array_equal(saved["per_seed"][seed]["lengths"], np.asarray(expected.lengths[i]))
+    means = np.asarray(expected.returns).mean(axis=1)
+    assert saved["across_seeds"]["mean"] == pytest.approx(means.mean())
+    assert saved["across_seeds"]["n"] == 2
+    # The GIF shows seed 3's episode 2: its frames are the start and each step (at most 100).
+    frames = Image.open(gif).n_frames
+    assert frames == min(int(expected.lengths[1, 2]) + 1, 100)
+    assert f"return {float(expected.returns[1, 2]):.2f}" in printed
+
+
+def test_pgjax_eval_errors_name_the_problem(checkpointed_run, tmp_path, capsys):
+    from pgjax.cli import main
+
+    run_dir, _, _ = checkpointed_run
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--help"])
+    assert exit_.value.code == 0 and "--stochastic" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "nope")]) == 1
+    assert f"run folder {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 1
+    assert "no checkpoint in" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--step", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "--step 7: no such checkpoint" in err and "(available: 2)" in err
+    assert main(["eval", str(run_dir), "--gif", str(tmp_path / "x.gif"), "--gif-seed", "1"]) == 1
+    assert "--gif-seed 1 is not a seed of this run (seeds: [0, 3])" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--episodes", "0"]) == 1
+    assert "--episodes 0 must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()

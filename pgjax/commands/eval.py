@@ -1,0 +1,207 @@
+"""`pgjax eval`: evaluate the saved policies of a run on fixed evaluation episodes.
+
+The run's checkpoint (`RUN_DIR/checkpoints/`, written by `pgjax train`) is restored into the
+algorithm's training state, and every training seed's policy plays the same episodes (start
+states and action noise from `--eval-seed`), greedily (the policy's mode) by default or
+stochastically, in one compiled `jit(vmap)` loop. Results go to
+`RUN_DIR/eval_greedy.json` or `RUN_DIR/eval_stochastic.json`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+CHECKPOINT_DIR = "checkpoints"  # inside a run folder (pgjax.commands.train)
+
+
+class EvalError(Exception):
+    """Bad input for `pgjax eval` (missing run folder or checkpoint, bad option): exit code 1."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a run's saved policies (greedy or stochastic), optionally save a GIF",
+        description=(
+            "Restore the latest checkpoint of RUN_DIR and play --episodes episodes with every "
+            "training seed's policy, all seeds on the same evaluation episodes (start states and "
+            "action noise from --eval-seed), in one compiled vectorised loop. Each episode ends at "
+            "a terminal state or at the time limit and is counted once. Writes "
+            "RUN_DIR/eval_greedy.json (or eval_stochastic.json): per-seed returns, lengths and "
+            "truncation flags, and the mean, median and IQM over seeds with bootstrap CIs. "
+            "--gif PATH also saves an animation of one episode. "
+            "Example: pgjax eval runs/ppo-CartPole-v1-20250101-120000 --episodes 64 --gif cartpole.gif"
+        ),
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by pgjax train")
+    parser.add_argument("--episodes", type=int, default=32, help="evaluation episodes per seed (default 32)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions (default: greedy, the policy's mode)")
+    parser.add_argument("--eval-seed", type=int, default=10_000, help="seed of the evaluation episodes (default 10000)")
+    parser.add_argument("--max-steps", type=int, default=None, help="replace the environment's time limit")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint to evaluate, in updates done (default: latest)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default RUN_DIR/eval_<mode>.json)")
+    parser.add_argument("--gif", type=Path, default=None, metavar="PATH", help="save an animated GIF of one episode")
+    parser.add_argument("--gif-seed", type=int, default=None, help="training seed whose policy the GIF shows (default: the first)")
+    parser.add_argument("--gif-episode", type=int, default=0, help="which evaluation episode the GIF shows (default 0)")
+    parser.add_argument("--gif-frames", type=int, default=100, help="at most this many frames, evenly spaced (default 100)")
+
+
+class LoadedRun(NamedTuple):
+    """A run restored from its checkpoint: the state has a leading seed axis."""
+
+    algo: str
+    config: Any
+    trainer: Any
+    state: Any
+    seeds: list[int]
+    updates_done: int
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
+    """Restore the training state of every seed of a run folder from its checkpoint.
+
+    The algorithm, config and seeds come from the checkpoint's metadata (and the run's
+    `config.json`); the state is restored into the structure `init` gives for that config,
+    so a checkpoint of another algorithm or config fails with a message naming the field.
+    """
+    import json
+
+    import jax
+
+    from pgjax import checkpoint
+    from pgjax import config as cfg
+    from pgjax.commands import build_config
+    from pgjax.experiment import seed_keys
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EvalError(f"run folder {run_dir} does not exist")
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not ckpt_dir.is_dir():
+        raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
+    saved = {}
+    if (run_dir / "config.json").is_file():
+        saved = json.loads((run_dir / "config.json").read_text())
+    checkpointer = checkpoint.Checkpointer(ckpt_dir)
+    try:
+        available = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+        if not available:
+            raise EvalError(f"no checkpoint in {ckpt_dir} (the run stopped before its first checkpoint)")
+        if step is not None and step not in available:
+            raise EvalError(f"--step {step}: no such checkpoint in {ckpt_dir} (available: "
+                            f"{', '.join(map(str, available))})")
+        meta = checkpointer.read_meta(step)
+        try:
+            module, config = build_config(meta["algo"], meta["config"])
+        except cfg.ConfigError as err:
+            raise EvalError(f"checkpoint config does not load: {err}") from None
+        seeds = list(meta.get("seeds") or saved.get("seeds") or range(meta["num_seeds"]))
+        trainer = module.make_trainer(config)
+        keys = seed_keys(int(meta.get("root_seed", saved.get("root_seed", 0))), seeds)
+        abstract = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, config.hparams)
+        expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "num_seeds": len(seeds)}
+        try:
+            state, meta = checkpointer.restore(abstract, expected, meta["updates_done"])
+        except checkpoint.CheckpointError as err:
+            raise EvalError(f"checkpoint in {ckpt_dir} does not restore: {err}") from None
+    finally:
+        checkpointer.close()
+    return LoadedRun(meta["algo"], config, trainer, state, seeds, int(meta["updates_done"]))
+
+
+def run(args) -> int:
+    try:
+        return _eval(args)
+    except EvalError as err:
+        print(f"pgjax eval: {err}", file=sys.stderr)
+        return 1
+
+
+def _check_args(args) -> None:
+    for name in ("episodes", "gif_frames"):
+        if getattr(args, name) < 1:
+            raise EvalError(f"--{name.replace('_', '-')} {getattr(args, name)} must be a positive integer")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise EvalError(f"--max-steps {args.max_steps} must be a positive integer")
+    if not 0 <= args.gif_episode < args.episodes:
+        raise EvalError(f"--gif-episode {args.gif_episode} must be in [0, {args.episodes}) (--episodes {args.episodes})")
+
+
+def _eval(args) -> int:
+    import numpy as np
+
+    from pgjax import runs
+    from pgjax import statistics as st
+    from pgjax.evaluation import evaluate_states
+
+    _check_args(args)
+    loaded = load_run(args.run_dir, args.step)
+    gif_seed = loaded.seeds[0] if args.gif_seed is None else args.gif_seed
+    if gif_seed not in loaded.seeds:
+        raise EvalError(f"--gif-seed {gif_seed} is not a seed of this run (seeds: {loaded.seeds})")
+    mode = "stochastic" if args.stochastic else "greedy"
+    episodes = evaluate_states(loaded.trainer, loaded.state, args.episodes, args.eval_seed,
+                               deterministic=not args.stochastic, max_episode_steps=args.max_steps)
+    returns, lengths, truncated = (np.asarray(a) for a in episodes)
+    per_seed = {
+        str(seed): {
+            "mean_return": float(returns[i].mean()),
+            "std_return": float(returns[i].std()),
+            "mean_length": float(lengths[i].mean()),
+            "truncated_fraction": float(truncated[i].mean()),
+            "returns": returns[i].tolist(),
+            "lengths": lengths[i].tolist(),
+            "truncated": truncated[i].tolist(),
+        }
+        for i, seed in enumerate(loaded.seeds)
+    }
+    max_steps = args.max_steps or int(loaded.trainer.env.max_episode_steps)
+    result = {
+        "algo": loaded.algo, "env_id": loaded.config.env_id, "mode": mode, "episodes_per_seed": args.episodes,
+        "eval_seed": args.eval_seed, "max_episode_steps": max_steps, "checkpoint_updates": loaded.updates_done,
+        "seeds": loaded.seeds, "per_seed": per_seed,
+        "across_seeds": st.summarize(returns.mean(axis=1)),  # one score per seed: its mean return
+        "versions": runs.versions(),
+    }
+    out = args.out or Path(args.run_dir) / f"eval_{mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_json(out, result)
+
+    print(f"pgjax eval: {loaded.algo} on {loaded.config.env_id}, checkpoint after {loaded.updates_done} updates, "
+          f"{mode}, {args.episodes} episodes per seed (eval seed {args.eval_seed})")
+    for seed, r in per_seed.items():
+        print(f"  seed {seed}: return {r['mean_return']:.2f} +- {r['std_return']:.2f}, "
+              f"length {r['mean_length']:.1f}, truncated {r['truncated_fraction']:.0%}")
+    agg = result["across_seeds"]
+    print(f"  across {agg['n']} seeds: IQM {agg['iqm']:.2f} [{agg['iqm_low']:.2f}, {agg['iqm_high']:.2f}], "
+          f"mean {agg['mean']:.2f} [{agg['mean_low']:.2f}, {agg['mean_high']:.2f}], median {agg['median']:.2f} "
+          f"(95% bootstrap CIs)")
+    print(f"results: {out}")
+    if args.gif is not None:
+        index = loaded.seeds.index(gif_seed)
+        path, ret = save_gif(loaded, index, args)
+        print(f"animation: {path} (seed {gif_seed}, episode {args.gif_episode}, return {ret:.2f})")
+    return 0
+
+
+def save_gif(loaded: LoadedRun, index: int, args) -> tuple[Path, float]:
+    """Record evaluation episode `args.gif_episode` of seed `index` and write it as a GIF."""
+    import jax
+    import numpy as np
+
+    from pgjax.animation import save_episode_gif
+    from pgjax.evaluation import eval_env, policy_act_fn, record_episode
+
+    env = eval_env(loaded.trainer, args.episodes, args.max_steps)
+    params, obs_stats = jax.tree.map(lambda x: x[index], (loaded.state.params, loaded.state.obs_stats))
+    act = policy_act_fn(loaded.trainer, params, obs_stats, not args.stochastic)
+    record = jax.jit(lambda key: record_episode(env, act, key, args.gif_episode))(jax.random.PRNGKey(args.eval_seed))
+    length = int(record.length)
+    rewards = np.asarray(record.rewards[:length])
+    mode = "stochastic" if args.stochastic else "greedy"
+    title = f"{loaded.algo} {loaded.config.env_id} ({mode})"
+    path = save_episode_gif(loaded.config.env_id, np.asarray(record.observations[: length + 1]), rewards,
+                            args.gif, max_frames=args.gif_frames, title=title)
+    return path, float(rewards.sum())
