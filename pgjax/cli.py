@@ -16,6 +16,7 @@ from pgjax.commands import load_config  # noqa: F401  (public: notebooks and tes
 # Module names under pgjax/commands/, in the order `pgjax --help` lists them.
 COMMANDS = [
     "train",
+    "sweep",
     "eval",
     "plot",
 ]

@@ -44,6 +44,27 @@ def chunk_sizes(num_updates: int, max_chunks: int) -> list[int]:
     return sizes
 
 
+def remaining_chunk_sizes(num_updates: int, max_chunks: int, done: int) -> list[int]:
+    """The chunks still to run after `done` updates: the tail of the original plan when
+    `done` falls on one of its boundaries (same compiled sizes after a resume), else a
+    fresh plan for what is left."""
+    sizes, total = chunk_sizes(num_updates, max_chunks), 0
+    for i, size in enumerate(sizes):
+        if total == done:
+            return sizes[i:]
+        total += size
+    return [] if done >= num_updates else chunk_sizes(num_updates - done, max_chunks)
+
+
+def compile_seed_functions(trainer: Any, hparams_batched: bool = False):
+    """`(init, run)`: the trainer's `init` and `run` vmapped over a leading seed/cell axis
+    and jitted (`run`'s update count is static). Inputs placed with a sharding keep it."""
+    axis = 0 if hparams_batched else None
+    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, axis)))
+    run = jax.jit(jax.vmap(trainer.run, in_axes=(0, axis, None)), static_argnums=2)
+    return init, run
+
+
 def train_seeds(
     trainer: Any,
     keys: Array,
@@ -52,28 +73,51 @@ def train_seeds(
     hparams_batched: bool = False,
     max_chunks: int = 20,
     on_chunk: Callable[[int, Any, dict], None] | None = None,
+    state: Any = None,
+    updates_done: int = 0,
+    functions: tuple | None = None,
+    fetch: Callable[[Any], Any] = jax.device_get,
 ) -> tuple[Any, dict]:
     """Train one seed per key, vmapped, in compiled chunks.
 
     `hparams` is shared by all seeds, or (with `hparams_batched`) carries a leading axis of
     the same length as `keys`. `on_chunk(updates_done, state, chunk_metrics)` is called on
-    the host after each chunk. Returns the final state and the metrics, each `[S, U]`.
+    the host after each chunk (the train command writes metrics and a checkpoint there).
+    To continue a run, pass its `state` and `updates_done`; `keys` is then unused.
+    `functions` are `compile_seed_functions`' pair (to share compilations), `fetch` brings
+    metrics to the host. Returns the final state and the metrics of the updates run here,
+    each `[S, U]`.
     """
     hparams = trainer.config.hparams if hparams is None else hparams
-    axis = 0 if hparams_batched else None
-    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, axis)))
-    run = jax.jit(jax.vmap(trainer.run, in_axes=(0, axis, None)), static_argnums=2)
-    state = init(keys, hparams)
-    chunks, done = [], 0
-    for size in chunk_sizes(trainer.config.num_updates, max_chunks):
+    init, run = functions or compile_seed_functions(trainer, hparams_batched)
+    if state is None:
+        state = init(keys, hparams)
+    chunks = []
+    for size in remaining_chunk_sizes(trainer.config.num_updates, max_chunks, updates_done):
         state, metrics = run(state, hparams, size)
-        metrics = jax.device_get(metrics)
+        metrics = fetch(metrics)
         chunks.append(metrics)
-        done += size
+        updates_done += size
         if on_chunk is not None:
-            on_chunk(done, state, metrics)
+            on_chunk(updates_done, state, metrics)
+    if not chunks:
+        return state, {}
     merged = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
     return state, merged
+
+
+def first_nonfinite_update(metrics: dict, updates_before: int = 0) -> list[int | None]:
+    """Per seed/cell, the first update (1-based) after which parameters or a loss were
+    non-finite (from the `finite` metric of `_trainer.run_updates`; for trainers without
+    it, from the loss metrics), or None. `metrics`: name -> `[S, U]`."""
+    if "finite" in metrics:
+        bad = ~np.asarray(metrics["finite"], bool)
+    else:
+        losses = [np.asarray(v, float) for k, v in metrics.items() if "loss" in k]
+        bad = np.any([~np.isfinite(v) for v in losses], axis=0) if losses else None
+    if bad is None:
+        return [None] * len(next(iter(metrics.values())))
+    return [updates_before + int(np.argmax(row)) + 1 if row.any() else None for row in bad]
 
 
 def evaluate_seeds(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -37,11 +38,24 @@ def versions() -> dict[str, str]:
     return out
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a temporary file in the same folder, flushed, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
 
 
 def _jsonable(x):
@@ -55,9 +69,26 @@ def _jsonable(x):
 class MetricsWriter:
     """Appends per-seed, per-update metric rows to `metrics.csv` after every chunk."""
 
-    def __init__(self, path: Path, seeds: list[int]):
+    def __init__(self, path: Path, seeds: list[int], resume_at: int | None = None):
+        """`resume_at`: continue an existing file after that many updates, dropping rows
+        written after the checkpoint the run resumes from."""
         self.path, self.seeds, self.updates_written = path, seeds, 0
         self._columns: list[str] | None = None
+        if resume_at is not None and path.exists():
+            self._truncate(resume_at)
+
+    def _truncate(self, updates: int) -> None:
+        with self.path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        self._columns = rows[0]
+        update_col = self._columns.index("update")
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[update_col]) <= updates]
+        buf = io.StringIO()
+        csv.writer(buf).writerows(kept)
+        write_text(self.path, buf.getvalue())
+        self.updates_written = updates
 
     def append(self, metrics: dict[str, np.ndarray]) -> None:
         """`metrics`: name -> `[S, U_chunk]` for the chunk just computed."""

@@ -10,14 +10,36 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 
 from pgjax.actor_critic import act
 from pgjax.types import Trainer, TrainOutput
 
 
+def all_finite(state, metrics) -> jax.Array:
+    """True when the parameters and every loss metric are finite (bool scalar).
+
+    Cheap enough to run after every update: one reduction over the parameters. Other
+    metrics may be nan on purpose (an update in which no episode finished has a nan
+    return), so only metrics named like a loss are checked.
+    """
+    leaves = [x for x in jax.tree.leaves(state.params) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves += [x for name, x in metrics.items() if "loss" in name]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _update_with_finite_check(update, config, env, networks, hparams, state, x):
+    state, metrics = update(config, env, networks, hparams, state, x)
+    return state, {**metrics, "finite": all_finite(state, metrics)}
+
+
 def run_updates(update, config, env, networks, state, hparams, num_updates: int):
-    """`num_updates` iterations of `update` in one `lax.scan`; metrics stack to `[num_updates]`."""
-    step = functools.partial(update, config, env, networks, hparams)
+    """`num_updates` iterations of `update` in one `lax.scan`; metrics stack to `[num_updates]`.
+
+    Adds the metric `finite` (see `all_finite`): a sweep finds the first update at which a
+    cell diverged from it, without stopping or perturbing the other cells.
+    """
+    step = functools.partial(_update_with_finite_check, update, config, env, networks, hparams)
     return jax.lax.scan(step, state, None, length=num_updates)
 
 

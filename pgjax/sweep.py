@@ -1,0 +1,401 @@
+"""Sweeps: seeds x hyper-parameter grids, batched, sharded, chunked by memory, resumable.
+
+A sweep is a base config, a grid (`{"hparams.learning_rate": [1e-4, 1e-3], "num_envs":
+[4, 8]}`) and seeds. Its cells are the cartesian product grid x seeds. Grid keys under
+`hparams.` are traced: cells that differ only there share one compiled program and run in
+one batch. Other keys change shapes or control flow: each combination of them is a group,
+compiled once. Seed `s` uses `fold_in(PRNGKey(root_seed), s)` in every cell, so adding
+seeds or grid values never changes existing cells.
+
+Within a group the cells run as `pgjax.sharding.cell_function`: sharded over all devices,
+a `vmap` over `width` cells at a time, so a cell's result does not depend on the device
+count or on how many cells share a launch. Before launch the memory of a launch is
+estimated (the state and metrics of each cell from `jax.eval_shape`, plus the compiled
+program's `memory_analysis`); a group too large for `memory_limit` runs as several
+launches, with identical results.
+
+Every finished cell is written atomically to `cells/cell-NNNNN.json` with its config,
+seed, versions and per-update metrics. Re-running with `resume` skips the cells already
+written; since results do not depend on batching, the sweep ends byte-identical to an
+uninterrupted one. A cell whose parameters or loss become non-finite is marked
+`diverged` with the first such update; the other cells are computed as if it were fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pgjax import config as cfg
+from pgjax import runs, sharding
+from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
+
+TRACED_PREFIX = "hparams."
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: grid values and a seed."""
+
+    index: int
+    group: int
+    overrides: dict  # dotted key -> value, from the grid
+    seed: int
+    config: Any  # the cell's full, validated config
+
+    @property
+    def name(self) -> str:
+        return f"cell-{self.index:05d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Cells that share the static settings, hence one compiled program."""
+
+    index: int
+    static: dict  # dotted key -> value for the non-traced grid keys
+    config: Any
+    cells: tuple[Cell, ...]
+
+
+def parse_grid_item(text: str) -> tuple[str, list]:
+    """`'hparams.learning_rate=1e-4,1e-3'` or `'hidden_sizes=[[32],[64,64]]'` -> key, values."""
+    if "=" not in text:
+        raise cfg.ConfigError(f"--grid {text!r} must look like key=v1,v2 or key=[v1,v2]")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    if raw.startswith("["):
+        _, values = cfg.parse_override(f"{key}={raw}")
+        if not isinstance(values, list):
+            raise cfg.ConfigError(f"--grid {text!r}: the values must be a list")
+    else:
+        values = [cfg.parse_override(f"{key}={part}")[1] for part in raw.split(",")]
+    if not values:
+        raise cfg.ConfigError(f"--grid {text!r}: no values")
+    if len({repr(v) for v in values}) != len(values):
+        raise cfg.ConfigError(f"--grid {key}={values!r}: values repeat")
+    return key, values
+
+
+def plan(algo: str, base_values: dict, grid: dict[str, list], seeds: Sequence[int]) -> list[Group]:
+    """Every cell's config built and validated (nothing compiled yet), grouped by static settings.
+
+    Cell order: grid points in the order of `grid` (last key fastest), seeds fastest of all.
+    Raises `ConfigError` naming the field, the value and what is allowed.
+    """
+    from pgjax.algos import ALGORITHMS
+    from pgjax.commands import build_config
+
+    if algo not in ALGORITHMS:
+        raise cfg.ConfigError(f"algo={algo!r} is unknown; choose one of {', '.join(sorted(ALGORITHMS))}")
+    keys = list(grid)
+    static_keys = [k for k in keys if not k.startswith(TRACED_PREFIX)]
+    groups: dict[tuple, list[Cell]] = {}
+    group_static: dict[tuple, dict] = {}
+    index = 0
+    for point in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, point))
+        values = base_values
+        for key, value in overrides.items():
+            values = cfg.merge(values, key.split("."), value)
+        try:
+            _, config = build_config(algo, values)
+        except cfg.ConfigError as err:
+            raise cfg.ConfigError(f"grid point {overrides}: {err}") from None
+        static = {k: overrides[k] for k in static_keys}
+        group_key = tuple(repr(static[k]) for k in static_keys)
+        group_static[group_key] = static
+        for seed in seeds:
+            groups.setdefault(group_key, []).append(Cell(index, -1, overrides, int(seed), config))
+            index += 1
+    out = []
+    for g, (group_key, cells) in enumerate(groups.items()):
+        cells = tuple(dataclasses.replace(c, group=g) for c in cells)
+        # Cells of a group differ only in traced fields, so their static config is one.
+        out.append(Group(g, group_static[group_key], _static_part(cells[0].config), cells))
+    return out
+
+
+def _static_part(config: Any) -> Any:
+    """The config with the default hparams: what the group's compiled program depends on."""
+    return dataclasses.replace(config, hparams=type(config.hparams)())
+
+
+# --- memory ------------------------------------------------------------------------------
+
+
+def tree_bytes(tree: Any) -> int:
+    return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
+    """Bytes one cell holds: its state and the metrics of one compiled chunk (`jax.eval_shape`)."""
+    key = jax.ShapeDtypeStruct((2,), np.uint32)
+    state = jax.eval_shape(trainer.init, key, trainer.config.hparams)
+    _, metrics = jax.eval_shape(lambda s: trainer.run(s, trainer.config.hparams, updates_per_launch), state)
+    return {"state": tree_bytes(state), "metrics": tree_bytes(metrics)}
+
+
+def default_memory_limit(devices: Sequence[Any]) -> int:
+    """Per-device bytes a launch may use: the accelerator's limit, or half the free host RAM
+    shared among the CPU devices."""
+    stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(0.9 * stats["bytes_limit"])
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(0.5 * available / len(devices))
+
+
+def parse_bytes(text: str) -> int:
+    """`'512MB'`, `'2GB'`, `'1.5e9'` -> bytes."""
+    units = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1}
+    t = text.strip().upper()
+    for unit, factor in units.items():
+        if t.endswith(unit):
+            try:
+                return int(float(t[: -len(unit)]) * factor)
+            except ValueError:
+                break
+    try:
+        return int(float(t))
+    except ValueError:
+        raise cfg.ConfigError(f"--memory-limit {text!r}: use bytes or a size such as 512MB or 2GB") from None
+
+
+def launch_bytes_estimate(per_cell: dict, cells_per_device: int, temp_bytes: int = 0) -> int:
+    """Per-device bytes of a launch: state in and out, metrics out, the program's temporaries."""
+    return cells_per_device * (2 * per_cell["state"] + per_cell["metrics"]) + temp_bytes
+
+
+def compiled_bytes(compiled: Any) -> int | None:
+    """Per-device bytes of a compiled program from XLA's `memory_analysis`, if available."""
+    try:
+        m = compiled.memory_analysis()
+    except (NotImplementedError, RuntimeError, AttributeError):  # not every backend implements it
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SweepSettings:
+    """How to run (not what): none of these change a cell's result."""
+
+    width: int = 8  # cells per vmap group (results depend on it: fixed per sweep, stored)
+    max_chunks: int = 10  # compiled chunks of updates per launch (progress between them)
+    memory_limit: int | None = None  # per-device bytes; None: default_memory_limit
+    devices: Sequence[Any] | None = None  # default: all devices
+
+
+class _GroupRunner:
+    """The compiled init/run of one group on a mesh, and the launch size that fits memory.
+
+    `run` is compiled ahead of time for a launch of `cells_per_launch` cells (the compiled
+    program's `memory_analysis` checks the estimate); every launch is padded to that size,
+    so each chunk length compiles once.
+    """
+
+    def __init__(self, algo_module: Any, group: Group, settings: SweepSettings, mesh):
+        self.trainer = trainer = algo_module.make_trainer(group.config)
+        # The vmap width depends on the group's size only, never on what is left to do, so a
+        # resumed sweep computes its cells with the same program as an uninterrupted one.
+        self.mesh, self.width = mesh, min(settings.width, len(group.cells))
+        self.init = sharding.cell_function(trainer.init, mesh, self.width)
+        self._jitted: dict[int, Callable] = {}
+        self._compiled: dict[int, Any] = {}
+        self.sizes = chunk_sizes(trainer.config.num_updates, settings.max_chunks)
+        self.per_cell = cell_bytes(trainer, max(self.sizes))
+        unit = self.width * mesh.size  # the smallest launch
+        limit = settings.memory_limit or default_memory_limit(list(mesh.devices.flat))
+        units_needed = -(-len(group.cells) // unit)
+        fit = limit // max(1, launch_bytes_estimate(self.per_cell, self.width))
+        units = max(1, min(units_needed, fit))
+        while True:
+            self.cells_per_launch = units * unit
+            compiled = self._compile(max(self.sizes))
+            estimate = compiled_bytes(compiled) or launch_bytes_estimate(self.per_cell, units * self.width)
+            if estimate <= limit or units == 1:
+                break
+            self._compiled.clear()
+            units = max(1, min(units - 1, int(units * limit / estimate)))
+        if estimate > limit:
+            raise MemoryError(
+                f"one launch of {unit} cells ({self.width} per vmap group x {mesh.size} devices) needs about "
+                f"{estimate / 1e6:.2f} MB per device, more than the limit {limit / 1e6:.2f} MB; "
+                "lower --width or the config's sizes, or raise --memory-limit"
+            )
+        self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
+                         "cells_per_launch": self.cells_per_launch, "bytes_per_device": estimate, "limit": limit}
+
+    def _compile(self, size: int) -> Any:
+        """`run` for `size` updates, compiled for one launch (sharded abstract inputs)."""
+        if size not in self._compiled:
+            trainer, cells = self.trainer, self.cells_per_launch
+            place = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(sharding.AXIS))
+
+            def abstract(x):
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=place)
+
+            key = jax.ShapeDtypeStruct((cells, 2), np.uint32)
+            hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct((cells,), np.asarray(jax.numpy.asarray(x)).dtype),
+                              trainer.config.hparams)
+            state = jax.eval_shape(jax.vmap(trainer.init), key, hp)
+            if size not in self._jitted:
+                self._jitted[size] = sharding.cell_function(
+                    lambda state, hparams: trainer.run(state, hparams, size), self.mesh, self.width
+                )
+            lowered = self._jitted[size].lower(jax.tree.map(abstract, state), jax.tree.map(abstract, hp))
+            self._compiled[size] = lowered.compile()
+        return self._compiled[size]
+
+    def run(self, state, hparams, size):
+        return self._compile(size)(state, hparams)
+
+
+_RUNNERS: dict[tuple, _GroupRunner] = {}
+
+
+def _runner(algo_module: Any, group: Group, settings: SweepSettings, mesh) -> _GroupRunner:
+    """Compiled runners are reused across sweeps with the same static config and settings
+    (a notebook re-running a sweep, a resumed sweep in the same process)."""
+    key = (algo_module.__name__, group.config, min(settings.width, len(group.cells)), len(group.cells),
+           settings.max_chunks, settings.memory_limit, tuple(mesh.devices.flat))
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _GroupRunner(algo_module, group, settings, mesh)
+    return _RUNNERS[key]
+
+
+def write_cell(path: Path, record: dict) -> None:
+    """Atomic JSON (temporary file, then rename); nan/inf become null (standard JSON)."""
+    runs.write_json(path, _finite_or_none(record))
+
+
+def _finite_or_none(x):
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_none(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _cell_record(algo: str, cell: Cell, root_seed: int, width: int, metrics: dict, versions: dict) -> dict:
+    (diverged_at,) = first_nonfinite_update({k: v[None] for k, v in metrics.items()})
+    returns = np.asarray(metrics.get("episode_return", [np.nan]), float)
+    tail = returns[-max(1, len(returns) // 10):]
+    return {
+        "algo": algo, "cell": cell.index, "group": cell.group, "seed": cell.seed, "root_seed": root_seed,
+        "overrides": cell.overrides, "config": cfg.to_dict(cell.config), "vmap_width": width,
+        "versions": versions, "diverged": diverged_at is not None, "diverged_at_update": diverged_at,
+        "final_train_return": float(np.nanmean(tail)) if np.isfinite(tail).any() else None,
+        "metrics": {k: [_plain(v) for v in np.asarray(m).tolist()] for k, m in sorted(metrics.items())},
+    }
+
+
+def _plain(v):
+    return float(v) if isinstance(v, float) else int(v) if isinstance(v, (bool, int)) else v
+
+
+def run_sweep(
+    out_dir: Path,
+    algo: str,
+    groups: list[Group],
+    root_seed: int,
+    settings: SweepSettings,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> dict:
+    """Run every cell not yet written in `out_dir/cells/`, writing each as it finishes.
+
+    `on_progress(env_steps)` after each compiled chunk (steps summed over cells);
+    `on_cell(cell)` after each cell file is written. Returns launch statistics.
+    """
+    from pgjax.algos import ALGORITHMS
+
+    cells_dir = Path(out_dir) / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    mesh = sharding.cell_mesh(settings.devices)
+    versions = runs.versions()
+    stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
+    for group in groups:
+        todo = [c for c in group.cells if not (cells_dir / f"{c.name}.json").exists()]
+        stats["cells_skipped"] += len(group.cells) - len(todo)
+        if not todo:
+            continue
+        runner = _runner(ALGORITHMS[algo], group, settings, mesh)
+        stats["groups"].append({"group": group.index, "static": group.static, **runner.estimate})
+        for start in range(0, len(todo), runner.cells_per_launch):
+            launch = todo[start:start + runner.cells_per_launch]
+            keys = np.asarray(seed_keys(root_seed, [c.seed for c in launch]))
+            hparams = jax.tree.map(
+                lambda *xs: np.stack([np.asarray(jax.numpy.asarray(x)) for x in xs]), *[c.config.hparams for c in launch]
+            )
+            padded = sharding.pad_cells((keys, hparams), runner.cells_per_launch)
+            keys, hparams = sharding.put_cells(padded, mesh)
+            batch_steps = runner.trainer.config.batch_size * len(launch)
+
+            def progress(done, state, metrics, batch_steps=batch_steps):
+                if on_progress is not None:
+                    on_progress(metrics_steps(metrics, batch_steps))
+
+            _, metrics = train_seeds(
+                runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,
+                on_chunk=progress, functions=(runner.init, runner.run), fetch=sharding.fetch,
+            )
+            stats["launches"] += 1
+            for i, cell in enumerate(launch):
+                record = _cell_record(algo, cell, root_seed, runner.width, {k: v[i] for k, v in metrics.items()}, versions)
+                if sharding.is_writer():
+                    write_cell(cells_dir / f"{cell.name}.json", record)
+                stats["cells_run"] += 1
+                if on_cell is not None:
+                    on_cell(cell)
+    return stats
+
+
+def metrics_steps(metrics: dict, batch_steps: int) -> int:
+    """Environment steps a chunk of `[S, U]` metrics stands for (all cells of a launch)."""
+    return next(iter(metrics.values())).shape[1] * batch_steps
+
+
+def read_cells(out_dir: Path) -> list[dict]:
+    """Every written cell record, in cell order."""
+    return [runs.read_json(p) for p in sorted((Path(out_dir) / "cells").glob("cell-*.json"))]
+
+
+def write_results_table(out_dir: Path, records: list[dict]) -> Path:
+    """`results.csv`: one row per cell (grid values, seed, final return, divergence)."""
+    import csv
+    import io
+
+    keys = sorted({k for r in records for k in r["overrides"]})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["cell", "group", *keys, "seed", "final_train_return", "diverged", "diverged_at_update"])
+    for r in records:
+        writer.writerow([r["cell"], r["group"], *[json_value(r["overrides"].get(k)) for k in keys], r["seed"],
+                         "" if r["final_train_return"] is None else f"{r['final_train_return']:.7g}",
+                         int(r["diverged"]), r["diverged_at_update"] or ""])
+    path = Path(out_dir) / "results.csv"
+    runs.write_text(path, buf.getvalue())
+    return path
+
+
+def json_value(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v)
