@@ -41,6 +41,11 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def auto_window(num_updates: int) -> int:
+    """The default smoothing window: 2% of the updates, at least 1."""
+    return max(1, round(0.02 * num_updates))
+
+
 class Curve(NamedTuple):
     """One run's aggregate learning curve: arrays `[points]`."""
 
@@ -75,7 +80,7 @@ def learning_curve(
     by_seed: dict[int, dict[str, np.ndarray]],
     metric: str = "episode_return",
     statistic: str = "iqm",
-    smoothing: int = 10,
+    smoothing: int | None = None,
     confidence: float = 0.95,
     num_resamples: int = 1000,
     max_points: int = 200,
@@ -84,9 +89,12 @@ def learning_curve(
 ) -> Curve:
     """Smooth each seed, then the statistic across seeds and its bootstrap interval.
 
+    `smoothing` is the moving-average window in updates; None picks 2% of the run (at
+    least 1), the same share of env steps for runs with few long or many short updates.
     At most `max_points` evenly spaced updates are kept (always the last one).
     """
     env_steps, values = seed_matrix(by_seed, metric)
+    smoothing = auto_window(len(env_steps)) if smoothing is None else smoothing
     smoothed = np.stack([smooth(row, smoothing) for row in values])
     keep = np.unique(np.linspace(0, len(env_steps) - 1, min(max_points, len(env_steps))).round().astype(int))
     estimate, low, high = st.curve_statistics(
@@ -136,6 +144,7 @@ def plot_final(
                 solid_capstyle="butt")
         ax.plot([interval.estimate], [row], "|", ms=16, mew=2.5, color=color)
     ax.set_yticks(rows, labels)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="x")
@@ -156,11 +165,12 @@ def plot_learning_curve(
     path: str | Path,
     title: str,
     metric: str = "episode_return",
-    smoothing: int = 10,
+    smoothing: int | None = None,
 ) -> Path:
     """One run: a thin line per seed and the IQM across seeds with its 95% bootstrap band."""
     curve = learning_curve(by_seed, metric, "iqm", smoothing, label=f"IQM of {len(by_seed)} seeds")
     env_steps, values = seed_matrix(by_seed, metric)
+    smoothing = auto_window(len(env_steps)) if smoothing is None else smoothing
     with warnings.catch_warnings():  # all-nan stretches (no episode finished yet) are expected
         warnings.simplefilter("ignore", RuntimeWarning)
         lines = [(env_steps, smooth(row, smoothing)) for row in values]

@@ -139,3 +139,12 @@ def test_pgjax_plot_errors_name_the_problem(tmp_path, capsys):
     assert main(["plot", str(run_dir), "--final", "--final-source", "eval"]) == 1
     assert "pgjax eval" in capsys.readouterr().err
     assert not list(run_dir.glob("*.png"))  # nothing half-written
+
+
+def test_default_smoothing_is_two_percent_of_the_run():
+    assert [plotting.auto_window(n) for n in (10, 390, 5000)] == [1, 8, 100]
+    metrics = fake_metrics(num_seeds=2, num_updates=200)
+    default = plotting.learning_curve(metrics, num_resamples=20)
+    explicit = plotting.learning_curve(metrics, smoothing=4, num_resamples=20)
+    np.testing.assert_array_equal(default.estimate, explicit.estimate)
+    assert not np.array_equal(default.estimate, plotting.learning_curve(metrics, smoothing=1, num_resamples=20).estimate)

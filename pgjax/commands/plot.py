@@ -41,7 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
-    parser.add_argument("--smoothing", type=int, default=10, help="moving-average window in updates (default 10; 1 = none)")
+    parser.add_argument("--smoothing", type=int, default=None,
+                        help="moving-average window in updates (default: 2%% of the run's updates; 1 = none)")
     parser.add_argument("--labels", default=None, help="comma-separated curve labels, one per run found")
     parser.add_argument("--out", type=Path, default=None,
                         help="output PNG (default RUN_DIR/curves-METRIC.png for one run, ./compare-METRIC.png otherwise)")
@@ -155,7 +156,7 @@ def _plot(args) -> int:
 
     if not 0.0 < args.confidence < 1.0:
         raise PlotError(f"--confidence {args.confidence} must be in (0, 1)")
-    if args.resamples < 1 or args.smoothing < 1:
+    if args.resamples < 1 or (args.smoothing is not None and args.smoothing < 1):
         raise PlotError("--resamples and --smoothing must be positive integers")
     found = [run_dir for path in args.run_dirs for run_dir in find_runs(path)]
     labels = labels_for(found, args.labels)
@@ -223,7 +224,7 @@ def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None
     intervals = [st.Interval(r[name], r[f"{name}_low"], r[f"{name}_high"]) for r in results]
     final_png = png.with_name(png.stem + "-final.png")
     xlabel = f"final {args.metric.replace('_', ' ')} ({stat}, {args.confidence:.0%} bootstrap CI)"
-    plotting.plot_final(labels, intervals, final_png, xlabel, "; ".join(sorted({r["source"] for r in results})))
+    plotting.plot_final(labels, intervals, final_png, xlabel, "per-seed scores: " + "; ".join(sorted({r["source"] for r in results})))
     final_json = final_png.with_suffix(".json")
     runs.write_json(final_json, {"metric": args.metric, "statistic": name, "runs": results})
     print(f"final: {final_png}\nnumbers: {final_json}")
