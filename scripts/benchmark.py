@@ -128,6 +128,9 @@ ALGO_BENCHMARKS = {
     "reinforce": AlgoBenchmark("configs/reinforce_cartpole.toml"),
     "vpg": AlgoBenchmark("configs/vpg_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
     "a2c": AlgoBenchmark("configs/a2c_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
+    "npg": AlgoBenchmark("configs/npg_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
+    "trpo": AlgoBenchmark("configs/trpo_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
+    "ppo_kl": AlgoBenchmark("configs/ppo_kl_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
 }
 
 
