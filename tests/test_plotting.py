@@ -116,12 +116,48 @@ def test_pgjax_plot_compares_runs_and_writes_the_numbers(tmp_path):
         assert run_b["per_seed"][str(s)] == pytest.approx(np.nanmean(tail))
 
 
-def test_pgjax_plot_finds_the_runs_of_a_sweep_folder(tmp_path, capsys):
-    for cell in ["lr=0.001", "lr=0.01"]:
-        write_run(tmp_path / "sweep" / cell, fake_metrics(num_seeds=2, num_updates=8))
-    assert main(["plot", str(tmp_path / "sweep"), "--resamples", "20", "--out", str(tmp_path / "s.png")]) == 0
+def test_pgjax_plot_finds_the_runs_in_a_folder(tmp_path, capsys):
+    for name in ["lr=0.001", "lr=0.01"]:
+        write_run(tmp_path / "runs" / name, fake_metrics(num_seeds=2, num_updates=8))
+    assert main(["plot", str(tmp_path / "runs"), "--resamples", "20", "--out", str(tmp_path / "s.png")]) == 0
     labels = {r["label"] for r in csv.DictReader((tmp_path / "s.csv").open())}
     assert labels == {"lr=0.001", "lr=0.01"}  # same algo and env: labelled by folder
+
+
+def test_pgjax_plot_draws_one_curve_per_grid_point_of_a_sweep(tmp_path, capsys):
+    """A `pgjax sweep` folder: cells/cell-NNNNN.json, one per (grid point, seed)."""
+    from pgjax.sweep import write_cell
+
+    sweep_dir = tmp_path / "sweep-ppo"
+    (sweep_dir / "cells").mkdir(parents=True)
+    metrics = {}
+    for index, (lr, seed) in enumerate([(lr, s) for lr in (0.001, 0.0003) for s in (0, 1, 2)]):
+        cols = fake_metrics(num_seeds=1, num_updates=20, offset=100 * (lr == 0.001), seed=index)[0]
+        if index == 2:  # this cell diverged at update 15: non-finite from there on
+            cols["episode_return"][14:] = np.inf
+        metrics[(lr, seed)] = cols
+        write_cell(sweep_dir / "cells" / f"cell-{index:05d}.json", {
+            "algo": "ppo", "cell": index, "seed": seed, "overrides": {"hparams.learning_rate": lr},
+            "config": {"env_id": "CartPole-v1"}, "diverged": index == 2,
+            "metrics": {k: v.tolist() for k, v in cols.items()},
+        })
+    out = tmp_path / "sweep.png"
+    assert main(["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "50", "--out", str(out)]) == 0
+    assert "1 of 3 cells diverged" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert {r["label"] for r in rows} == {"learning_rate=0.001", "learning_rate=0.0003"}
+    high = [r for r in rows if r["label"] == "learning_rate=0.001"]
+    stack = np.stack([metrics[(0.001, s)]["episode_return"] for s in (0, 1, 2)])
+    assert [int(r["num_seeds"]) for r in high] == np.isfinite(stack).sum(axis=0).tolist()
+    assert all(int(r["num_seeds"]) <= 2 for r in high[14:])  # the diverged cell drops out
+    for j in (3, 17):
+        column = stack[:, j][np.isfinite(stack[:, j])]
+        assert float(high[j]["iqm"]) == pytest.approx(st.iqm(column), rel=1e-6)
+    final = json.loads(out.with_name("sweep-final.json").read_text())["runs"]
+    low_lr = next(r for r in final if r["label"] == "learning_rate=0.0003")
+    for s in (0, 1, 2):
+        tail = metrics[(0.0003, s)]["episode_return"][-2:]  # last 10% of 20 updates
+        assert low_lr["per_seed"][str(s)] == pytest.approx(np.nanmean(tail))
 
 
 def test_pgjax_plot_errors_name_the_problem(tmp_path, capsys):
@@ -129,13 +165,13 @@ def test_pgjax_plot_errors_name_the_problem(tmp_path, capsys):
     assert f"run folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["plot", str(tmp_path / "empty")]) == 1
-    assert "no metrics.csv in" in capsys.readouterr().err
+    assert "no metrics.csv or sweep cells in" in capsys.readouterr().err
     run_dir = write_run(tmp_path / "r", fake_metrics(num_seeds=2, num_updates=8))
     assert main(["plot", str(run_dir), "--metric", "retrun"]) == 1
     err = capsys.readouterr().err
     assert "unknown metric 'retrun'" in err and "episode_return" in err and "loss" in err
     assert main(["plot", str(run_dir), "--labels", "x,y"]) == 1
-    assert "--labels has 2 labels for 1 runs" in capsys.readouterr().err
+    assert "--labels has 2 labels for 1 curves found" in capsys.readouterr().err
     assert main(["plot", str(run_dir), "--final", "--final-source", "eval"]) == 1
     assert "pgjax eval" in capsys.readouterr().err
     assert not list(run_dir.glob("*.png"))  # nothing half-written

@@ -1,8 +1,9 @@
 """`pgjax plot`: learning curves (IQM/mean/median across seeds with bootstrap bands) for one
 or several runs on one axis, and optionally their final performance with intervals.
 
-A RUN_DIR is a folder with `metrics.csv` (what `pgjax train` writes), or a folder whose
-subfolders hold such runs (a sweep, or a folder of runs): each run found becomes a curve.
+A RUN_DIR is a run folder (`metrics.csv`, what `pgjax train` writes), a sweep folder
+(`cells/`, what `pgjax sweep` writes: one curve per grid point, its cells' seeds as the
+seeds), or a folder holding such folders: every run or grid point found becomes a curve.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 EVAL_FILES = ("eval_greedy.json", "eval_stochastic.json")  # written by `pgjax eval`
-TAIL_FRACTION = 0.1  # the training score of a seed: mean of its last 10% of updates
 
 
 class PlotError(Exception):
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
         description=(
             "Learning curves of one or more runs on one axis: each seed's metric is smoothed, then "
             "the IQM (or mean/median) across seeds is drawn with a percentile bootstrap confidence "
-            "band. A RUN_DIR holds metrics.csv (pgjax train) or subfolders that do (a sweep). "
+            "band. A RUN_DIR is a run folder (pgjax train), a sweep folder (pgjax sweep: one curve per "
+            "grid point) or a folder of those. "
             "Writes OUT.png and OUT.csv (the plotted numbers); with --final also OUT-final.png and "
             "OUT-final.json (final performance per run: per-seed scores, mean/median/IQM with CIs). "
             "Example: pgjax plot runs/ppo-CartPole-v1-* runs/a2c-CartPole-v1-* --final --out cartpole.png"
@@ -43,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     parser.add_argument("--smoothing", type=int, default=None,
                         help="moving-average window in updates (default: 2%% of the run's updates; 1 = none)")
-    parser.add_argument("--labels", default=None, help="comma-separated curve labels, one per run found")
+    parser.add_argument("--labels", default=None, help="comma-separated curve labels, one per curve (run or grid point) found")
     parser.add_argument("--out", type=Path, default=None,
                         help="output PNG (default RUN_DIR/curves-METRIC.png for one run, ./compare-METRIC.png otherwise)")
     parser.add_argument("--final", action="store_true", help="also plot final performance per run with intervals")
@@ -53,18 +55,55 @@ def register(subparsers) -> None:
                              "updates), 'auto' (eval if available for episode_return, else train)")
 
 
-def find_runs(path: Path) -> list[Path]:
-    """`path` itself if it holds metrics.csv, else every folder below it that does (sorted)."""
+class Source(NamedTuple):
+    """One curve's data: a run folder, or one grid point of a sweep (its cells are the seeds)."""
+
+    path: Path  # the run folder, or the sweep folder
+    label: str  # default label
+    by_seed: dict  # seed -> metric name -> [U] array, as `runs.read_metrics` returns
+    is_run: bool  # a run folder (may hold evaluation results), not a sweep grid point
+    diverged: int = 0  # sweep cells flagged diverged (non-finite values are dropped pointwise)
+
+
+def find_sources(path: Path) -> list[Source]:
+    """The curves under `path`: a run folder (metrics.csv), a sweep folder (sweep.json and
+    cells/, one curve per grid point), or a folder holding any of those (sorted)."""
+    from pgjax import runs
+
     if not path.exists():
         raise PlotError(f"run folder {path} does not exist")
     if not path.is_dir():
         raise PlotError(f"{path} is not a folder: give a run folder (with metrics.csv) or a sweep folder")
     if (path / "metrics.csv").is_file():
-        return [path]
-    found = sorted(p.parent for p in path.rglob("metrics.csv"))
-    if not found:
-        raise PlotError(f"no metrics.csv in {path} or its subfolders: is it a pgjax run folder?")
-    return found
+        return [Source(path, run_label(path), runs.read_metrics(path / "metrics.csv"), True)]
+    if (path / "cells").is_dir():
+        return sweep_sources(path)
+    below = sorted({p.parent for p in path.rglob("metrics.csv")} | {p.parent.parent for p in path.rglob("cells/cell-*.json")})
+    if not below:
+        raise PlotError(f"no metrics.csv or sweep cells in {path} or its subfolders: is it a pgjax run folder?")
+    return [source for folder in below for source in find_sources(folder)]
+
+
+def sweep_sources(sweep_dir: Path) -> list[Source]:
+    """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the seeds."""
+    records = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
+    if not records:
+        raise PlotError(f"sweep folder {sweep_dir} has no finished cells yet (cells/ is empty)")
+    points: dict[str, list[dict]] = {}
+    for record in records:
+        points.setdefault(json.dumps(record["overrides"], sort_keys=True), []).append(record)
+    sources = []
+    for cells in points.values():
+        first = cells[0]
+        label = ", ".join(f"{k.removeprefix('hparams.')}={v}" for k, v in sorted(first["overrides"].items()))
+        label = label or f"{first['algo']} {first['config']['env_id']}"
+        by_seed = {
+            int(c["seed"]): {k: np.array([np.nan if v is None else v for v in vals], float)
+                             for k, vals in c["metrics"].items()}
+            for c in cells
+        }
+        sources.append(Source(sweep_dir, label, by_seed, False, sum(bool(c.get("diverged")) for c in cells)))
+    return sources
 
 
 def run_label(run_dir: Path) -> str:
@@ -76,24 +115,26 @@ def run_label(run_dir: Path) -> str:
         return run_dir.name
 
 
-def labels_for(runs: list[Path], given: str | None) -> list[str]:
+def labels_for(sources: list[Source], given: str | None) -> list[str]:
+    """`--labels`, else the default labels; where those repeat, the folder tells them apart."""
     if given is not None:
         labels = [s.strip() for s in given.split(",")]
-        if len(labels) != len(runs):
-            raise PlotError(f"--labels has {len(labels)} labels for {len(runs)} runs found: "
-                            + ", ".join(str(r) for r in runs))
+        if len(labels) != len(sources):
+            raise PlotError(f"--labels has {len(labels)} labels for {len(sources)} curves found: "
+                            + ", ".join(f"{s.path} ({s.label})" for s in sources))
         return labels
-    labels = [run_label(r) for r in runs]
-    if len(set(labels)) < len(labels):  # e.g. a sweep over one algo and env: name by folder
-        common = Path(*_common_parts(runs))
-        labels = [str(r.relative_to(common)) if r != common else r.name for r in runs]
+    labels = [s.label for s in sources]
+    if len(set(labels)) < len(labels):  # e.g. several runs of one algo and env: name by folder
+        paths = [s.path.resolve() for s in sources]
+        common = Path(*_common_parts(paths)) if len(set(paths)) > 1 else paths[0].parent
+        labels = [str(p.relative_to(common)) if s.is_run else f"{p.relative_to(common)} {s.label}"
+                  for p, s in zip(paths, sources)]
     return labels
 
 
 def _common_parts(paths: list[Path]) -> tuple[str, ...]:
-    parts = [p.resolve().parts for p in paths]
     common = []
-    for items in zip(*parts):
+    for items in zip(*(p.parts for p in paths)):
         if len(set(items)) > 1:
             break
         common.append(items[0])
@@ -105,7 +146,7 @@ def train_tail_scores(by_seed: dict, metric: str) -> dict[int, float]:
     out = {}
     for seed, cols in sorted(by_seed.items()):
         values = cols[metric]
-        tail = values[-max(1, int(len(values) * TAIL_FRACTION)):]
+        tail = values[-max(1, len(values) // 10):]
         tail = tail[np.isfinite(tail)]
         out[seed] = float(tail.mean()) if tail.size else float("nan")
     return out
@@ -126,20 +167,22 @@ def eval_scores(run_dir: Path) -> tuple[dict[int, float], str] | None:
     return None
 
 
-def final_scores(run_dir: Path, by_seed: dict, metric: str, source: str) -> tuple[dict[int, float], str]:
-    if source != "train" and metric == "episode_return":
-        found = eval_scores(run_dir)
+def final_scores(source: Source, metric: str, choice: str) -> tuple[dict[int, float], str]:
+    """Each seed's final score and where it came from (see --final-source)."""
+    if choice != "train" and metric == "episode_return" and source.is_run:
+        found = eval_scores(source.path)
         if found is not None:
             return found
-    if source == "eval":
-        raise PlotError(f"--final-source eval: {run_dir} has no evaluation results for {metric} "
-                        f"(run `pgjax eval {run_dir}`; evaluation scores exist only for episode_return)")
-    return train_tail_scores(by_seed, metric), f"training {metric}, mean of the last 10% of updates"
+    if choice == "eval":
+        raise PlotError(f"--final-source eval: {source.path} has no evaluation results for {metric} "
+                        f"(run `pgjax eval {source.path}` on a run folder; evaluation scores exist only for "
+                        "episode_return, and sweeps keep no policies to evaluate)")
+    return train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates"
 
 
-def default_out(runs_given: list[Path], metric: str) -> Path:
-    if len(runs_given) == 1 and (runs_given[0] / "metrics.csv").is_file():
-        return runs_given[0] / f"curves-{metric}.png"
+def default_out(paths: list[Path], metric: str) -> Path:
+    if len(paths) == 1 and ((paths[0] / "metrics.csv").is_file() or (paths[0] / "cells").is_dir()):
+        return paths[0] / f"curves-{metric}.png"
     return Path(f"compare-{metric}.png")
 
 
@@ -158,60 +201,62 @@ def _plot(args) -> int:
         raise PlotError(f"--confidence {args.confidence} must be in (0, 1)")
     if args.resamples < 1 or (args.smoothing is not None and args.smoothing < 1):
         raise PlotError("--resamples and --smoothing must be positive integers")
-    found = [run_dir for path in args.run_dirs for run_dir in find_runs(path)]
-    labels = labels_for(found, args.labels)
+    sources = [source for path in args.run_dirs for source in find_sources(path)]
+    labels = labels_for(sources, args.labels)
     out = args.out or default_out(args.run_dirs, args.metric)
     # Everything is computed (and every input error found) before any file is written.
-    curves, metrics = collect_curves(args, found, labels)
-    final = collect_final(args, found, labels, metrics) if args.final else None
+    curves = collect_curves(args, sources, labels)
+    final = collect_final(args, sources, labels) if args.final else None
 
     stat = plotting.STAT_LABELS[args.stat]
-    seeds = sorted({len(m) for m in metrics})
+    seeds = sorted({len(s.by_seed) for s in sources})
     band = f"{stat} over {'/'.join(map(str, seeds))} seeds; band: {args.confidence:.0%} percentile bootstrap CI"
     png = plotting.plot_curves(curves, out, args.metric.replace("_", " "), args.metric.replace("_", " "), band)
     table = png.with_suffix(".csv")
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "label", "env_steps", args.stat, "low", "high", "num_seeds"])
-        for run_dir, curve in zip(found, curves):
+        for source, curve in zip(sources, curves):
             for row in zip(curve.env_steps, curve.estimate, curve.low, curve.high, curve.num_seeds):
-                writer.writerow([str(run_dir), curve.label, int(row[0]), *(f"{v:.7g}" for v in row[1:4]), int(row[4])])
+                writer.writerow([str(source.path), curve.label, int(row[0]), *(f"{v:.7g}" for v in row[1:4]), int(row[4])])
     print(f"curves: {png}\nnumbers: {table}")
+    for source, label in zip(sources, labels):
+        if source.diverged:
+            print(f"  {label}: {source.diverged} of {len(source.by_seed)} cells diverged; their non-finite "
+                  "values are left out point by point", file=sys.stderr)
     if final is not None:
         write_final(args, png, labels, final)
     return 0
 
 
-def collect_curves(args, found: list[Path], labels: list[str]):
-    """`(curves, metrics)`: each run's aggregate curve and its raw per-seed metrics."""
-    from pgjax import plotting, runs
+def collect_curves(args, sources: list[Source], labels: list[str]):
+    """Each source's aggregate curve (`plotting.learning_curve`)."""
+    from pgjax import plotting
 
-    curves, metrics = [], []
-    for run_dir, label in zip(found, labels):
-        by_seed = runs.read_metrics(run_dir / "metrics.csv")
+    curves = []
+    for source, label in zip(sources, labels):
         try:
             curves.append(plotting.learning_curve(
-                by_seed, args.metric, args.stat, args.smoothing, args.confidence, args.resamples,
+                source.by_seed, args.metric, args.stat, args.smoothing, args.confidence, args.resamples,
                 label=label, seed=args.bootstrap_seed))
         except KeyError as err:
-            raise PlotError(f"{run_dir / 'metrics.csv'}: {err.args[0]}") from None
+            raise PlotError(f"{source.path} ({source.label}): {err.args[0]}") from None
         except ValueError as err:
-            raise PlotError(f"{run_dir / 'metrics.csv'}: {err}") from None
-        metrics.append(by_seed)
-    return curves, metrics
+            raise PlotError(f"{source.path} ({source.label}): {err}") from None
+    return curves
 
 
-def collect_final(args, found: list[Path], labels: list[str], metrics: list[dict]) -> list[dict]:
-    """Per run: the final score of each seed, and mean/median/IQM with bootstrap intervals."""
+def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
+    """Per source: the final score of each seed, and mean/median/IQM with bootstrap intervals."""
     from pgjax import statistics as st
 
     results = []
-    for run_dir, label, by_seed in zip(found, labels, metrics):
-        scores, source = final_scores(run_dir, by_seed, args.metric, args.final_source)
+    for source, label in zip(sources, labels):
+        scores, origin = final_scores(source, args.metric, args.final_source)
         summary = st.summarize(list(scores.values()), args.confidence, args.resamples, args.bootstrap_seed)
         if summary["n"] == 0:
-            raise PlotError(f"{run_dir}: no seed has a finite final {args.metric}")
-        results.append({"run": str(run_dir), "label": label, "source": source,
+            raise PlotError(f"{source.path} ({label}): no seed has a finite final {args.metric}")
+        results.append({"run": str(source.path), "label": label, "source": origin,
                         "per_seed": {str(s): v for s, v in scores.items()}, **summary})
     return results
 
