@@ -106,6 +106,27 @@ def _ppo_rejax_kwargs(config) -> dict:
     }
 
 
+def _td3_rejax_kwargs(config) -> dict:
+    """pgjax's TD3 config as rejax's `TD3.create` kwargs. rejax's noise is in action units
+    (pgjax's is a fraction of half the action range), its `polyak` is 1 - tau, it has one
+    learning rate for actor and critics and fixed 64x64 networks (pass only the activation)."""
+    from pgjax.envs import make_vec_env
+
+    hp = config.hparams
+    spec = make_vec_env(config.env_id, 1).action_spec
+    half = float(np.max(0.5 * (spec.high - spec.low)))
+    assert hp.actor_learning_rate == hp.critic_learning_rate and tuple(config.hidden_sizes) == (64, 64)
+    return {
+        "env": config.env_id, "num_envs": config.num_envs, "total_timesteps": config.total_timesteps,
+        "fill_buffer": config.learning_starts, "buffer_size": config.buffer_size, "batch_size": config.batch_size,
+        "num_epochs": config.updates_per_step, "learning_rate": hp.actor_learning_rate, "gamma": hp.gamma,
+        "polyak": 1.0 - hp.tau, "exploration_noise": hp.exploration_noise * half,
+        "target_noise": hp.target_noise * half, "target_noise_clip": hp.target_noise_clip * half,
+        "policy_delay": config.policy_delay, "num_critics": config.num_critics,
+        "actor_kwargs": {"activation": config.activation}, "critic_kwargs": {"activation": config.activation},
+    }
+
+
 def _actor_critic_rollout_setup(trainer, state):
     """An actor-critic's sampling policy with the state's (fixed) parameters, and the env carry."""
     policy = functools.partial(
@@ -131,6 +152,8 @@ ALGO_BENCHMARKS = {
     "npg": AlgoBenchmark("configs/npg_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
     "trpo": AlgoBenchmark("configs/trpo_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
     "ppo_kl": AlgoBenchmark("configs/ppo_kl_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
+    "ddpg": AlgoBenchmark("configs/ddpg_pendulum.toml"),  # rejax has no DDPG
+    "td3": AlgoBenchmark("configs/td3_pendulum.toml", "td3", _td3_rejax_kwargs),
 }
 
 

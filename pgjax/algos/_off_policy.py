@@ -39,8 +39,9 @@ action bounds) bound by `functools.partial`, and calls
     update(learner_state, hparams, key, batch: replay.Batch [batch_size]) -> (learner_state, metrics)
         One gradient update. `batch.obs`/`batch.next_obs` are normalised if
         `normalize_obs`; `batch.reward` is already multiplied by `hparams.reward_scale`.
-        Metrics are a flat dict of scalars; a metric not computed on this update (e.g. a
-        delayed actor loss) may be nan: the iteration reports the nan-mean over its updates.
+        Metrics are a flat dict of scalars; the iteration reports their nan-mean over its
+        updates. Keep metrics named like "*loss" finite (the trainer's divergence check
+        reads them): report e.g. the most recent delayed actor loss, not nan.
     act(params, key, obs, deterministic) -> environment actions (evaluation, CLI)
 
 The algorithm's hyper-parameters subclass `OffPolicyHParams` (gamma, tau, reward_scale)
@@ -125,6 +126,11 @@ class OffPolicyConfig:
     def num_updates(self) -> int:
         """Learning iterations of `run` over the budget (each: num_envs env steps)."""
         return (self.total_timesteps - self.warmup_iterations * self.num_envs) // self.num_envs
+
+    @property
+    def num_steps(self) -> int:
+        """Steps of each environment per iteration (always 1; as `num_steps` of on-policy rollouts)."""
+        return 1
 
     @property
     def env_steps_per_update(self) -> int:

@@ -1,0 +1,49 @@
+"""Deep Deterministic Policy Gradient (Lillicrap et al., 2016).
+
+A deterministic tanh actor scaled to the action bounds, one Q critic trained on the
+Bellman target of target networks (`y = r + gamma (1 - terminated) Q'(s', mu'(s'))`, true
+next observation, so time limits bootstrap), the actor trained by the deterministic policy
+gradient through the critic, Polyak-averaged targets, Gaussian or Ornstein-Uhlenbeck
+exploration noise. The loop (replay, warm-up, several envs, updates per step) is
+`pgjax.algos._off_policy`; the learner is `pgjax.algos._deterministic`.
+"""
+
+from __future__ import annotations
+
+from pgjax.algos import _deterministic as dpg
+from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
+from pgjax.config import config_dataclass, field, hparams_dataclass, one_of
+from pgjax.envs import make_vec_env
+from pgjax.types import Trainer
+
+
+@hparams_dataclass
+class DDPGHParams(dpg.DPGHParams):
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+
+@config_dataclass
+class DDPGConfig(OffPolicyConfig):
+    """Static DDPG settings (shared off-policy ones in `OffPolicyConfig`)."""
+
+    action_space = "continuous"
+
+    exploration: str = field("gaussian", "exploration noise: independent Gaussian or Ornstein-Uhlenbeck", one_of("gaussian", "ou"))
+    hparams: DDPGHParams = field(DDPGHParams(), "traced hyper-parameters")
+
+
+def make_trainer(config: DDPGConfig) -> Trainer:
+    """Build DDPG's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    variant = dpg.Variant(num_critics=1, policy_delay=1, target_smoothing=False, exploration=config.exploration)
+    networks = dpg.make_networks(config, env, variant.num_critics)
+    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
+
+
+def make_train(config: DDPGConfig):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = DDPGConfig  # the config class the CLI and loaders build for this algorithm

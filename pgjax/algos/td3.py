@@ -1,0 +1,60 @@
+"""Twin Delayed DDPG (Fujimoto et al., 2018).
+
+DDPG with three changes against overestimation: twin critics and the minimum of their
+targets, `y = r + gamma (1 - terminated) min_i Q'_i(s', a')`; target-policy smoothing,
+`a' = clip(mu'(s') + clip(eps, -c, c), low, high)`; delayed actor and target updates
+(every `policy_delay` critic updates). The loop is `pgjax.algos._off_policy`, the learner
+`pgjax.algos._deterministic`.
+"""
+
+from __future__ import annotations
+
+from pgjax.algos import _deterministic as dpg
+from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
+from pgjax.config import (
+    config_dataclass,
+    field,
+    hparams_dataclass,
+    non_negative,
+    one_of,
+    positive,
+)
+from pgjax.envs import make_vec_env
+from pgjax.types import Trainer
+
+
+@hparams_dataclass
+class TD3HParams(dpg.DPGHParams):
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+    target_noise: float = field(0.2, "std of the target-policy smoothing noise, fraction of half the action range", non_negative())
+    target_noise_clip: float = field(0.5, "smoothing noise is clipped to +-this (fraction of half the action range)", non_negative())
+
+
+@config_dataclass
+class TD3Config(OffPolicyConfig):
+    """Static TD3 settings (shared off-policy ones in `OffPolicyConfig`)."""
+
+    action_space = "continuous"
+
+    exploration: str = field("gaussian", "exploration noise: independent Gaussian or Ornstein-Uhlenbeck", one_of("gaussian", "ou"))
+    num_critics: int = field(2, "critics in the ensemble; the target takes their minimum", positive())
+    policy_delay: int = field(2, "actor and target-network updates every this many critic updates", positive())
+    hparams: TD3HParams = field(TD3HParams(), "traced hyper-parameters")
+
+
+def make_trainer(config: TD3Config) -> Trainer:
+    """Build TD3's functions for `config` (validated here, before anything compiles)."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs)
+    variant = dpg.Variant(config.num_critics, config.policy_delay, target_smoothing=True, exploration=config.exploration)
+    networks = dpg.make_networks(config, env, variant.num_critics)
+    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
+
+
+def make_train(config: TD3Config):
+    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+    return make_trainer(config).train
+
+
+CONFIG = TD3Config  # the config class the CLI and loaders build for this algorithm

@@ -1,0 +1,350 @@
+"""DDPG and TD3: critic targets and delayed updates against NumPy, Q networks, the
+off-policy loop's transitions at time limits, determinism, chunking, vmap over seeds and
+hyper-parameters, strict config, and learning on Pendulum-v1."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from contract import hparam_grid, leaves_equal
+
+from pgjax import config as cfg
+from pgjax.algos import _deterministic as dpg
+from pgjax.algos import ddpg, td3
+from pgjax.algos._off_policy import env_step, random_actions
+from pgjax.envs import make_vec_env
+from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax.networks import QCritic, QEnsemble
+from pgjax.replay import Batch
+from pgjax.rollout import reset_env_carry
+from pgjax.targets import bellman_target, polyak_update
+
+# --- NumPy oracles -------------------------------------------------------------------------
+
+
+def _np_mlp(tree, x, member=None):
+    """ReLU MLP + linear output from a flax parameter tree (float64)."""
+    pick = (lambda a: np.asarray(a, np.float64)) if member is None else (lambda a: np.asarray(a, np.float64)[member])
+    torso = tree["MLP_0"]
+    for i in range(len(torso)):
+        layer = torso[f"Dense_{i}"]
+        x = np.maximum(x @ pick(layer["kernel"]) + pick(layer["bias"]), 0.0)
+    return x @ pick(tree["Dense_0"]["kernel"]) + pick(tree["Dense_0"]["bias"])
+
+
+def _np_actor(params, obs, low, high):
+    return low + 0.5 * (np.tanh(_np_mlp(params["params"], obs)) + 1.0) * (high - low)
+
+
+def _np_critics(params, obs, actions):
+    tree = params["params"]["VmapQCritic_0"]
+    n = np.asarray(tree["Dense_0"]["bias"]).shape[0]
+    x = np.concatenate([obs, actions], axis=-1)
+    return np.stack([_np_mlp(tree, x, i)[:, 0] for i in range(n)])
+
+
+# --- kernels -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_bellman_target_bootstraps_through_truncation_only(jit):
+    rewards = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    # Rows: plain, terminated, truncated (bootstraps: the flag is not an input), terminated.
+    terminated = np.array([False, True, False, True])
+    next_values = np.array([10.0, 20.0, 30.0, 40.0], np.float32)
+    fn = jax.jit(bellman_target) if jit else bellman_target
+    out = fn(jnp.asarray(rewards), jnp.asarray(terminated), jnp.asarray(next_values), 0.9)
+    expected = [r + (0.0 if t else 0.9 * v) for r, t, v in zip(rewards, terminated, next_values)]
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out[2] == pytest.approx(0.5 + 27.0)  # truncated: bootstraps
+
+
+def test_polyak_update_matches_numpy():
+    online = {"a": jnp.asarray([1.0, 2.0]), "b": {"c": jnp.asarray(3.0)}}
+    target = {"a": jnp.asarray([0.0, -2.0]), "b": {"c": jnp.asarray(1.0)}}
+    out = jax.jit(polyak_update)(online, target, 0.25)
+    np.testing.assert_allclose(out["a"], [0.25, -1.0])
+    np.testing.assert_allclose(out["b"]["c"], 1.5)
+    assert leaves_equal(polyak_update(online, target, 1.0), online)
+
+
+# --- networks ------------------------------------------------------------------------------
+
+
+def test_q_ensemble_is_independent_critics_in_one_pass():
+    ens = QEnsemble(3, (8, 8))
+    obs, act = jax.random.normal(jax.random.PRNGKey(0), (5, 3)), jax.random.normal(jax.random.PRNGKey(1), (5, 1))
+    params = ens.init(jax.random.PRNGKey(2), obs, act)
+    q = ens.apply(params, obs, act)
+    assert q.shape == (3, 5)
+    assert not np.allclose(q[0], q[1]) and not np.allclose(q[1], q[2])  # members initialised apart
+    single = QCritic((8, 8))
+    for i in range(3):
+        member = jax.tree.map(lambda x, i=i: x[i], params["params"]["VmapQCritic_0"])
+        np.testing.assert_allclose(q[i], single.apply({"params": member}, obs, act), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q, _np_critics(params, np.asarray(obs), np.asarray(act)), rtol=1e-4, atol=1e-5)
+
+
+def test_discrete_q_ensemble_shape():
+    ens = QEnsemble(2, (8,), num_actions=4)
+    params = ens.init(jax.random.PRNGKey(0), jnp.zeros((6, 3)))
+    assert ens.apply(params, jnp.ones((6, 3))).shape == (2, 6, 4)
+
+
+def test_deterministic_actor_stays_in_bounds():
+    env = make_vec_env("Pendulum-v1", 1)
+    nets = dpg.make_networks(td3.TD3Config(hidden_sizes=(8,)), env, 2)
+    params = nets.actor.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    big = nets.actor.apply(params, 1e4 * jax.random.normal(jax.random.PRNGKey(1), (256, 3)))
+    assert float(big.max()) <= 2.0 and float(big.min()) >= -2.0 and float(jnp.abs(big).max()) > 1.9
+
+
+# --- critic targets and delayed updates against NumPy --------------------------------------
+
+PENDULUM = make_vec_env("Pendulum-v1", 1)
+LOW, HIGH = np.float64(-2.0), np.float64(2.0)
+
+
+def _hand_batch():
+    """Four transitions: plain, terminated, truncated (true final obs), plain."""
+    obs = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -1.0], [-1.0, 0.0, 2.0], [0.6, 0.8, 0.0]], np.float32)
+    next_obs = np.array([[0.9, 0.1, 0.3], [0.2, 0.9, -3.0], [-0.8, 0.6, 7.0], [0.5, 0.8, 0.1]], np.float32)
+    return Batch(
+        obs=jnp.asarray(obs), action=jnp.asarray([[1.5], [-0.5], [2.0], [0.0]], jnp.float32),
+        reward=jnp.asarray([-1.0, -2.0, -3.0, -0.5], jnp.float32),
+        terminated=jnp.asarray([False, True, False, False]), truncated=jnp.asarray([False, False, True, False]),
+        next_obs=jnp.asarray(next_obs),
+    )
+
+
+def _learner_setup(variant, hparams):
+    nets = dpg.make_networks(td3.TD3Config(hidden_sizes=(16, 16)), PENDULUM, variant.num_critics)
+    state = dpg.init(nets, PENDULUM, jax.random.PRNGKey(4), hparams)
+    # Different target networks, so a mix-up of online and target shows.
+    target = dpg.init(nets, PENDULUM, jax.random.PRNGKey(5), hparams).params
+    return nets, state._replace(target_params=target)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("algo", ["ddpg", "td3"])
+def test_critic_targets_match_numpy(algo, jit):
+    if algo == "td3":  # large smoothing noise so the clip binds for some entries
+        hp = td3.TD3HParams(gamma=0.9, target_noise=1.5, target_noise_clip=0.5)
+        variant = dpg.Variant(2, 2, True, "gaussian")
+    else:
+        hp = ddpg.DDPGHParams(gamma=0.9)
+        variant = dpg.Variant(1, 1, False, "gaussian")
+    nets, state = _learner_setup(variant, hp)
+    batch, key = _hand_batch(), jax.random.PRNGKey(7)
+    fn = functools.partial(dpg.critic_targets, variant, nets, PENDULUM.action_spec)
+    y = (jax.jit(fn) if jit else fn)(state.target_params, hp, key, batch)
+
+    next_obs = np.asarray(batch.next_obs, np.float64)
+    a = _np_actor(state.target_params["actor"], next_obs, LOW, HIGH)
+    if variant.target_smoothing:
+        z = np.asarray(jax.random.normal(key, a.shape), np.float64)
+        eps = np.clip(1.5 * z, -0.5, 0.5)
+        assert np.any(np.abs(1.5 * z) > 0.5)  # the clip is exercised
+        a = np.clip(a + eps * (HIGH - LOW) / 2, LOW, HIGH)
+    q = _np_critics(state.target_params["critic"], next_obs, a).min(axis=0)
+    not_done = 1.0 - np.asarray(batch.terminated, np.float64)
+    expected = np.asarray(batch.reward, np.float64) + 0.9 * not_done * q
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert y[1] == batch.reward[1]  # terminated: no bootstrap
+    assert abs(y[2] - batch.reward[2]) > 1e-3  # truncated: bootstraps from the final obs
+
+
+def _np_adam_first_step(param, grad, lr):
+    """Adam's first step is `-lr * g / (|g| + eps)` elementwise (bias corrections cancel)."""
+    return param - lr * grad / (np.abs(grad) + 1e-8)
+
+
+def test_td3_delays_actor_and_target_updates():
+    hp = td3.TD3HParams(tau=0.1, actor_learning_rate=1e-2, critic_learning_rate=1e-2)
+    variant = dpg.Variant(2, 2, True, "gaussian")
+    nets, state = _learner_setup(variant, hp)
+    update = jax.jit(functools.partial(dpg.update, variant, nets, PENDULUM.action_spec))
+    batch = _hand_batch()
+
+    first, m1 = update(state, hp, jax.random.PRNGKey(0), batch)
+    # Critic moved; actor and all targets untouched on the first (non-delayed) update.
+    assert not leaves_equal(first.params["critic"], state.params["critic"])
+    assert leaves_equal(first.params["actor"], state.params["actor"])
+    assert leaves_equal(first.target_params, state.target_params)
+    assert float(m1["actor_loss"]) == 0.0  # no actor update yet
+
+    second, m2 = update(first, hp, jax.random.PRNGKey(1), batch)
+    assert not leaves_equal(second.params["actor"], first.params["actor"])
+    # The actor's first Adam step on -mean Q_1(s, mu(s)) through the updated critic.
+    obs = np.asarray(batch.obs, np.float64)
+    grads = jax.grad(dpg._actor_loss, argnums=2)(nets, second.params["critic"], first.params["actor"], batch.obs)
+    for p, g, new in zip(jax.tree.leaves(first.params["actor"]), jax.tree.leaves(grads), jax.tree.leaves(second.params["actor"])):
+        np.testing.assert_allclose(new, _np_adam_first_step(np.asarray(p), np.asarray(g), 1e-2), rtol=1e-5, atol=1e-6)
+    q1 = _np_critics(second.params["critic"], obs, _np_actor(first.params["actor"], obs, LOW, HIGH))[0]
+    np.testing.assert_allclose(m2["actor_loss"], -q1.mean(), rtol=1e-4)
+    # Targets: one Polyak step toward the new online networks, tau = 0.1.
+    for t_old, online, t_new in zip(
+        jax.tree.leaves(state.target_params), jax.tree.leaves(second.params), jax.tree.leaves(second.target_params)
+    ):
+        np.testing.assert_allclose(t_new, 0.1 * np.asarray(online) + 0.9 * np.asarray(t_old), rtol=1e-5, atol=1e-7)
+
+
+def test_critic_loss_is_summed_mse_of_each_critic():
+    hp = td3.TD3HParams()
+    variant = dpg.Variant(2, 2, True, "gaussian")
+    nets, state = _learner_setup(variant, hp)
+    batch, key = _hand_batch(), jax.random.PRNGKey(3)
+    _, metrics = dpg.update(variant, nets, PENDULUM.action_spec, state, hp, key, batch)
+    y = np.asarray(dpg.critic_targets(variant, nets, PENDULUM.action_spec, state.target_params, hp, key, batch))
+    q = _np_critics(state.params["critic"], np.asarray(batch.obs, np.float64), np.asarray(batch.action, np.float64))
+    np.testing.assert_allclose(metrics["critic_loss"], ((q - y) ** 2).mean(axis=1).sum(), rtol=1e-4)
+    np.testing.assert_allclose(metrics["q_mean"], q.mean(), rtol=1e-4)
+
+
+# --- the loop stores true final observations at time limits -------------------------------
+
+
+def test_stored_transition_at_a_time_limit_has_the_true_final_obs():
+    env = make_vec_env("Pendulum-v1", 2, max_episode_steps=3)
+    carry = reset_env_carry(env, jax.random.PRNGKey(0))
+    step = jax.jit(functools.partial(env_step, env))
+    key = jax.random.PRNGKey(1)
+    for t in range(3):
+        key, a_key, e_key = jax.random.split(key, 3)
+        previous = carry
+        carry, batch, finished = step(previous, e_key, random_actions(env.action_spec, a_key, 2))
+    assert bool(batch.truncated.all()) and not bool(batch.terminated.any()) and bool(finished.episode_done.all())
+    np.testing.assert_array_equal(batch.obs, previous.obs)
+    # next_obs continues the episode (Pendulum's speed is bounded), the new obs is a reset.
+    assert not np.allclose(batch.next_obs, carry.obs)
+    assert np.all(np.abs(np.asarray(batch.next_obs[:, 2] - batch.obs[:, 2])) < 2.0)
+    np.testing.assert_array_equal(carry.episode_stats.episode_length, 0)
+
+
+# --- contract: determinism, chunking, vmap, config ------------------------------------------
+
+TINY = td3.TD3Config(
+    env_id="Pendulum-v1", num_envs=2, total_timesteps=64 + 2 * 12, learning_starts=64,
+    buffer_size=128, batch_size=32, hidden_sizes=(16, 16), updates_per_step=2,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_trainer():
+    return td3.make_trainer(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_train(tiny_trainer):
+    return jax.jit(tiny_trainer.train)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tiny_trainer):
+    return jax.jit(jax.vmap(tiny_trainer.train))
+
+
+def test_same_seed_is_bit_identical_and_metrics_are_per_iteration(tiny_train):
+    a = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
+    b = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
+    assert leaves_equal(a, b)
+    c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
+    assert not np.array_equal(a.metrics["critic_loss"], c.metrics["critic_loss"])
+    assert TINY.num_updates == 12
+    for name in ["critic_loss", "actor_loss", "q_mean", "target_q_mean", "noise_rms", "episode_return",
+                 "episodes", "buffer_size", "env_steps"]:
+        assert a.metrics[name].shape == (12,), name
+    np.testing.assert_array_equal(a.metrics["env_steps"], 64 + 2 * np.arange(1, 13))
+    np.testing.assert_array_equal(a.metrics["buffer_size"], np.minimum(64 + 2 * np.arange(1, 13), 128))
+    assert int(a.state.learner.updates) == 24  # updates_per_step = 2
+    assert np.all(np.isfinite(a.metrics["actor_loss"])) and np.all(np.isfinite(a.metrics["critic_loss"]))
+
+
+def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
+    key, hp = jax.random.PRNGKey(11), TINY.hparams
+    whole = tiny_train(key, hp)
+    run = jax.jit(tiny_trainer.run, static_argnums=2)
+    state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 6)
+    state, m2 = run(state, hp, 6)
+    assert leaves_equal(whole.state, state)
+    for name in whole.metrics:
+        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
+
+
+def test_vmap_over_seeds_and_hparams_matches_separate_runs(tiny_trainer, tiny_train):
+    traces = []
+
+    def train(key, hparams):
+        traces.append(1)  # runs only while tracing
+        return tiny_trainer.train(key, hparams)
+
+    sweep = jax.jit(jax.vmap(train))
+    keys = seed_keys(0, [0, 1, 2])
+    lrs = [1e-4, 1e-3, 1e-2]
+    out = sweep(keys, hparam_grid(TINY.hparams, critic_learning_rate=lrs))
+    sweep(keys, hparam_grid(TINY.hparams, tau=[0.01, 0.02, 0.03]))
+    assert len(traces) == 1  # new values, same shapes: no retrace
+    for i in range(3):
+        single = tiny_train(keys[i], dataclasses.replace(TINY.hparams, critic_learning_rate=lrs[i]))
+        # vmap is not bit-identical (XLA fusion); compare the first iterations.
+        np.testing.assert_allclose(out.metrics["critic_loss"][i, :3], single.metrics["critic_loss"][:3], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out.state.buffer.experience.reward[i][:, :64], single.state.buffer.experience.reward[:, :64], rtol=1e-5)
+    final = np.asarray(jax.tree.leaves(out.state.params["critic"])[0])
+    assert not np.allclose(final[0], final[1])
+
+
+@pytest.mark.parametrize("module, values, message", [
+    (td3, {"buffer_size": 100, "batch_size": 256}, "buffer_size=100 is smaller than batch_size=256"),
+    (td3, {"env_id": "CartPole-v1"}, "env_id='CartPole-v1' has discrete actions, but TD3Config needs continuous"),
+    (ddpg, {"env_id": "Acrobot-v1"}, "env_id='Acrobot-v1' has discrete actions, but DDPGConfig needs continuous"),
+    (td3, {"total_timesteps": 500, "learning_starts": 1000}, "total_timesteps=500 leaves no learning step"),
+    (td3, {"exploration": "pink"}, "exploration='pink' is out of range: must be one of 'gaussian', 'ou'"),
+    (td3, {"policy_delay": 0}, "policy_delay=0 is out of range: must be > 0"),
+    (ddpg, {"hparams": {"tua": 0.1}}, "Did you mean 'hparams.tau'?"),
+    (ddpg, {"hparams": {"tau": 1.5}}, "hparams.tau=1.5 is out of range"),
+    (ddpg, {"policy_delay": 2}, "unknown config key 'policy_delay'"),
+])
+def test_bad_config_values_are_named(module, values, message):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_dict(module.CONFIG, values)
+    assert message in str(err.value)
+
+
+# --- learning -----------------------------------------------------------------------------
+
+
+def _learn(module, total_timesteps, seeds, **overrides):
+    """Train on Pendulum-v1 from the shipped config with vmapped seeds; per-seed mean
+    return of the deterministic actor over 16 evaluation episodes."""
+    from pathlib import Path
+
+    from pgjax.cli import load_config
+
+    path = Path(__file__).parent.parent / "configs" / f"{module.__name__.split('.')[-1]}_pendulum.toml"
+    extra = [f"{k}={v}" for k, v in overrides.items()]
+    _, _, config = load_config(None, path, None, [f"total_timesteps={total_timesteps}", *extra])
+    trainer = module.make_trainer(config)
+    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
+    assert np.all(out.metrics["finite"])
+    returns, _ = evaluate_seeds(trainer, out.state, num_episodes=16)
+    return np.asarray(returns).mean(axis=1)
+
+
+def test_td3_learns_pendulum():
+    """Protocol: configs/td3_pendulum.toml (64x64, batch 128, 1000 random steps), 6000 env
+    steps, seeds 0-2 vmapped, 16 evaluation episodes of the deterministic actor per seed.
+    Statistic: median over seeds of the mean evaluation return. Calibrated (2 cores, jax
+    0.10.2): per seed -162, -144, -674 (median -162); a random policy scores about -1200. With the shipped
+    2e4 steps: median -133 over 4 seeds (1e4 steps: -129 over 3)."""
+    returns = _learn(td3, 6_000, seeds=3)
+    assert np.median(returns) > -300, returns
+
+
+def test_ddpg_learns_pendulum():
+    """Protocol as for TD3 (configs/ddpg_pendulum.toml, Gaussian noise), 6000 env steps,
+    seeds 0-2. Calibrated: per seed -379, -130, -127 (median -130); 1e4 steps: median -130."""
+    returns = _learn(ddpg, 6_000, seeds=3)
+    assert np.median(returns) > -300, returns
