@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=30)
     args = parser.parse_args(argv)
 
-    _, module, config = load_config("trpo", args.config, None, [])
+    config = load_config("trpo", args.config, None, [])[2]
     hp = config.hparams
     trainer = trpo.make_trainer(config)
     networks = trainer.networks

@@ -219,7 +219,7 @@ def test_npg_direction_equals_the_dense_inverse_fisher_times_the_gradient():
     actor = SimpleNamespace(actor=SimpleNamespace(apply=policy.apply))  # npg only calls networks.actor.apply
 
     def direction(params):
-        step, problem, metrics = npg.natural_gradient_step(config, actor, hparams, params, batch, jax.random.PRNGKey(0))
+        step, _, metrics = npg.natural_gradient_step(config, actor, hparams, params, batch, jax.random.PRNGKey(0))
         return step, metrics
 
     step, metrics = jax.jit(direction)(policy.params)
@@ -265,7 +265,7 @@ def test_line_search_never_exceeds_the_kl_radius_and_takes_the_largest_fraction(
     kl_along = jax.jit(jax.vmap(lambda f, step: kl_fn(tr.tree_axpy(f, step, policy.params)), (0, None)))
     for max_kl in (0.003, 0.05):
         for scale in (0.05, 1.0, 5.0):  # from "already inside" to "far outside" the region
-            full_step = jax.tree.map(lambda d: scale * d, direction)
+            full_step = jax.tree.map(functools.partial(jnp.multiply, scale), direction)
             result = search(policy.params, full_step, max_kl, backtrack_coef=0.6)
             measured = float(kl_fn(result.params))
             assert measured <= max_kl and float(result.kl) == pytest.approx(measured, rel=1e-5, abs=1e-12)
