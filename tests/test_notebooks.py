@@ -1,0 +1,87 @@
+"""The research notebooks: each committed `.ipynb` is built from its `notebooks/NN_*.py` source,
+carries the outputs of a full-budget run, and runs headless on the reduced budget without error.
+
+The reduced run uses a kernel on this interpreter (`scripts/build_notebooks.py` writes its
+kernelspec for `sys.executable`) with `PGJAX_NOTEBOOK_BUDGET=ci` and, as in the other tests,
+implicit rank promotion made an error. The reduced runs write to a temporary folder: the
+committed notebooks are never touched by the tests.
+"""
+
+import importlib.util
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "scripts" / "build_notebooks.py")
+build_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_notebooks)
+
+SOURCES = build_notebooks.sources()
+REBUILD = "rebuild it: .venv/bin/python scripts/build_notebooks.py"
+
+
+def test_the_notebooks_are_there():
+    names = [s.stem for s in SOURCES]
+    assert "01_reinforce_and_variance" in names and "02_nstep_and_gae" in names, names
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) == names
+
+
+def test_percent_parser_splits_code_and_markdown():
+    text = "# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n# %%\n# a comment\ny = 2\n"
+    assert build_notebooks.parse_percent(text) == [
+        ("markdown", "# Title\n\ntext"), ("code", "x = 1"), ("code", "# a comment\ny = 2"),
+    ]
+    with pytest.raises(ValueError, match="before the first"):
+        build_notebooks.parse_percent("x = 1\n# %%\n")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.stem)
+def test_committed_notebook_matches_its_source_and_has_full_budget_outputs(source):
+    committed = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    nbformat.validate(committed)
+    assert build_notebooks.cell_sources(committed) == build_notebooks.cell_sources(build_notebooks.build(source)), (
+        f"{source.with_suffix('.ipynb').name} differs from {source.name}: {REBUILD}"
+    )
+    code = [cell for cell in committed.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), f"not executed in order: {REBUILD}"
+    errors = [out for cell in code for out in cell.outputs if out.output_type == "error"]
+    assert not errors, errors[0]
+    first_output = "".join(out.get("text", "") for out in code[0].outputs)
+    assert "budget: full" in first_output, f"committed outputs are not from a full-budget run: {REBUILD}"
+    assert any(out.get("data", {}).get("image/png") for cell in code for out in cell.outputs), "no figure"
+
+
+@pytest.fixture(scope="module")
+def reduced_runs(request, tmp_path_factory):
+    """Start the selected notebooks' reduced-budget runs, two at a time (2 cores; compiling is
+    mostly single-threaded), each in its own `scripts/build_notebooks.py` process and kernel."""
+    out_dir = tmp_path_factory.mktemp("notebooks")
+    selected = [item.callspec.params["source"] for item in request.session.items
+                if item.originalname == "test_notebook_runs_on_the_reduced_budget"]
+
+    def run(source):
+        command = [sys.executable, str(ROOT / "scripts" / "build_notebooks.py"), source.stem, "--budget", "ci",
+                   "--out-dir", str(out_dir), "--env", "JAX_NUMPY_RANK_PROMOTION=raise"]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {source.stem: pool.submit(run, source) for source in selected}
+    yield out_dir, futures
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.stem)
+def test_notebook_runs_on_the_reduced_budget(source, reduced_runs):
+    out_dir, futures = reduced_runs
+    result = futures[source.stem].result()
+    # nbclient's CellExecutionError names the failing cell and carries its traceback.
+    assert result.returncode == 0, f"{source.stem} failed:\n{result.stderr[-6000:]}"
+    nb = nbformat.read(out_dir / f"{source.stem}.ipynb", as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), "a cell did not run"
+    assert "budget: ci" in "".join(out.get("text", "") for out in code[0].outputs)
