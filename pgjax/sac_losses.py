@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.distributions import tanh_gaussian_log_prob
+from pgjax.targets import bellman_target
 from pgjax.types import Array, PRNGKey
 
 # --- the squashed Gaussian policy ------------------------------------------------------------
@@ -59,17 +60,6 @@ def discrete_soft_state_value(q_values: Array, logits: Array, alpha: Array) -> A
     chex.assert_equal_shape([q_values[0], logits])
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return jnp.sum(jnp.exp(log_p) * (jnp.min(q_values, axis=0) - alpha * log_p), axis=-1)
-
-
-def bellman_target(rewards: Array, terminated: Array, next_values: Array, gamma: Array) -> Array:
-    """`y = r + gamma (1 - terminated) V(s')`: zero after a real termination only.
-
-    `next_values` are values of the true next observations (the final observation of a
-    truncated episode, not the reset one). Returned without gradient. All `[B]`.
-    """
-    chex.assert_equal_shape([rewards, terminated, next_values])
-    discounts = gamma * (1.0 - terminated.astype(rewards.dtype))
-    return jax.lax.stop_gradient(rewards + discounts * next_values)
 
 
 def soft_q_target(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from contract import hparam_grid, leaves_equal
 from scipy import special, stats
 
+from pgjax import config as cfg
 from pgjax import sac_losses as S
+from pgjax.algos import sac
+from pgjax.envs import make_vec_env
+from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax.replay import Batch
+from pgjax.targets import bellman_target
 
 GAMMA = 0.9
 ALPHA = 0.3
@@ -130,7 +139,7 @@ def test_value_network_targets_vs_numpy(batch, maybe_jit):
     v_target = maybe_jit(S.soft_state_value)(q_at_policy, log_probs, ALPHA)
     np.testing.assert_allclose(v_target, np_continuous_next_values(q_at_policy, log_probs, ALPHA), rtol=1e-6, atol=1e-6)
     v_next = rng.normal(size=8).astype(np.float32)  # V_target(s') of the true next observations
-    q_target = maybe_jit(S.bellman_target)(batch["rewards"], batch["terminated"], v_next, GAMMA)
+    q_target = maybe_jit(bellman_target)(batch["rewards"], batch["terminated"], v_next, GAMMA)
     np.testing.assert_allclose(q_target, np_soft_targets(batch["rewards"], batch["terminated"], v_next, GAMMA), rtol=1e-6, atol=1e-6)
     values = rng.normal(size=8).astype(np.float32)
     loss, metrics = maybe_jit(S.value_loss)(values, v_target)
@@ -271,3 +280,243 @@ def test_discrete_temperature_loss_with_exact_entropy():
     loss, _ = S.temperature_loss(jnp.log(0.5), categorical_entropy(logits), target)
     assert float(loss) == pytest.approx(0.5 * (np.log(3) - target), rel=1e-5)
     assert float(loss) > 0
+
+
+# --- the algorithm: targets through the networks, the contract, learning ---------------------
+
+TINY = sac.SACConfig(
+    env_id="Pendulum-v1", num_envs=2, total_timesteps=2 * (4 + 12), learning_starts=8,
+    buffer_size=64, batch_size=8, hidden_sizes=(16, 16),
+)
+
+
+def hand_built_batch(env_id: str, key) -> Batch:
+    """6 transitions: rows 1, 4 terminated; rows 2, 5 truncated, whose `next_obs` (the true
+    final observation) is far from any reset state; row 5 also has a large reward."""
+    env = make_vec_env(env_id, 6)
+    spec = env.action_spec
+    obs_key, next_key, act_key = jax.random.split(key, 3)
+    obs = jax.random.normal(obs_key, (6, *env.obs_shape))
+    next_obs = jax.random.normal(next_key, (6, *env.obs_shape)).at[jnp.array([2, 5])].multiply(3.0)
+    if spec.discrete:
+        action = jax.random.randint(act_key, (6,), 0, spec.num_actions)
+    else:
+        action = jax.random.uniform(act_key, (6, *spec.shape), minval=-2.0, maxval=2.0)
+    return Batch(
+        obs=obs, action=action, reward=jnp.array([1.0, -1.0, 0.5, 2.0, 0.0, 10.0]),
+        terminated=jnp.array([0, 1, 0, 0, 1, 0], bool), truncated=jnp.array([0, 0, 1, 0, 0, 1], bool),
+        next_obs=next_obs,
+    )
+
+
+@pytest.mark.parametrize("env_id,value_network", [
+    ("Pendulum-v1", False), ("CartPole-v1", False), ("CartPole-v1", True),
+])
+def test_critic_targets_through_the_networks_vs_numpy(env_id, value_network):
+    """`critic_targets` (jitted; the kernels it calls are tested without jit above) on a batch
+    with terminated and truncated rows: the soft value of the true next observation (target
+    critics, or V's target net), zero after termination."""
+    config = sac.SACConfig(env_id=env_id, hidden_sizes=(8,), value_network=value_network,
+                           hparams=sac.SACHParams(init_alpha=0.5, gamma=0.9))
+    env = make_vec_env(env_id, 1)
+    spec = env.action_spec
+    networks = sac.make_networks(config, env)
+    state = jax.jit(functools.partial(sac.init, config, networks, env))(jax.random.PRNGKey(0), config.hparams)
+    # Targets distinct from the online nets, so using the wrong ones fails.
+    name = "value" if value_network else "critic"
+    state = state._replace(target_params={name: jax.tree.map(lambda x: x + 0.3, state.target_params[name])})
+    batch = hand_built_batch(env_id, jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(2)
+    compute = jax.jit(functools.partial(sac.critic_targets, config, networks, spec))
+    targets = compute(state, config.hparams, key, batch)
+
+    # Oracle: network outputs at the true next observations, then the formula in NumPy.
+    next_obs = batch.next_obs
+    if value_network:
+        next_values = np.asarray(networks.value.apply(state.target_params["value"], next_obs), np.float64)
+    elif spec.discrete:
+        q = np.asarray(networks.critic.apply(state.target_params["critic"], next_obs), np.float64)
+        logits = np.asarray(networks.actor.apply(state.params["actor"], next_obs).logits, np.float64)
+        next_values = np_discrete_next_values(q, logits, 0.5)
+    else:
+        actions, log_probs = sac.sample_actions(networks, spec, state.params["actor"], key, next_obs)
+        q = np.asarray(networks.critic.apply(state.target_params["critic"], next_obs, actions), np.float64)
+        next_values = np_continuous_next_values(q, np.asarray(log_probs, np.float64), 0.5)
+    expected = np_soft_targets(np.asarray(batch.reward), np.asarray(batch.terminated), next_values, 0.9)
+    np.testing.assert_allclose(targets, expected, rtol=1e-5, atol=1e-5)
+    # Truncated rows bootstrap from next_obs: their targets move when next_obs does, unlike
+    # terminated rows.
+    moved = batch._replace(next_obs=batch.next_obs + 1.0)
+    targets_moved = compute(state, config.hparams, key, moved)
+    changed = np.abs(np.asarray(targets_moved) - np.asarray(targets)) > 1e-4
+    np.testing.assert_array_equal(changed, ~np.asarray(batch.terminated))
+
+
+@pytest.fixture(scope="module")
+def tiny_trainer():
+    return sac.make_trainer(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_cells(tiny_trainer):
+    """Three cells run as one vmapped program: (seed 5, lr), (seed 6, lr), (seed 5, lr 1e-2),
+    with the compiled vmapped `init` / `run` and a trace counter (shared by the tests below)."""
+    traces = []
+
+    def run(state, hparams, num_updates):
+        traces.append(num_updates)  # runs only while tracing
+        return tiny_trainer.run(state, hparams, num_updates)
+
+    vinit = jax.jit(jax.vmap(tiny_trainer.init))
+    vrun = jax.jit(jax.vmap(run, in_axes=(0, 0, None)), static_argnums=2)
+    keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6), jax.random.PRNGKey(5)])
+    lr = TINY.hparams.critic_learning_rate
+    grid = hparam_grid(TINY.hparams, critic_learning_rate=[lr, lr, 1e-2])
+    state = vinit(keys, grid)
+    return vinit, vrun, traces, keys, grid, state, vrun(state, grid, TINY.num_updates)
+
+
+def test_chunked_run_equals_one_run_bit_for_bit(tiny_cells):
+    _, vrun, _, _, grid, state, (whole_state, whole_metrics) = tiny_cells
+    half = TINY.num_updates // 2
+    mid, first = vrun(state, grid, half)
+    end, second = vrun(mid, grid, half)
+    assert leaves_equal(end, whole_state)
+    joined = {k: np.concatenate([first[k], second[k]], axis=1) for k in first}
+    assert leaves_equal(joined, whole_metrics)
+
+
+def test_metrics_per_update_and_state(tiny_cells):
+    *_, (state, metrics) = tiny_cells
+    for name in ["critic_loss", "actor_loss", "q_mean", "target_mean", "alpha", "alpha_loss", "entropy",
+                 "episode_return", "buffer_size", "env_steps"]:
+        assert metrics[name].shape == (3, TINY.num_updates), name
+    for name in ["critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]:
+        assert np.all(np.isfinite(metrics[name])), name
+    np.testing.assert_array_equal(metrics["env_steps"][0], 2 * (4 + np.arange(1, TINY.num_updates + 1)))
+    # alpha was tuned (it moved from init_alpha) and lives in the state.
+    assert np.all(np.abs(np.exp(np.asarray(state.learner.log_alpha)) - TINY.hparams.init_alpha) > 1e-4)
+    assert set(state.params) == {"actor", "critic"}
+
+
+def test_vmap_over_seeds_and_hparams_without_recompiling(tiny_cells):
+    vinit, vrun, traces, keys, _, _, (_, metrics) = tiny_cells
+    loss = metrics["critic_loss"]
+    assert not np.allclose(loss[1], loss[0])  # another seed
+    assert np.allclose(loss[2, 0], loss[0, 0])  # the same seed: same first batch and targets
+    assert not np.allclose(loss[2, 1:], loss[0, 1:])  # then another critic learning rate
+    traced = len(traces)
+    grid2 = hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 0.99])
+    _, metrics2 = vrun(vinit(keys, grid2), grid2, TINY.num_updates)
+    assert len(traces) == traced  # a new grid of traced values: no new trace
+    assert not np.allclose(metrics2["critic_loss"][0, 1:], loss[0, 1:])  # and gamma took effect
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_actions_are_inside_the_action_space_and_fixed_alpha_stays_fixed(env_id):
+    """Actions stay in the Box (or are valid categories) even for huge observations; with
+    `autotune_alpha = false` one update leaves alpha alone and moves the critics' targets by tau."""
+    config = sac.SACConfig(env_id=env_id, hidden_sizes=(8,), autotune_alpha=False,
+                           hparams=sac.SACHParams(init_alpha=0.2))
+    env = make_vec_env(env_id, 1)
+    spec = env.action_spec
+    networks = sac.make_networks(config, env)
+    learner = sac.make_learner(config, networks, env)
+
+    def check(key):
+        state = learner.init(key, config.hparams)
+        obs = 100.0 * jax.random.normal(key, (64, *env.obs_shape))
+        actions = [learner.act(state.params, key, obs, d) for d in (False, True)]
+        batch = hand_built_batch(env_id, key)
+        dist = networks.actor.apply(state.params["actor"], obs)
+        return state, actions, dist, learner.update(state, config.hparams, key, batch)
+
+    state, actions, dist, (new, metrics) = jax.jit(check)(jax.random.PRNGKey(0))
+    for a in actions:
+        if spec.discrete:
+            assert a.shape == (64,) and a.dtype == jnp.int32
+            assert np.all((np.asarray(a) >= 0) & (np.asarray(a) < spec.num_actions))
+        else:
+            assert a.shape == (64, *spec.shape)
+            assert np.all(np.asarray(a) >= spec.low) and np.all(np.asarray(a) <= spec.high)
+    if not spec.discrete:  # the mode is tanh(mean) rescaled to the Box [-2, 2]
+        np.testing.assert_allclose(actions[1], 2.0 * np.tanh(np.asarray(dist.mean)), rtol=1e-6, atol=1e-6)
+    assert float(new.log_alpha) == float(state.log_alpha) == pytest.approx(np.log(0.2))
+    assert "alpha_loss" not in metrics and float(metrics["alpha"]) == pytest.approx(0.2)
+    tau = config.hparams.tau
+    online, target, old = (jax.tree.leaves(p) for p in (new.params["critic"], new.target_params["critic"],
+                                                        state.target_params["critic"]))
+    assert any(not np.allclose(o, t) for o, t in zip(online, old))  # the critics learned
+    for o, t, t0 in zip(online, target, old):
+        np.testing.assert_allclose(t, tau * o + (1 - tau) * t0, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"log_std_min": 2.0, "log_std_max": 1.0}, "log_std_min=2.0"),
+    ({"num_critics": 0}, "num_critics=0"),
+    ({"hparams": {"init_alpha": -1.0}}, "hparams.init_alpha=-1.0"),
+    ({"hparams": {"target_entropy_scal": 1.0}}, "target_entropy_scale"),
+])
+def test_bad_config_values_are_named(values, message):
+    with pytest.raises(cfg.ConfigError, match=message.replace(".", r"\.")):
+        cfg.from_dict(sac.SACConfig, values)
+
+
+def test_shipped_configs_load_and_build():
+    from pathlib import Path
+
+    from pgjax.commands import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    for name, env_id in (("sac_pendulum.toml", "Pendulum-v1"), ("sac_discrete_cartpole.toml", "CartPole-v1")):
+        algo, module, config = load_config(None, root / "configs" / name, None, [])
+        assert algo == "sac" and module is sac and config.env_id == env_id
+        sac.make_trainer(config)
+
+
+# --- learning ----------------------------------------------------------------------------------
+# Protocol: the shipped config, seeds 0-2 via `seed_keys(0, ...)` trained as one vmapped
+# program; the statistic is the median over seeds of each seed's mean return over 32
+# evaluation episodes (stochastic policy, fixed evaluation start states). Thresholds sit below
+# the calibrated values recorded at each test.
+
+
+def _learn(config_file: str, seeds: int = 3, **overrides):
+    from pathlib import Path
+
+    from pgjax.commands import load_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / config_file
+    _, module, config = load_config(None, path, None, [f"{k}={v}" for k, v in overrides.items()])
+    trainer = module.make_trainer(config)
+    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
+    for name in ("critic_loss", "actor_loss", "alpha"):
+        assert np.all(np.isfinite(out.metrics[name])), name
+    returns, _ = evaluate_seeds(trainer, out.state, 32)
+    per_seed = np.asarray(returns).mean(axis=1)
+    print(f"{config_file} {overrides}: per-seed evaluation returns {per_seed.round(1)}")
+    return per_seed, out.metrics
+
+
+def test_sac_learns_pendulum():
+    # Calibrated (6e3 steps, 64x64, batch 64): [-130, -137, -150] (16 episodes each); a
+    # random policy scores about -1200. The issue's bar: about -200 within 2e4 steps.
+    per_seed, metrics = _learn("sac_pendulum.toml")
+    assert np.median(per_seed) >= -200
+    assert np.nanmean(metrics["episode_return"][:, :1000]) < -900  # it started from random
+
+
+def test_discrete_sac_learns_cartpole():
+    # Calibrated (1.2e4 steps, 64x64, batch 64): see sac_discrete_cartpole.toml. A random
+    # policy scores about 22.
+    per_seed, metrics = _learn("sac_discrete_cartpole.toml")
+    assert np.median(per_seed) >= 150
+    # The temperature fell toward the target entropy (0.1 log 2 nats) from init_alpha = 1.
+    assert np.all(metrics["alpha"][:, -1] < 0.5)
+
+
+@pytest.mark.slow
+def test_original_sac_with_value_network_learns_pendulum():
+    # SAC v1 (soft state-value network V and its target). Calibrated: see the README.
+    per_seed, _ = _learn("sac_pendulum.toml", value_network="true")
+    assert np.median(per_seed) >= -300
