@@ -171,19 +171,17 @@ def test_evaluation_seeds_are_shared_across_training_seeds(probe_trainer_and_sta
 
 
 @pytest.fixture(scope="module")
-def checkpointed_run(tmp_path_factory):
-    """A run folder as `pgjax train` leaves it: config.json and a checkpoint of 2 seeds (0 and 3)."""
+def checkpointed_run(tmp_path_factory, probe_trainer_and_state):
+    """A run folder as `pgjax train` leaves it: config.json and a checkpoint of 2 seeds (0 and 3),
+    here of the hand-set Scripted-probe policies (cheap to compile, returns known)."""
     from pgjax import checkpoint, runs
     from pgjax import config as cfg
 
-    config = ppo.PPOConfig(env_id="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
-                           update_epochs=1, num_minibatches=2, hidden_sizes=(8,))
-    trainer = ppo.make_trainer(config)
+    trainer, state = probe_trainer_and_state
     seeds = [0, 3]
-    state = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(seed_keys(0, seeds), config.hparams)
-    run_dir = tmp_path_factory.mktemp("evalrun") / "ppo-CartPole-v1-test"
+    run_dir = tmp_path_factory.mktemp("evalrun") / "ppo-Scripted-probe-test"
     run_dir.mkdir()
-    values = cfg.to_dict(config)
+    values = cfg.to_dict(trainer.config)
     runs.write_json(run_dir / "config.json", {"algo": "ppo", "config": values, "seeds": seeds, "root_seed": 0})
     saver = checkpoint.Checkpointer(run_dir / "checkpoints")
     saver.save(2, state, {"algo": "ppo", "config": values, "num_seeds": 2, "seeds": seeds, "root_seed": 0})
@@ -200,21 +198,21 @@ def test_pgjax_eval_writes_per_seed_results_and_a_gif(checkpointed_run, tmp_path
 
     run_dir, trainer, state = checkpointed_run
     gif = tmp_path / "episode.gif"
-    assert main(["eval", str(run_dir), "--episodes", "6", "--gif", str(gif), "--gif-seed", "3",
+    assert main(["eval", str(run_dir), "--episodes", "6", "--stochastic", "--gif", str(gif), "--gif-seed", "3",
                  "--gif-episode", "2"]) == 0
     printed = capsys.readouterr().out
-    saved = json.loads((run_dir / "eval_greedy.json").read_text())
-    expected = evaluate_states(trainer, state, num_episodes=6, eval_seed=10_000, deterministic=True)
-    assert saved["mode"] == "greedy" and saved["seeds"] == [0, 3] and saved["checkpoint_updates"] == 2
+    saved = json.loads((run_dir / "eval_stochastic.json").read_text())
+    expected = evaluate_states(trainer, state, num_episodes=6, eval_seed=10_000, deterministic=False)
+    assert saved["mode"] == "stochastic" and saved["seeds"] == [0, 3] and saved["checkpoint_updates"] == 2
+    assert saved["max_episode_steps"] == LIMIT
     for i, seed in enumerate(["0", "3"]):
         np.testing.assert_array_equal(saved["per_seed"][seed]["returns"], np.asarray(expected.returns[i]))
         np.testing.assert_array_equal(saved["per_seed"][seed]["lengths"], np.asarray(expected.lengths[i]))
     means = np.asarray(expected.returns).mean(axis=1)
     assert saved["across_seeds"]["mean"] == pytest.approx(means.mean())
     assert saved["across_seeds"]["n"] == 2
-    # The GIF shows seed 3's episode 2: its frames are the start and each step (at most 100).
-    frames = Image.open(gif).n_frames
-    assert frames == min(int(expected.lengths[1, 2]) + 1, 100)
+    # The GIF shows seed 3's episode 2: its frames are the start and each step.
+    assert Image.open(gif).n_frames == int(expected.lengths[1, 2]) + 1
     assert f"return {float(expected.returns[1, 2]):.2f}" in printed
 
 
@@ -237,3 +235,24 @@ def test_pgjax_eval_errors_name_the_problem(checkpointed_run, tmp_path, capsys):
     assert main(["eval", str(run_dir), "--episodes", "0"]) == 1
     assert "--episodes 0 must be a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_classic_control_gif_from_observations(tmp_path):
+    from PIL import Image
+
+    from pgjax.animation import frame_indices, save_episode_gif
+
+    steps = 30
+    obs = np.zeros((steps + 1, 4))
+    obs[:, 0] = np.linspace(0.0, 2.5, steps + 1)  # the cart drives off the track
+    obs[:, 2] = np.linspace(0.0, 0.3, steps + 1)  # while the pole falls
+    path = save_episode_gif("CartPole-v1", obs, np.ones(steps), tmp_path / "cartpole.gif", max_frames=12)
+    image = Image.open(path)
+    assert image.n_frames == 12 and image.size[0] > 200
+    first, last = np.asarray(image.convert("RGB")), None
+    image.seek(11)
+    last = np.asarray(image.convert("RGB"))
+    assert not np.array_equal(first, last)  # the cart and pole moved
+    np.testing.assert_array_equal(frame_indices(31, 12)[[0, -1]], [0, 30])
+    with pytest.raises(ValueError, match="T \\+ 1 observations for T rewards"):
+        save_episode_gif("CartPole-v1", obs, np.ones(steps + 1), tmp_path / "bad.gif")
