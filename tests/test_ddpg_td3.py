@@ -77,7 +77,7 @@ def test_polyak_update_matches_numpy():
 def test_q_ensemble_is_independent_critics_in_one_pass():
     ens = QEnsemble(3, (8, 8))
     obs, act = jax.random.normal(jax.random.PRNGKey(0), (5, 3)), jax.random.normal(jax.random.PRNGKey(1), (5, 1))
-    params = ens.init(jax.random.PRNGKey(2), obs, act)
+    params = jax.jit(ens.init)(jax.random.PRNGKey(2), obs, act)
     q = ens.apply(params, obs, act)
     assert q.shape == (3, 5)
     assert not np.allclose(q[0], q[1]) and not np.allclose(q[1], q[2])  # members initialised apart
@@ -90,14 +90,14 @@ def test_q_ensemble_is_independent_critics_in_one_pass():
 
 def test_discrete_q_ensemble_shape():
     ens = QEnsemble(2, (8,), num_actions=4)
-    params = ens.init(jax.random.PRNGKey(0), jnp.zeros((6, 3)))
+    params = jax.jit(ens.init)(jax.random.PRNGKey(0), jnp.zeros((6, 3)))
     assert ens.apply(params, jnp.ones((6, 3))).shape == (2, 6, 4)
 
 
 def test_deterministic_actor_stays_in_bounds():
     env = make_vec_env("Pendulum-v1", 1)
     nets = dpg.make_networks(td3.TD3Config(hidden_sizes=(8,)), env, 2)
-    params = nets.actor.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    params = jax.jit(nets.actor.init)(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
     big = nets.actor.apply(params, 1e4 * jax.random.normal(jax.random.PRNGKey(1), (256, 3)))
     assert float(big.max()) <= 2.0 and float(big.min()) >= -2.0 and float(jnp.abs(big).max()) > 1.9
 
@@ -120,11 +120,19 @@ def _hand_batch():
     )
 
 
+@functools.cache
+def _networks_and_init(num_critics):
+    """Networks and their jitted init (compiled once per critic count: eager flax init
+    with the iterative orthogonal initialiser is slow)."""
+    nets = dpg.make_networks(td3.TD3Config(hidden_sizes=(16, 16)), PENDULUM, num_critics)
+    return nets, jax.jit(functools.partial(dpg.init, nets, PENDULUM))
+
+
 def _learner_setup(variant, hparams):
-    nets = dpg.make_networks(td3.TD3Config(hidden_sizes=(16, 16)), PENDULUM, variant.num_critics)
-    state = dpg.init(nets, PENDULUM, jax.random.PRNGKey(4), hparams)
+    nets, init = _networks_and_init(variant.num_critics)
+    state = init(jax.random.PRNGKey(4), hparams)
     # Different target networks, so a mix-up of online and target shows.
-    target = dpg.init(nets, PENDULUM, jax.random.PRNGKey(5), hparams).params
+    target = init(jax.random.PRNGKey(5), hparams).params
     return nets, state._replace(target_params=target)
 
 
@@ -197,8 +205,8 @@ def test_critic_loss_is_summed_mse_of_each_critic():
     variant = dpg.Variant(2, 2, True, "gaussian")
     nets, state = _learner_setup(variant, hp)
     batch, key = _hand_batch(), jax.random.PRNGKey(3)
-    _, metrics = dpg.update(variant, nets, PENDULUM.action_spec, state, hp, key, batch)
-    y = np.asarray(dpg.critic_targets(variant, nets, PENDULUM.action_spec, state.target_params, hp, key, batch))
+    _, metrics = jax.jit(functools.partial(dpg.update, variant, nets, PENDULUM.action_spec))(state, hp, key, batch)
+    y = np.asarray(jax.jit(functools.partial(dpg.critic_targets, variant, nets, PENDULUM.action_spec))(state.target_params, hp, key, batch))
     q = _np_critics(state.params["critic"], np.asarray(batch.obs, np.float64), np.asarray(batch.action, np.float64))
     np.testing.assert_allclose(metrics["critic_loss"], ((q - y) ** 2).mean(axis=1).sum(), rtol=1e-4)
     np.testing.assert_allclose(metrics["q_mean"], q.mean(), rtol=1e-4)
