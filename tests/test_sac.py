@@ -499,16 +499,16 @@ def _learn(config_file: str, seeds: int = 3, **overrides):
 
 
 def test_sac_learns_pendulum():
-    # Calibrated (6e3 steps, 64x64, batch 64): [-130, -137, -150] (16 episodes each); a
-    # random policy scores about -1200. The bar: about -200 within 2e4 steps.
+    # Calibrated (6e3 steps, 64x64, batch 64, this test): [-150.4, -143.5, -149.5], median
+    # -149.5; a random policy scores about -1200. The bar: about -200 within 2e4 steps.
     per_seed, metrics = _learn("sac_pendulum.toml")
     assert np.median(per_seed) >= -200
     assert np.nanmean(metrics["episode_return"][:, :1000]) < -900  # it started from random
 
 
 def test_discrete_sac_learns_cartpole():
-    # Calibrated (1.2e4 steps, 64x64, batch 64): see sac_discrete_cartpole.toml. A random
-    # policy scores about 22.
+    # Calibrated (1.2e4 steps, 64x64, batch 64, this test): [248.7, 216.1, 263.2], median
+    # 248.7; a random policy scores about 22. It plateaus near 250 (see the config).
     per_seed, metrics = _learn("sac_discrete_cartpole.toml")
     assert np.median(per_seed) >= 150
     # The temperature fell toward the target entropy (0.1 log 2 nats) from init_alpha = 1.
@@ -517,6 +517,7 @@ def test_discrete_sac_learns_cartpole():
 
 @pytest.mark.slow
 def test_original_sac_with_value_network_learns_pendulum():
-    # SAC v1 (soft state-value network V and its target). Calibrated: see the README.
+    # SAC v1 (soft state-value network V and its target), the Pendulum config otherwise.
+    # Calibrated (6e3 steps, this test): [-146.4, -145.2, -151.4], median -146.4; ~4 min under load.
     per_seed, _ = _learn("sac_pendulum.toml", value_network="true")
-    assert np.median(per_seed) >= -300
+    assert np.median(per_seed) >= -200
