@@ -250,11 +250,6 @@ def tiny_train(tiny_trainer):
     return jax.jit(tiny_trainer.train)
 
 
-@pytest.fixture(scope="module")
-def tiny_sweep(tiny_trainer):
-    return jax.jit(jax.vmap(tiny_trainer.train))
-
-
 def test_same_seed_is_bit_identical_and_metrics_are_per_iteration(tiny_train):
     a = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
     b = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
