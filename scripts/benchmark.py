@@ -127,6 +127,23 @@ def _td3_rejax_kwargs(config) -> dict:
     }
 
 
+def _sac_rejax_kwargs(config) -> dict:
+    """pgjax's SAC config as rejax's `SAC.create` kwargs. rejax has one learning rate (actor,
+    critics, alpha), `polyak` = 1 - tau, initial alpha 1, target entropy -|A| for Box actions,
+    hidden sizes as a top-level key; it acts with its policy (pgjax: uniformly) while filling
+    the buffer and clamps the log-std to [-10, 2]."""
+    hp = config.hparams
+    assert hp.actor_learning_rate == hp.critic_learning_rate == hp.alpha_learning_rate
+    assert hp.init_alpha == 1.0 and hp.target_entropy_scale == 1.0 and not config.value_network
+    return {
+        "env": config.env_id, "num_envs": config.num_envs, "total_timesteps": config.total_timesteps,
+        "fill_buffer": config.learning_starts, "buffer_size": config.buffer_size, "batch_size": config.batch_size,
+        "num_epochs": config.updates_per_step, "learning_rate": hp.actor_learning_rate, "gamma": hp.gamma,
+        "polyak": 1.0 - hp.tau, "num_critics": config.num_critics,
+        "hidden_layer_sizes": list(config.hidden_sizes), "agent_kwargs": {"activation": config.activation},
+    }
+
+
 def _actor_critic_rollout_setup(trainer, state):
     """An actor-critic's sampling policy with the state's (fixed) parameters, and the env carry."""
     policy = functools.partial(
@@ -154,6 +171,9 @@ ALGO_BENCHMARKS = {
     "ppo_kl": AlgoBenchmark("configs/ppo_kl_cartpole.toml", rollout_setup=_actor_critic_rollout_setup),
     "ddpg": AlgoBenchmark("configs/ddpg_pendulum.toml"),  # rejax has no DDPG
     "td3": AlgoBenchmark("configs/td3_pendulum.toml", "td3", _td3_rejax_kwargs),
+    "sac": AlgoBenchmark("configs/sac_pendulum.toml", "sac", _sac_rejax_kwargs),
+    # Discrete SAC: pgjax and the env-only ceiling (its tuned learning rates differ, rejax has one).
+    "sac_discrete": AlgoBenchmark("configs/sac_discrete_cartpole.toml"),
 }
 
 
@@ -184,9 +204,18 @@ def keys_pair(num_seeds: int):
     return seed_keys(0, range(num_seeds)), seed_keys(1, range(num_seeds))
 
 
+def env_only_shape(config) -> tuple[int, int]:
+    """`(rollouts, steps per rollout)` of one seed's run; off-policy algorithms step every
+    environment once per iteration, warm-up iterations included."""
+    if hasattr(config, "warmup_iterations"):
+        return config.warmup_iterations + config.num_updates, 1
+    return config.num_updates, config.num_steps
+
+
 def env_steps(config) -> int:
     """Environment steps one seed's training run actually takes."""
-    return config.num_updates * config.num_envs * config.num_steps
+    rollouts, steps = env_only_shape(config)
+    return rollouts * config.num_envs * steps
 
 
 def timing_record(kind: str, config, num_seeds: int, compile_s: float, train_s: float) -> dict:
@@ -417,7 +446,7 @@ def bench_group(algo: str, bench: AlgoBenchmark, trainer, num_seeds: int, rejax_
         log(f"[{algo} {config.env_id} S={num_seeds}] rejax training...")
         group["rejax"] = bench_rejax(rejax_python, bench, config, num_seeds)
     log(f"[{algo} {config.env_id} S={num_seeds}] env only, random actions...")
-    env_only = make_env_only(trainer.env, config.num_updates, config.num_steps)
+    env_only = make_env_only(trainer.env, *env_only_shape(config))
     group["env_only"] = bench_vmapped("env_only", env_only, config, num_seeds)
     if num_seeds == 1 and bench.rollout_setup is not None:
         log(f"[{algo} {config.env_id} S={num_seeds}] rollouts only...")
