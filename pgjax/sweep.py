@@ -199,6 +199,10 @@ class SweepSettings:
     devices: Sequence[Any] | None = None  # default: all devices
 
 
+# Compiled launches, shared by runners of the same static config, width, devices and size.
+_COMPILED: dict[tuple, Any] = {}
+
+
 class _GroupRunner:
     """The compiled init/run of one group on a mesh, and the launch size that fits memory.
 
@@ -208,6 +212,7 @@ class _GroupRunner:
     """
 
     def __init__(self, algo_module: Any, group: Group, settings: SweepSettings, mesh):
+        self.algo = algo_module.__name__
         self.trainer = trainer = algo_module.make_trainer(group.config)
         # The vmap width depends on the group's size only, never on what is left to do, so a
         # resumed sweep computes its cells with the same program as an uninterrupted one.
@@ -241,6 +246,9 @@ class _GroupRunner:
 
     def _compile(self, size: int) -> Any:
         """`run` for `size` updates, compiled for one launch (sharded abstract inputs)."""
+        cache_key = (self.algo, self.trainer.config, self.width, tuple(self.mesh.devices.flat), self.cells_per_launch, size)
+        if cache_key in _COMPILED:
+            self._compiled[size] = _COMPILED[cache_key]
         if size not in self._compiled:
             trainer, cells = self.trainer, self.cells_per_launch
             place = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(sharding.AXIS))
@@ -257,7 +265,7 @@ class _GroupRunner:
                     lambda state, hparams: trainer.run(state, hparams, size), self.mesh, self.width
                 )
             lowered = self._jitted[size].lower(jax.tree.map(abstract, state), jax.tree.map(abstract, hp))
-            self._compiled[size] = lowered.compile()
+            self._compiled[size] = _COMPILED[cache_key] = lowered.compile()
         return self._compiled[size]
 
     def run(self, state, hparams, size):
