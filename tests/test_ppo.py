@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from contract import hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import ppo
@@ -15,10 +16,6 @@ TINY = ppo.PPOConfig(
     env_id="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 6,
     update_epochs=2, num_minibatches=2, hidden_sizes=(16, 16),
 )
-
-
-def _leaves_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +35,10 @@ def tiny_sweep(tiny_trainer):
     return jax.jit(jax.vmap(tiny_trainer.train))
 
 
-def _grid(**columns):
-    """Hyper-parameters with a leading axis: TINY's values, some columns replaced."""
-    size = len(next(iter(columns.values())))
-    grid = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), TINY.hparams)
-    return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
-
-
 def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):
     key = jax.random.PRNGKey(3)
     a, b = tiny_train(key, TINY.hparams), tiny_train(key, TINY.hparams)
-    assert _leaves_equal(a, b)
+    assert leaves_equal(a, b)
     c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
     assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
 
@@ -64,7 +54,7 @@ def test_metrics_have_one_row_per_update(tiny_train):
 
 def test_vmap_over_seeds_matches_separate_runs(tiny_train, tiny_sweep):
     keys = seed_keys(0, [0, 1, 2])
-    batched = tiny_sweep(keys, _grid(gamma=[TINY.hparams.gamma] * 3))
+    batched = tiny_sweep(keys, hparam_grid(TINY.hparams, gamma=[TINY.hparams.gamma] * 3))
     for i in range(3):
         single = tiny_train(keys[i], TINY.hparams)
         # vmap is not bit-identical (different XLA fusion); compare the first updates.
@@ -86,10 +76,10 @@ def test_hparams_sweep_is_a_vmap_without_recompiling(tiny_trainer, tiny_train, t
         return tiny_trainer.train(key, hparams)
 
     keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
-    grid = _grid(learning_rate=[1e-4, 1e-3, 1e-2], clip_eps=[0.1, 0.2, 0.3])
+    grid = hparam_grid(TINY.hparams, learning_rate=[1e-4, 1e-3, 1e-2], clip_eps=[0.1, 0.2, 0.3])
     counted = jax.jit(jax.vmap(train))
     out = counted(keys, grid)
-    counted(keys, _grid(gamma=[0.9, 0.95, 0.99]))
+    counted(keys, hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 0.99]))
     assert len(traces) == 1  # new values, same shapes: no retrace, no recompile
     # The values take effect: different learning rates give different parameters ...
     final = jax.tree.leaves(out.state.params)[0]
@@ -106,7 +96,7 @@ def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
     run = jax.jit(tiny_trainer.run, static_argnums=2)
     state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 3)
     state, m2 = run(state, hp, 3)
-    assert _leaves_equal(whole.state, state)
+    assert leaves_equal(whole.state, state)
     for name in whole.metrics:
         np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from contract import hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import reinforce
@@ -20,10 +21,6 @@ TINY = reinforce.ReinforceConfig(
     env_id="CartPole-v1", num_envs=4, num_steps=16, max_episode_steps=16, total_timesteps=4 * 16 * 6,
     hidden_sizes=(16, 16), value_iters=5,
 )
-
-
-def _leaves_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 # --- NumPy oracles ----------------------------------------------------------------------------
@@ -189,16 +186,10 @@ def tiny_sweep(tiny_trainer):
     return jax.jit(jax.vmap(tiny_trainer.train))
 
 
-def _grid(**columns):
-    size = len(next(iter(columns.values())))
-    grid = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), TINY.hparams)
-    return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
-
-
 def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):
     key = jax.random.PRNGKey(3)
     a, b = tiny_train(key, TINY.hparams), tiny_train(key, TINY.hparams)
-    assert _leaves_equal(a, b)
+    assert leaves_equal(a, b)
     c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
     assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
 
@@ -221,7 +212,7 @@ def test_metrics_have_one_row_per_update_and_count_steps_both_ways(tiny_train):
 
 def test_vmap_over_seeds_matches_separate_runs(tiny_train, tiny_sweep):
     keys = seed_keys(0, [0, 1, 2])
-    batched = tiny_sweep(keys, _grid(gamma=[TINY.hparams.gamma] * 3))
+    batched = tiny_sweep(keys, hparam_grid(TINY.hparams, gamma=[TINY.hparams.gamma] * 3))
     for i in range(3):
         single = tiny_train(keys[i], TINY.hparams)
         np.testing.assert_allclose(batched.metrics["loss"][i, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
@@ -237,8 +228,8 @@ def test_hparams_sweep_is_a_vmap_without_recompiling(tiny_trainer, tiny_train):
 
     keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
     counted = jax.jit(jax.vmap(train))
-    out = counted(keys, _grid(learning_rate=[1e-3, 1e-2, 1e-1], value_learning_rate=[1e-3, 3e-3, 1e-2]))
-    counted(keys, _grid(gamma=[0.9, 0.95, 1.0]))
+    out = counted(keys, hparam_grid(TINY.hparams, learning_rate=[1e-3, 1e-2, 1e-1], value_learning_rate=[1e-3, 3e-3, 1e-2]))
+    counted(keys, hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 1.0]))
     assert len(traces) == 1
     final = jax.tree.leaves(out.state.params["actor"])[0]
     assert not np.allclose(final[0], final[1]) and not np.allclose(final[1], final[2])
@@ -253,7 +244,7 @@ def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
     run = jax.jit(tiny_trainer.run, static_argnums=2)
     state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 3)
     state, m2 = run(state, hp, 3)
-    assert _leaves_equal(whole.state, state)
+    assert leaves_equal(whole.state, state)
     for name in whole.metrics:
         np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
 
@@ -268,14 +259,14 @@ def test_other_estimators_train_and_leave_the_critic_alone(weighting, discount_w
     out = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     assert np.isfinite(out.metrics["loss"]).all() and "value_loss" not in out.metrics
     initial = jax.jit(trainer.init)(jax.random.PRNGKey(0), config.hparams)
-    assert _leaves_equal(initial.params["critic"], out.state.params["critic"])
-    assert not _leaves_equal(initial.params["actor"], out.state.params["actor"])
+    assert leaves_equal(initial.params["critic"], out.state.params["critic"])
+    assert not leaves_equal(initial.params["actor"], out.state.params["actor"])
     stats = out.state.obs_stats  # normalisation statistics live in the state
     if normalize_obs:
         assert float(stats.count) == pytest.approx(2 * TINY.batch_size, rel=1e-3)
         assert np.all(np.asarray(stats.var) > 0) and not np.allclose(stats.mean, 0.0)
     else:
-        assert _leaves_equal(initial.obs_stats, stats)
+        assert leaves_equal(initial.obs_stats, stats)
 
 
 def test_continuous_actions_are_clipped_for_the_env_but_scored_unclipped():

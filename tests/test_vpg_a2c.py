@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 import reference
+from contract import hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import a2c, vpg
@@ -37,18 +38,6 @@ TINY = {
     ),
 }
 MODULES = {"vpg": vpg, "a2c": a2c}
-
-
-def _leaves_equal(a, b):
-    """Bit-identical pytrees (nan equals nan: a rollout without finished episodes logs nan)."""
-    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-def _grid(hparams, **columns):
-    """Hyper-parameters with a leading axis: `hparams`' values, some columns replaced."""
-    size = len(next(iter(columns.values())))
-    grid = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), hparams)
-    return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
 
 
 @functools.cache
@@ -78,7 +67,7 @@ def tiny(request):
 def test_same_seed_is_bit_identical_and_seeds_differ(tiny):
     key, hp = jax.random.PRNGKey(3), tiny.config.hparams
     a, b = tiny.train(key, hp), tiny.train(key, hp)
-    assert _leaves_equal(a, b)
+    assert leaves_equal(a, b)
     c = tiny.train(jax.random.PRNGKey(4), hp)
     assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
 
@@ -104,7 +93,7 @@ def test_chunked_run_equals_one_long_run(tiny):
     whole = tiny.train(key, hp)
     state, m1 = tiny.run(tiny.init(key, hp), hp, 3)
     state, m2 = tiny.run(state, hp, 3)
-    assert _leaves_equal(whole.state, state)
+    assert leaves_equal(whole.state, state)
     for name in whole.metrics:
         np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
 
@@ -112,7 +101,7 @@ def test_chunked_run_equals_one_long_run(tiny):
 def test_vmap_over_seeds_matches_separate_runs(tiny):
     hp = tiny.config.hparams
     keys = seed_keys(0, [0, 1, 2])
-    batched = tiny.sweep(keys, _grid(hp, gamma=[hp.gamma] * 3))
+    batched = tiny.sweep(keys, hparam_grid(hp, gamma=[hp.gamma] * 3))
     for i in range(3):
         single = tiny.train(keys[i], hp)
         # vmap is not bit-identical (different XLA fusion); compare the first updates.
@@ -122,8 +111,8 @@ def test_vmap_over_seeds_matches_separate_runs(tiny):
 def test_hparams_sweep_is_a_vmap_without_recompiling(tiny):
     hp = tiny.config.hparams
     keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
-    out = tiny.sweep(keys, _grid(hp, learning_rate=[1e-4, 1e-3, 1e-2], max_grad_norm=[0.1, 0.5, 1.0]))
-    tiny.sweep(keys, _grid(hp, gamma=[0.9, 0.95, 0.99], ent_coef=[0.0, 0.01, 0.1]))
+    out = tiny.sweep(keys, hparam_grid(hp, learning_rate=[1e-4, 1e-3, 1e-2], max_grad_norm=[0.1, 0.5, 1.0]))
+    tiny.sweep(keys, hparam_grid(hp, gamma=[0.9, 0.95, 0.99], ent_coef=[0.0, 0.01, 0.1]))
     assert len(tiny.traces) == 1  # new values, same shapes: no retrace, no recompile
     # The values take effect: different learning rates give different actors ...
     final = jax.tree.leaves(out.state.params["actor"])[0]
