@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from contract import hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import npg, ppo_kl, trpo
@@ -35,21 +36,6 @@ TINY = {
     "trpo": trpo.TRPOConfig(**_SMALL, cg_iters=5, fvp_fraction=0.5, value_iters=3, backtrack_iters=4),
     "ppo_kl": ppo_kl.PPOKLConfig(**_SMALL, update_epochs=2, num_minibatches=2),
 }
-
-
-def leaves_equal(a, b):
-    """Bit-identical pytrees (nan equals nan: a rollout without finished episodes logs nan)."""
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(leaves_a) == len(leaves_b) and all(
-        np.array_equal(x, y, equal_nan=True) for x, y in zip(leaves_a, leaves_b)
-    )
-
-
-def hparam_grid(hparams, **columns):
-    """`hparams` with a leading grid axis, the named columns replaced."""
-    size = len(next(iter(columns.values())))
-    grid = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), hparams)
-    return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
 
 
 @functools.cache
