@@ -239,6 +239,11 @@ class OnPolicyConfig:
         return self.num_envs * self.num_steps
 
     @property
+    def env_steps_per_update(self) -> int:
+        """Environment steps of one update of `run` (the CLI's progress and step counts)."""
+        return self.batch_size
+
+    @property
     def num_updates(self) -> int:
         return self.total_timesteps // self.batch_size
 

@@ -238,6 +238,12 @@ def total_variances(by_horizon: dict[int, dict[str, GradientStats]]) -> dict[str
 
 
 __all__ = [
-    "DEFAULT_GAE_LAMBDAS", "GradientStats", "estimator_names", "gradient_estimates", "summarize",
-    "gradient_diagnostics", "variance_vs_horizon", "total_variances",
+    "DEFAULT_GAE_LAMBDAS",
+    "GradientStats",
+    "estimator_names",
+    "gradient_diagnostics",
+    "gradient_estimates",
+    "summarize",
+    "total_variances",
+    "variance_vs_horizon",
 ]

@@ -119,7 +119,7 @@ class Categorical(NamedTuple):
     def entropy(self) -> Array:
         return categorical_entropy(self.logits)
 
-    def kl(self, other: "Categorical") -> Array:
+    def kl(self, other: Categorical) -> Array:
         return categorical_kl(self.logits, other.logits)
 
 
@@ -146,5 +146,5 @@ class DiagGaussian(NamedTuple):
     def entropy(self) -> Array:
         return diag_gaussian_entropy(jnp.broadcast_to(self.log_std, self.shape))
 
-    def kl(self, other: "DiagGaussian") -> Array:
+    def kl(self, other: DiagGaussian) -> Array:
         return diag_gaussian_kl(self.mean, self.log_std, other.mean, other.log_std)

@@ -354,7 +354,7 @@ def run_sweep(
             )
             padded = sharding.pad_cells((keys, hparams), runner.cells_per_launch)
             keys, hparams = sharding.put_cells(padded, mesh)
-            batch_steps = runner.trainer.config.batch_size * len(launch)
+            batch_steps = runner.trainer.config.env_steps_per_update * len(launch)
 
             def progress(done, state, metrics, batch_steps=batch_steps):
                 if on_progress is not None:

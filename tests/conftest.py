@@ -10,6 +10,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 # error everywhere in the tests (as rlax does), so pgjax broadcasts only on purpose.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-from probe_envs import register_probes  # noqa: E402
+from probe_envs import register_probes
 
 register_probes()

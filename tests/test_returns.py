@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref  # tests/ is on sys.path (conftest.py, and pytest's default "prepend" import mode)
 
 from pgjax import returns as R
-
-import reference as ref  # tests/ is on sys.path (conftest.py, and pytest's default "prepend" import mode)
 
 GAMMA = 0.97
 LAMBDA = 0.9

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
+from pgjax.actor_critic import init_actor_critic, make_actor_critic, rollout_values, sample_step
 from pgjax.algos._trainer import assemble_trainer
-from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step, rollout_values
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,

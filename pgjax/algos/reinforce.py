@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.algos._trainer import assemble_trainer
 from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
+from pgjax.algos._trainer import assemble_trainer
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
+from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, rollout_values, sample_step
 from pgjax.algos._trainer import assemble_trainer
-from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, sample_step, rollout_values
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,

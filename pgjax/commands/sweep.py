@@ -73,7 +73,7 @@ def run(args) -> int:
         if sharding.is_writer():
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
     settings = sw.SweepSettings(width=spec["width"], max_chunks=max(1, args.chunks), memory_limit=limit)
-    total_steps = sum(len(g.cells) * g.config.num_updates * g.config.batch_size for g in groups)
+    total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
     print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
     bar = None
     if not args.no_progress:

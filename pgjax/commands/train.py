@@ -120,14 +120,14 @@ def run(args) -> int:
         runs.write_json(run_dir / "config.json", {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
         checkpointer = None if args.no_checkpoint else Checkpointer(run_dir / "checkpoints")
         print(f"pgjax: {algo_name} on {config.env_id}, seeds {seeds}, "
-              f"{config.num_updates} updates x {config.batch_size} steps -> {run_dir}")
+              f"{config.num_updates} updates x {config.env_steps_per_update} steps -> {run_dir}")
     writer = runs.MetricsWriter(run_dir / "metrics.csv", seeds, resume_at=done if done else None)
-    total_steps = config.num_updates * config.batch_size
+    total_steps = config.num_updates * config.env_steps_per_update
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps * len(seeds), initial=done * config.batch_size * len(seeds), unit="step",
+        bar = tqdm(total=total_steps * len(seeds), initial=done * config.env_steps_per_update * len(seeds), unit="step",
                    unit_scale=True, desc="compiling", dynamic_ncols=True)
     last_return = [float("nan")]
     chunks_run = [0]
@@ -143,7 +143,7 @@ def run(args) -> int:
         if bar is not None:
             bar.set_description("training")
             bar.set_postfix(ret=f"{last_return[0]:.1f}", refresh=False)
-            bar.update(updates_done * config.batch_size * len(seeds) - bar.n)
+            bar.update(updates_done * config.env_steps_per_update * len(seeds) - bar.n)
         chunks_run[0] += 1
         if args.stop_after is not None and chunks_run[0] >= args.stop_after:
             raise _Stopped
