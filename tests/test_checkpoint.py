@@ -59,7 +59,14 @@ def _save_restore(tmp_path, name, config, state, like):
     return restored
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+# The default run covers the three kinds of state (on-policy PPO; off-policy TD3 with its
+# delay counter and exploration noise; SAC with its temperature); `-m slow` runs the rest.
+DEFAULT_RUN = {"ppo", "td3", "sac"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if name in DEFAULT_RUN else pytest.mark.slow) for name in sorted(ALGORITHMS)
+])
 def test_train_n_equals_half_save_restore_half(name, tmp_path):
     """init, N/2 updates, N/2 updates  ==  init, N/2 updates, save, restore, N/2 updates.
 

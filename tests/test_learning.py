@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from pgjax.cli import load_config
 from pgjax.experiment import evaluate_seeds, seed_keys
@@ -38,6 +39,7 @@ def test_ppo_solves_cartpole():
     assert first < 50
 
 
+@pytest.mark.slow  # continuous control is learned in the default run by DDPG, TD3 and SAC
 def test_ppo_learns_pendulum():
     # Calibrated (5e5 steps): stochastic [-159, -164, -159, -182]; a random policy scores
     # about -1200 and a good swing-up about -150.

@@ -153,7 +153,9 @@ def test_ppo_kl_multiplier_follows_projected_dual_ascent():
     np.testing.assert_array_equal(loose.metrics["kl_coef_next"], 0.0)
 
 
-@pytest.mark.parametrize("name", list(MODULES))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if name == "trpo" else pytest.mark.slow) for name in MODULES  # shared policy code
+])
 def test_continuous_actions(name):
     config = dataclasses.replace(TINY[name], env_id="Pendulum-v1", normalize_obs=True)
     out = jax.jit(MODULES[name].make_trainer(config).train)(jax.random.PRNGKey(0))
@@ -180,6 +182,7 @@ def test_bad_config_values_are_named(module, values, message):
     assert message in str(err.value)
 
 
+@pytest.mark.slow  # the CLI is algorithm-agnostic: test_cli.py trains PPO, every config is built
 def test_cli_trains_trpo(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pgjax", "train", "--algo", "trpo", "--seeds", "0,1", "--out", str(tmp_path),

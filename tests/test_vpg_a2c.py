@@ -261,6 +261,7 @@ def test_a2c_learns_cartpole():
     assert np.median(per_seed) >= 400
 
 
+@pytest.mark.slow  # A2C's default-run learning test is CartPole
 def test_a2c_learns_acrobot():
     # Calibrated (5e5 steps, 6250 updates): [-76.2, -82.2, -79.5, -79.4], median -79.5;
     # ~45 s here. A random policy scores -500 (the time limit). The bar: median >= -150.

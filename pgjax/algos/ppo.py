@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
+from pgjax.actor_critic import init_actor_critic, make_actor_critic, rollout_values, sample_step
 from pgjax.algos._trainer import assemble_trainer
-from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step, rollout_values
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -115,20 +115,23 @@ def _loss(config, networks, hparams, params, batch: _Batch):
     return loss, {**pg_metrics, **v_metrics, **e_metrics, "loss": loss}
 
 
-def _minibatch_step(config, networks, hparams, optimizer, carry, batch):
+def minibatch_step(optimizer, loss_fn, carry, batch):
+    """One gradient step of `loss_fn(params, batch) -> (loss, metrics)` on one minibatch."""
     params, opt_state = carry
-    grads, metrics = jax.grad(functools.partial(_loss, config, networks, hparams), has_aux=True)(params, batch)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return (params, opt_state), {**metrics, "grad_norm": optax.tree.norm(grads)}
 
 
-def _epoch(config, networks, hparams, optimizer, batch, carry, key):
+def sgd_epoch(config, optimizer, loss_fn, batch, carry, key):
+    """One pass over `batch` (leading axis `config.batch_size`) in `config.num_minibatches`
+    shuffled minibatches; `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
     permutation = jax.random.permutation(key, config.batch_size)
     minibatches = jax.tree.map(
         lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch
     )
-    step = functools.partial(_minibatch_step, config, networks, hparams, optimizer)
+    step = functools.partial(minibatch_step, optimizer, loss_fn)
     return jax.lax.scan(step, carry, minibatches)
 
 
@@ -147,7 +150,8 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
 
     optimizer = make_optimizer(config, hparams)
-    epoch = functools.partial(_epoch, config, networks, hparams, optimizer, batch)
+    loss_fn = functools.partial(_loss, config, networks, hparams)
+    epoch = functools.partial(sgd_epoch, config, optimizer, loss_fn, batch)
     (params, opt_state), losses = jax.lax.scan(
         epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
     )

@@ -22,11 +22,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step
 from pgjax.algos._trainer import assemble_trainer
-from pgjax.algos.ppo import PPOConfig, make_optimizer
+from pgjax.algos.ppo import PPOConfig, make_optimizer, sgd_epoch
 from pgjax.algos.vpg import _rollout_batch
 from pgjax.config import (
     config_dataclass,
@@ -112,21 +111,6 @@ def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
     return loss, {**metrics, **v_metrics, **e_metrics, "loss": loss}
 
 
-def _minibatch_step(config, networks, hparams, optimizer, kl_coef, carry, batch):
-    params, opt_state = carry
-    loss_fn = functools.partial(_loss, config, networks, hparams, kl_coef)
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), {**metrics, "grad_norm": optax.tree.norm(grads)}
-
-
-def _epoch(config, networks, hparams, optimizer, kl_coef, batch, carry, key):
-    permutation = jax.random.permutation(key, config.batch_size)
-    minibatches = jax.tree.map(lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch)
-    step = functools.partial(_minibatch_step, config, networks, hparams, optimizer, kl_coef)
-    return jax.lax.scan(step, carry, minibatches)
-
-
 def _update(config, env, networks, hparams, state: PPOKLState, _):
     """One iteration: rollout, GAE, primal epochs at fixed lambda, then one dual step on lambda."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
@@ -137,7 +121,8 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     batch = Batch(*base, old_dist=old_dist)
 
     optimizer = make_optimizer(config, hparams)
-    epoch = functools.partial(_epoch, config, networks, hparams, optimizer, state.kl_coef, batch)
+    loss_fn = functools.partial(_loss, config, networks, hparams, state.kl_coef)
+    epoch = functools.partial(sgd_epoch, config, optimizer, loss_fn, batch)
     (params, opt_state), losses = jax.lax.scan(
         epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
     )
