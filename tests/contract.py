@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -26,3 +27,21 @@ def hparam_grid(hparams, **columns):
     size = len(next(iter(columns.values())))
     grid = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), hparams)
     return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
+
+
+def compiled_trainer(name: str, module, config) -> SimpleNamespace:
+    """`module.make_trainer(config)` with its jitted `train`, `run` and `init`, and a jitted
+    `sweep` (vmap of `train` over keys and hparams) that counts its traces in `traces`.
+    Cache the result per test module so its tests share the compilations."""
+    trainer = module.make_trainer(config)
+    traces = []
+
+    def counted_train(key, hparams):
+        traces.append(1)  # runs only while tracing
+        return trainer.train(key, hparams)
+
+    return SimpleNamespace(
+        name=name, config=config, trainer=trainer, traces=traces,
+        train=jax.jit(trainer.train), sweep=jax.jit(jax.vmap(counted_train)),
+        run=jax.jit(trainer.run, static_argnums=2), init=jax.jit(trainer.init),
+    )

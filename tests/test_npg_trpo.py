@@ -14,13 +14,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import npg, ppo_kl, trpo
@@ -40,21 +39,8 @@ TINY = {
 
 @functools.cache
 def _compiled(name):
-    """A tiny config's trainer, a jitted run, and a jitted sweep over keys and hparams that
-    counts its traces; cached so the tests below share the compilations."""
-    config = TINY[name]
-    trainer = MODULES[name].make_trainer(config)
-    traces = []
-
-    def counted_train(key, hparams):
-        traces.append(1)  # runs only while tracing
-        return trainer.train(key, hparams)
-
-    return SimpleNamespace(
-        name=name, config=config, trainer=trainer, traces=traces,
-        train=jax.jit(trainer.train), sweep=jax.jit(jax.vmap(counted_train)),
-        run=jax.jit(trainer.run, static_argnums=2), init=jax.jit(trainer.init),
-    )
+    """The tiny config's compiled trainer, cached so the tests below share the compilations."""
+    return compiled_trainer(name, MODULES[name], TINY[name])
 
 
 @pytest.fixture(scope="module", params=list(MODULES))

@@ -10,7 +10,6 @@ Thresholds sit below the calibrated values recorded next to each test.
 import dataclasses
 import functools
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 import reference
-from contract import hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import a2c, vpg
@@ -42,21 +41,8 @@ MODULES = {"vpg": vpg, "a2c": a2c}
 
 @functools.cache
 def _compiled(name):
-    """A tiny config's trainer, one jitted single-seed run and one jitted sweep over keys and
-    hparams that counts its traces; cached so every test below shares the compilations."""
-    config = TINY[name]
-    trainer = MODULES[name].make_trainer(config)
-    traces = []
-
-    def counted_train(key, hparams):
-        traces.append(1)  # runs only while tracing
-        return trainer.train(key, hparams)
-
-    return SimpleNamespace(
-        name=name, config=config, trainer=trainer, traces=traces,
-        train=jax.jit(trainer.train), sweep=jax.jit(jax.vmap(counted_train)),
-        run=jax.jit(trainer.run, static_argnums=2), init=jax.jit(trainer.init),
-    )
+    """The tiny config's compiled trainer, cached so the tests below share the compilations."""
+    return compiled_trainer(name, MODULES[name], TINY[name])
 
 
 @pytest.fixture(scope="module", params=["vpg", "a2c"])

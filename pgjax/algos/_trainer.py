@@ -12,7 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import act
+from pgjax.actor_critic import act, make_actor_critic
+from pgjax.envs import make_vec_env
 from pgjax.types import Trainer, TrainOutput
 
 
@@ -63,3 +64,13 @@ def assemble_trainer(config, env, networks, init, update) -> Trainer:
         train=functools.partial(train, init, update, *bound),
         act=functools.partial(act, *bound),
     )
+
+
+def actor_critic_trainer(config, init, update, **env_options) -> Trainer:
+    """The on-policy algorithms' `make_trainer`: validate `config` (before anything
+    compiles), build its batched environment (`make_vec_env(..., **env_options)`) and
+    actor-critic networks, and assemble the `Trainer`."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs, **env_options)
+    networks = make_actor_critic(config, env)
+    return assemble_trainer(config, env, networks, init, update)

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import init_actor_critic, make_actor_critic, rollout_values, sample_step
-from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step
+from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -38,7 +38,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.envs import init_running_stats, update_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
@@ -180,10 +180,7 @@ def _init(config, env, networks, key, hparams) -> A2CState:
 
 def make_trainer(config: A2CConfig) -> Trainer:
     """Build A2C's functions for `config` (validated here, before anything compiles)."""
-    config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
-    networks = make_actor_critic(config, env)
-    return assemble_trainer(config, env, networks, _init, _update)
+    return actor_critic_trainer(config, _init, _update)
 
 
 def make_train(config: A2CConfig):

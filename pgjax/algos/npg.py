@@ -26,10 +26,9 @@ import optax
 from pgjax.actor_critic import (
     fit_value_function,
     init_actor_critic,
-    make_actor_critic,
     sample_step,
 )
-from pgjax.algos._trainer import assemble_trainer
+from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.algos.vpg import _rollout_batch as vpg_rollout_batch
 from pgjax.config import (
     OnPolicyConfig,
@@ -40,7 +39,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.envs import init_running_stats, update_running_stats
 from pgjax.losses import explained_variance, normalize_advantages
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.trust_region import (
@@ -199,10 +198,7 @@ def init(config, env, networks, key, hparams) -> NPGState:
 
 def build_trainer(config, step_rule) -> Trainer:
     """The trainer for a natural-gradient method whose step rule is `step_rule` (NPG, TRPO)."""
-    config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
-    networks = make_actor_critic(config, env)
-    return assemble_trainer(config, env, networks, init, functools.partial(update, step_rule))
+    return actor_critic_trainer(config, init, functools.partial(update, step_rule))
 
 
 def make_trainer(config: NPGConfig) -> Trainer:

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import init_actor_critic, make_actor_critic, sample_step
-from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import init_actor_critic, sample_step
+from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.algos.ppo import PPOConfig, make_optimizer, sgd_epoch
 from pgjax.algos.vpg import _rollout_batch
 from pgjax.config import (
@@ -35,7 +35,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, make_vec_env, update_running_stats
+from pgjax.envs import init_running_stats, update_running_stats
 from pgjax.losses import (
     approx_kl,
     entropy_bonus,
@@ -157,10 +157,7 @@ def _init(config, env, networks, key, hparams) -> PPOKLState:
 
 def make_trainer(config: PPOKLConfig) -> Trainer:
     """Build PPO-KL's functions for `config` (validated here, before anything compiles)."""
-    config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
-    networks = make_actor_critic(config, env)
-    return assemble_trainer(config, env, networks, _init, _update)
+    return actor_critic_trainer(config, _init, _update)
 
 
 def make_train(config: PPOKLConfig):

@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, observe, sample_step
-from pgjax.algos._trainer import assemble_trainer
+from pgjax.actor_critic import fit_value_function, init_actor_critic, observe, sample_step
+from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -336,10 +336,7 @@ def _init(config, env, networks, key, hparams) -> ReinforceState:
 
 def make_trainer(config: ReinforceConfig) -> Trainer:
     """Build REINFORCE's functions for `config` (validated here, before anything compiles)."""
-    config.validate()
-    env = make_vec_env(config.env_id, config.num_envs, max_episode_steps=config.max_episode_steps or None)
-    networks = make_actor_critic(config, env)
-    return assemble_trainer(config, env, networks, _init, _update)
+    return actor_critic_trainer(config, _init, _update, max_episode_steps=config.max_episode_steps or None)
 
 
 def make_train(config: ReinforceConfig):
