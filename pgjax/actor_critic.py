@@ -14,10 +14,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.envs import VecEnv, clip_action, normalize_obs
+from pgjax import returns
+from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
+from pgjax.init_rng import init_key
 from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
 from pgjax.rollout import PolicyStep
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array, PRNGKey, RunningStats, Transition
 
 
 class ActorCritic(NamedTuple):
@@ -38,7 +40,7 @@ def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
 
 
 def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
-    actor_key, critic_key = jax.random.split(key)
+    actor_key, critic_key = jax.random.split(init_key(key))  # same draws, faster compile
     dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
     return {"actor": networks.actor.init(actor_key, dummy), "critic": networks.critic.init(critic_key, dummy)}
 
@@ -73,6 +75,39 @@ def rollout_values(config, networks, params, obs_stats, traj) -> tuple[Array, Ar
     both = observe(config, obs_stats, jnp.stack([traj.obs, traj.next_obs]))
     values, next_values = networks.critic.apply(params["critic"], both)
     return both[0], values, next_values
+
+
+class GAEBatch(NamedTuple):
+    """A rollout flattened to `[T*B, ...]` with GAE advantages, ready for minibatching."""
+
+    obs: Array  # what the networks saw (normalised if normalize_obs)
+    action: Array
+    log_prob: Array  # log pi_old(action | obs) at collection
+    value: Array  # V_old(obs)
+    advantage: Array  # GAE(gamma, lambda)
+    target: Array  # lambda-returns A + V_old, the value regression target
+
+
+def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition) -> GAEBatch:
+    """GAE (`hparams.gamma`, `hparams.gae_lambda`, rewards times `hparams.reward_scale`) on a
+    rollout `[T, B]`, bootstrapping truncations from `V(next_obs)`, flattened to `[T*B]`."""
+    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj)
+    advantages = returns.gae(
+        traj.reward * hparams.reward_scale, values, next_values,
+        traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
+    )
+    batch = GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values)
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
+
+
+def update_obs_stats(config, obs_stats: RunningStats, traj: Transition) -> RunningStats:
+    """Fold a rollout's raw observations into the running statistics if `config.normalize_obs`.
+
+    Called after the update, so every network call of one iteration saw the same statistics.
+    """
+    if not config.normalize_obs:
+        return obs_stats
+    return update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
 
 
 def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import ppo
@@ -19,20 +19,24 @@ TINY = ppo.PPOConfig(
 
 
 @pytest.fixture(scope="module")
-def tiny_trainer():
-    return ppo.make_trainer(TINY)
+def compiled():
+    """The tiny config's trainer and its jitted train / vmapped sweep, shared by the tests below."""
+    return compiled_trainer("ppo", ppo, TINY)
 
 
 @pytest.fixture(scope="module")
-def tiny_train(tiny_trainer):
-    """One compiled single-seed run, hyper-parameters traced (shared by the tests below)."""
-    return jax.jit(tiny_trainer.train)
+def tiny_trainer(compiled):
+    return compiled.trainer
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(tiny_trainer):
-    """One compiled run vmapped over keys and hyper-parameters together."""
-    return jax.jit(jax.vmap(tiny_trainer.train))
+def tiny_train(compiled):
+    return compiled.train
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(compiled):
+    return compiled.sweep
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):

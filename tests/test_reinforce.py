@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import reinforce
@@ -172,18 +172,24 @@ def test_loss_gradient_matches_the_hand_formula_on_a_tabular_policy(weighting, d
 
 
 @pytest.fixture(scope="module")
-def tiny_trainer():
-    return reinforce.make_trainer(TINY)
+def compiled():
+    """The tiny config's trainer and its jitted train / vmapped sweep, shared by the tests below."""
+    return compiled_trainer("reinforce", reinforce, TINY)
 
 
 @pytest.fixture(scope="module")
-def tiny_train(tiny_trainer):
-    return jax.jit(tiny_trainer.train)
+def tiny_trainer(compiled):
+    return compiled.trainer
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(tiny_trainer):
-    return jax.jit(jax.vmap(tiny_trainer.train))
+def tiny_train(compiled):
+    return compiled.train
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(compiled):
+    return compiled.sweep
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step
+from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     OnPolicyConfig,
@@ -38,7 +38,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, update_running_stats
+from pgjax.envs import init_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
@@ -151,9 +151,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
     grads, losses = jax.grad(loss_fn, has_aux=True)(state.params, batch)
     updates, opt_state = make_optimizer(config, hparams).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    obs_stats = state.obs_stats
-    if config.normalize_obs:
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     metrics = {

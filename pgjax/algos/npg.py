@@ -25,11 +25,12 @@ import optax
 
 from pgjax.actor_critic import (
     fit_value_function,
+    gae_batch,
     init_actor_critic,
     sample_step,
+    update_obs_stats,
 )
 from pgjax.algos._trainer import actor_critic_trainer
-from pgjax.algos.vpg import _rollout_batch as vpg_rollout_batch
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -39,7 +40,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, update_running_stats
+from pgjax.envs import init_running_stats
 from pgjax.losses import explained_variance, normalize_advantages
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.trust_region import (
@@ -107,7 +108,7 @@ def critic_optimizer(hparams: NPGHParams) -> optax.GradientTransformation:
 def _rollout_batch(config, networks, hparams, params, obs_stats, traj):
     """VPG's flat GAE batch (`V(next_obs)` bootstraps truncations); advantages standardised
     here once for the whole rollout if `normalize_advantages` (targets keep the raw ones)."""
-    batch = vpg_rollout_batch(config, networks, hparams, params, obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, params, obs_stats, traj)
     if config.normalize_advantages:
         batch = batch._replace(advantage=normalize_advantages(batch.advantage))
     return batch
@@ -163,9 +164,7 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
         networks.critic, critic_optimizer(hparams), state.params["critic"], state.critic_opt_state,
         batch.obs, batch.target, config.value_iters,
     )
-    obs_stats = state.obs_stats
-    if config.normalize_obs:
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     entropy = jnp.mean(networks.actor.apply(state.params["actor"], batch.obs).entropy())

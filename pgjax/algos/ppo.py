@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import returns
-from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step
+from pgjax.actor_critic import GAEBatch, gae_batch, init_actor_critic, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     ConfigError,
@@ -28,25 +27,31 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, update_running_stats
+from pgjax.envs import init_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
 @hparams_dataclass
-class PPOHParams:
-    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+class MinibatchActorCriticHParams:
+    """The traced hyper-parameters PPO shares with its KL-penalty variant (`ppo_kl`)."""
 
     learning_rate: float = field(2.5e-4, "Adam step size (linearly annealed to 0 if anneal_lr)", positive())
     gamma: float = field(0.99, "discount factor", unit_interval())
     gae_lambda: float = field(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
-    clip_eps: float = field(0.2, "PPO ratio clip epsilon", positive())
     ent_coef: float = field(0.01, "entropy bonus coefficient", non_negative())
     vf_coef: float = field(0.5, "value loss coefficient", non_negative())
     max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
     value_clip_eps: float = field(0.2, "value clip range (used when clip_value_loss)", positive())
     reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+
+
+@hparams_dataclass
+class PPOHParams(MinibatchActorCriticHParams):
+    """Traced hyper-parameters: vmap over them to sweep without recompiling."""
+
+    clip_eps: float = field(0.2, "PPO ratio clip epsilon", positive())
 
 
 @config_dataclass
@@ -94,16 +99,7 @@ def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTran
     ))
 
 
-class _Batch(NamedTuple):
-    obs: Array
-    action: Array
-    log_prob: Array
-    value: Array
-    advantage: Array
-    target: Array
-
-
-def _loss(config, networks, hparams, params, batch: _Batch):
+def _loss(config, networks, hparams, params, batch: GAEBatch):
     dist = networks.actor.apply(params["actor"], batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
     pg_loss, pg_metrics = ppo_clip_loss(dist.log_prob(batch.action), batch.log_prob, advantages, hparams.clip_eps)
@@ -141,13 +137,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
 
-    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
-    advantages = returns.gae(
-        traj.reward * hparams.reward_scale, values, next_values,
-        traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
-    )
-    batch = _Batch(obs, traj.action, traj.log_prob, values, advantages, advantages + values)
-    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     optimizer = make_optimizer(config, hparams)
     loss_fn = functools.partial(_loss, config, networks, hparams)
@@ -155,9 +145,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     (params, opt_state), losses = jax.lax.scan(
         epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
     )
-    obs_stats = state.obs_stats
-    if config.normalize_obs:
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     metrics = {

@@ -23,19 +23,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import init_actor_critic, sample_step
+from pgjax.actor_critic import gae_batch, init_actor_critic, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
-from pgjax.algos.ppo import PPOConfig, make_optimizer, sgd_epoch
-from pgjax.algos.vpg import _rollout_batch
+from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
 from pgjax.config import (
     config_dataclass,
     field,
     hparams_dataclass,
     non_negative,
     positive,
-    unit_interval,
 )
-from pgjax.envs import init_running_stats, update_running_stats
+from pgjax.envs import init_running_stats
 from pgjax.losses import (
     approx_kl,
     entropy_bonus,
@@ -49,20 +47,17 @@ from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
 @hparams_dataclass
-class PPOKLHParams:
-    """Traced hyper-parameters: vmap over them (max_kl, kl_coef_lr, ...) without recompiling."""
+class PPOKLHParams(MinibatchActorCriticHParams):
+    """Traced hyper-parameters: vmap over them (max_kl, kl_coef_lr, ...) without recompiling.
 
+    PPO's, without the ratio clip (the KL penalty replaces it) and with no entropy bonus by
+    default.
+    """
+
+    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
     max_kl: float = field(0.01, "KL target delta: the constraint mean KL(old || new) <= delta", positive())
     init_kl_coef: float = field(1.0, "initial Lagrange multiplier lambda of the KL constraint", non_negative())
     kl_coef_lr: float = field(50.0, "dual ascent step size alpha: lambda += alpha (KL - delta)", positive())
-    learning_rate: float = field(2.5e-4, "Adam step size (linearly annealed to 0 if anneal_lr)", positive())
-    gamma: float = field(0.99, "discount factor", unit_interval())
-    gae_lambda: float = field(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
-    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
-    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
-    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
-    value_clip_eps: float = field(0.2, "value clip range (used when clip_value_loss)", positive())
-    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
 
 
 @config_dataclass
@@ -85,6 +80,8 @@ class PPOKLState(NamedTuple):
 
 
 class Batch(NamedTuple):
+    """`GAEBatch`'s fields and the rollout policy's distributions."""
+
     obs: Array
     action: Array
     log_prob: Array
@@ -116,7 +113,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
-    base = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
     batch = Batch(*base, old_dist=old_dist)
 
@@ -128,9 +125,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     )
     kl = jnp.mean(old_dist.kl(networks.actor.apply(params["actor"], batch.obs)))
     kl_coef = dual_update(state.kl_coef, kl, hparams.max_kl, hparams.kl_coef_lr)
-    obs_stats = state.obs_stats
-    if config.normalize_obs:
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     metrics = {

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import fit_value_function, init_actor_critic, observe, sample_step
+from pgjax.actor_critic import fit_value_function, init_actor_critic, observe, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     ConfigError,
@@ -63,7 +63,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import VecEnv, init_running_stats, make_vec_env, update_running_stats
+from pgjax.envs import VecEnv, init_running_stats, make_vec_env
 from pgjax.rollout import PolicyFn, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
@@ -304,9 +304,8 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
         )
         metrics = {**metrics, **value_metrics}
 
-    obs_stats = state.obs_stats
-    if config.normalize_obs:  # all simulated observations: each is a state the current policy visits
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    # All simulated observations: each is a state the current policy visits.
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     episode_steps = state.episode_steps + jnp.sum(mask).astype(jnp.int32)

@@ -20,8 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import returns
-from pgjax.actor_critic import fit_value_function, init_actor_critic, rollout_values, sample_step
+from pgjax.actor_critic import (
+    GAEBatch,
+    fit_value_function,
+    gae_batch,
+    init_actor_critic,
+    sample_step,
+    update_obs_stats,
+)
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     OnPolicyConfig,
@@ -32,7 +38,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, update_running_stats
+from pgjax.envs import init_running_stats
 from pgjax.losses import approx_kl, entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
@@ -84,27 +90,7 @@ def make_critic_optimizer(hparams: VPGHParams) -> optax.GradientTransformation:
     return optax.adam(hparams.value_learning_rate)
 
 
-class _Batch(NamedTuple):
-    obs: Array  # what the networks see (normalised if normalize_obs)
-    action: Array
-    log_prob: Array
-    value: Array
-    advantage: Array
-    target: Array  # lambda-returns A + V
-
-
-def _rollout_batch(config, networks, hparams, params, obs_stats, traj) -> _Batch:
-    """GAE on a rollout, bootstrapping from `V(next_obs)` (true final obs), flattened to `[T*B]`."""
-    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj)
-    advantages = returns.gae(
-        traj.reward * hparams.reward_scale, values, next_values,
-        traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
-    )
-    batch = _Batch(obs, traj.action, traj.log_prob, values, advantages, advantages + values)
-    return jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
-
-
-def _actor_loss(config, networks, hparams, actor_params, batch: _Batch):
+def _actor_loss(config, networks, hparams, actor_params, batch: GAEBatch):
     dist = networks.actor.apply(actor_params, batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
     pg_loss, pg_metrics = policy_gradient_loss(dist.log_prob(batch.action), advantages)
@@ -113,7 +99,7 @@ def _actor_loss(config, networks, hparams, actor_params, batch: _Batch):
     return loss, {**pg_metrics, **e_metrics, "loss": loss}
 
 
-def _policy_step(config, networks, hparams, actor_params, opt_state, batch: _Batch):
+def _policy_step(config, networks, hparams, actor_params, opt_state, batch: GAEBatch):
     """One optimiser step on the policy surrogate; reports the KL it moved the policy by."""
     loss_fn = functools.partial(_actor_loss, config, networks, hparams)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(actor_params, batch)
@@ -129,7 +115,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
-    batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     actor_params, actor_opt_state, policy_metrics = _policy_step(
         config, networks, hparams, state.params["actor"], state.actor_opt_state, batch
@@ -138,9 +124,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
         networks.critic, make_critic_optimizer(hparams), state.params["critic"], state.critic_opt_state,
         batch.obs, batch.target, config.value_iters,
     )
-    obs_stats = state.obs_stats
-    if config.normalize_obs:
-        obs_stats = update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
+    obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
     metrics = {
