@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.envs import make_vec_env
-from pgjax.evaluation import evaluate
+from pgjax.evaluation import evaluate_states
 from pgjax.types import Array
 
 
@@ -125,15 +124,8 @@ def evaluate_seeds(
 ) -> tuple[Array, Array]:
     """Evaluate each seed's final policy on the same `num_episodes` start states.
 
-    Returns `(returns, lengths)`, each `[S, num_episodes]`.
+    Returns `(returns, lengths)`, each `[S, num_episodes]`; `evaluation.evaluate_states`
+    (sampled actions by default here) with its truncation flags dropped.
     """
-    env = make_vec_env(trainer.config.env_id, num_episodes)
-    key = jax.random.PRNGKey(eval_seed)
-
-    def one_seed(params, obs_stats):
-        def act(act_key, obs):
-            return trainer.act(params, obs_stats, act_key, obs, deterministic)
-
-        return evaluate(env, act, key)
-
-    return jax.jit(jax.vmap(one_seed))(state.params, state.obs_stats)
+    episodes = evaluate_states(trainer, state, num_episodes, eval_seed, deterministic)
+    return episodes.returns, episodes.lengths
