@@ -8,6 +8,7 @@ returned (and written as CSV/JSON by `pgjax plot`) so a figure can be redrawn el
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -20,10 +21,15 @@ STAT_LABELS = {"iqm": "IQM", "mean": "mean", "median": "median"}
 
 
 def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (CI machines, ssh sessions)."""
+    """matplotlib.pyplot, on the headless Agg backend unless a backend was chosen.
+
+    Jupyter kernels set `MPLBACKEND` (inline figures), and so can a user; otherwise (CLI
+    runs on CI machines and over ssh) figures only go to files, and Agg needs no display.
+    """
     import matplotlib
 
-    matplotlib.use("Agg")
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
