@@ -3,8 +3,9 @@ and over max_kl / damping without recompiling), their trust-region diagnostics, 
 ascent on PPO-KL's multiplier, continuous actions, config errors, the CLI, and learning.
 
 Learning protocol (as tests/test_learning.py): seeds 0-3 via `seed_keys(0, ...)`, trained
-as one vmapped program with the shipped config; the statistic is the median over seeds of
-each seed's mean return over 32 evaluation episodes (`evaluate_seeds`, stochastic policy).
+as one vmapped program with the shipped config (on Pendulum with a shorter total_timesteps);
+the statistic is the median over seeds of each seed's mean return over 32 evaluation
+episodes (`evaluate_seeds`, stochastic policy).
 Thresholds sit below the calibrated values recorded next to each test.
 """
 
@@ -186,8 +187,8 @@ def test_cli_trains_trpo(tmp_path):
 # --- learning ------------------------------------------------------------------------------------
 
 
-def _train_and_evaluate(config_file, seeds=4):
-    _, module, config = load_config(None, CONFIGS / config_file, None, [])
+def _train_and_evaluate(config_file, seeds=4, overrides=()):
+    _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
     trainer = module.make_trainer(config)
     out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
     assert np.isfinite(out.metrics["loss"]).all()
@@ -206,8 +207,10 @@ def test_trpo_learns_cartpole():
 
 
 def test_npg_learns_cartpole():
-    # Calibrated (6e4 steps, same settings as TRPO without the line search): [473.7, 463.9,
-    # 282.0, 500], median 468.8; ~260 s at load ~20. Bar: median >= 400.
+    # Calibrated (1e5 steps, KL radius 0.02, no line search): [500, 456.6, 500, 500], median
+    # 500 (seeds 4-7: [355.8, 500, 500, 404.7]); ~20 s on a quiet machine. Bar: median >= 400.
+    # (6e4 steps at radius 0.03 gave median 469, then 383 after a float-rounding change at
+    # initialisation: too fragile a budget to test.)
     per_seed, _ = _train_and_evaluate("npg_cartpole.toml")
     assert np.median(per_seed) >= 400
 
@@ -221,11 +224,38 @@ def test_ppo_kl_learns_cartpole():
     assert metrics["kl_coef"].max() > 1.0
 
 
-@pytest.mark.slow
+# Pendulum-v1: the shipped configs train 4e5 steps (70-85 s each at load ~3; their headers
+# record those results). These tests train the same settings for 1.5e5 steps: only
+# total_timesteps is overridden (so PPO-KL's learning rate anneals faster). A random policy
+# scores about -1200, a good swing-up about -150.
+PENDULUM_BUDGET = ["total_timesteps=150000"]  # 73 updates of 2048 steps
+
+
 def test_trpo_learns_pendulum():
-    # Calibrated (4e5 steps, 195 updates of 2048, 4 vmapped seeds): [-156.8, -156.9, -161.7,
-    # -170.5], median -159.3; ~310 s at load ~9 on 2 cores, hence slow-marked. A random
-    # policy scores about -1200, a good swing-up about -150. Bar: median >= -300.
-    per_seed, metrics = _train_and_evaluate("trpo_pendulum.toml")
+    # Calibrated (1.5e5 steps, 4 vmapped seeds): [-150.1, -191.2, -168.6, -173.5], median
+    # -171.0 (the config's 4e5 steps: median -159.3); 42-49 s at load 2-3 on 2 cores, of
+    # which ~20 s compiling. Bar: median >= -300.
+    per_seed, metrics = _train_and_evaluate("trpo_pendulum.toml", overrides=PENDULUM_BUDGET)
     assert np.median(per_seed) >= -300
-    assert np.all(metrics["kl"] <= 0.02)  # max_kl in the config
+    assert np.all(metrics["kl"] <= 0.02)  # max_kl in the config (calibration: at most 0.0199)
+
+
+def test_npg_learns_pendulum():
+    # Calibrated (1.5e5 steps, 4 vmapped seeds): [-164.1, -164.9, -168.2, -181.3], median
+    # -166.5 (the config's 4e5 steps: -169.5, no better); 31-48 s at load 2-3. Bar: median >= -300.
+    per_seed, metrics = _train_and_evaluate("npg_pendulum.toml", overrides=PENDULUM_BUDGET)
+    assert np.median(per_seed) >= -300
+    # No line search: the full natural step is scaled to fill the radius 0.02 under the
+    # quadratic model, so the measured KL sits around it (calibration: median 0.017,
+    # 10th-90th percentile 0.014-0.020, max 0.083 over 4 seeds x 73 updates).
+    assert 0.01 <= np.median(metrics["kl"]) <= 0.04
+
+
+def test_ppo_kl_learns_pendulum():
+    # Calibrated (1.5e5 steps, 4 vmapped seeds): [-148.8, -149.3, -169.6, -148.4], median
+    # -149.0 (the config's 4e5 steps: -144.7); 36-44 s at load 2-3. Bar: median >= -300.
+    per_seed, metrics = _train_and_evaluate("ppo_kl_pendulum.toml", overrides=PENDULUM_BUDGET)
+    assert np.median(per_seed) >= -300
+    # The multiplier moved both ways from its initial 1.0: up while the KL exceeded the
+    # target 0.01, down towards 0 once it did not (calibration: up to 1.5, down to 2e-5).
+    assert metrics["kl_coef"].max() > 1.0 and metrics["kl_coef"].min() < 0.5
