@@ -45,6 +45,14 @@ def test_list_fields_documents_every_field():
     assert "num_minibatches = 4:" in result.stdout
 
 
+def test_list_fields_follows_the_config_files_algorithm():
+    result = pgjax("train", "--config", "configs/sac_pendulum.toml", "--list-fields", "batch_size=32")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# sac:")
+    assert "hparams.alpha_learning_rate = " in result.stdout and "num_minibatches" not in result.stdout
+    assert "batch_size = 32" in result.stdout.split("# set by")[1]  # the file's values and overrides
+
+
 def test_tiny_train_writes_metrics_summary_and_plot(tmp_path):
     result = pgjax(
         "train", "--config", "configs/ppo_cartpole.toml", "--seeds", "0,3", "--out", str(tmp_path),

@@ -45,6 +45,32 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _list_fields(args) -> int:
+    """Print the fields of the algorithm that `--algo`/`--config` select (ppo if neither),
+    with defaults and docs, then the values the file, `--env` and overrides set."""
+    from pgjax.algos import ALGORITHMS
+    from pgjax.commands import load_config_values
+
+    try:
+        algo_name, values = load_config_values(args.algo, args.config, args.env, args.overrides)
+    except cfg.ConfigError as err:
+        return _fail(f"config error: {err}")
+    print(f"# {algo_name}: every config field, its default and what it does")
+    print("\n".join(cfg.describe(ALGORITHMS[algo_name].CONFIG)))
+    if values:
+        print(f"# set by {args.config or 'the command line'}:")
+        print("\n".join(f"{key} = {value!r}" for key, value in _flatten(values)))
+    return 0
+
+
+def _flatten(values: dict, prefix: str = ""):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _resolve(args):
     """`(run_dir or None, record, algo_name, module, config)` for a new or resumed run."""
     from pgjax import runs
@@ -91,10 +117,7 @@ def run(args) -> int:
     from pgjax.plotting import plot_learning_curve
 
     if args.list_fields:
-        from pgjax.algos import ALGORITHMS
-
-        print("\n".join(cfg.describe(ALGORITHMS[args.algo or "ppo"].CONFIG)))
-        return 0
+        return _list_fields(args)
     try:
         run_dir, record, algo_name, module, config = _resolve(args)
         trainer = module.make_trainer(config)
