@@ -94,13 +94,15 @@ UNROLLED_THREEFRY = define_prng_impl(
 def init_key(key: PRNGKey) -> PRNGKey:
     """`key` as a key of the unrolled Threefry implementation (same bits, faster compile).
 
-    Takes a typed Threefry key or a raw `uint32[2]` one (`jax.random.PRNGKey`); keys of
-    other implementations are returned unchanged.
+    Takes a typed Threefry key or a raw `uint32[2]` one (`jax.random.PRNGKey` with JAX's
+    default Threefry); keys of other implementations are returned unchanged.
     """
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if jax.random.key_impl(key) != jax.random.key_impl(jax.random.key(0)):
+        if str(jax.random.key_impl(key)) != "threefry2x32":
             return key
         key = jax.random.key_data(key)
+    elif key.shape[-1:] != (2,) or jax.config.jax_default_prng_impl != "threefry2x32":
+        return key  # a raw key of another implementation
     if not jax.config.jax_threefry_partitionable:  # the counter layout follows this setting
-        return jax.random.wrap_key_data(key)
+        return jax.random.wrap_key_data(key, impl="threefry2x32")
     return jax.random.wrap_key_data(key, impl=UNROLLED_THREEFRY)

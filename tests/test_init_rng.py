@@ -48,6 +48,8 @@ def test_same_bits_under_vmap():
 def test_other_implementations_pass_through():
     key = jax.random.key(0, impl="rbg")
     assert init_key(key) is key
+    raw = jax.random.key_data(key)  # uint32[4]: not a Threefry key
+    assert init_key(raw) is raw
 
 
 def test_network_initialisation_is_unchanged():
