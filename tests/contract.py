@@ -1,8 +1,10 @@
-"""Helpers shared by the algorithm contract tests (bit-identity, hyper-parameter grids)."""
+"""Helpers shared by the algorithm contract tests (bit-identity, hyper-parameter grids) and the
+learning tests (`train_and_evaluate`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 
 import jax
@@ -45,3 +47,25 @@ def compiled_trainer(name: str, module, config) -> SimpleNamespace:
         train=jax.jit(trainer.train), sweep=jax.jit(jax.vmap(counted_train)),
         run=jax.jit(trainer.run, static_argnums=2), init=jax.jit(trainer.init),
     )
+
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def train_and_evaluate(config_file, overrides=(), seeds=4, deterministic=False, finite=("loss",)):
+    """The learning-test protocol: the shipped `configs/<config_file>` (with `KEY=VALUE`
+    overrides), seeds 0..seeds-1 via `seed_keys(0, ...)` trained as one vmapped program, the
+    `finite` metrics checked, then each seed's final policy evaluated on the same 32 episodes
+    (`evaluate_seeds`). Returns `(per-seed mean return [seeds], metrics as numpy)`."""
+    from pgjax.commands import load_config
+    from pgjax.experiment import evaluate_seeds, seed_keys
+
+    _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
+    trainer = module.make_trainer(config)
+    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
+    for name in finite:
+        assert np.isfinite(out.metrics[name]).all(), name
+    returns, _ = evaluate_seeds(trainer, out.state, 32, deterministic=deterministic)
+    per_seed = np.asarray(returns).mean(axis=1)
+    print(f"{config_file} {list(overrides)}: per-seed evaluation returns {per_seed.round(1)}")
+    return per_seed, jax.tree.map(np.asarray, out.metrics)

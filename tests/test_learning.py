@@ -6,33 +6,15 @@ evaluation episodes on fixed evaluation start states (`evaluate_seeds`). Thresho
 below the calibrated values recorded next to each test.
 """
 
-from pathlib import Path
-
-import jax
 import numpy as np
 import pytest
-
-from pgjax.cli import load_config
-from pgjax.experiment import evaluate_seeds, seed_keys
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def _train_and_evaluate(config_file, deterministic, seeds=4):
-    _, module, config = load_config(None, CONFIGS / config_file, None, [])
-    trainer = module.make_trainer(config)
-    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
-    assert np.isfinite(out.metrics["loss"]).all()
-    returns, _ = evaluate_seeds(trainer, out.state, 32, deterministic=deterministic)
-    per_seed = np.asarray(returns).mean(axis=1)
-    print(f"{config_file}: per-seed evaluation returns {per_seed.round(1)}")
-    return per_seed, out.metrics
+from contract import train_and_evaluate
 
 
 def test_ppo_solves_cartpole():
     # Calibrated (this machine, 5e5 steps, stochastic policy): [500, 500, 500, 500].
     # Without value clipping it was [383, 500, 500, 424]. The bar: median >= 475.
-    per_seed, metrics = _train_and_evaluate("ppo_cartpole.toml", deterministic=False)
+    per_seed, metrics = train_and_evaluate("ppo_cartpole.toml", deterministic=False)
     assert np.median(per_seed) >= 475
     # Training returns rose from a random policy's ~20.
     first = np.nanmean(metrics["episode_return"][:, :5])
@@ -43,5 +25,5 @@ def test_ppo_solves_cartpole():
 def test_ppo_learns_pendulum():
     # Calibrated (5e5 steps): stochastic [-159, -164, -159, -182]; a random policy scores
     # about -1200 and a good swing-up about -150.
-    per_seed, _ = _train_and_evaluate("ppo_pendulum.toml", deterministic=False)
+    per_seed, _ = train_and_evaluate("ppo_pendulum.toml", deterministic=False)
     assert np.median(per_seed) >= -300

@@ -20,15 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import compiled_trainer, hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal, train_and_evaluate
 
 from pgjax import config as cfg
 from pgjax.algos import npg, ppo_kl, trpo
-from pgjax.cli import load_config
-from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax.experiment import seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
 MODULES = {"npg": npg, "trpo": trpo, "ppo_kl": ppo_kl}
 _SMALL = {"env_id": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 4 * 16 * 6, "hidden_sizes": (16, 16)}
 TINY = {
@@ -187,21 +185,10 @@ def test_cli_trains_trpo(tmp_path):
 # --- learning ------------------------------------------------------------------------------------
 
 
-def _train_and_evaluate(config_file, seeds=4, overrides=()):
-    _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
-    trainer = module.make_trainer(config)
-    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
-    assert np.isfinite(out.metrics["loss"]).all()
-    returns, _ = evaluate_seeds(trainer, out.state, 32)
-    per_seed = np.asarray(returns).mean(axis=1)
-    print(f"{config_file}: per-seed evaluation returns {per_seed.round(1)}")
-    return per_seed, jax.tree.map(np.asarray, out.metrics)
-
-
 def test_trpo_learns_cartpole():
     # Calibrated (6e4 steps, 58 updates, 4 vmapped seeds): [500, 500, 398.4, 500], median 500;
     # ~300 s at load average ~20 on 2 cores. A random policy scores about 22. Bar: median >= 400.
-    per_seed, metrics = _train_and_evaluate("trpo_cartpole.toml")
+    per_seed, metrics = train_and_evaluate("trpo_cartpole.toml")
     assert np.median(per_seed) >= 400
     assert np.all(metrics["kl"] <= 0.03)  # max_kl in the config: every step stayed inside
 
@@ -211,13 +198,13 @@ def test_npg_learns_cartpole():
     # 500 (seeds 4-7: [355.8, 500, 500, 404.7]); ~20 s on a quiet machine. Bar: median >= 400.
     # (6e4 steps at radius 0.03 gave median 469, then 383 after a float-rounding change at
     # initialisation: too fragile a budget to test.)
-    per_seed, _ = _train_and_evaluate("npg_cartpole.toml")
+    per_seed, _ = train_and_evaluate("npg_cartpole.toml")
     assert np.median(per_seed) >= 400
 
 
 def test_ppo_kl_learns_cartpole():
     # Calibrated (6e4 steps): [500, 500, 500, 500]; ~220 s at load ~20. Bar: median >= 400.
-    per_seed, metrics = _train_and_evaluate("ppo_kl_cartpole.toml")
+    per_seed, metrics = train_and_evaluate("ppo_kl_cartpole.toml")
     assert np.median(per_seed) >= 400
     # The multiplier rose above its initial 1.0 at some point: the constraint bound and the
     # dual step enforced it (calibration run: up to ~10 in the middle of training).
@@ -235,7 +222,7 @@ def test_trpo_learns_pendulum():
     # Calibrated (1.5e5 steps, 4 vmapped seeds): [-150.1, -191.2, -168.6, -173.5], median
     # -171.0 (the config's 4e5 steps: median -159.3); 42-49 s at load 2-3 on 2 cores, of
     # which ~20 s compiling. Bar: median >= -300.
-    per_seed, metrics = _train_and_evaluate("trpo_pendulum.toml", overrides=PENDULUM_BUDGET)
+    per_seed, metrics = train_and_evaluate("trpo_pendulum.toml", overrides=PENDULUM_BUDGET)
     assert np.median(per_seed) >= -300
     assert np.all(metrics["kl"] <= 0.02)  # max_kl in the config (calibration: at most 0.0199)
 
@@ -243,7 +230,7 @@ def test_trpo_learns_pendulum():
 def test_npg_learns_pendulum():
     # Calibrated (1.5e5 steps, 4 vmapped seeds): [-164.1, -164.9, -168.2, -181.3], median
     # -166.5 (the config's 4e5 steps: -169.5, no better); 31-48 s at load 2-3. Bar: median >= -300.
-    per_seed, metrics = _train_and_evaluate("npg_pendulum.toml", overrides=PENDULUM_BUDGET)
+    per_seed, metrics = train_and_evaluate("npg_pendulum.toml", overrides=PENDULUM_BUDGET)
     assert np.median(per_seed) >= -300
     # No line search: the full natural step is scaled to fill the radius 0.02 under the
     # quadratic model, so the measured KL sits around it (calibration: median 0.017,
@@ -254,7 +241,7 @@ def test_npg_learns_pendulum():
 def test_ppo_kl_learns_pendulum():
     # Calibrated (1.5e5 steps, 4 vmapped seeds): [-148.8, -149.3, -169.6, -148.4], median
     # -149.0 (the config's 4e5 steps: -144.7); 36-44 s at load 2-3. Bar: median >= -300.
-    per_seed, metrics = _train_and_evaluate("ppo_kl_pendulum.toml", overrides=PENDULUM_BUDGET)
+    per_seed, metrics = train_and_evaluate("ppo_kl_pendulum.toml", overrides=PENDULUM_BUDGET)
     assert np.median(per_seed) >= -300
     # The multiplier moved both ways from its initial 1.0: up while the KL exceeded the
     # target 0.01, down towards 0 once it did not (calibration: up to 1.5, down to 2e-5).

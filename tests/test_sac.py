@@ -8,14 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal
+from contract import hparam_grid, leaves_equal, train_and_evaluate
 from scipy import special, stats
 
 from pgjax import config as cfg
 from pgjax import sac_losses as S
 from pgjax.algos import sac
 from pgjax.envs import make_vec_env
-from pgjax.experiment import evaluate_seeds, seed_keys
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target
 
@@ -482,20 +481,9 @@ def test_shipped_configs_load_and_build():
 
 
 def _learn(config_file: str, seeds: int = 3, **overrides):
-    from pathlib import Path
-
-    from pgjax.commands import load_config
-
-    path = Path(__file__).resolve().parents[1] / "configs" / config_file
-    _, module, config = load_config(None, path, None, [f"{k}={v}" for k, v in overrides.items()])
-    trainer = module.make_trainer(config)
-    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
-    for name in ("critic_loss", "actor_loss", "alpha"):
-        assert np.all(np.isfinite(out.metrics[name])), name
-    returns, _ = evaluate_seeds(trainer, out.state, 32)
-    per_seed = np.asarray(returns).mean(axis=1)
-    print(f"{config_file} {overrides}: per-seed evaluation returns {per_seed.round(1)}")
-    return per_seed, out.metrics
+    return train_and_evaluate(
+        config_file, [f"{k}={v}" for k, v in overrides.items()], seeds, finite=("critic_loss", "actor_loss", "alpha")
+    )
 
 
 def test_sac_learns_pendulum():

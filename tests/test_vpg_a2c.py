@@ -9,7 +9,6 @@ Thresholds sit below the calibrated values recorded next to each test.
 
 import dataclasses
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +16,11 @@ import numpy as np
 import optax
 import pytest
 import reference
-from contract import compiled_trainer, hparam_grid, leaves_equal
+from contract import compiled_trainer, hparam_grid, leaves_equal, train_and_evaluate
 
 from pgjax import config as cfg
 from pgjax.algos import a2c, vpg
-from pgjax.cli import load_config
-from pgjax.experiment import evaluate_seeds, seed_keys
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from pgjax.experiment import seed_keys
 
 TINY = {
     "vpg": vpg.VPGConfig(
@@ -221,21 +217,10 @@ def test_two_armed_bandit_prefers_the_paying_arm(name):
 # --- learning tests ---------------------------------------------------------------------------
 
 
-def _train_and_evaluate(config_file, overrides=(), seeds=4):
-    _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
-    trainer = module.make_trainer(config)
-    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
-    assert np.isfinite(out.metrics["loss"]).all()
-    returns, _ = evaluate_seeds(trainer, out.state, 32)
-    per_seed = np.asarray(returns).mean(axis=1)
-    print(f"{config_file}: per-seed evaluation returns {per_seed.round(1)}")
-    return per_seed, out.metrics
-
-
 def test_vpg_learns_cartpole():
     # Calibrated (2e5 steps, 195 updates): [485.4, 494.8, 500, 500], median 497; ~40 s here.
     # A random policy scores about 22. The bar: median >= 400.
-    per_seed, _ = _train_and_evaluate("vpg_cartpole.toml")
+    per_seed, _ = train_and_evaluate("vpg_cartpole.toml")
     assert np.median(per_seed) >= 400
 
 
@@ -243,7 +228,7 @@ def test_a2c_learns_cartpole():
     # Calibrated (5e5 steps, 12500 updates): [500, 500, 500, 500]; ~50 s here. A2C's
     # training curve swings (one seed at 51 after 3e5 steps), hence a bar well below:
     # median >= 400 (a random policy scores about 22).
-    per_seed, _ = _train_and_evaluate("a2c_cartpole.toml")
+    per_seed, _ = train_and_evaluate("a2c_cartpole.toml")
     assert np.median(per_seed) >= 400
 
 
@@ -251,5 +236,5 @@ def test_a2c_learns_cartpole():
 def test_a2c_learns_acrobot():
     # Calibrated (5e5 steps, 6250 updates): [-76.2, -82.2, -79.5, -79.4], median -79.5;
     # ~45 s here. A random policy scores -500 (the time limit). The bar: median >= -150.
-    per_seed, _ = _train_and_evaluate("a2c_acrobot.toml")
+    per_seed, _ = train_and_evaluate("a2c_acrobot.toml")
     assert np.median(per_seed) >= -150
