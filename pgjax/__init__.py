@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions", "envs",
-    "evaluation", "experiment", "init_rng", "losses", "networks", "noise", "plotting", "replay", "returns",
+    "evaluation", "experiment", "unrolled_rng", "losses", "networks", "noise", "plotting", "replay", "returns",
     "rollout", "runs", "sac_losses", "sharding", "statistics", "sweep", "targets", "trust_region", "types",
 ]

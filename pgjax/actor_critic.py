@@ -16,7 +16,7 @@ import optax
 
 from pgjax import returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.init_rng import init_key
+from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
@@ -40,7 +40,7 @@ def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
 
 
 def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
-    actor_key, critic_key = jax.random.split(init_key(key))  # same draws, faster compile
+    actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
     dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
     return {"actor": networks.actor.init(actor_key, dummy), "critic": networks.critic.init(critic_key, dummy)}
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
+from pgjax.unrolled_rng import unrolled_key
 
 
 class PolicyStep(NamedTuple):
@@ -67,7 +68,9 @@ def rollout(
         )
         return EnvCarry(env_state, timestep.obs, episode_stats), transition
 
-    return jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+    # Same random bits as `key` itself; each step's tiny draws run as straight-line code
+    # instead of one Threefry loop each (see `pgjax.unrolled_rng`).
+    return jax.lax.scan(step, carry, jax.random.split(unrolled_key(key), num_steps))
 
 
 def finished_episode_metrics(transitions: Transition) -> dict[str, Array]:

@@ -84,6 +84,7 @@ from pgjax.cli import load_config
 from pgjax.config import to_dict
 from pgjax.experiment import evaluate_seeds, seed_keys
 from pgjax.rollout import rollout
+from pgjax.unrolled_rng import unrolled_key
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_DIR = REPO.parent / "shared" / "peers"  # /work/shared/peers next to /work/main
@@ -274,6 +275,8 @@ def make_env_only(env, num_rollouts: int, num_steps: int):
         return env_state, timestep.reward.sum()
 
     def one_rollout(env_state, rollout_key):
+        # The same straight-line keys as pgjax's rollouts, so this stays the ceiling.
+        rollout_key = unrolled_key(rollout_key)
         env_state, rewards = jax.lax.scan(step, env_state, jax.random.split(rollout_key, num_steps))
         return env_state, rewards.sum()
 

@@ -25,7 +25,7 @@ from pgjax import noise as noise_lib
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
-from pgjax.init_rng import init_key
+from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import DeterministicActor, QEnsemble
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
@@ -86,7 +86,7 @@ def _optimizers(hparams):
 
 
 def init(networks: Networks, env: VecEnv, key: PRNGKey, hparams) -> DPGState:
-    actor_key, critic_key = jax.random.split(init_key(key))  # same draws, faster compile
+    actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     action = jnp.zeros((1, env.action_spec.num_actions), jnp.float32)
     params = {"actor": networks.actor.init(actor_key, obs), "critic": networks.critic.init(critic_key, obs, action)}

@@ -48,7 +48,7 @@ from pgjax.config import (
 )
 from pgjax.distributions import categorical_entropy
 from pgjax.envs import ActionSpec, VecEnv, make_vec_env, rescale_action
-from pgjax.init_rng import init_key
+from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCritic
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
@@ -141,7 +141,7 @@ def _optimizers(hparams: SACHParams) -> dict:
 
 
 def init(config: SACConfig, networks: Networks, env: VecEnv, key: PRNGKey, hparams: SACHParams) -> SACState:
-    actor_key, critic_key, value_key = jax.random.split(init_key(key), 3)  # same draws, faster compile
+    actor_key, critic_key, value_key = jax.random.split(unrolled_key(key), 3)  # same draws, faster compile
     spec = env.action_spec
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     params = {"actor": networks.actor.init(actor_key, obs)}

@@ -1,4 +1,4 @@
-"""`init_rng.init_key`: the unrolled Threefry draws exactly the bits `jax.random` draws."""
+"""`unrolled_rng.unrolled_key`: the unrolled Threefry draws exactly the bits `jax.random` draws."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from pgjax.actor_critic import init_actor_critic, make_actor_critic
 from pgjax.config import OnPolicyConfig
 from pgjax.envs import make_vec_env
-from pgjax.init_rng import init_key, threefry2x32
+from pgjax.unrolled_rng import threefry2x32, unrolled_key
 
 DRAWS = {
     "normal": lambda key: jax.random.normal(key, (5, 7)),
@@ -35,25 +35,25 @@ def test_threefry_known_answer():
 def test_same_bits_as_jax_random(name, jit):
     draw = DRAWS[name]
     for key in (jax.random.PRNGKey(42), jax.random.key(3)):
-        unrolled = (jax.jit(lambda k: draw(init_key(k))) if jit else lambda k: draw(init_key(k)))(key)
+        unrolled = (jax.jit(lambda k: draw(unrolled_key(k))) if jit else lambda k: draw(unrolled_key(k)))(key)
         np.testing.assert_array_equal(unrolled, draw(key))
 
 
 def test_same_bits_under_vmap():
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     draw = DRAWS["fold_in"]
-    np.testing.assert_array_equal(jax.vmap(lambda k: draw(init_key(k)))(keys), jax.vmap(draw)(keys))
+    np.testing.assert_array_equal(jax.vmap(lambda k: draw(unrolled_key(k)))(keys), jax.vmap(draw)(keys))
 
 
 def test_other_implementations_pass_through():
     key = jax.random.key(0, impl="rbg")
-    assert init_key(key) is key
+    assert unrolled_key(key) is key
     raw = jax.random.key_data(key)  # uint32[4]: not a Threefry key
-    assert init_key(raw) is raw
+    assert unrolled_key(raw) is raw
 
 
 def test_network_initialisation_is_unchanged():
-    # init_actor_critic uses init_key: the parameters equal flax's init with the plain key.
+    # init_actor_critic uses unrolled_key: the parameters equal flax's init with the plain key.
     # The Gaussian draws are bit-identical (above); the orthogonalising matmuls of two
     # different compiled programs may round differently, hence the float tolerance.
     env = make_vec_env("CartPole-v1", 2)
@@ -69,3 +69,29 @@ def test_network_initialisation_is_unchanged():
     expected = jax.jit(plain_init)(key)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_rollout_draws_are_unchanged(monkeypatch):
+    # `rollout` runs its per-step draws (step keys, action samples, gymnax's reset noise) on
+    # the unrolled implementation: the transitions equal those of JAX's own Threefry, bit
+    # for bit, over several episodes of auto-resets.
+    import functools
+
+    from pgjax import rollout as rollout_module
+    from pgjax.actor_critic import sample_step
+    from pgjax.envs import init_running_stats
+    from pgjax.rollout import reset_env_carry, rollout
+
+    env = make_vec_env("CartPole-v1", 3)
+    config = OnPolicyConfig(env_id="CartPole-v1", hidden_sizes=(8,))
+    networks = make_actor_critic(config, env)
+    params = init_actor_critic(networks, env, jax.random.PRNGKey(1))
+    policy = functools.partial(sample_step, config, env, networks, params, init_running_stats(env.obs_shape))
+    carry = reset_env_carry(env, jax.random.PRNGKey(2))
+    run = jax.jit(lambda key: rollout(env, policy, carry, key, 64))
+    unrolled = run(jax.random.PRNGKey(3))
+    monkeypatch.setattr(rollout_module, "unrolled_key", lambda key: key)
+    plain = jax.jit(lambda key: rollout(env, policy, carry, key, 64))(jax.random.PRNGKey(3))
+    assert bool(unrolled[1].episode_done.any())  # auto-resets happened, so reset noise was drawn
+    for a, b in zip(jax.tree.leaves(unrolled), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_array_equal(a, b)
