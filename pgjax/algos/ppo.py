@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from pgjax import shuffle
 from pgjax.actor_critic import GAEBatch, gae_batch, init_actor_critic, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
@@ -123,7 +124,7 @@ def minibatch_step(optimizer, loss_fn, carry, batch):
 def sgd_epoch(config, optimizer, loss_fn, batch, carry, key):
     """One pass over `batch` (leading axis `config.batch_size`) in `config.num_minibatches`
     shuffled minibatches; `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
-    permutation = jax.random.permutation(key, config.batch_size)
+    permutation = shuffle.permutation(key, config.batch_size)
     minibatches = jax.tree.map(
         lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch
     )
