@@ -8,7 +8,8 @@ itself is cheap: nothing heavy is imported until a submodule is.
 __version__ = "0.1.0"
 
 __all__ = [
-    "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions", "envs",
-    "evaluation", "experiment", "unrolled_rng", "losses", "networks", "noise", "plotting", "replay", "returns",
-    "rollout", "runs", "sac_losses", "sharding", "statistics", "sweep", "targets", "trust_region", "types",
+    "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions",
+    "envs", "evaluation", "experiment", "losses", "networks", "noise", "plotting", "replay",
+    "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
+    "targets", "trust_region", "types", "unrolled_rng",
 ]

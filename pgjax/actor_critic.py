@@ -16,10 +16,10 @@ import optax
 
 from pgjax import returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
+from pgjax.unrolled_rng import unrolled_key
 
 
 class ActorCritic(NamedTuple):

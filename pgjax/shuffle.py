@@ -3,8 +3,9 @@
 Why not `jax.random.permutation`: it sorts random keys together with the indices (a
 two-operand sort), which XLA's CPU runtime runs through a generic comparator; a sort of
 one `uint32` array takes a fast path. Measured for 16 vmapped permutations of 512 indices
-on one core: 2.0 ms with `jax.random.permutation`, 0.42 ms per round here. PPO shuffles its
-batch once per epoch, so this is most of the shuffle's cost in a training run.
+on one core: 2.0 ms with `jax.random.permutation`, 0.42 ms per round here (two rounds at
+n = 512). PPO shuffles its batch once per epoch: it trains 5% faster with 1 seed and 9%
+with 16 (median of paired, alternating runs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def permutation_rounds(n: int) -> int:
 
 
 def permutation(key: PRNGKey, n: int) -> Array:
-    """A uniformly random permutation of `arange(n)` (int32), `n` static.
+    """A random permutation of `arange(n)` (int32, `n` static), uniform except for pairs
+    whose random bits tie in every round (see `permutation_rounds`).
 
     Each round sorts words `(random bits << index_bits) | position` (one `uint32` operand)
     and reorders the previous round's permutation by the sorted positions. Falls back to

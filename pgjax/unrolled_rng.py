@@ -9,7 +9,8 @@ iteration-by-iteration loop of small kernels.
   these loops.
 - Rollouts: every environment step draws a handful of tiny arrays (the step's keys, the
   action sample, gymnax's reset noise), each a loop of its own. Straight-line, each draw is
-  one fused kernel: PPO on CartPole (1 seed) trains about 12% faster, pinned to one core.
+  one fused kernel: PPO on CartPole trains about 10% faster with 1 seed and 5% with 16
+  (median of paired, alternating runs).
 - Large draws (a 512-element minibatch permutation) measured no faster unrolled, so the
   learners' own keys stay on JAX's implementation.
 

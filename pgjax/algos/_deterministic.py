@@ -25,11 +25,11 @@ from pgjax import noise as noise_lib
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
-from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import DeterministicActor, QEnsemble
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey
+from pgjax.unrolled_rng import unrolled_key
 
 
 @hparams_dataclass

@@ -48,11 +48,11 @@ from pgjax.config import (
 )
 from pgjax.distributions import categorical_entropy
 from pgjax.envs import ActionSpec, VecEnv, make_vec_env, rescale_action
-from pgjax.unrolled_rng import unrolled_key
 from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCritic
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey, Trainer
+from pgjax.unrolled_rng import unrolled_key
 
 # --- configuration -------------------------------------------------------------------------
 
