@@ -47,8 +47,9 @@ def permutation(key: PRNGKey, n: int) -> Array:
         return jax.random.permutation(key, n).astype(jnp.int32)
     index_mask = np.uint32(2**index_bits - 1)
     positions = jnp.arange(n, dtype=jnp.uint32)
-    order = jnp.arange(n, dtype=jnp.int32)
+    order = None
     for round_key in jax.random.split(key, permutation_rounds(n)):
         words = (jax.random.bits(round_key, (n,), jnp.uint32) & ~index_mask) | positions
-        order = order[(jnp.sort(words) & index_mask).astype(jnp.int32)]
+        sorted_positions = (jnp.sort(words) & index_mask).astype(jnp.int32)
+        order = sorted_positions if order is None else order[sorted_positions]
     return order
