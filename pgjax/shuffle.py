@@ -21,14 +21,18 @@ from pgjax.types import Array, PRNGKey
 _WORD_BITS = 32
 
 
+def _index_bits(n: int) -> int:
+    """Bits that hold a position in `range(n)`."""
+    return max(1, math.ceil(math.log2(n)))
+
+
 def permutation_rounds(n: int) -> int:
     """Rounds of `permutation(key, n)`: each sorts `n` words of `32 - ceil(log2 n)` random
     bits packed above the index bits. Equal random bits keep the previous round's order, so
     the order is biased only for pairs that tie in every round; the rounds are chosen, as
     `jax.random.permutation` chooses its own, so that such a pair is unlikely:
     `(n^2 / 2) 2^(-rounds * random_bits) <= 1 / n`."""
-    index_bits = max(1, math.ceil(math.log2(n)))
-    random_bits = _WORD_BITS - index_bits
+    random_bits = _WORD_BITS - _index_bits(n)
     return max(1, math.ceil(3 * math.log2(n) / random_bits))
 
 
@@ -42,7 +46,7 @@ def permutation(key: PRNGKey, n: int) -> Array:
     """
     if n <= 1:
         return jnp.arange(n, dtype=jnp.int32)
-    index_bits = max(1, math.ceil(math.log2(n)))
+    index_bits = _index_bits(n)
     if _WORD_BITS - index_bits < 8:
         return jax.random.permutation(key, n).astype(jnp.int32)
     index_mask = np.uint32(2**index_bits - 1)
