@@ -1,15 +1,34 @@
 """pgjax: policy-gradient reinforcement learning in JAX.
 
 Kernels are plain modules (`pgjax.returns`, `pgjax.losses`, `pgjax.distributions`, ...);
-algorithms live in `pgjax.algos` (`from pgjax.algos import ppo`). Importing `pgjax`
-itself is cheap: nothing heavy is imported until a submodule is.
+algorithms live in `pgjax.algos` (`from pgjax.algos import ppo`); `pgjax.load_config`
+builds a validated config from an algorithm name or a config file. Importing `pgjax`
+itself is cheap: each module in `__all__` is imported on first use as an attribute
+(`import pgjax; pgjax.returns.gae(...)`), through the module `__getattr__` (PEP 562).
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
+_MODULES = (
     "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions",
-    "envs", "evaluation", "experiment", "losses", "networks", "noise", "plotting", "replay",
+    "envs", "evaluation", "experiment", "loading", "losses", "networks", "noise", "plotting", "replay",
     "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
     "targets", "trust_region", "types", "unrolled_rng",
-]
+)
+_FUNCTIONS = {"load_config": "loading"}  # public function -> the module defining it
+
+__all__ = sorted([*_MODULES, *_FUNCTIONS])
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -3,15 +3,20 @@
 Each algorithm has two dataclasses: a static config (shapes, loop counts, switches: a
 change recompiles) holding a traced `hparams` dataclass (learning rate, gamma, ...: a
 pytree, so a sweep over them is a `vmap`). Fields are declared with `field(default, doc,
-check)`; the loader rejects unknown keys (suggesting the closest), wrong types and
-out-of-range values with a message that names the field, the value and what is allowed.
+check)`; the loader rejects unknown keys (suggesting the closest), wrong types, non-finite
+numbers and out-of-range values with a message that names the field, the value and what is
+allowed. Building a config in Python runs the same per-field rule (`check_field`); the
+rules that relate several fields live in the config's `validate()`, which the loader and
+`make_trainer` call. Loading by algorithm name or file is `pgjax.loading.load_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
+import math
 import tomllib
 import types
 import typing
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 
 class ConfigError(ValueError):
@@ -61,14 +67,32 @@ def one_of(*options: Any) -> Check:
 
 
 def hparams_dataclass(cls):
-    """A frozen dataclass registered as a pytree whose every field is traced data."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
+    """A frozen dataclass registered as a pytree whose every field is traced data.
+
+    Construction checks every field holding a Python or NumPy scalar (see `check_fields`);
+    arrays and tracers (a sweep's grid axis, values under `jit`/`vmap`, and JAX rebuilding
+    the pytree from its leaves) are data of a compiled program and are not checked.
+    """
+    cls = _checked_dataclass(cls, prefix="hparams.")
     names = [f.name for f in dataclasses.fields(cls)]
     return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
 
 
 def config_dataclass(cls):
-    """A frozen (hashable) dataclass for static settings."""
+    """A frozen (hashable) dataclass for static settings; construction checks every field."""
+    return _checked_dataclass(cls, prefix="")
+
+
+def _checked_dataclass(cls, prefix: str):
+    """A frozen dataclass whose `__post_init__` runs `check_fields`: a config built in Python
+    meets the same per-field rules as one loaded from a file. `prefix` is where the class sits
+    in a config (hparams under `hparams.`), so messages name the key a file or override uses."""
+
+    def __post_init__(self):
+        check_fields(self, prefix)
+
+    # Set before `dataclass` runs: its generated __init__ calls __post_init__ only if present.
+    cls.__post_init__ = __post_init__
     return dataclasses.dataclass(frozen=True)(cls)
 
 
@@ -112,6 +136,8 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}={value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}={value!r}: expected a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -132,19 +158,43 @@ def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
             raise ConfigError(
                 f"unknown config key {prefix + key!r}.{hint} Valid keys: {', '.join(fields)}."
             )
-        name = prefix + key
-        value = _coerce(name, value, hints[key])
-        check = fields[key].metadata.get("check")
-        if check is not None and value is not None:
-            ok, allowed = check
-            if not ok(value):
-                raise ConfigError(f"{name}={value!r} is out of range: must be {allowed}.")
-        kwargs[key] = value
+        kwargs[key] = check_field(prefix + key, value, hints[key], fields[key])
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if validate is not None:
         validate()
     return obj
+
+
+def check_field(name: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
+    """The one per-field rule: `value` has the annotated type (converted only where lossless,
+    numbers finite) and passes the field's `(predicate, allowed)` check. Returns the value."""
+    value = _coerce(name, value, tp)
+    check = f.metadata.get("check")
+    if check is not None and value is not None:
+        ok, allowed = check
+        if not ok(value):
+            raise ConfigError(f"{name}={value!r} is out of range: must be {allowed}.")
+    return value
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """`check_field` on every field of `obj` that holds a host value (a Python scalar, string,
+    tuple or list, or a NumPy scalar); JAX arrays, tracers and abstract values are skipped."""
+    for f, tp in _annotated_fields(type(obj)):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (bool, int, float, str, tuple, list)):
+            check_field(prefix + f.name, value, tp, f)
+
+
+@functools.cache
+def _annotated_fields(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
+    """`(field, resolved type)` pairs, resolved once per class (construction is frequent:
+    JAX rebuilds hparams pytrees on every flatten/unflatten)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def to_dict(obj: Any) -> dict:

@@ -37,6 +37,7 @@ import numpy as np
 from pgjax import config as cfg
 from pgjax import runs, sharding
 from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
+from pgjax.loading import algorithm, build_config
 
 TRACED_PREFIX = "hparams."
 
@@ -91,11 +92,7 @@ def plan(algo: str, base_values: dict, grid: dict[str, list], seeds: Sequence[in
     Cell order: grid points in the order of `grid` (last key fastest), seeds fastest of all.
     Raises `ConfigError` naming the field, the value and what is allowed.
     """
-    from pgjax.algos import ALGORITHMS
-    from pgjax.commands import build_config
-
-    if algo not in ALGORITHMS:
-        raise cfg.ConfigError(f"algo={algo!r} is unknown; choose one of {', '.join(sorted(ALGORITHMS))}")
+    algorithm(algo)  # an unknown name fails before any grid point is built
     keys = list(grid)
     static_keys = [k for k in keys if not k.startswith(TRACED_PREFIX)]
     groups: dict[tuple, list[Cell]] = {}
@@ -191,7 +188,8 @@ def compiled_bytes(compiled: Any) -> int | None:
 
 @dataclasses.dataclass
 class SweepSettings:
-    """How to run (not what): none of these change a cell's result."""
+    """How to run a sweep. Only `width` can change a cell's result (the vmap width of the
+    compiled program, fixed per sweep and stored in each cell); the others never do."""
 
     width: int = 8  # cells per vmap group (results depend on it: fixed per sweep, stored)
     max_chunks: int = 10  # compiled chunks of updates per launch (progress between them)
@@ -213,22 +211,39 @@ class _GroupRunner:
 
     def __init__(self, algo_module: Any, group: Group, settings: SweepSettings, mesh):
         self.algo = algo_module.__name__
-        self.trainer = trainer = algo_module.make_trainer(group.config)
+        self.trainer = algo_module.make_trainer(group.config)
         # The vmap width depends on the group's size only, never on what is left to do, so a
         # resumed sweep computes its cells with the same program as an uninterrupted one.
         self.mesh, self.width = mesh, min(settings.width, len(group.cells))
-        self.init = sharding.cell_function(trainer.init, mesh, self.width)
+        self.init = sharding.cell_function(self.trainer.init, mesh, self.width)
         self._jitted: dict[int, Callable] = {}
         self._compiled: dict[int, Any] = {}
-        self.sizes = chunk_sizes(trainer.config.num_updates, settings.max_chunks)
-        self.per_cell = cell_bytes(trainer, max(self.sizes))
-        unit = self.width * mesh.size  # the smallest launch
+        self.sizes = chunk_sizes(self.trainer.config.num_updates, settings.max_chunks)
+        self.per_cell = cell_bytes(self.trainer, max(self.sizes))
         limit = settings.memory_limit or default_memory_limit(list(mesh.devices.flat))
-        units_needed = -(-len(group.cells) // unit)
+        units = self._units_by_estimate(len(group.cells), limit)
+        estimate = self._fit_launch(units, limit)
+        self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
+                         "cells_per_launch": self.cells_per_launch, "bytes_per_device": estimate, "limit": limit}
+
+    @property
+    def unit(self) -> int:
+        """The smallest launch: one vmap group on every device."""
+        return self.width * self.mesh.size
+
+    def _units_by_estimate(self, num_cells: int, limit: int) -> int:
+        """Units per launch before compiling: as many as the group needs, as many as the
+        `eval_shape` estimate fits in `limit`, at least one."""
+        units_needed = -(-num_cells // self.unit)
         fit = limit // max(1, launch_bytes_estimate(self.per_cell, self.width))
-        units = max(1, min(units_needed, fit))
+        return max(1, min(units_needed, fit))
+
+    def _fit_launch(self, units: int, limit: int) -> int:
+        """Set `cells_per_launch`, compiling `run` and shrinking the launch until the compiled
+        program's bytes per device fit `limit`; return those bytes. MemoryError if one unit
+        does not fit."""
         while True:
-            self.cells_per_launch = units * unit
+            self.cells_per_launch = units * self.unit
             compiled = self._compile(max(self.sizes))
             estimate = compiled_bytes(compiled) or launch_bytes_estimate(self.per_cell, units * self.width)
             if estimate <= limit or units == 1:
@@ -237,12 +252,11 @@ class _GroupRunner:
             units = max(1, min(units - 1, int(units * limit / estimate)))
         if estimate > limit:
             raise MemoryError(
-                f"one launch of {unit} cells ({self.width} per vmap group x {mesh.size} devices) needs about "
+                f"one launch of {self.unit} cells ({self.width} per vmap group x {self.mesh.size} devices) needs about "
                 f"{estimate / 1e6:.2f} MB per device, more than the limit {limit / 1e6:.2f} MB; "
                 "lower --width or the config's sizes, or raise --memory-limit"
             )
-        self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
-                         "cells_per_launch": self.cells_per_launch, "bytes_per_device": estimate, "limit": limit}
+        return estimate
 
     def _compile(self, size: int) -> Any:
         """`run` for `size` updates, compiled for one launch (sharded abstract inputs)."""
@@ -332,8 +346,6 @@ def run_sweep(
     `on_progress(env_steps)` after each compiled chunk (steps summed over cells);
     `on_cell(cell)` after each cell file is written. Returns launch statistics.
     """
-    from pgjax.algos import ALGORITHMS
-
     cells_dir = Path(out_dir) / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     mesh = sharding.cell_mesh(settings.devices)
@@ -344,7 +356,7 @@ def run_sweep(
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue
-        runner = _runner(ALGORITHMS[algo], group, settings, mesh)
+        runner = _runner(algorithm(algo), group, settings, mesh)
         stats["groups"].append({"group": group.index, "static": group.static, **runner.estimate})
         for start in range(0, len(todo), runner.cells_per_launch):
             launch = todo[start:start + runner.cells_per_launch]

@@ -1,0 +1,111 @@
+"""Configs by algorithm name or file: file values, then `--env`, then `KEY=VALUE` overrides,
+built strictly into the algorithm's config (`pgjax.config.from_dict`) and validated.
+
+`load_config` is the notebook's entry point (`pgjax.load_config("configs/ppo_cartpole.toml",
+overrides=["hparams.gamma=0.9"])`); the command line (`pgjax.commands`) and sweeps
+(`pgjax.sweep`) use the steps below it. Every failure is a `ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pgjax import config as cfg
+
+DEFAULT_ALGO = "ppo"  # when neither the caller nor the config file names one
+
+
+def algorithm(name: str) -> ModuleType:
+    """The registered algorithm module `name` (`pgjax.algos.ALGORITHMS`). Raises ConfigError."""
+    from pgjax.algos import ALGORITHMS
+
+    if name not in ALGORITHMS:
+        raise cfg.ConfigError(f"algo={name!r} is unknown; choose one of {', '.join(sorted(ALGORITHMS))}")
+    return ALGORITHMS[name]
+
+
+def algorithm_of(config: Any) -> ModuleType:
+    """The algorithm module whose config class `config` is: `algorithm_of(c).make_trainer(c)`."""
+    from pgjax.algos import ALGORITHMS
+
+    for module in ALGORITHMS.values():
+        if type(config) is module.CONFIG:
+            return module
+    raise cfg.ConfigError(f"{type(config).__name__} is the config of no registered algorithm")
+
+
+def config_values(algo_name: str | None, config_file: Path | None, env: str | None, overrides: Sequence[str]):
+    """Resolve the algorithm name and the merged (still unchecked) config values.
+
+    Values come from the config file, then `env`, then the `KEY=VALUE` overrides. The
+    algorithm is `algo_name`, else the file's `algo`, else `DEFAULT_ALGO`; the two may not
+    disagree. Returns `(algo_name, values)`. Raises ConfigError.
+    """
+    values = cfg.read_file(config_file) if config_file is not None else {}
+    file_algo = values.pop("algo", None)
+    if algo_name and file_algo and algo_name != file_algo:
+        raise cfg.ConfigError(f"algo={algo_name!r} (--algo) contradicts algo = {file_algo!r} in {config_file}")
+    algo_name = algo_name or file_algo or DEFAULT_ALGO
+    algorithm(algo_name)
+    if env is not None:
+        values["env_id"] = env
+    for text in overrides:
+        path, value = cfg.parse_override(text)
+        values = cfg.merge(values, path, value)
+    return algo_name, values
+
+
+def build_config(algo_name: str, values: dict):
+    """Build the algorithm's config strictly and check the environment id: `(module, config)`.
+    Raises ConfigError."""
+    from pgjax.envs import check_env_id
+
+    module = algorithm(algo_name)
+    config = cfg.from_dict(module.CONFIG, values)
+    try:
+        check_env_id(config.env_id)
+    except ValueError as err:
+        raise cfg.ConfigError(str(err)) from None
+    return module, config
+
+
+def resolve_config(algo_name: str | None, config_file: Path | None, env: str | None, overrides: Sequence[str]):
+    """`config_values` then `build_config`: `(algo_name, module, config)`."""
+    algo_name, values = config_values(algo_name, config_file, env, overrides)
+    module, config = build_config(algo_name, values)
+    return algo_name, module, config
+
+
+def load_config(
+    path_or_algo: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    algo: str | None = None,
+    env: str | None = None,
+) -> Any:
+    """The validated config of an algorithm name (its defaults) or a TOML/JSON config file,
+    with `KEY=VALUE` overrides applied: what `pgjax train` would run.
+
+    `load_config("ppo")`, `load_config("configs/ppo_cartpole.toml", ["hparams.gamma=0.9"])`;
+    `algo` names the algorithm of a file without `algo = ...`, `env` sets `env_id`.
+    The trainer is `algorithm_of(config).make_trainer(config)`. Raises ConfigError.
+    """
+    from pgjax.algos import ALGORITHMS
+
+    if isinstance(overrides, str):
+        raise cfg.ConfigError(f"overrides={overrides!r} must be a list of KEY=VALUE strings, e.g. [{overrides!r}]")
+    config_file = None
+    if isinstance(path_or_algo, str) and path_or_algo in ALGORITHMS:
+        if algo is not None and algo != path_or_algo:
+            raise cfg.ConfigError(f"algo={algo!r} contradicts the algorithm {path_or_algo!r} passed first")
+        algo = path_or_algo
+    elif path_or_algo is not None:
+        config_file = Path(path_or_algo)
+        if not config_file.exists() and config_file.suffix not in (".toml", ".json"):
+            raise cfg.ConfigError(
+                f"{str(path_or_algo)!r} is neither an algorithm ({', '.join(sorted(ALGORITHMS))}) nor a config file"
+            )
+    return resolve_config(algo, config_file, env, list(overrides))[2]
