@@ -41,7 +41,7 @@ from pgjax.config import (
     unit_interval,
 )
 from pgjax.envs import init_running_stats
-from pgjax.losses import explained_variance, importance_surrogate, normalize_advantages
+from pgjax.losses import entropy_bonus, explained_variance, importance_surrogate, normalize_advantages
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.trust_region import (
     conjugate_gradient,
@@ -167,14 +167,14 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
     obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
-    entropy = jnp.mean(networks.actor.apply(state.params["actor"], batch.obs).entropy())
+    _, entropy_metrics = entropy_bonus(networks.actor.apply(state.params["actor"], batch.obs).entropy())
     metrics = {
         **step_metrics,
         **rule_metrics,
         **value_metrics,
         **finished_episode_metrics(traj),
+        **entropy_metrics,
         "loss": -(problem.surrogate(actor_params)),  # the policy objective after the step
-        "entropy": entropy,
         "explained_variance": explained_variance(batch.value, batch.target),
         "env_steps": update * config.batch_size,
     }
