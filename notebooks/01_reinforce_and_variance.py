@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pgjax import diagnostics, returns
+from pgjax import diagnostics, losses, returns, rollout
 from pgjax.actor_critic import sample_step
 from pgjax.algos import reinforce
 from pgjax.envs import make_vec_env
@@ -51,7 +51,7 @@ print("budget:", BUDGET)
 # `ReinforceConfig` is the library's REINFORCE: `num_envs` episodes per update, each run to
 # the horizon (CartPole's 500-step time limit). We only borrow its environment, its networks
 # and its initial state; the update itself we assemble by hand below, with no baseline and the
-# reward-to-go weighting. `collect_episodes` resets the environments, runs a `lax.scan`
+# reward-to-go weighting. `rollout.collect_episodes` resets the environments, runs a `lax.scan`
 # rollout with the policy passed in as a function, and returns time-major arrays `[T, N]`
 # plus the mask of each environment's first episode (the environments auto-reset; later
 # steps are simulated and masked out).
@@ -69,7 +69,7 @@ state = jax.tree.map(lambda x: x[0], states)
 @jax.jit
 def collect(params, obs_stats, key):
     policy = functools.partial(sample_step, config, env, networks, params, obs_stats)
-    return reinforce.collect_episodes(env, policy, key, config.num_steps)
+    return rollout.collect_episodes(env, policy, key, config.num_steps)
 
 
 _, rollout_key = jax.random.split(state.key)  # the split the library's update makes
@@ -88,20 +88,20 @@ plt.show()
 # %% [markdown]
 # ## 2. Returns
 #
-# `reinforce.reward_to_go` is `returns.discounted_returns` on the masked rewards:
+# `returns.reward_to_go` is `returns.discounted_returns` on the masked rewards:
 # $G_t = \sum_{t'\ge t}\gamma^{t'-t} m_{t'} r_{t'}$. Its value at $t=0$ is the episode's
 # discounted return $R(\tau)$, the weight of the `total` estimator.
 
 # %%
 gamma = hparams.gamma
-rewards_to_go = reinforce.reward_to_go(traj.reward, mask, gamma)
+rewards_to_go = returns.reward_to_go(traj.reward, mask, gamma)
 # Check against a direct sum for the first episode.
 r0 = np.asarray(traj.reward[:, 0] * mask[:, 0], np.float64)
 direct = np.array([sum(gamma ** (k - t) * r0[k] for k in range(t, len(r0))) for t in range(len(r0))])
 np.testing.assert_allclose(rewards_to_go[:, 0], direct, rtol=1e-5, atol=1e-4)
 never = jnp.zeros_like(mask, bool)  # the mask already ends each episode
 np.testing.assert_allclose(rewards_to_go, returns.discounted_returns(traj.reward * mask, never, never, gamma) * mask)
-total = reinforce.episode_weights(traj.reward, mask, gamma, "total")
+total = returns.episode_weights(traj.reward, mask, gamma, "total")
 np.testing.assert_allclose(total[0], rewards_to_go[0], rtol=1e-6)
 
 fig, ax = plt.subplots()
@@ -130,7 +130,7 @@ print("mean log pi(a|s) over the episodes' steps:", float((log_probs * mask).sum
 # %% [markdown]
 # ## 4. The gradient and one update
 #
-# `episode_policy_loss` is $L(\theta) = -\frac1N\sum_i\sum_t m_t^i \log\pi_\theta(a_t^i\mid s_t^i)\,\psi_t^i$
+# `losses.episode_policy_loss` is $L(\theta) = -\frac1N\sum_i\sum_t m_t^i \log\pi_\theta(a_t^i\mid s_t^i)\,\psi_t^i$
 # with $\psi$ held constant: a sum over each episode's steps averaged over episodes, so
 # $-\nabla L$ is the Monte Carlo estimate of $\nabla J$. One Adam step on it is one REINFORCE
 # update. The library's `trainer.run(state, hparams, 1)` (here vmapped over the seeds, as in
@@ -139,7 +139,7 @@ print("mean log pi(a|s) over the episodes' steps:", float((log_probs * mask).sum
 # %%
 def loss_fn(actor_params, psi):
     log_probs = networks.actor.apply(actor_params, traj.obs).log_prob(traj.action)
-    return reinforce.episode_policy_loss(log_probs, psi, mask)[0]
+    return losses.episode_policy_loss(log_probs, psi, mask)[0]
 
 
 grads = jax.grad(loss_fn)(state.params["actor"], rewards_to_go)
@@ -230,8 +230,8 @@ short_env = make_vec_env("CartPole-v1", 64, max_episode_steps=H)
 def fit_critic(params, key):
     """Regress V on the Monte Carlo returns (gamma = 1) of 64 episodes of this policy."""
     policy = functools.partial(sample_step, config, short_env, networks, params, state.obs_stats)
-    traj, mask = reinforce.collect_episodes(short_env, policy, key, H)
-    targets = reinforce.reward_to_go(traj.reward, mask, 1.0)
+    traj, mask = rollout.collect_episodes(short_env, policy, key, H)
+    targets = returns.reward_to_go(traj.reward, mask, 1.0)
     optimizer = reinforce.make_value_optimizer(hparams)
     critic, _, fit = fit_value_function(
         networks.critic, optimizer, params["critic"], optimizer.init(params["critic"]),

@@ -6,7 +6,7 @@ of `N = episodes_per_batch` whole episodes (horizon `H`: the environment's time 
 
     g = (1/N) sum_i sum_t m_t^i grad log pi(a_t^i | s_t^i) psi_t^i
 
-(`-grad` of `reinforce.episode_policy_loss`, flattened over the actor's parameters) for
+(`-grad` of `losses.episode_policy_loss`, flattened over the actor's parameters) for
 each weighting `psi`:
 
     total                      R(tau) = sum_t gamma^t r_t at every step (Williams, 1992)
@@ -64,16 +64,10 @@ from jax.flatten_util import ravel_pytree
 
 from pgjax import returns
 from pgjax.actor_critic import to_env_action
-from pgjax.algos.reinforce import (
-    batch_baseline,
-    collect_episodes,
-    episode_policy_loss,
-    episode_weights,
-    times_discount,
-    value_baseline,
-)
 from pgjax.envs import make_vec_env, normalize_obs
-from pgjax.rollout import PolicyStep
+from pgjax.losses import episode_policy_loss
+from pgjax.returns import batch_baseline, episode_weights, times_discount, value_baseline
+from pgjax.rollout import PolicyStep, collect_episodes
 from pgjax.types import Array, PRNGKey, RunningStats
 
 DEFAULT_GAE_LAMBDAS = (0.0, 0.5, 0.9, 0.97, 1.0)

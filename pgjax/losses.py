@@ -29,6 +29,20 @@ def policy_gradient_loss(log_probs: Array, advantages: Array) -> tuple[Array, di
     return loss, {"policy_loss": loss}
 
 
+def episode_policy_loss(log_probs: Array, psi: Array, mask: Array) -> tuple[Array, dict]:
+    """`L = -(1/N) sum_i sum_t m_t^i log pi(a_t^i|s_t^i) psi_t^i`, `[T, N]` inputs, `psi` held constant.
+
+    A per-episode sum averaged over the N episodes (not a per-step mean), so `-grad L` is
+    the REINFORCE estimate of the policy gradient (Williams, 1992). `mask` is
+    `returns.first_episode_mask`, `psi` e.g. `returns.episode_weights` minus a baseline.
+    """
+    chex.assert_rank(log_probs, 2)
+    chex.assert_equal_shape([log_probs, psi, mask])
+    num_episodes = log_probs.shape[1]
+    loss = -jnp.sum(mask * log_probs * jax.lax.stop_gradient(psi)) / num_episodes
+    return loss, {"policy_loss": loss}
+
+
 def approx_kl(log_ratio: Array) -> Array:
     """Unbiased low-variance estimate of `KL(old || new)`: `mean((r - 1) - log r)` (Schulman, 2020)."""
     return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
@@ -54,6 +68,32 @@ def ppo_clip_loss(
         "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
     }
     return loss, metrics
+
+
+def importance_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array) -> Array:
+    """The surrogate objective `L(theta) = mean(pi_theta(a|s) / pi_old(a|s) A)` (to maximise).
+
+    Its gradient at `theta_old` is the policy gradient (Kakade & Langford, 2002; Schulman
+    et al., 2015, eq. 14): NPG and TRPO step on it, PPO-KL penalises it.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    return jnp.mean(jnp.exp(log_probs - old_log_probs) * jax.lax.stop_gradient(advantages))
+
+
+def kl_penalty_loss(
+    log_probs: Array, old_log_probs: Array, advantages: Array, kls: Array, kl_coef: Array, max_kl: Array
+) -> tuple[Array, dict]:
+    """Minus the Lagrangian of the trust-region problem, `-[L(theta) - lambda (mean(KL) - delta)]`.
+
+    `L` is `importance_surrogate`, `kls [N]` the per-state `KL(pi_old || pi_theta)`, `lambda`
+    the multiplier (a constant here) and `delta = max_kl`: PPO's adaptive KL penalty
+    (Schulman et al., 2017, sec. 4). Metrics: the loss, the surrogate and approx-KL.
+    """
+    chex.assert_equal_shape([log_probs, kls])
+    surrogate = importance_surrogate(log_probs, old_log_probs, advantages)
+    kl = jnp.mean(kls)
+    loss = -(surrogate - kl_coef * (kl - max_kl))
+    return loss, {"policy_loss": loss, "surrogate": surrogate, "approx_kl": approx_kl(log_probs - old_log_probs)}
 
 
 def value_loss(

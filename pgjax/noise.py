@@ -39,8 +39,3 @@ def ou_reset(x: Array, done: Array, mu: float = 0.0) -> Array:
     done = jnp.reshape(done, done.shape + (1,) * (x.ndim - done.ndim))
     return jnp.where(jnp.broadcast_to(done, x.shape), jnp.asarray(mu, x.dtype), x)
 
-
-def ou_stationary_variance(theta: float, sigma: float, dt: float = 1.0) -> float:
-    """`sigma^2 dt / (1 - (1 - theta dt)^2)`, the variance the OU steps converge to."""
-    a = 1.0 - theta * dt
-    return sigma**2 * dt / (1.0 - a**2)

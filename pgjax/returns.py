@@ -11,6 +11,10 @@ Conventions shared by every function here:
 * The last step of a rollout bootstraps from `next_values[T - 1]`.
 
 Trailing batch dimensions are allowed; `gamma` and `lambda_` may be traced scalars.
+
+The whole-episode estimators at the end (REINFORCE's; Williams, 1992) take instead a mask
+`m [T, ...]` of each column's first episode (`first_episode_mask`): nothing is
+bootstrapped, and every step after that episode's end is zero.
 """
 
 from __future__ import annotations
@@ -153,3 +157,82 @@ def n_step_returns(
     n_eff = min(n, rewards.shape[0])  # windows longer than the rollout change nothing
     tail = jax.lax.fori_loop(0, n_eff - 1, backup, next_values)
     return rewards + discounts * jnp.where(done, next_values, tail)
+
+
+# --- whole episodes: Monte Carlo returns, weightings and baselines (REINFORCE) --------------
+
+WEIGHTINGS = ("total", "reward_to_go")
+
+
+def first_episode_mask(terminated: Array, truncated: Array) -> Array:
+    """`m_t = 1` up to and including the step that ends each column's first episode, else 0.
+
+    `[T, ...]` bool flags -> float32 mask of the same shape.
+    """
+    chex.assert_equal_shape([terminated, truncated])
+    done = jnp.logical_or(terminated, truncated).astype(jnp.int32)
+    ends_before = jnp.cumsum(done, axis=0) - done
+    return (ends_before == 0).astype(jnp.float32)
+
+
+def reward_to_go(rewards: Array, mask: Array, gamma: Array | float) -> Array:
+    """`G_t = sum_{t' >= t} gamma^(t'-t) m_t' r_t'` (no bootstrap); `G_0` is the return `R(tau)`.
+
+    Williams (1992); Sutton & Barto (2018), eq. 3.8. Shapes `[T, ...]`.
+    """
+    chex.assert_equal_shape([rewards, mask])
+    never = jnp.zeros(rewards.shape, bool)  # the mask already stops each sum at the episode end
+    return discounted_returns(rewards * mask, never, never, gamma) * mask
+
+
+def times_discount(values: Array, gamma: Array | float) -> Array:
+    """`gamma^t values_t` for time-major `values [T, ...]`."""
+    powers = jnp.power(gamma, jnp.arange(values.shape[0], dtype=values.dtype))
+    return values * powers.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
+
+
+def episode_weights(
+    rewards: Array, mask: Array, gamma: Array | float, weighting: str, discount_weighting: bool = False
+) -> Array:
+    """Per-step weights `psi_t` of `grad log pi(a_t|s_t)` before any baseline.
+
+    `weighting="total"`: `R(tau) = sum_t gamma^t r_t` at every step (Williams, 1992);
+    `"reward_to_go"`: `G_t`, optionally times `gamma^t` (`discount_weighting`; Sutton &
+    Barto, 2018, sec. 13.3; Nota & Thomas, 2020). Zero on masked steps. Shapes `[T, ...]`;
+    `weighting` and `discount_weighting` are static.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting={weighting!r}: expected one of {WEIGHTINGS}")
+    if discount_weighting and weighting == "total":
+        raise ValueError("discount_weighting applies to 'reward_to_go'; R(tau) is already discounted")
+    to_go = reward_to_go(rewards, mask, gamma)
+    if weighting == "total":
+        return jnp.broadcast_to(to_go[0], to_go.shape) * mask
+    if discount_weighting:
+        return times_discount(to_go, gamma)
+    return to_go
+
+
+def batch_baseline(weights: Array, mask: Array) -> Array:
+    """Leave-one-out mean `b_t^i = sum_{j != i} m_t^j w_t^j / sum_{j != i} m_t^j` (0 if no other is alive).
+
+    Episodes are the columns of `[T, N]` arrays. `b^i` never looks at episode `i`, so
+    subtracting it leaves the gradient estimate unbiased (Kool et al., 2019). Zero on
+    masked steps.
+    """
+    chex.assert_rank(weights, 2)
+    chex.assert_equal_shape([weights, mask])
+    live = weights * mask
+    others_sum = jnp.sum(live, axis=1, keepdims=True) - live
+    others_count = jnp.sum(mask, axis=1, keepdims=True) - mask
+    return jnp.where(others_count > 0, others_sum / jnp.maximum(others_count, 1.0), 0.0) * mask
+
+
+def value_baseline(values: Array, mask: Array, gamma: Array | float, discount_weighting: bool = False) -> Array:
+    """`b_t = V(s_t)` (times `gamma^t` with `discount_weighting`), zero on masked steps.
+
+    Sutton & Barto (2018), sec. 13.4 (REINFORCE with baseline). Shapes `[T, ...]`.
+    """
+    chex.assert_equal_shape([values, mask])
+    baseline = values * mask
+    return times_discount(baseline, gamma) if discount_weighting else baseline

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
+from pgjax.returns import first_episode_mask
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
 from pgjax.unrolled_rng import unrolled_key
 
@@ -71,6 +72,29 @@ def rollout(
     # Same random bits as `key` itself; each step's tiny draws run as straight-line code
     # instead of one Threefry loop each (see `pgjax.unrolled_rng`).
     return jax.lax.scan(step, carry, jax.random.split(unrolled_key(key), num_steps))
+
+
+def collect_episodes(env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int) -> tuple[Transition, Array]:
+    """Reset every environment and run `num_steps` steps: `(transitions [T, N], first-episode mask [T, N])`.
+
+    With `num_steps` the episode horizon, each column holds one whole episode; the steps the
+    auto-reset simulates after it are masked out (`returns.first_episode_mask`).
+    """
+    reset_key, run_key = jax.random.split(key)
+    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key), run_key, num_steps)
+    return transitions, first_episode_mask(transitions.terminated, transitions.truncated)
+
+
+def first_episode_metrics(transitions: Transition, mask: Array) -> dict[str, Array]:
+    """Undiscounted return and length of each column's first episode (`mask`), averaged over
+    the N episodes, their count and the fraction the time limit cut."""
+    truncated = jnp.sum(transitions.truncated * mask, axis=0)
+    return {
+        "episode_return": jnp.mean(jnp.sum(transitions.reward * mask, axis=0)),
+        "episode_length": jnp.mean(jnp.sum(mask, axis=0)),
+        "episodes": jnp.asarray(mask.shape[1], jnp.float32),
+        "truncated_fraction": jnp.mean(truncated),
+    }
 
 
 def finished_episode_metrics(transitions: Transition) -> dict[str, Array]:

@@ -17,6 +17,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from pgjax import losses
 from pgjax.distributions import tanh_gaussian_log_prob
 from pgjax.targets import bellman_target
 from pgjax.types import Array, PRNGKey
@@ -101,11 +102,10 @@ def critic_loss(q_values: Array, targets: Array) -> tuple[Array, dict]:
 
 
 def value_loss(values: Array, targets: Array) -> tuple[Array, dict]:
-    """Soft state-value loss of SAC v1, `1/2 mean (V(s) - V_hat(s))^2`, with
+    """Soft state-value loss of SAC v1, `1/2 mean (V(s) - V_hat(s))^2` (`losses.value_loss`), with
     `V_hat = min_k Q_k(s, a) - alpha log pi(a|s)`, `a ~ pi` (Haarnoja et al., 2018, eq. 5). `[B]`."""
-    chex.assert_equal_shape([values, targets])
-    loss = 0.5 * jnp.mean((values - jax.lax.stop_gradient(targets)) ** 2)
-    return loss, {"value_loss": loss, "v_mean": jnp.mean(values)}
+    loss, metrics = losses.value_loss(values, targets)
+    return loss, {**metrics, "v_mean": jnp.mean(values)}
 
 
 def actor_loss(q_values: Array, log_probs: Array, alpha: Array) -> tuple[Array, dict]:

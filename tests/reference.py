@@ -159,3 +159,89 @@ def gae_fast(rewards, values, next_values, terminated, truncated, gamma, lambda_
         if not alive.any():
             break
     return out
+
+
+# --- whole episodes (REINFORCE): loops over each episode's steps ----------------------------------
+
+
+def first_episode_mask(terminated, truncated):
+    """1 for every step of each column up to and including its first episode end, else 0."""
+    terminated, truncated = _bool(terminated, truncated)
+    out = np.zeros(terminated.shape)
+    for idx in np.ndindex(*terminated.shape[1:]):
+        for t in range(terminated.shape[0]):
+            out[(t,) + idx] = 1.0
+            if terminated[(t,) + idx] or truncated[(t,) + idx]:
+                break
+    return out
+
+
+def episode_lengths(mask):
+    """Steps of each column's first episode, from a first-episode mask `[T, N]`."""
+    return np.asarray(mask).sum(axis=0).astype(int)
+
+
+def episode_weights(rewards, lengths, gamma, weighting, discount_weighting=False):
+    """psi before the baseline, from the definitions: explicit sums over each episode's steps.
+
+    total: R(tau) = sum_k gamma^k r_k at every step; reward_to_go: G_t = sum_{k>=t} gamma^(k-t) r_k,
+    times gamma^t with discount_weighting. Zero after the episode.
+    """
+    (rewards,) = _f64(rewards)
+    T, N = rewards.shape
+    out = np.zeros((T, N))
+    for i in range(N):
+        L = lengths[i]
+        total = sum(gamma**k * rewards[k, i] for k in range(L))
+        for t in range(L):
+            to_go = sum(gamma ** (k - t) * rewards[k, i] for k in range(t, L))
+            if weighting == "total":
+                out[t, i] = total
+            else:
+                out[t, i] = to_go * (gamma**t if discount_weighting else 1.0)
+    return out
+
+
+def leave_one_out_baseline(weights, lengths):
+    """b_t^i: the mean of w_t^j over the other episodes j still running at t (0 if none)."""
+    (weights,) = _f64(weights)
+    T, N = weights.shape
+    out = np.zeros((T, N))
+    for i in range(N):
+        for t in range(lengths[i]):
+            others = [weights[t, j] for j in range(N) if j != i and t < lengths[j]]
+            out[t, i] = np.mean(others) if others else 0.0
+    return out
+
+
+def value_baseline(values, lengths, gamma, discount_weighting=False):
+    """b_t^i = V(s_t^i) (times gamma^t with discount_weighting) on the episode's steps, else 0."""
+    (values,) = _f64(values)
+    out = np.zeros_like(values)
+    for i in range(values.shape[1]):
+        for t in range(lengths[i]):
+            out[t, i] = values[t, i] * (gamma**t if discount_weighting else 1.0)
+    return out
+
+
+def episode_policy_loss(log_probs, psi, lengths):
+    """-(1/N) sum over episodes of sum over that episode's steps of log pi psi."""
+    log_probs, psi = _f64(log_probs, psi)
+    N = log_probs.shape[1]
+    return -sum(log_probs[t, i] * psi[t, i] for i in range(N) for t in range(lengths[i])) / N
+
+
+# --- trust-region surrogates ---------------------------------------------------------------------
+
+
+def importance_surrogate(log_probs, old_log_probs, advantages):
+    """mean_i pi(a_i|s_i) / pi_old(a_i|s_i) A_i, one sample at a time."""
+    log_probs, old_log_probs, advantages = _f64(log_probs, old_log_probs, advantages)
+    n = len(log_probs)
+    return sum(np.exp(log_probs[i]) / np.exp(old_log_probs[i]) * advantages[i] for i in range(n)) / n
+
+
+def kl_penalty_loss(log_probs, old_log_probs, advantages, kls, kl_coef, max_kl):
+    """-(L - lambda (mean KL - delta)), the Lagrangian's negative."""
+    mean_kl = sum(np.float64(k) for k in kls) / len(kls)
+    return -(importance_surrogate(log_probs, old_log_probs, advantages) - kl_coef * (mean_kl - max_kl))

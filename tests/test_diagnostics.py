@@ -19,6 +19,8 @@ from pgjax import diagnostics
 from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, sample_step
 from pgjax.algos import reinforce
 from pgjax.envs import init_running_stats, make_vec_env
+from pgjax.returns import reward_to_go
+from pgjax.rollout import collect_episodes
 
 ENV_ID, HORIZON = "CartPole-v1", 200  # a random policy never lasts 200 steps: no truncation
 
@@ -33,8 +35,8 @@ def policy():
 
     def fit(params, key):
         policy_fn = functools.partial(sample_step, config, env, networks, params, init_running_stats((4,)))
-        traj, mask = reinforce.collect_episodes(env, policy_fn, key, HORIZON)
-        targets = reinforce.reward_to_go(traj.reward, mask, 1.0)
+        traj, mask = collect_episodes(env, policy_fn, key, HORIZON)
+        targets = reward_to_go(traj.reward, mask, 1.0)
         optimizer = optax.adam(3e-3)
         critic, _, metrics = fit_value_function(
             networks.critic, optimizer, params["critic"], optimizer.init(params["critic"]),

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref  # tests/ is on sys.path (conftest.py)
 from scipy import special
 
 from pgjax import distributions as D
@@ -186,3 +187,53 @@ def test_entropy_bonus():
     val, m = L.entropy_bonus(e)
     assert float(val) == pytest.approx(4.0 / 3.0)
     assert float(m["entropy"]) == float(val)
+
+
+# --- REINFORCE's per-episode loss and the trust-region surrogates ----------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_episode_policy_loss_value_and_gradient(jit):
+    """L = -(1/N) sum_i sum_t m log pi psi: dL/dlog pi = -m psi / N, and psi is a constant."""
+    rng = np.random.default_rng(6)
+    T, N = 7, 4
+    lengths = np.array([7, 2, 5, 1])
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
+    log_probs = rng.normal(size=(T, N)).astype(np.float32) - 1.0
+    psi = rng.normal(size=(T, N)).astype(np.float32)
+    fn = jax.jit(L.episode_policy_loss) if jit else L.episode_policy_loss
+    loss, metrics = fn(log_probs, psi, mask)
+    np.testing.assert_allclose(loss, ref.episode_policy_loss(log_probs, psi, lengths), rtol=1e-6)
+    assert float(metrics["policy_loss"]) == float(loss)
+    g_lp, g_psi = jax.grad(lambda lp, p: fn(lp, p, mask)[0], argnums=(0, 1))(jnp.asarray(log_probs), jnp.asarray(psi))
+    np.testing.assert_allclose(g_lp, -mask * psi / N, rtol=1e-6)
+    np.testing.assert_array_equal(g_psi, 0.0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_importance_surrogate_and_kl_penalty_loss_vs_numpy(ppo_batch, jit):
+    new, old, adv = ppo_batch
+    kls = np.abs(new - old).astype(np.float32) ** 2  # any non-negative per-state numbers
+    surrogate_fn = jax.jit(L.importance_surrogate) if jit else L.importance_surrogate
+    penalty_fn = jax.jit(L.kl_penalty_loss) if jit else L.kl_penalty_loss
+    np.testing.assert_allclose(surrogate_fn(new, old, adv), ref.importance_surrogate(new, old, adv), rtol=1e-5)
+    for kl_coef, max_kl in [(0.0, 0.01), (3.0, 0.01), (3.0, 1.0)]:
+        loss, metrics = penalty_fn(new, old, adv, kls, kl_coef, max_kl)
+        np.testing.assert_allclose(loss, ref.kl_penalty_loss(new, old, adv, kls, kl_coef, max_kl), rtol=1e-5, atol=1e-6)
+        assert float(metrics["policy_loss"]) == float(loss)
+        np.testing.assert_allclose(metrics["surrogate"], ref.importance_surrogate(new, old, adv), rtol=1e-5)
+        np.testing.assert_allclose(metrics["approx_kl"], L.approx_kl(new - old), rtol=1e-6)
+
+
+def test_importance_surrogate_gradient_at_the_old_policy_is_the_policy_gradient(ppo_batch):
+    """At pi = pi_old, grad mean(r A) = grad mean(A log pi) (Kakade & Langford, 2002); away from it,
+    d/dlog pi_i = r_i A_i / N; the advantages are constants."""
+    _, old, adv = ppo_batch
+    n = len(old)
+    grad_surrogate = jax.grad(lambda lp: L.importance_surrogate(lp, jnp.asarray(old), jnp.asarray(adv)))(jnp.asarray(old))
+    grad_pg = jax.grad(lambda lp: -L.policy_gradient_loss(lp, jnp.asarray(adv))[0])(jnp.asarray(old))
+    np.testing.assert_allclose(grad_surrogate, grad_pg, rtol=1e-6)
+    new = old + 0.3
+    g_lp, g_adv = jax.grad(L.importance_surrogate, argnums=(0, 2))(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv))
+    np.testing.assert_allclose(g_lp, np.exp(np.float64(new) - old) * adv / n, rtol=1e-5)
+    np.testing.assert_array_equal(g_adv, 0.0)

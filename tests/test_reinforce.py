@@ -1,5 +1,6 @@
-"""REINFORCE: Monte Carlo returns and masking against NumPy loops, loss gradients against the
-hand formula on a tabular policy, the trainer contract (determinism, chunks, vmap), config
+"""REINFORCE: episodes, masking and Monte Carlo weights on a scripted environment against NumPy
+loops (the kernels themselves are tested in test_returns.py / test_losses.py), loss gradients
+as trained against the hand formula on a tabular policy, the trainer contract (determinism, chunks, vmap), config
 errors, and learning (a bandit probe and CartPole-v1)."""
 
 import dataclasses
@@ -9,51 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref  # tests/ is on sys.path (conftest.py)
 from contract import compiled_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import reinforce
 from pgjax.envs import make_vec_env
 from pgjax.experiment import evaluate_seeds, seed_keys
-from pgjax.rollout import PolicyStep
+from pgjax.losses import episode_policy_loss
+from pgjax.returns import batch_baseline, episode_weights
+from pgjax.rollout import PolicyStep, collect_episodes, first_episode_metrics
 
 TINY = reinforce.ReinforceConfig(
     env_id="CartPole-v1", num_envs=4, num_steps=16, max_episode_steps=16, total_timesteps=4 * 16 * 6,
     hidden_sizes=(16, 16), value_iters=5,
 )
-
-
-# --- NumPy oracles ----------------------------------------------------------------------------
-
-
-def np_episode_lengths(mask):
-    return mask.sum(axis=0).astype(int)
-
-
-def np_weights(rewards, lengths, gamma, weighting, discount_weighting):
-    """psi before the baseline, from the definitions: explicit sums over each episode's steps."""
-    T, N = rewards.shape
-    out = np.zeros((T, N))
-    for i in range(N):
-        L = lengths[i]
-        total = sum(gamma**k * rewards[k, i] for k in range(L))
-        for t in range(L):
-            to_go = sum(gamma ** (k - t) * rewards[k, i] for k in range(t, L))
-            if weighting == "total":
-                out[t, i] = total
-            else:
-                out[t, i] = to_go * (gamma**t if discount_weighting else 1.0)
-    return out
-
-
-def np_leave_one_out(weights, lengths):
-    T, N = weights.shape
-    out = np.zeros((T, N))
-    for i in range(N):
-        for t in range(lengths[i]):
-            others = [weights[t, j] for j in range(N) if j != i and t < lengths[j]]
-            out[t, i] = np.mean(others) if others else 0.0
-    return out
 
 
 # --- episodes, masks and returns on the scripted probe -----------------------------------------
@@ -67,7 +38,7 @@ def _scripted_episodes(num_steps, p_stop=0.3, num_envs=64, gamma=0.9):
         action = jax.random.bernoulli(key, p_stop, obs.shape[:1]).astype(jnp.int32)
         return PolicyStep(action, action, jnp.zeros(obs.shape[:1]))
 
-    traj, mask = jax.jit(reinforce.collect_episodes, static_argnums=(0, 1, 3))(
+    traj, mask = jax.jit(collect_episodes, static_argnums=(0, 1, 3))(
         env, policy, jax.random.PRNGKey(0), num_steps
     )
     return traj, np.asarray(mask), gamma
@@ -93,24 +64,22 @@ def test_first_episode_mask_and_returns_match_a_numpy_loop(num_steps):
     np.testing.assert_array_equal(rewards, expected_rewards)
 
     for weighting, discount_weighting in [("total", False), ("reward_to_go", False), ("reward_to_go", True)]:
-        got = reinforce.episode_weights(jnp.asarray(rewards), jnp.asarray(mask), gamma, weighting, discount_weighting)
-        want = np_weights(rewards, lengths, gamma, weighting, discount_weighting)
+        got = episode_weights(jnp.asarray(rewards), jnp.asarray(mask), gamma, weighting, discount_weighting)
+        want = ref.episode_weights(rewards, lengths, gamma, weighting, discount_weighting)
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"{weighting}, {discount_weighting}")
     # A truncated episode's return is the plain sum of its rewards: 5 steps of reward 1.
-    returns = np.asarray(reinforce.episode_weights(jnp.asarray(rewards), jnp.asarray(mask), 1.0, "total"))[0]
+    returns = np.asarray(episode_weights(jnp.asarray(rewards), jnp.asarray(mask), 1.0, "total"))[0]
     np.testing.assert_array_equal(returns[truncated_at_limit], 5.0)
     np.testing.assert_array_equal(returns[~truncated_at_limit], lengths[~truncated_at_limit] - 1 + 11.0)
+    metrics = first_episode_metrics(traj, jnp.asarray(mask))
+    np.testing.assert_allclose(metrics["episode_return"], returns.mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["episode_length"], lengths.mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["truncated_fraction"], truncated_at_limit.mean(), rtol=1e-6)
+    assert float(metrics["episodes"]) == len(lengths)
 
-    weights = np_weights(rewards, lengths, gamma, "reward_to_go", False)
-    got = reinforce.batch_baseline(jnp.asarray(weights, jnp.float32), jnp.asarray(mask))
-    np.testing.assert_allclose(got, np_leave_one_out(weights, lengths), rtol=1e-5, atol=1e-6)
-
-
-def test_first_episode_mask_on_hand_written_flags():
-    terminated = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]], bool)
-    truncated = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]], bool)
-    expected = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0], [0, 0, 0]], np.float32)
-    np.testing.assert_array_equal(reinforce.first_episode_mask(terminated, truncated), expected)
+    weights = ref.episode_weights(rewards, lengths, gamma, "reward_to_go", False)
+    got = batch_baseline(jnp.asarray(weights, jnp.float32), jnp.asarray(mask))
+    np.testing.assert_allclose(got, ref.leave_one_out_baseline(weights, lengths), rtol=1e-5, atol=1e-6)
 
 
 # --- loss gradients on a tabular softmax policy --------------------------------------------------
@@ -148,13 +117,13 @@ def test_loss_gradient_matches_the_hand_formula_on_a_tabular_policy(weighting, d
     def loss(table):
         log_probs = jax.nn.log_softmax(table[states], axis=-1)
         log_probs = jnp.take_along_axis(log_probs, jnp.asarray(actions)[..., None], axis=-1)[..., 0]
-        return reinforce.episode_policy_loss(log_probs, psi, jnp.asarray(mask))[0]
+        return episode_policy_loss(log_probs, psi, jnp.asarray(mask))[0]
 
     got = jax.grad(loss)(jnp.asarray(logits, jnp.float32))
 
-    weights = np_weights(rewards, lengths, gamma, weighting, discount_weighting)
+    weights = ref.episode_weights(rewards, lengths, gamma, weighting, discount_weighting)
     if baseline == "batch_mean":
-        baselines = np_leave_one_out(weights, lengths)
+        baselines = ref.leave_one_out_baseline(weights, lengths)
     elif baseline == "value":
         baselines = value_table[states] * (gamma ** np.arange(T)[:, None] if discount_weighting else 1.0)
     else:

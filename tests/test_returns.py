@@ -444,3 +444,80 @@ def test_n_step_accepts_numpy_ints_and_rejects_bools():
     for bad in (True, 0, 1.5):
         with pytest.raises(ValueError, match="n="):
             R.n_step_returns(rewards, rewards, flags, flags, 0.9, bad)
+
+
+# --- whole episodes: first-episode mask, Monte Carlo weights and baselines --------------------
+
+
+def _maybe_jit(fn, jit, **kw):
+    return jax.jit(fn, **kw) if jit else fn
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_first_episode_mask_matches_oracle(jit):
+    rng = np.random.default_rng(5)
+    terminated = rng.random((12, 4, 2)) < 0.15
+    truncated = rng.random((12, 4, 2)) < 0.1
+    got = _maybe_jit(R.first_episode_mask, jit)(terminated, truncated)
+    want = ref.first_episode_mask(terminated, truncated)
+    assert got.dtype == jnp.float32 and 0 < want.sum() < want.size  # some episodes end, some columns run on
+    np.testing.assert_array_equal(got, want)
+
+
+def test_first_episode_mask_on_hand_written_flags():
+    terminated = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]], bool)
+    truncated = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]], bool)
+    expected = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0], [0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(R.first_episode_mask(terminated, truncated), expected)
+
+
+def _episodes(seed, T=9, lengths=(9, 3, 1, 6, 9)):
+    """Random rewards and values `[T, N]`, the mask of episodes of the given lengths, and the
+    rewards after each episode's end set large so that a kernel reading them fails."""
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
+    rewards = np.where(mask > 0, rng.normal(size=mask.shape), 100.0).astype(np.float32)
+    values = rng.normal(size=mask.shape).astype(np.float32)
+    return rewards, values, mask, lengths
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_episode_estimators_match_oracle(jit, gamma):
+    rewards, values, mask, lengths = _episodes(0)
+    assert np.array_equal(ref.episode_lengths(mask), lengths)
+    to_go = _maybe_jit(R.reward_to_go, jit)(rewards, mask, gamma)
+    np.testing.assert_allclose(to_go, ref.episode_weights(rewards, lengths, gamma, "reward_to_go"), rtol=1e-5, atol=1e-5)
+    weights_fn = _maybe_jit(R.episode_weights, jit, static_argnums=(3, 4))
+    for weighting, discount_weighting in [("total", False), ("reward_to_go", False), ("reward_to_go", True)]:
+        got = weights_fn(rewards, mask, gamma, weighting, discount_weighting)
+        want = ref.episode_weights(rewards, lengths, gamma, weighting, discount_weighting)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{weighting}, {discount_weighting}")
+    weights = ref.episode_weights(rewards, lengths, gamma, "reward_to_go").astype(np.float32)
+    got = _maybe_jit(R.batch_baseline, jit)(weights, mask)
+    np.testing.assert_allclose(got, ref.leave_one_out_baseline(weights, lengths), rtol=1e-5, atol=1e-6)
+    value_fn = _maybe_jit(R.value_baseline, jit, static_argnums=3)
+    for discount_weighting in (False, True):
+        got = value_fn(values, mask, gamma, discount_weighting)
+        np.testing.assert_allclose(got, ref.value_baseline(values, lengths, gamma, discount_weighting), rtol=1e-6)
+    powers = gamma ** np.arange(rewards.shape[0])[:, None, None]
+    np.testing.assert_allclose(_maybe_jit(R.times_discount, jit)(values[..., None], gamma), values[..., None] * powers,
+                               rtol=1e-6)
+
+
+def test_batch_baseline_is_zero_without_another_running_episode():
+    """At t where only one episode runs, its leave-one-out mean has nothing to average."""
+    _, _, mask, lengths = _episodes(1, lengths=(5, 2, 2))
+    weights = np.ones(mask.shape, np.float32) * np.arange(1, 4, dtype=np.float32)
+    got = np.asarray(R.batch_baseline(weights, mask))
+    np.testing.assert_array_equal(got[2:5, 0], 0.0)  # episode 0 alone from t = 2
+    np.testing.assert_array_equal(got[:2], [[2.5, 2.0, 1.5]] * 2)
+
+
+def test_episode_weights_reject_bad_settings():
+    rewards, _, mask, _ = _episodes(2)
+    with pytest.raises(ValueError, match="weighting='rtg'"):
+        R.episode_weights(rewards, mask, 0.9, "rtg")
+    with pytest.raises(ValueError, match="discount_weighting applies to 'reward_to_go'"):
+        R.episode_weights(rewards, mask, 0.9, "total", True)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import noise as noise_lib
+from pgjax import sac_losses
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
@@ -141,9 +142,11 @@ def critic_targets(variant, networks, spec, target_params, hparams, key, batch: 
 
 
 def _critic_loss(networks, critic_params, obs, actions, targets):
+    """`sum_k mean_b (Q_k(s, a) - y)^2`, TD3's loss without the 1/2 (Fujimoto et al., 2018):
+    twice `sac_losses.critic_loss`, a doubling that is exact in floating point."""
     q = networks.critic.apply(critic_params, obs, actions)  # [num_critics, N]
-    error = q - jnp.broadcast_to(targets, q.shape)
-    return jnp.sum(jnp.mean(error**2, axis=1)), q
+    loss, _ = sac_losses.critic_loss(q, targets)
+    return 2.0 * loss, q
 
 
 def _actor_loss(networks, critic_params, actor_params, obs):

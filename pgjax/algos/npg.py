@@ -41,7 +41,7 @@ from pgjax.config import (
     unit_interval,
 )
 from pgjax.envs import init_running_stats
-from pgjax.losses import explained_variance, normalize_advantages
+from pgjax.losses import entropy_bonus, explained_variance, importance_surrogate, normalize_advantages
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.trust_region import (
     conjugate_gradient,
@@ -115,9 +115,9 @@ def _rollout_batch(config, networks, hparams, params, obs_stats, traj):
 
 
 def surrogate(networks, batch, actor_params) -> Array:
-    """`L(theta) = mean(pi_theta(a|s) / pi_old(a|s) A)`; `grad L` at theta_old is the policy gradient."""
+    """`L(theta) = mean(pi_theta(a|s) / pi_old(a|s) A)` on the rollout (`losses.importance_surrogate`)."""
     log_probs = networks.actor.apply(actor_params, batch.obs).log_prob(batch.action)
-    return jnp.mean(jnp.exp(log_probs - batch.log_prob) * batch.advantage)
+    return importance_surrogate(log_probs, batch.log_prob, batch.advantage)
 
 
 def natural_gradient_step(config, networks, hparams, actor_params, batch, key) -> tuple[Any, PolicyProblem, dict]:
@@ -167,14 +167,14 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
     obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
-    entropy = jnp.mean(networks.actor.apply(state.params["actor"], batch.obs).entropy())
+    _, entropy_metrics = entropy_bonus(networks.actor.apply(state.params["actor"], batch.obs).entropy())
     metrics = {
         **step_metrics,
         **rule_metrics,
         **value_metrics,
         **finished_episode_metrics(traj),
+        **entropy_metrics,
         "loss": -(problem.surrogate(actor_params)),  # the policy objective after the step
-        "entropy": entropy,
         "explained_variance": explained_variance(batch.value, batch.target),
         "env_steps": update * config.batch_size,
     }

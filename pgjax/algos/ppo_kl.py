@@ -35,14 +35,14 @@ from pgjax.config import (
 )
 from pgjax.envs import init_running_stats
 from pgjax.losses import (
-    approx_kl,
     entropy_bonus,
     explained_variance,
+    kl_penalty_loss,
     normalize_advantages,
     value_loss,
 )
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.trust_region import dual_update
+from pgjax.trust_region import dual_update, mean_kl
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
@@ -95,16 +95,14 @@ def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
     """Minus the Lagrangian `mean(r A) - lambda (KL - delta)`, plus value loss minus entropy."""
     dist = networks.actor.apply(params["actor"], batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
-    log_ratio = dist.log_prob(batch.action) - batch.log_prob
-    surrogate = jnp.mean(jnp.exp(log_ratio) * advantages)
-    kl = jnp.mean(batch.old_dist.kl(dist))
-    policy_loss = -(surrogate - kl_coef * (kl - hparams.max_kl))
+    policy_loss, metrics = kl_penalty_loss(
+        dist.log_prob(batch.action), batch.log_prob, advantages, batch.old_dist.kl(dist), kl_coef, hparams.max_kl
+    )
     values = networks.critic.apply(params["critic"], batch.obs)
     clip = hparams.value_clip_eps if config.clip_value_loss else None
     v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
     entropy, e_metrics = entropy_bonus(dist.entropy())
     loss = policy_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
-    metrics = {"policy_loss": policy_loss, "surrogate": surrogate, "approx_kl": approx_kl(log_ratio)}
     return loss, {**metrics, **v_metrics, **e_metrics, "loss": loss}
 
 
@@ -115,7 +113,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
     base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
-    batch = Batch(*base, old_dist=old_dist)
+    batch = Batch(**base._asdict(), old_dist=old_dist)
 
     optimizer = make_optimizer(config, hparams)
     loss_fn = functools.partial(_loss, config, networks, hparams, state.kl_coef)
@@ -123,7 +121,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     (params, opt_state), losses = jax.lax.scan(
         epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.update_epochs)
     )
-    kl = jnp.mean(old_dist.kl(networks.actor.apply(params["actor"], batch.obs)))
+    kl = mean_kl(networks.actor.apply, state.params["actor"], params["actor"], batch.obs)
     kl_coef = dual_update(state.kl_coef, kl, hparams.max_kl, hparams.kl_coef_lr)
     obs_stats = update_obs_stats(config, state.obs_stats, traj)
 

@@ -33,10 +33,12 @@ batch (it is then regressed on `G_t` by `value_iters` full-batch Adam steps, as 
 Schulman et al., 2016, sec. 5). With `total`, `V(s_t)` (fit to `G_t`) is still a valid
 but poorly matched baseline; use `batch_mean` there.
 
-The kernels (`first_episode_mask`, `reward_to_go`, `episode_weights`, `batch_baseline`,
-`value_baseline`, `episode_policy_loss`, `collect_episodes`) are module-level so that
-`pgjax.diagnostics` and the tests call them. `make_trainer(config)` gives `init`, `run(state, hparams, num_updates)` and
-`train`, all pure: the whole run is one `jit`, chunks compose bit for bit.
+The estimators are library kernels shared with `pgjax.diagnostics` and the notebooks:
+`rollout.collect_episodes` (episodes and their first-episode mask), `returns.episode_weights`,
+`returns.batch_baseline`, `returns.value_baseline`, `returns.reward_to_go` (the critic's
+targets) and `losses.episode_policy_loss`. `make_trainer(config)` gives `init`,
+`run(state, hparams, num_updates)` and `train`, all pure: the whole run is one `jit`,
+chunks compose bit for bit.
 """
 
 from __future__ import annotations
@@ -44,12 +46,10 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import returns
 from pgjax.actor_critic import fit_value_function, init_actor_critic, observe, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
@@ -63,11 +63,12 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import VecEnv, init_running_stats, make_vec_env
-from pgjax.rollout import PolicyFn, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
+from pgjax.envs import init_running_stats, make_vec_env
+from pgjax.losses import episode_policy_loss
+from pgjax.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
+from pgjax.rollout import collect_episodes, first_episode_metrics
+from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
-WEIGHTINGS = ("total", "reward_to_go")
 BASELINES = ("none", "batch_mean", "value")
 
 
@@ -138,98 +139,6 @@ class ReinforceState(NamedTuple):
     episode_steps: Array  # int32 scalar: unmasked (first-episode) steps so far
 
 
-# --- kernels -------------------------------------------------------------------------------
-
-
-def first_episode_mask(terminated: Array, truncated: Array) -> Array:
-    """`m_t = 1` up to and including the step that ends each column's first episode, else 0.
-
-    `[T, ...]` bool flags -> float32 mask of the same shape.
-    """
-    chex.assert_equal_shape([terminated, truncated])
-    done = jnp.logical_or(terminated, truncated).astype(jnp.int32)
-    ends_before = jnp.cumsum(done, axis=0) - done
-    return (ends_before == 0).astype(jnp.float32)
-
-
-def reward_to_go(rewards: Array, mask: Array, gamma: Array | float) -> Array:
-    """`G_t = sum_{t' >= t} gamma^(t'-t) m_t' r_t'` (no bootstrap); `G_0` is the return `R(tau)`.
-
-    Williams (1992); Sutton & Barto (2018), eq. 3.8. Shapes `[T, ...]`.
-    """
-    chex.assert_equal_shape([rewards, mask])
-    never = jnp.zeros(rewards.shape, bool)  # the mask already stops each sum at the episode end
-    return returns.discounted_returns(rewards * mask, never, never, gamma) * mask
-
-
-def times_discount(values: Array, gamma: Array | float) -> Array:
-    """`gamma^t values_t` for time-major `values [T, ...]`."""
-    powers = jnp.power(gamma, jnp.arange(values.shape[0], dtype=values.dtype))
-    return values * powers.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
-
-
-def episode_weights(
-    rewards: Array, mask: Array, gamma: Array | float, weighting: str, discount_weighting: bool = False
-) -> Array:
-    """Per-step weights of `grad log pi(a_t|s_t)` before any baseline.
-
-    `weighting="total"`: `R(tau) = sum_t gamma^t r_t` at every step (Williams, 1992);
-    `"reward_to_go"`: `G_t`, optionally times `gamma^t` (`discount_weighting`). Zero on
-    masked steps. Shapes `[T, ...]`; `weighting` and `discount_weighting` are static.
-    """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting={weighting!r}: expected one of {WEIGHTINGS}")
-    if discount_weighting and weighting == "total":
-        raise ValueError("discount_weighting applies to 'reward_to_go'; R(tau) is already discounted")
-    to_go = reward_to_go(rewards, mask, gamma)
-    if weighting == "total":
-        return jnp.broadcast_to(to_go[0], to_go.shape) * mask
-    if discount_weighting:
-        return times_discount(to_go, gamma)
-    return to_go
-
-
-def batch_baseline(weights: Array, mask: Array) -> Array:
-    """Leave-one-out mean `b_t^i = sum_{j != i} m_t^j w_t^j / sum_{j != i} m_t^j` (0 if no other is alive).
-
-    Episodes are the columns of `[T, N]` arrays. `b^i` never looks at episode `i`, so
-    subtracting it leaves the gradient estimate unbiased. Zero on masked steps.
-    """
-    chex.assert_rank(weights, 2)
-    chex.assert_equal_shape([weights, mask])
-    live = weights * mask
-    others_sum = jnp.sum(live, axis=1, keepdims=True) - live
-    others_count = jnp.sum(mask, axis=1, keepdims=True) - mask
-    return jnp.where(others_count > 0, others_sum / jnp.maximum(others_count, 1.0), 0.0) * mask
-
-
-def value_baseline(values: Array, mask: Array, gamma: Array | float, discount_weighting: bool = False) -> Array:
-    """`b_t = V(s_t)` (times `gamma^t` with `discount_weighting`), zero on masked steps."""
-    chex.assert_equal_shape([values, mask])
-    baseline = values * mask
-    return times_discount(baseline, gamma) if discount_weighting else baseline
-
-
-def episode_policy_loss(log_probs: Array, psi: Array, mask: Array) -> tuple[Array, dict]:
-    """`L = -(1/N) sum_i sum_t m_t^i log pi(a_t^i|s_t^i) psi_t^i`, `[T, N]` inputs, `psi` held constant.
-
-    A per-episode sum averaged over the N episodes (not a per-step mean), so `-grad L` is
-    the REINFORCE estimate of the policy gradient (Williams, 1992).
-    """
-    chex.assert_rank(log_probs, 2)
-    chex.assert_equal_shape([log_probs, psi, mask])
-    num_episodes = log_probs.shape[1]
-    loss = -jnp.sum(mask * log_probs * jax.lax.stop_gradient(psi)) / num_episodes
-    return loss, {"policy_loss": loss}
-
-
-def collect_episodes(env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int) -> tuple[Transition, Array]:
-    """Reset every environment and run `num_steps` steps: `(transitions [T, N], first-episode mask [T, N])`."""
-    reset_key, run_key = jax.random.split(key)
-    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key), run_key, num_steps)
-    return transitions, first_episode_mask(transitions.terminated, transitions.truncated)
-
-
 # --- training ----------------------------------------------------------------------------
 
 
@@ -267,17 +176,6 @@ def _fit_critic(config, networks, hparams, critic_params, opt_state, obs, target
     )
 
 
-def _episode_metrics(traj: Transition, mask: Array) -> dict:
-    """Undiscounted return and length of each environment's first episode, averaged over the N episodes."""
-    truncated = jnp.sum(traj.truncated * mask, axis=0)
-    return {
-        "episode_return": jnp.mean(jnp.sum(traj.reward * mask, axis=0)),
-        "episode_length": jnp.mean(jnp.sum(mask, axis=0)),
-        "episodes": jnp.asarray(mask.shape[1], jnp.float32),
-        "truncated_fraction": jnp.mean(truncated),
-    }
-
-
 def _update(config, env, networks, hparams, state: ReinforceState, _):
     """One REINFORCE iteration: N fresh episodes, one policy gradient step, the critic fit."""
     key, rollout_key = jax.random.split(state.key)
@@ -311,7 +209,7 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     episode_steps = state.episode_steps + jnp.sum(mask).astype(jnp.int32)
     metrics = {
         **metrics,
-        **_episode_metrics(traj, mask),
+        **first_episode_metrics(traj, mask),
         "env_steps": update * config.batch_size,  # simulated, masked steps included
         "episode_steps": episode_steps,  # first-episode steps that enter the estimate
     }

@@ -209,27 +209,37 @@ def act(networks: Networks, spec: ActionSpec, params, key, obs, deterministic=Fa
 # --- one gradient update -------------------------------------------------------------------
 
 
-def _soft_values(config, networks, spec, params, critic_params, alpha, key, obs) -> Array:
-    """`E_pi[min Q(s, .) - alpha log pi(.|s)]` under the current actor: exact for discrete
-    actions, one reparameterised sample for Box actions. `[B]`, no gradient."""
+def _policy_terms(networks, spec, actor_params, critic_params, key, obs) -> tuple[Array, Array]:
+    """What a soft value at `obs` needs under the current actor: `(Q [K, B, A], logits [B, A])`
+    for discrete actions (the expectation is exact), `(Q [K, B], log pi [B])` at one
+    reparameterised sample for Box actions."""
     if spec.discrete:
-        logits = networks.actor.apply(params["actor"], obs).logits
-        return L.discrete_soft_state_value(networks.critic.apply(critic_params, obs), logits, alpha)
-    actions, log_probs = sample_actions(networks, spec, params["actor"], key, obs)
-    return L.soft_state_value(networks.critic.apply(critic_params, obs, actions), log_probs, alpha)
+        return networks.critic.apply(critic_params, obs), networks.actor.apply(actor_params, obs).logits
+    actions, log_probs = sample_actions(networks, spec, actor_params, key, obs)
+    return networks.critic.apply(critic_params, obs, actions), log_probs
+
+
+def _soft_values(networks, spec, actor_params, critic_params, alpha, key, obs) -> Array:
+    """`E_pi[min Q(s, .) - alpha log pi(.|s)]` under the current actor (`L.soft_state_value`). `[B]`."""
+    q_values, policy = _policy_terms(networks, spec, actor_params, critic_params, key, obs)
+    soft_value = L.discrete_soft_state_value if spec.discrete else L.soft_state_value
+    return soft_value(q_values, policy, alpha)
 
 
 def critic_targets(config, networks, spec, state: SACState, hparams, key, batch: Batch) -> Array:
     """`y = r + gamma (1 - terminated) V(s')` at the true next observations, where `V(s')` is
-    the soft value under the target critics, or V's target network with `value_network`."""
-    alpha = jnp.exp(state.log_alpha)
+    the soft value under the target critics (`L.soft_q_target`), or V's target network with
+    `value_network`."""
     if config.value_network:
         next_values = networks.value.apply(state.target_params["value"], batch.next_obs)
-    else:
-        next_values = _soft_values(
-            config, networks, spec, state.params, state.target_params["critic"], alpha, key, batch.next_obs
-        )
-    return bellman_target(batch.reward, batch.terminated, next_values, hparams.gamma)
+        return bellman_target(batch.reward, batch.terminated, next_values, hparams.gamma)
+    next_q_values, next_policy = _policy_terms(
+        networks, spec, state.params["actor"], state.target_params["critic"], key, batch.next_obs
+    )
+    soft_q_target = L.discrete_soft_q_target if spec.discrete else L.soft_q_target
+    return soft_q_target(
+        batch.reward, batch.terminated, next_q_values, next_policy, jnp.exp(state.log_alpha), hparams.gamma
+    )
 
 
 def _q_at(networks, spec, critic_params, obs, actions) -> Array:
@@ -258,7 +268,7 @@ def _actor_loss(networks, spec, critic_params, alpha, key, obs, actor_params):
 
 def _value_step(config, networks, spec, state, params, opt_states, hparams, key, obs):
     """SAC v1: V(s) toward `E_pi[min Q - alpha log pi]` with the current critics."""
-    targets = _soft_values(config, networks, spec, params, params["critic"], jnp.exp(state.log_alpha), key, obs)
+    targets = _soft_values(networks, spec, params["actor"], params["critic"], jnp.exp(state.log_alpha), key, obs)
     (_, metrics), grads = jax.value_and_grad(
         lambda value_params: L.value_loss(networks.value.apply(value_params, obs), targets), has_aux=True
     )(params["value"])
