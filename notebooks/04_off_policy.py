@@ -105,7 +105,7 @@ def estimate_and_return(trainer, params, obs_stats):
     gamma = trainer.config.hparams.gamma
     discounts = gamma ** jnp.arange(1000, dtype=jnp.float32)
     true_return = jnp.sum(traj.reward * discounts[:, None], axis=0)
-    critic = trainer.networks.networks.critic  # Trainer.networks holds the off-policy parts
+    critic = trainer.networks.critic
     estimate = critic.apply(params["critic"], traj.obs[0], traj.action[0])[0]
     return jnp.mean(estimate), jnp.mean(true_return)
 

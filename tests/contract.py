@@ -1,15 +1,46 @@
-"""Helpers shared by the algorithm contract tests (bit-identity, hyper-parameter grids) and the
-learning tests (`train_and_evaluate`)."""
+"""Helpers shared by the trainer contract tests (tests/test_contract.py), the algorithm tests
+that reuse its small configs and compilations, and the learning tests (`train_and_evaluate`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from pgjax import config as cfg
+from pgjax.algos import ALGORITHMS, a2c, ddpg, npg, ppo, ppo_kl, reinforce, sac, td3, trpo, vpg
+
+# Every trainer the contract covers: the registered algorithms, and SAC on discrete actions
+# (its own networks and losses behind the same algorithm name).
+CASES = {**ALGORITHMS, "sac_discrete": sac}
+ALGO_NAME = {"sac_discrete": "sac"}  # the registered name of a case, where it differs
+
+# One small config per case, shared by the contract and the algorithm's own tests. A case
+# without an entry (an algorithm registered later) gets `tiny_config`.
+_ON_POLICY = {"env_id": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 4 * 16 * 6,
+              "hidden_sizes": (16, 16)}
+_DETERMINISTIC = {"env_id": "Pendulum-v1", "num_envs": 2, "total_timesteps": 64 + 2 * 12, "learning_starts": 64,
+                  "buffer_size": 128, "batch_size": 32, "hidden_sizes": (16, 16), "updates_per_step": 2}
+_SAC = {"num_envs": 2, "total_timesteps": 2 * (4 + 12), "learning_starts": 8, "buffer_size": 64, "batch_size": 8,
+        "hidden_sizes": (16, 16)}
+TINY = {
+    "reinforce": reinforce.ReinforceConfig(**{**_ON_POLICY, "max_episode_steps": 16, "value_iters": 5}),
+    "vpg": vpg.VPGConfig(**_ON_POLICY, value_iters=3, clip_grad_norm=True),
+    "a2c": a2c.A2CConfig(**{**_ON_POLICY, "num_steps": 5, "total_timesteps": 4 * 5 * 6}, anneal_lr=True),
+    "npg": npg.NPGConfig(**_ON_POLICY, cg_iters=5, fvp_fraction=0.5, value_iters=3),
+    "trpo": trpo.TRPOConfig(**_ON_POLICY, cg_iters=5, fvp_fraction=0.5, value_iters=3, backtrack_iters=4),
+    "ppo": ppo.PPOConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
+    "ppo_kl": ppo_kl.PPOKLConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
+    "ddpg": ddpg.DDPGConfig(**_DETERMINISTIC),
+    "td3": td3.TD3Config(**_DETERMINISTIC),
+    "sac": sac.SACConfig(env_id="Pendulum-v1", **_SAC),
+    "sac_discrete": sac.SACConfig(env_id="CartPole-v1", **_SAC),
+}
 
 
 def leaves_equal(a, b) -> bool:
@@ -47,6 +78,45 @@ def compiled_trainer(name: str, module, config) -> SimpleNamespace:
         train=jax.jit(trainer.train), sweep=jax.jit(jax.vmap(counted_train)),
         run=jax.jit(trainer.run, static_argnums=2), init=jax.jit(trainer.init),
     )
+
+
+@functools.cache
+def contract_trainer(name: str) -> SimpleNamespace:
+    """`compiled_trainer` for case `name` with its small config (`TINY`, else `tiny_config`),
+    cached so the contract tests and the algorithm's own tests share the compilations."""
+    module = CASES[name]
+    return compiled_trainer(name, module, TINY[name] if name in TINY else tiny_config(module))
+
+
+# Small settings tried on every algorithm, each kept only if the algorithm has the field
+# and the config still validates (so algorithms added later are covered unchanged).
+TINY_CANDIDATES = [
+    ("hidden_sizes", [8]), ("num_envs", 2), ("num_steps", 8), ("update_epochs", 1), ("num_minibatches", 1),
+    ("batch_size", 8), ("buffer_size", 64), ("learning_starts", 8), ("cg_iters", 3), ("backtrack_iters", 3),
+    ("value_iters", 2), ("max_episode_steps", 20),
+]
+
+
+def tiny_config(module, num_updates: int = 4):
+    """The algorithm's default config, shrunk field by field, with `num_updates` updates."""
+    names = {f.name for f in dataclasses.fields(module.CONFIG)}
+    values = {}
+    for name, value in TINY_CANDIDATES:
+        if name in names:
+            try:
+                cfg.from_dict(module.CONFIG, {**values, name: value})
+            except cfg.ConfigError:
+                continue
+            values[name] = value
+    config = cfg.from_dict(module.CONFIG, values)
+    for total in (num_updates * config.batch_size, num_updates):  # on-policy steps, else updates
+        try:
+            candidate = cfg.from_dict(module.CONFIG, {**values, "total_timesteps": total})
+        except cfg.ConfigError:
+            continue
+        if candidate.num_updates == num_updates:
+            return candidate
+    return config
 
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -1,98 +1,28 @@
-"""Checkpoints: for every registered algorithm, "train N" equals "train N/2, save, restore,
-train N/2" bit for bit; dropping any part of the state breaks that; mismatches are named."""
+"""Checkpoints of vmapped seeds (as the CLI saves them): dropping any part of the state breaks
+resuming; mismatches are named. That "train N" equals "train N/2, save, restore, train N/2" bit
+for bit is part of the trainer contract, for every algorithm: tests/test_contract.py."""
 
 import dataclasses
 
 import jax
 import pytest
-from contract import leaves_equal
+from contract import leaves_equal, tiny_config
 
 from pgjax import config as cfg
-from pgjax.algos import ALGORITHMS, ppo
+from pgjax.algos import ppo
 from pgjax.checkpoint import Checkpointer, CheckpointError
 from pgjax.experiment import compile_seed_functions, seed_keys
 
-# Small settings tried on every algorithm, each kept only if the algorithm has the field
-# and the config still validates (so algorithms added later are covered unchanged).
-TINY_CANDIDATES = [
-    ("hidden_sizes", [8]), ("num_envs", 2), ("num_steps", 8), ("update_epochs", 1), ("num_minibatches", 1),
-    ("batch_size", 8), ("buffer_size", 64), ("learning_starts", 8), ("cg_iters", 3), ("backtrack_iters", 3),
-    ("value_iters", 2), ("max_episode_steps", 20),
-]
 NUM_UPDATES = 4
-
-
-def tiny_config(module):
-    """The algorithm's default config, shrunk field by field, with NUM_UPDATES updates."""
-    names = {f.name for f in dataclasses.fields(module.CONFIG)}
-    values = {}
-    for name, value in TINY_CANDIDATES:
-        if name in names:
-            try:
-                cfg.from_dict(module.CONFIG, {**values, name: value})
-            except cfg.ConfigError:
-                continue
-            values[name] = value
-    config = cfg.from_dict(module.CONFIG, values)
-    for total in (NUM_UPDATES * config.batch_size, NUM_UPDATES):  # on-policy steps, else updates
-        try:
-            candidate = cfg.from_dict(module.CONFIG, {**values, "total_timesteps": total})
-        except cfg.ConfigError:
-            continue
-        if candidate.num_updates == NUM_UPDATES:
-            return candidate
-    return config
 
 
 def _expected(name, config, num_seeds):
     return {"algo": name, "config": cfg.to_dict(config), "num_seeds": num_seeds}
 
 
-def _save_restore(tmp_path, name, config, state, like):
-    saver = Checkpointer(tmp_path / "ck")
-    saver.save(2, state, {**_expected(name, config, 2), "seeds": [0, 1]})
-    saver.close()
-    loader = Checkpointer(tmp_path / "ck")
-    restored, meta = loader.restore(like, _expected(name, config, 2))
-    loader.close()
-    assert meta["updates_done"] == 2
-    return restored
-
-
-# The default run covers the three kinds of state (on-policy PPO; off-policy TD3 with its
-# delay counter and exploration noise; SAC with its temperature); `-m slow` runs the rest.
-DEFAULT_RUN = {"ppo", "td3", "sac"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=() if name in DEFAULT_RUN else pytest.mark.slow) for name in sorted(ALGORITHMS)
-])
-def test_train_n_equals_half_save_restore_half(name, tmp_path):
-    """init, N/2 updates, N/2 updates  ==  init, N/2 updates, save, restore, N/2 updates.
-
-    Both sides use the same compiled chunk, as the CLI does; that two chunks equal one
-    long run is each algorithm's own contract test (`run(a); run(b) == run(a + b)`).
-    """
-    module = ALGORITHMS[name]
-    config = tiny_config(module)
-    trainer = module.make_trainer(config)
-    half = config.num_updates // 2
-    keys, hp = seed_keys(0, [0, 1]), config.hparams
-    init, run = compile_seed_functions(trainer)
-    start = init(keys, hp)
-    middle, _ = run(start, hp, half)
-    end, second = run(middle, hp, half)
-    restored = _save_restore(tmp_path, name, config, middle, jax.eval_shape(init, keys, hp))
-    assert leaves_equal(restored, middle)
-    end_restored, second_restored = run(restored, hp, half)
-    assert leaves_equal(end, end_restored)
-    assert leaves_equal(second, second_restored)
-    assert not leaves_equal(start, end)  # the updates did change the state
-
-
 # --- dropping any part of the state is visible -------------------------------------------
 
-PPO_TINY = dataclasses.replace(tiny_config(ppo), normalize_obs=True)
+PPO_TINY = dataclasses.replace(tiny_config(ppo, NUM_UPDATES), normalize_obs=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,14 @@
 """DDPG and TD3: critic targets and delayed updates against NumPy, Q networks, the
-off-policy loop's transitions at time limits, determinism, chunking, vmap over seeds and
-hyper-parameters, strict config, and learning on Pendulum-v1."""
+off-policy loop's transitions at time limits and its counters, strict config, and learning on
+Pendulum-v1 (the trainer contract, for every algorithm: tests/test_contract.py)."""
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal
+from contract import contract_trainer, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import _deterministic as dpg
@@ -232,71 +231,17 @@ def test_stored_transition_at_a_time_limit_has_the_true_final_obs():
     np.testing.assert_array_equal(carry.episode_stats.episode_length, 0)
 
 
-# --- contract: determinism, chunking, vmap, config ------------------------------------------
-
-TINY = td3.TD3Config(
-    env_id="Pendulum-v1", num_envs=2, total_timesteps=64 + 2 * 12, learning_starts=64,
-    buffer_size=128, batch_size=32, hidden_sizes=(16, 16), updates_per_step=2,
-)
+# --- the loop's counters (the trainer contract, for every algorithm: tests/test_contract.py) --
 
 
-@pytest.fixture(scope="module")
-def tiny_trainer():
-    return td3.make_trainer(TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_train(tiny_trainer):
-    return jax.jit(tiny_trainer.train)
-
-
-def test_same_seed_is_bit_identical_and_metrics_are_per_iteration(tiny_train):
-    a = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
-    b = tiny_train(jax.random.PRNGKey(3), TINY.hparams)
-    assert leaves_equal(a, b)
-    c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
-    assert not np.array_equal(a.metrics["critic_loss"], c.metrics["critic_loss"])
-    assert TINY.num_updates == 12
-    for name in ["critic_loss", "actor_loss", "q_mean", "target_q_mean", "noise_rms", "episode_return",
-                 "episodes", "buffer_size", "env_steps"]:
-        assert a.metrics[name].shape == (12,), name
-    np.testing.assert_array_equal(a.metrics["env_steps"], 64 + 2 * np.arange(1, 13))
-    np.testing.assert_array_equal(a.metrics["buffer_size"], np.minimum(64 + 2 * np.arange(1, 13), 128))
-    assert int(a.state.learner.updates) == 24  # updates_per_step = 2
-    assert np.all(np.isfinite(a.metrics["actor_loss"])) and np.all(np.isfinite(a.metrics["critic_loss"]))
-
-
-def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
-    key, hp = jax.random.PRNGKey(11), TINY.hparams
-    whole = tiny_train(key, hp)
-    run = jax.jit(tiny_trainer.run, static_argnums=2)
-    state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 6)
-    state, m2 = run(state, hp, 6)
-    assert leaves_equal(whole.state, state)
-    for name in whole.metrics:
-        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
-
-
-def test_vmap_over_seeds_and_hparams_matches_separate_runs(tiny_trainer, tiny_train):
-    traces = []
-
-    def train(key, hparams):
-        traces.append(1)  # runs only while tracing
-        return tiny_trainer.train(key, hparams)
-
-    sweep = jax.jit(jax.vmap(train))
-    keys = seed_keys(0, [0, 1, 2])
-    lrs = [1e-4, 1e-3, 1e-2]
-    out = sweep(keys, hparam_grid(TINY.hparams, critic_learning_rate=lrs))
-    sweep(keys, hparam_grid(TINY.hparams, tau=[0.01, 0.02, 0.03]))
-    assert len(traces) == 1  # new values, same shapes: no retrace
-    for i in range(3):
-        single = tiny_train(keys[i], dataclasses.replace(TINY.hparams, critic_learning_rate=lrs[i]))
-        # vmap is not bit-identical (XLA fusion); compare the first iterations.
-        np.testing.assert_allclose(out.metrics["critic_loss"][i, :3], single.metrics["critic_loss"][:3], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(out.state.buffer.experience.reward[i][:, :64], single.state.buffer.experience.reward[:, :64], rtol=1e-5)
-    final = np.asarray(jax.tree.leaves(out.state.params["critic"])[0])
-    assert not np.allclose(final[0], final[1])
+def test_iterations_count_environment_steps_buffer_and_updates():
+    tiny = contract_trainer("td3")  # 2 envs, 64 warm-up steps, 12 iterations of 2 updates, buffer 128
+    config = tiny.config
+    assert (config.num_updates, config.warmup_iterations, config.updates_per_step) == (12, 32, 2)
+    out = tiny.train(jax.random.PRNGKey(3), config.hparams)
+    np.testing.assert_array_equal(out.metrics["env_steps"], 64 + 2 * np.arange(1, 13))
+    np.testing.assert_array_equal(out.metrics["buffer_size"], np.minimum(64 + 2 * np.arange(1, 13), 128))
+    assert int(out.state.learner.updates) == 24
 
 
 @pytest.mark.parametrize("module, values, message", [

@@ -1,6 +1,6 @@
-"""NPG, TRPO and PPO-KL: the algorithm contract (determinism, chunked runs, vmap over seeds
-and over max_kl / damping without recompiling), their trust-region diagnostics, the dual
-ascent on PPO-KL's multiplier, continuous actions, config errors, the CLI, and learning.
+"""NPG, TRPO and PPO-KL: their trust-region diagnostics (also per cell of a max_kl sweep), the
+dual ascent on PPO-KL's multiplier, continuous actions, config errors, the CLI, and learning
+(the trainer contract, for every algorithm: tests/test_contract.py).
 
 Learning protocol (as tests/test_learning.py): seeds 0-3 via `seed_keys(0, ...)`, trained
 as one vmapped program with the shipped config (on Pendulum with a shorter total_timesteps);
@@ -10,7 +10,6 @@ Thresholds sit below the calibrated values recorded next to each test.
 """
 
 import dataclasses
-import functools
 import json
 import subprocess
 import sys
@@ -20,97 +19,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import compiled_trainer, hparam_grid, leaves_equal, train_and_evaluate
+from contract import TINY, contract_trainer, hparam_grid, train_and_evaluate
 
 from pgjax import config as cfg
 from pgjax.algos import npg, ppo_kl, trpo
 from pgjax.experiment import seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {"npg": npg, "trpo": trpo, "ppo_kl": ppo_kl}
-_SMALL = {"env_id": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 4 * 16 * 6, "hidden_sizes": (16, 16)}
-TINY = {
-    "npg": npg.NPGConfig(**_SMALL, cg_iters=5, fvp_fraction=0.5, value_iters=3),
-    "trpo": trpo.TRPOConfig(**_SMALL, cg_iters=5, fvp_fraction=0.5, value_iters=3, backtrack_iters=4),
-    "ppo_kl": ppo_kl.PPOKLConfig(**_SMALL, update_epochs=2, num_minibatches=2),
-}
+MODULES = {"npg": npg, "trpo": trpo, "ppo_kl": ppo_kl}  # small configs, the contract: contract.py, test_contract.py
+SWEEP = {"max_kl": [0.001, 0.01, 0.05], "damping": [0.01, 0.1, 0.5]}
 
 
-@functools.cache
-def _compiled(name):
-    """The tiny config's compiled trainer, cached so the tests below share the compilations."""
-    return compiled_trainer(name, MODULES[name], TINY[name])
-
-
-@pytest.fixture(scope="module", params=list(MODULES))
-def tiny(request):
-    return _compiled(request.param)
-
-
-COMMON = ["loss", "value_loss", "explained_variance", "episode_return", "episodes", "env_steps", "kl"]
-OWN = {
-    "npg": ["surrogate_improvement", "cg_residual", "cg_iterations", "step_norm", "g_f_inv_g", "grad_norm",
-            "value_loss_after", "entropy"],
-    "trpo": ["surrogate_improvement", "cg_residual", "cg_iterations", "step_norm", "line_search_steps",
-             "line_search_accepted", "step_fraction"],
-    "ppo_kl": ["kl_coef", "kl_coef_next", "surrogate", "policy_loss", "approx_kl", "entropy"],
-}
-
-
-def test_same_seed_is_bit_identical_seeds_differ_and_metrics_are_per_update(tiny):
-    config, key = tiny.config, jax.random.PRNGKey(3)
-    a, b = tiny.train(key, config.hparams), tiny.train(key, config.hparams)
-    assert leaves_equal(a, b)
-    c = tiny.train(jax.random.PRNGKey(4), config.hparams)
-    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
-    for name in COMMON + OWN[tiny.name]:
-        assert a.metrics[name].shape == (config.num_updates,), name
-        assert np.isfinite(a.metrics[name]).all() or name == "episode_return", name
-    np.testing.assert_array_equal(a.metrics["env_steps"], config.batch_size * np.arange(1, 7))
-
-
-def test_chunked_run_equals_one_long_run(tiny):
-    key, hp = jax.random.PRNGKey(11), tiny.config.hparams
-    whole = tiny.train(key, hp)
-    state, m1 = tiny.run(tiny.init(key, hp), hp, 3)  # one compilation serves both chunks
-    state, m2 = tiny.run(state, hp, 3)
-    assert leaves_equal(whole.state, state)
-    for name in whole.metrics:
-        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
-
-
-SWEEPS = {
-    "npg": {"max_kl": [0.001, 0.01, 0.05], "damping": [0.01, 0.1, 0.5]},
-    "trpo": {"max_kl": [0.001, 0.01, 0.05], "damping": [0.01, 0.1, 0.5]},
-    "ppo_kl": {"max_kl": [0.001, 0.01, 0.05], "kl_coef_lr": [5.0, 50.0, 500.0]},
-}
-
-
-def test_vmap_over_seeds_and_max_kl_without_recompiling(tiny):
-    hp = tiny.config.hparams
-    keys = seed_keys(0, [0, 1, 2])
-    same = tiny.sweep(keys, hparam_grid(hp, max_kl=[hp.max_kl] * 3))
-    swept = tiny.sweep(jnp.stack([keys[0]] * 3), hparam_grid(hp, **SWEEPS[tiny.name]))
-    assert len(tiny.traces) == 1  # new values, same shapes: no retrace, no recompile
-    for i in range(3):  # vmap is not bit-identical (XLA fusion): compare the first updates
-        single = tiny.train(keys[i], hp)
-        np.testing.assert_allclose(same.metrics["loss"][i, :2], single.metrics["loss"][:2], rtol=1e-3, atol=1e-5)
-    # The swept values take effect, and a cell matches a run with those values alone.
-    actor = jax.tree.leaves(swept.state.params["actor"])[-1]
-    assert not np.allclose(actor[0], actor[1]) and not np.allclose(actor[1], actor[2])
-    cell = dataclasses.replace(hp, **{k: v[1] for k, v in SWEEPS[tiny.name].items()})
-    single = tiny.train(keys[0], cell)
-    np.testing.assert_allclose(swept.metrics["kl"][1, :2], single.metrics["kl"][:2], rtol=1e-3, atol=1e-7)
-    if tiny.name == "trpo":  # the line search holds every update inside its own radius
-        radii = np.asarray(SWEEPS["trpo"]["max_kl"])[:, None]
-        assert np.all(np.asarray(swept.metrics["kl"]) <= radii)
-    if tiny.name == "npg":  # the full natural step's KL is set by the radius: it grows with it
-        mean_kl = np.asarray(swept.metrics["kl"]).mean(axis=1)
+@pytest.mark.parametrize("name", ["npg", "trpo"])
+def test_each_max_kl_cell_of_a_sweep_keeps_its_own_radius(name):
+    """One vmapped program over three (max_kl, damping) cells (the contract's compiled sweep):
+    TRPO's line search holds every update inside its cell's radius; NPG's full natural step
+    fills the radius under the quadratic model, so its measured KL grows with it."""
+    tiny = contract_trainer(name)
+    keys = jnp.stack([seed_keys(0, [0])[0]] * 3)
+    kl = np.asarray(tiny.sweep(keys, hparam_grid(tiny.config.hparams, **SWEEP)).metrics["kl"])
+    if name == "trpo":
+        assert np.all(kl <= np.asarray(SWEEP["max_kl"])[:, None])
+    else:
+        mean_kl = kl.mean(axis=1)
         assert mean_kl[0] < mean_kl[1] < mean_kl[2]
 
 
 def test_trpo_accepts_only_improving_steps_within_the_radius():
-    tiny = _compiled("trpo")
+    tiny = contract_trainer("trpo")
     out = tiny.train(jax.random.PRNGKey(0), tiny.config.hparams)
     m = jax.tree.map(np.asarray, out.metrics)
     accepted = m["line_search_accepted"] == 1.0
@@ -123,7 +59,7 @@ def test_trpo_accepts_only_improving_steps_within_the_radius():
 
 
 def test_ppo_kl_multiplier_follows_projected_dual_ascent():
-    tiny = _compiled("ppo_kl")
+    tiny = contract_trainer("ppo_kl")
     hp = dataclasses.replace(tiny.config.hparams, max_kl=1e-4, init_kl_coef=0.5)  # a tight radius
     out = tiny.train(jax.random.PRNGKey(1), hp)
     m = jax.tree.map(np.asarray, out.metrics)

@@ -1,4 +1,5 @@
-"""PPO: determinism, vmap over seeds and hyper-parameters, chunked runs, strict config."""
+"""PPO: continuous actions, observation statistics, strict config (the trainer contract is
+tests/test_contract.py)."""
 
 import dataclasses
 
@@ -6,103 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import compiled_trainer, hparam_grid, leaves_equal
+from contract import TINY as CONTRACT_TINY
 
 from pgjax import config as cfg
 from pgjax.algos import ppo
-from pgjax.experiment import seed_keys
 
-TINY = ppo.PPOConfig(
-    env_id="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 6,
-    update_epochs=2, num_minibatches=2, hidden_sizes=(16, 16),
-)
-
-
-@pytest.fixture(scope="module")
-def compiled():
-    """The tiny config's trainer and its jitted train / vmapped sweep, shared by the tests below."""
-    return compiled_trainer("ppo", ppo, TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_trainer(compiled):
-    return compiled.trainer
-
-
-@pytest.fixture(scope="module")
-def tiny_train(compiled):
-    return compiled.train
-
-
-@pytest.fixture(scope="module")
-def tiny_sweep(compiled):
-    return compiled.sweep
-
-
-def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):
-    key = jax.random.PRNGKey(3)
-    a, b = tiny_train(key, TINY.hparams), tiny_train(key, TINY.hparams)
-    assert leaves_equal(a, b)
-    c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
-    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
-
-
-def test_metrics_have_one_row_per_update(tiny_train):
-    out = tiny_train(jax.random.PRNGKey(0), TINY.hparams)
-    for name in ["loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-                 "explained_variance", "episode_return", "episodes", "grad_norm", "env_steps"]:
-        assert out.metrics[name].shape == (TINY.num_updates,), name
-    np.testing.assert_array_equal(out.metrics["env_steps"], TINY.batch_size * np.arange(1, 7))
-    assert int(out.state.update) == TINY.num_updates
-
-
-def test_vmap_over_seeds_matches_separate_runs(tiny_train, tiny_sweep):
-    keys = seed_keys(0, [0, 1, 2])
-    batched = tiny_sweep(keys, hparam_grid(TINY.hparams, gamma=[TINY.hparams.gamma] * 3))
-    for i in range(3):
-        single = tiny_train(keys[i], TINY.hparams)
-        # vmap is not bit-identical (different XLA fusion); compare the first updates.
-        np.testing.assert_allclose(batched.metrics["loss"][i, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(batched.metrics["episode_return"][i, :2], single.metrics["episode_return"][:2], rtol=1e-5)
-
-
-def test_adding_seeds_does_not_change_existing_ones():
-    a = seed_keys(7, [0, 1])
-    b = seed_keys(7, [0, 1, 2, 3])
-    np.testing.assert_array_equal(a, b[:2])
-
-
-def test_hparams_sweep_is_a_vmap_without_recompiling(tiny_trainer, tiny_train, tiny_sweep):
-    traces = []
-
-    def train(key, hparams):
-        traces.append(1)  # runs only while tracing
-        return tiny_trainer.train(key, hparams)
-
-    keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
-    grid = hparam_grid(TINY.hparams, learning_rate=[1e-4, 1e-3, 1e-2], clip_eps=[0.1, 0.2, 0.3])
-    counted = jax.jit(jax.vmap(train))
-    out = counted(keys, grid)
-    counted(keys, hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 0.99]))
-    assert len(traces) == 1  # new values, same shapes: no retrace, no recompile
-    # The values take effect: different learning rates give different parameters ...
-    final = jax.tree.leaves(out.state.params)[0]
-    assert not np.allclose(final[0], final[1]) and not np.allclose(final[1], final[2])
-    # ... and each cell matches a run with that hyper-parameter alone.
-    cell = dataclasses.replace(TINY.hparams, learning_rate=1e-3, clip_eps=0.2)
-    single = tiny_train(keys[1], cell)
-    np.testing.assert_allclose(out.metrics["loss"][1, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
-
-
-def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
-    key, hp = jax.random.PRNGKey(11), TINY.hparams
-    whole = tiny_train(key, hp)
-    run = jax.jit(tiny_trainer.run, static_argnums=2)
-    state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 3)
-    state, m2 = run(state, hp, 3)
-    assert leaves_equal(whole.state, state)
-    for name in whole.metrics:
-        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
+TINY = CONTRACT_TINY["ppo"]  # the trainer contract (determinism, chunks, vmap, checkpoints): test_contract.py
 
 
 def test_continuous_actions_are_clipped_for_the_env_but_scored_unclipped():

@@ -1,7 +1,8 @@
 """REINFORCE: episodes, masking and Monte Carlo weights on a scripted environment against NumPy
 loops (the kernels themselves are tested in test_returns.py / test_losses.py), loss gradients
-as trained against the hand formula on a tabular policy, the trainer contract (determinism, chunks, vmap), config
-errors, and learning (a bandit probe and CartPole-v1)."""
+as trained against the hand formula on a tabular policy, step counts, the other estimators, config
+errors, and learning (a bandit probe and CartPole-v1). The trainer contract, for every algorithm:
+tests/test_contract.py."""
 
 import dataclasses
 from pathlib import Path
@@ -11,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref  # tests/ is on sys.path (conftest.py)
-from contract import compiled_trainer, hparam_grid, leaves_equal
+from contract import TINY as CONTRACT_TINY
+from contract import contract_trainer, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import reinforce
@@ -21,10 +23,7 @@ from pgjax.losses import episode_policy_loss
 from pgjax.returns import batch_baseline, episode_weights
 from pgjax.rollout import PolicyStep, collect_episodes, first_episode_metrics
 
-TINY = reinforce.ReinforceConfig(
-    env_id="CartPole-v1", num_envs=4, num_steps=16, max_episode_steps=16, total_timesteps=4 * 16 * 6,
-    hidden_sizes=(16, 16), value_iters=5,
-)
+TINY = CONTRACT_TINY["reinforce"]  # 4 episodes of 16 steps per update, 6 updates, CartPole-v1
 
 
 # --- episodes, masks and returns on the scripted probe -----------------------------------------
@@ -137,91 +136,18 @@ def test_loss_gradient_matches_the_hand_formula_on_a_tabular_policy(weighting, d
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-# --- the trainer contract ----------------------------------------------------------------------
+# --- training (the trainer contract, for every algorithm: tests/test_contract.py) -------------
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    """The tiny config's trainer and its jitted train / vmapped sweep, shared by the tests below."""
-    return compiled_trainer("reinforce", reinforce, TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_trainer(compiled):
-    return compiled.trainer
-
-
-@pytest.fixture(scope="module")
-def tiny_train(compiled):
-    return compiled.train
-
-
-@pytest.fixture(scope="module")
-def tiny_sweep(compiled):
-    return compiled.sweep
-
-
-def test_same_seed_is_bit_identical_and_seeds_differ(tiny_train):
-    key = jax.random.PRNGKey(3)
-    a, b = tiny_train(key, TINY.hparams), tiny_train(key, TINY.hparams)
-    assert leaves_equal(a, b)
-    c = tiny_train(jax.random.PRNGKey(4), TINY.hparams)
-    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
-
-
-def test_metrics_have_one_row_per_update_and_count_steps_both_ways(tiny_train):
-    out = tiny_train(jax.random.PRNGKey(0), TINY.hparams)
-    names = ["loss", "policy_loss", "entropy", "grad_norm", "value_loss", "value_loss_after", "episode_return",
-             "episode_length", "episodes", "truncated_fraction", "env_steps", "episode_steps"]
-    for name in names:
-        assert out.metrics[name].shape == (TINY.num_updates,), name
-        assert np.isfinite(out.metrics[name]).all(), name
+def test_metrics_count_steps_both_ways():
+    out = contract_trainer("reinforce").train(jax.random.PRNGKey(0), TINY.hparams)
     np.testing.assert_array_equal(out.metrics["env_steps"], TINY.batch_size * np.arange(1, 7))
     # Unmasked steps: N first episodes per update, each as long as its episode_length.
     per_update = np.diff(np.concatenate([[0], out.metrics["episode_steps"]]))
     np.testing.assert_allclose(per_update, TINY.num_envs * out.metrics["episode_length"], rtol=1e-6)
     assert (per_update <= TINY.batch_size).all()
     np.testing.assert_array_equal(out.metrics["episode_return"], out.metrics["episode_length"])  # CartPole: 1 per step
-    assert int(out.state.update) == TINY.num_updates
-
-
-def test_vmap_over_seeds_matches_separate_runs(tiny_train, tiny_sweep):
-    keys = seed_keys(0, [0, 1, 2])
-    batched = tiny_sweep(keys, hparam_grid(TINY.hparams, gamma=[TINY.hparams.gamma] * 3))
-    for i in range(3):
-        single = tiny_train(keys[i], TINY.hparams)
-        np.testing.assert_allclose(batched.metrics["loss"][i, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(batched.metrics["episode_return"][i, :2], single.metrics["episode_return"][:2])
-
-
-def test_hparams_sweep_is_a_vmap_without_recompiling(tiny_trainer, tiny_train):
-    traces = []
-
-    def train(key, hparams):
-        traces.append(1)  # runs only while tracing
-        return tiny_trainer.train(key, hparams)
-
-    keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
-    counted = jax.jit(jax.vmap(train))
-    out = counted(keys, hparam_grid(TINY.hparams, learning_rate=[1e-3, 1e-2, 1e-1], value_learning_rate=[1e-3, 3e-3, 1e-2]))
-    counted(keys, hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 1.0]))
-    assert len(traces) == 1
-    final = jax.tree.leaves(out.state.params["actor"])[0]
-    assert not np.allclose(final[0], final[1]) and not np.allclose(final[1], final[2])
-    cell = dataclasses.replace(TINY.hparams, learning_rate=1e-2, value_learning_rate=3e-3)
-    single = tiny_train(keys[1], cell)
-    np.testing.assert_allclose(out.metrics["loss"][1, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
-
-
-def test_chunked_run_equals_one_long_run(tiny_trainer, tiny_train):
-    key, hp = jax.random.PRNGKey(11), TINY.hparams
-    whole = tiny_train(key, hp)
-    run = jax.jit(tiny_trainer.run, static_argnums=2)
-    state, m1 = run(jax.jit(tiny_trainer.init)(key, hp), hp, 3)
-    state, m2 = run(state, hp, 3)
-    assert leaves_equal(whole.state, state)
-    for name in whole.metrics:
-        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
+    assert np.isfinite(out.metrics["episode_return"]).all()  # every update finishes its N episodes
 
 
 @pytest.mark.parametrize("weighting, discount_weighting, baseline, normalize_obs", [

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import hparam_grid, leaves_equal, train_and_evaluate
+from contract import contract_trainer, train_and_evaluate
 from scipy import special, stats
 
 from pgjax import config as cfg
@@ -281,12 +281,8 @@ def test_discrete_temperature_loss_with_exact_entropy():
     assert float(loss) > 0
 
 
-# --- the algorithm: targets through the networks, the contract, learning ---------------------
-
-TINY = sac.SACConfig(
-    env_id="Pendulum-v1", num_envs=2, total_timesteps=2 * (4 + 12), learning_starts=8,
-    buffer_size=64, batch_size=8, hidden_sizes=(16, 16),
-)
+# --- the algorithm: targets through the networks, the temperature, learning ------------------
+# (the trainer contract, for continuous and discrete SAC: tests/test_contract.py)
 
 
 def hand_built_batch(env_id: str, key) -> Batch:
@@ -351,64 +347,15 @@ def test_critic_targets_through_the_networks_vs_numpy(env_id, value_network):
     np.testing.assert_array_equal(changed, ~np.asarray(batch.terminated))
 
 
-@pytest.fixture(scope="module")
-def tiny_trainer():
-    return sac.make_trainer(TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_cells(tiny_trainer):
-    """Three cells run as one vmapped program: (seed 5, lr), (seed 6, lr), (seed 5, lr 1e-2),
-    with the compiled vmapped `init` / `run` and a trace counter (shared by the tests below)."""
-    traces = []
-
-    def run(state, hparams, num_updates):
-        traces.append(num_updates)  # runs only while tracing
-        return tiny_trainer.run(state, hparams, num_updates)
-
-    vinit = jax.jit(jax.vmap(tiny_trainer.init))
-    vrun = jax.jit(jax.vmap(run, in_axes=(0, 0, None)), static_argnums=2)
-    keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6), jax.random.PRNGKey(5)])
-    lr = TINY.hparams.critic_learning_rate
-    grid = hparam_grid(TINY.hparams, critic_learning_rate=[lr, lr, 1e-2])
-    state = vinit(keys, grid)
-    return vinit, vrun, traces, keys, grid, state, vrun(state, grid, TINY.num_updates)
-
-
-def test_chunked_run_equals_one_run_bit_for_bit(tiny_cells):
-    _, vrun, _, _, grid, state, (whole_state, whole_metrics) = tiny_cells
-    half = TINY.num_updates // 2
-    mid, first = vrun(state, grid, half)
-    end, second = vrun(mid, grid, half)
-    assert leaves_equal(end, whole_state)
-    joined = {k: np.concatenate([first[k], second[k]], axis=1) for k in first}
-    assert leaves_equal(joined, whole_metrics)
-
-
-def test_metrics_per_update_and_state(tiny_cells):
-    *_, (state, metrics) = tiny_cells
-    for name in ["critic_loss", "actor_loss", "q_mean", "target_mean", "alpha", "alpha_loss", "entropy",
-                 "episode_return", "buffer_size", "env_steps"]:
-        assert metrics[name].shape == (3, TINY.num_updates), name
-    for name in ["critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]:
-        assert np.all(np.isfinite(metrics[name])), name
-    np.testing.assert_array_equal(metrics["env_steps"][0], 2 * (4 + np.arange(1, TINY.num_updates + 1)))
-    # alpha was tuned (it moved from init_alpha) and lives in the state.
-    assert np.all(np.abs(np.exp(np.asarray(state.learner.log_alpha)) - TINY.hparams.init_alpha) > 1e-4)
-    assert set(state.params) == {"actor", "critic"}
-
-
-def test_vmap_over_seeds_and_hparams_without_recompiling(tiny_cells):
-    vinit, vrun, traces, keys, _, _, (_, metrics) = tiny_cells
-    loss = metrics["critic_loss"]
-    assert not np.allclose(loss[1], loss[0])  # another seed
-    assert np.allclose(loss[2, 0], loss[0, 0])  # the same seed: same first batch and targets
-    assert not np.allclose(loss[2, 1:], loss[0, 1:])  # then another critic learning rate
-    traced = len(traces)
-    grid2 = hparam_grid(TINY.hparams, gamma=[0.9, 0.95, 0.99])
-    _, metrics2 = vrun(vinit(keys, grid2), grid2, TINY.num_updates)
-    assert len(traces) == traced  # a new grid of traced values: no new trace
-    assert not np.allclose(metrics2["critic_loss"][0, 1:], loss[0, 1:])  # and gamma took effect
+@pytest.mark.parametrize("name", ["sac", "sac_discrete"])
+def test_alpha_is_tuned_and_lives_in_the_state(name):
+    tiny = contract_trainer(name)  # 2 envs, 4 warm-up steps of both, 12 iterations
+    config = tiny.config
+    out = tiny.train(jax.random.PRNGKey(5), config.hparams)
+    np.testing.assert_array_equal(out.metrics["env_steps"], 2 * (4 + np.arange(1, config.num_updates + 1)))
+    alpha = np.exp(np.asarray(out.state.learner.log_alpha))
+    assert abs(alpha - config.hparams.init_alpha) > 1e-4  # it moved from init_alpha
+    assert set(out.state.params) == {"actor", "critic"}
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])

@@ -1,5 +1,6 @@
-"""VPG and A2C: determinism, chunked runs, vmap sweeps, VPG's step counts, A2C's n-step
-advantages against the NumPy oracle, a probe environment and learning tests.
+"""VPG and A2C: VPG's step counts, A2C's n-step advantages against the NumPy oracle,
+continuous actions, config errors, a probe environment and learning tests (the trainer
+contract, for every algorithm: tests/test_contract.py).
 
 Learning protocol (as tests/test_learning.py): seeds 0-3 via `seed_keys(0, ...)`, trained as
 one vmapped program with the shipped config; the statistic is the median over seeds of each
@@ -16,92 +17,12 @@ import numpy as np
 import optax
 import pytest
 import reference
-from contract import compiled_trainer, hparam_grid, leaves_equal, train_and_evaluate
+from contract import TINY, contract_trainer, train_and_evaluate
 
 from pgjax import config as cfg
 from pgjax.algos import a2c, vpg
-from pgjax.experiment import seed_keys
 
-TINY = {
-    "vpg": vpg.VPGConfig(
-        env_id="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 6,
-        value_iters=3, clip_grad_norm=True, hidden_sizes=(16, 16),
-    ),
-    "a2c": a2c.A2CConfig(
-        env_id="CartPole-v1", num_envs=4, num_steps=5, total_timesteps=4 * 5 * 6,
-        anneal_lr=True, hidden_sizes=(16, 16),
-    ),
-}
-MODULES = {"vpg": vpg, "a2c": a2c}
-
-
-@functools.cache
-def _compiled(name):
-    """The tiny config's compiled trainer, cached so the tests below share the compilations."""
-    return compiled_trainer(name, MODULES[name], TINY[name])
-
-
-@pytest.fixture(scope="module", params=["vpg", "a2c"])
-def tiny(request):
-    return _compiled(request.param)
-
-
-def test_same_seed_is_bit_identical_and_seeds_differ(tiny):
-    key, hp = jax.random.PRNGKey(3), tiny.config.hparams
-    a, b = tiny.train(key, hp), tiny.train(key, hp)
-    assert leaves_equal(a, b)
-    c = tiny.train(jax.random.PRNGKey(4), hp)
-    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
-
-
-COMMON_METRICS = ["loss", "policy_loss", "value_loss", "entropy", "explained_variance", "grad_norm",
-                  "episode_return", "episode_length", "episodes", "env_steps"]
-OWN_METRICS = {"vpg": ["value_loss_after", "approx_kl"], "a2c": ["actor_grad_norm", "critic_grad_norm"]}
-
-
-def test_metrics_have_one_row_per_update(tiny):
-    config = tiny.config
-    out = tiny.train(jax.random.PRNGKey(0), config.hparams)
-    for name in COMMON_METRICS + OWN_METRICS[tiny.name]:
-        assert out.metrics[name].shape == (config.num_updates,), name
-    assert all(np.ndim(v) == 1 for v in out.metrics.values())  # flat scalars per update
-    np.testing.assert_array_equal(out.metrics["env_steps"], config.batch_size * np.arange(1, 7))
-    assert int(out.state.update) == config.num_updates
-    assert np.isfinite(out.metrics["loss"]).all()
-
-
-def test_chunked_run_equals_one_long_run(tiny):
-    key, hp = jax.random.PRNGKey(11), tiny.config.hparams
-    whole = tiny.train(key, hp)
-    state, m1 = tiny.run(tiny.init(key, hp), hp, 3)
-    state, m2 = tiny.run(state, hp, 3)
-    assert leaves_equal(whole.state, state)
-    for name in whole.metrics:
-        np.testing.assert_array_equal(whole.metrics[name], np.concatenate([m1[name], m2[name]]))
-
-
-def test_vmap_over_seeds_matches_separate_runs(tiny):
-    hp = tiny.config.hparams
-    keys = seed_keys(0, [0, 1, 2])
-    batched = tiny.sweep(keys, hparam_grid(hp, gamma=[hp.gamma] * 3))
-    for i in range(3):
-        single = tiny.train(keys[i], hp)
-        # vmap is not bit-identical (different XLA fusion); compare the first updates.
-        np.testing.assert_allclose(batched.metrics["loss"][i, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
-
-
-def test_hparams_sweep_is_a_vmap_without_recompiling(tiny):
-    hp = tiny.config.hparams
-    keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
-    out = tiny.sweep(keys, hparam_grid(hp, learning_rate=[1e-4, 1e-3, 1e-2], max_grad_norm=[0.1, 0.5, 1.0]))
-    tiny.sweep(keys, hparam_grid(hp, gamma=[0.9, 0.95, 0.99], ent_coef=[0.0, 0.01, 0.1]))
-    assert len(tiny.traces) == 1  # new values, same shapes: no retrace, no recompile
-    # The values take effect: different learning rates give different actors ...
-    final = jax.tree.leaves(out.state.params["actor"])[0]
-    assert not np.allclose(final[0], final[1]) and not np.allclose(final[1], final[2])
-    # ... and each cell matches a run with that hyper-parameter alone.
-    single = tiny.train(keys[1], dataclasses.replace(hp, learning_rate=1e-3, max_grad_norm=0.5))
-    np.testing.assert_allclose(out.metrics["loss"][1, :3], single.metrics["loss"][:3], rtol=1e-4, atol=1e-5)
+MODULES = {"vpg": vpg, "a2c": a2c}  # their small configs and the trainer contract: contract.py, test_contract.py
 
 
 # --- VPG: one policy step and value_iters value steps per update ------------------------------
@@ -113,7 +34,7 @@ def _adam_counts(opt_state):
 
 
 def test_vpg_takes_one_policy_step_and_value_iters_value_steps_per_update():
-    tiny = _compiled("vpg")
+    tiny = contract_trainer("vpg")
     config = tiny.config
     out = tiny.train(jax.random.PRNGKey(0), config.hparams)
     assert _adam_counts(out.state.actor_opt_state) == [config.num_updates]

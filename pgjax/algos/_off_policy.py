@@ -22,7 +22,8 @@ Plug-in interface
 -----------------
 An algorithm writes a `Learner`: six functions with its static pieces (config, networks,
 action bounds) bound by `functools.partial`, and calls
-`make_off_policy_trainer(config, env, learner, networks)`:
+`make_off_policy_trainer(config, env, learner, networks)` (`networks`, its flax modules,
+become `Trainer.networks`; the learner and the replay buffer are bound into init and run):
 
     init(key, hparams) -> learner_state
         A pytree (e.g. a NamedTuple) with a `params` field: the dict of online network
@@ -58,7 +59,7 @@ warm-up steps).
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +84,7 @@ from pgjax.envs import (
     update_episode_stats,
     update_running_stats,
 )
-from pgjax.replay import Batch, example_item, make_replay
+from pgjax.replay import Batch, Replay, example_item, make_replay
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
@@ -175,15 +176,47 @@ def check_action_space(env_id: str, required: str, who: str) -> None:
 # --- the learner interface and the state ---------------------------------------------------
 
 
+class LearnerInit(Protocol):
+    def __call__(self, key: PRNGKey, hparams: Any) -> Any:
+        """The learner state: online `params` (a dict), targets, optimiser states, counters."""
+
+
+class ExploreInit(Protocol):
+    def __call__(self, num_envs: int) -> Any:
+        """Per-environment exploration state (e.g. OU noise), or any fixed pytree."""
+
+
+class Explore(Protocol):
+    def __call__(
+        self, learner_state: Any, explore_state: Any, hparams: Any, key: PRNGKey, obs: Array
+    ) -> tuple[Array, Any, dict[str, Array]]:
+        """`(environment actions [B, ...], explore_state, metrics)` for the observations the networks see."""
+
+
+class ExploreReset(Protocol):
+    def __call__(self, explore_state: Any, done: Array) -> Any:
+        """Reset what must not cross an episode boundary where `done [B]`."""
+
+
+class LearnerUpdate(Protocol):
+    def __call__(self, learner_state: Any, hparams: Any, key: PRNGKey, batch: Batch) -> tuple[Any, dict[str, Array]]:
+        """One gradient update on a prepared replay batch: the new learner state and scalar metrics."""
+
+
+class LearnerAct(Protocol):
+    def __call__(self, params: Any, key: PRNGKey, obs: Array, deterministic: bool) -> Array:
+        """Environment actions for evaluation and the CLI."""
+
+
 class Learner(NamedTuple):
     """An algorithm's side of the loop (see the module docstring for each signature)."""
 
-    init: Any
-    explore_init: Any
-    explore: Any
-    explore_reset: Any
-    update: Any
-    act: Any
+    init: LearnerInit
+    explore_init: ExploreInit
+    explore: Explore
+    explore_reset: ExploreReset
+    update: LearnerUpdate
+    act: LearnerAct
 
 
 class OffPolicyState(NamedTuple):
@@ -203,11 +236,10 @@ class OffPolicyState(NamedTuple):
 
 
 class Parts(NamedTuple):
-    """Static pieces bound into the trainer (`Trainer.networks`)."""
+    """The static pieces the loop's `init` and `iteration` take (bound into `Trainer.init`/`run`)."""
 
     learner: Learner
-    replay: Any  # pgjax.replay.Replay
-    networks: Any  # the algorithm's flax modules
+    replay: Replay
 
 
 # --- pieces of one iteration ----------------------------------------------------------------
@@ -319,7 +351,6 @@ def _act(config, learner: Learner, params, obs_stats, key, obs, deterministic=Fa
 
 def make_off_policy_trainer(config: OffPolicyConfig, env: VecEnv, learner: Learner, networks: Any) -> Trainer:
     """`Trainer(init, run, train, act)` for an off-policy `learner` on `env` (see module doc)."""
-    replay = make_replay(config.buffer_size, config.batch_size, config.num_envs)
-    parts = Parts(learner, replay, networks)
-    trainer = assemble_trainer(config, env, parts, _init, _iteration)
-    return trainer._replace(act=functools.partial(_act, config, learner))
+    parts = Parts(learner, make_replay(config.buffer_size, config.batch_size, config.num_envs))
+    act = functools.partial(_act, config, learner)
+    return assemble_trainer(config, env, networks, _init, _iteration, act, pieces=parts)

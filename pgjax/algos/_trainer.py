@@ -12,8 +12,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import act, make_actor_critic
-from pgjax.envs import make_vec_env
 from pgjax.types import Trainer, TrainOutput
 
 
@@ -52,9 +50,14 @@ def train(init, update, config, env, networks, key, hparams=None) -> TrainOutput
     return TrainOutput(state, metrics)
 
 
-def assemble_trainer(config, env, networks, init, update) -> Trainer:
-    """Bind the static pieces into `Trainer(init, run, train, act)`."""
-    bound = (config, env, networks)
+def assemble_trainer(config, env, networks, init, update, act_fn, pieces=None) -> Trainer:
+    """Bind the static pieces into `Trainer(init, run, train, act)`.
+
+    `init` and `update` take `(config, env, pieces)` first; `pieces` defaults to `networks`
+    (the off-policy loop passes its learner and replay buffer instead). `Trainer.networks`
+    is always the flax modules.
+    """
+    bound = (config, env, networks if pieces is None else pieces)
     return Trainer(
         config=config,
         env=env,
@@ -62,15 +65,5 @@ def assemble_trainer(config, env, networks, init, update) -> Trainer:
         init=functools.partial(init, *bound),
         run=functools.partial(run_updates, update, *bound),
         train=functools.partial(train, init, update, *bound),
-        act=functools.partial(act, *bound),
+        act=act_fn,
     )
-
-
-def actor_critic_trainer(config, init, update, **env_options) -> Trainer:
-    """The on-policy algorithms' `make_trainer`: validate `config` (before anything
-    compiles), build its batched environment (`make_vec_env(..., **env_options)`) and
-    actor-critic networks, and assemble the `Trainer`."""
-    config.validate()
-    env = make_vec_env(config.env_id, config.num_envs, **env_options)
-    networks = make_actor_critic(config, env)
-    return assemble_trainer(config, env, networks, init, update)

@@ -22,12 +22,11 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step, update_obs_stats
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import rollout_values, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -38,9 +37,8 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats
-from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.losses import entropy_bonus, normalize_advantages, policy_gradient_loss, value_loss
+from pgjax.rollout import EnvCarry
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
 RMSPROP_DECAY = 0.99  # stable-baselines3's A2C defaults (alpha, eps of torch RMSprop)
@@ -124,8 +122,7 @@ class Batch(NamedTuple):
 
 def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Batch]:
     """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
-    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
+    env_carry, traj = collect_rollout(config, env, networks, state, key)
     obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
     advantages = estimate_advantages(config, hparams, traj, values, next_values)
     return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values)
@@ -156,24 +153,17 @@ def _update(config, env, networks, hparams, state: A2CState, _):
     update = state.update + 1
     metrics = {
         **losses,
-        **finished_episode_metrics(traj),
         "grad_norm": optax.tree.norm(grads),
         "actor_grad_norm": optax.tree.norm(grads["actor"]),
         "critic_grad_norm": optax.tree.norm(grads["critic"]),
-        "explained_variance": explained_variance(batch.value, batch.target),
-        "env_steps": update * config.batch_size,
+        **rollout_metrics(config, update, traj, batch),
     }
     return A2CState(params, opt_state, env_carry, obs_stats, key, update), metrics
 
 
 def _init(config, env, networks, key, hparams) -> A2CState:
-    key, params_key, env_key = jax.random.split(key, 3)
-    params = init_actor_critic(networks, env, params_key)
-    opt_state = make_optimizer(config, hparams).init(params)
-    return A2CState(
-        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
-        key, jnp.zeros((), jnp.int32),
-    )
+    start = initial_fields(env, networks, key)
+    return A2CState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
 
 
 def make_trainer(config: A2CConfig) -> Trainer:

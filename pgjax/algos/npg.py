@@ -23,14 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import (
-    fit_value_function,
-    gae_batch,
-    init_actor_critic,
-    sample_step,
-    update_obs_stats,
-)
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import fit_value_function, gae_batch, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -40,9 +34,8 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats
-from pgjax.losses import entropy_bonus, explained_variance, importance_surrogate, normalize_advantages
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.losses import entropy_bonus, importance_surrogate, normalize_advantages
+from pgjax.rollout import EnvCarry
 from pgjax.trust_region import (
     conjugate_gradient,
     fisher_vector_product,
@@ -152,8 +145,7 @@ def fixed_step(config, hparams, problem: PolicyProblem, step) -> tuple[Any, dict
 def update(step_rule, config, env, networks, hparams, state: NPGState, _):
     """One iteration: rollout, GAE, natural direction, `step_rule`, `value_iters` value steps."""
     key, rollout_key, fvp_key = jax.random.split(state.key, 3)
-    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
     batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     step, problem, step_metrics = natural_gradient_step(
@@ -172,27 +164,17 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
         **step_metrics,
         **rule_metrics,
         **value_metrics,
-        **finished_episode_metrics(traj),
         **entropy_metrics,
         "loss": -(problem.surrogate(actor_params)),  # the policy objective after the step
-        "explained_variance": explained_variance(batch.value, batch.target),
-        "env_steps": update * config.batch_size,
+        **rollout_metrics(config, update, traj, batch),
     }
     params = {"actor": actor_params, "critic": critic_params}
     return NPGState(params, critic_opt_state, env_carry, obs_stats, key, update), metrics
 
 
 def init(config, env, networks, key, hparams) -> NPGState:
-    key, params_key, env_key = jax.random.split(key, 3)
-    params = init_actor_critic(networks, env, params_key)
-    return NPGState(
-        params,
-        critic_optimizer(hparams).init(params["critic"]),
-        reset_env_carry(env, env_key),
-        init_running_stats(env.obs_shape),
-        key,
-        jnp.zeros((), jnp.int32),
-    )
+    start = initial_fields(env, networks, key)
+    return NPGState(critic_opt_state=critic_optimizer(hparams).init(start["params"]["critic"]), **start)
 
 
 def build_trainer(config, step_rule) -> Trainer:

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import shuffle
-from pgjax.actor_critic import GAEBatch, gae_batch, init_actor_critic, sample_step, update_obs_stats
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import GAEBatch, gae_batch, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -28,9 +28,8 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats
-from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.losses import entropy_bonus, normalize_advantages, ppo_clip_loss, value_loss
+from pgjax.rollout import EnvCarry
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
@@ -135,9 +134,7 @@ def sgd_epoch(config, optimizer, loss_fn, batch, carry, key):
 def _update(config, env, networks, hparams, state: PPOState, _):
     """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
-
+    env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
     batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     optimizer = make_optimizer(config, hparams)
@@ -149,23 +146,13 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
-    metrics = {
-        **jax.tree.map(jnp.mean, losses),
-        **finished_episode_metrics(traj),
-        "explained_variance": explained_variance(batch.value, batch.target),
-        "env_steps": update * config.batch_size,
-    }
+    metrics = {**jax.tree.map(jnp.mean, losses), **rollout_metrics(config, update, traj, batch)}
     return PPOState(params, opt_state, env_carry, obs_stats, key, update), metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPOState:
-    key, params_key, env_key = jax.random.split(key, 3)
-    params = init_actor_critic(networks, env, params_key)
-    opt_state = make_optimizer(config, hparams).init(params)
-    return PPOState(
-        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
-        key, jnp.zeros((), jnp.int32),
-    )
+    start = initial_fields(env, networks, key)
+    return PPOState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
 
 
 def make_trainer(config: PPOConfig) -> Trainer:

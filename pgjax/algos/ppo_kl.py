@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import gae_batch, init_actor_critic, sample_step, update_obs_stats
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import gae_batch, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
 from pgjax.config import (
     config_dataclass,
@@ -33,15 +33,13 @@ from pgjax.config import (
     non_negative,
     positive,
 )
-from pgjax.envs import init_running_stats
 from pgjax.losses import (
     entropy_bonus,
-    explained_variance,
     kl_penalty_loss,
     normalize_advantages,
     value_loss,
 )
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.rollout import EnvCarry
 from pgjax.trust_region import dual_update, mean_kl
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
@@ -109,8 +107,7 @@ def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
 def _update(config, env, networks, hparams, state: PPOKLState, _):
     """One iteration: rollout, GAE, primal epochs at fixed lambda, then one dual step on lambda."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
     base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
     batch = Batch(**base._asdict(), old_dist=old_dist)
@@ -128,23 +125,20 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     update = state.update + 1
     metrics = {
         **jax.tree.map(jnp.mean, losses),
-        **finished_episode_metrics(traj),
         "kl": kl,  # mean KL(old || new) over the rollout after the primal steps
         "kl_coef": state.kl_coef,  # the multiplier these primal steps used
         "kl_coef_next": kl_coef,  # after the dual step
-        "explained_variance": explained_variance(batch.value, batch.target),
-        "env_steps": update * config.batch_size,
+        **rollout_metrics(config, update, traj, batch),
     }
     return PPOKLState(params, opt_state, env_carry, obs_stats, key, update, kl_coef), metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPOKLState:
-    key, params_key, env_key = jax.random.split(key, 3)
-    params = init_actor_critic(networks, env, params_key)
+    start = initial_fields(env, networks, key)
     return PPOKLState(
-        params, make_optimizer(config, hparams).init(params), reset_env_carry(env, env_key),
-        init_running_stats(env.obs_shape), key, jnp.zeros((), jnp.int32),
-        jnp.asarray(hparams.init_kl_coef, jnp.float32),
+        opt_state=make_optimizer(config, hparams).init(start["params"]),
+        kl_coef=jnp.asarray(hparams.init_kl_coef, jnp.float32),
+        **start,
     )
 
 

@@ -50,8 +50,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import fit_value_function, init_actor_critic, observe, sample_step, update_obs_stats
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import fit_value_function, observe, sample_step, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -63,7 +63,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats, make_vec_env
+from pgjax.envs import make_vec_env
 from pgjax.losses import episode_policy_loss
 from pgjax.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
 from pgjax.rollout import collect_episodes, first_episode_metrics
@@ -218,16 +218,12 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
 
 
 def _init(config, env, networks, key, hparams) -> ReinforceState:
-    key, params_key = jax.random.split(key)
-    params = init_actor_critic(networks, env, params_key)
+    start = initial_fields(env, networks, key, reset_env=False)  # every update resets the environments
     return ReinforceState(
-        params,
-        make_policy_optimizer(hparams).init(params["actor"]),
-        make_value_optimizer(hparams).init(params["critic"]),
-        init_running_stats(env.obs_shape),
-        key,
-        jnp.zeros((), jnp.int32),
-        jnp.zeros((), jnp.int32),
+        policy_opt_state=make_policy_optimizer(hparams).init(start["params"]["actor"]),
+        value_opt_state=make_value_optimizer(hparams).init(start["params"]["critic"]),
+        episode_steps=jnp.zeros((), jnp.int32),
+        **start,
     )
 
 

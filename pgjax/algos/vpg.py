@@ -17,18 +17,10 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import (
-    GAEBatch,
-    fit_value_function,
-    gae_batch,
-    init_actor_critic,
-    sample_step,
-    update_obs_stats,
-)
-from pgjax.algos._trainer import actor_critic_trainer
+from pgjax.actor_critic import GAEBatch, fit_value_function, gae_batch, update_obs_stats
+from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -38,9 +30,8 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.envs import init_running_stats
-from pgjax.losses import approx_kl, entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.losses import approx_kl, entropy_bonus, normalize_advantages, policy_gradient_loss
+from pgjax.rollout import EnvCarry
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 
@@ -113,8 +104,7 @@ def _policy_step(config, networks, hparams, actor_params, opt_state, batch: GAEB
 def _update(config, env, networks, hparams, state: VPGState, _):
     """One VPG iteration: rollout, GAE, one policy step, `value_iters` value steps."""
     key, rollout_key = jax.random.split(state.key)
-    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
+    env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
     batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     actor_params, actor_opt_state, policy_metrics = _policy_step(
@@ -127,28 +117,17 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     obs_stats = update_obs_stats(config, state.obs_stats, traj)
 
     update = state.update + 1
-    metrics = {
-        **policy_metrics,
-        **value_metrics,
-        **finished_episode_metrics(traj),
-        "explained_variance": explained_variance(batch.value, batch.target),
-        "env_steps": update * config.batch_size,
-    }
+    metrics = {**policy_metrics, **value_metrics, **rollout_metrics(config, update, traj, batch)}
     params = {"actor": actor_params, "critic": critic_params}
     return VPGState(params, actor_opt_state, critic_opt_state, env_carry, obs_stats, key, update), metrics
 
 
 def _init(config, env, networks, key, hparams) -> VPGState:
-    key, params_key, env_key = jax.random.split(key, 3)
-    params = init_actor_critic(networks, env, params_key)
+    start = initial_fields(env, networks, key)
     return VPGState(
-        params,
-        make_actor_optimizer(config, hparams).init(params["actor"]),
-        make_critic_optimizer(hparams).init(params["critic"]),
-        reset_env_carry(env, env_key),
-        init_running_stats(env.obs_shape),
-        key,
-        jnp.zeros((), jnp.int32),
+        actor_opt_state=make_actor_optimizer(config, hparams).init(start["params"]["actor"]),
+        critic_opt_state=make_critic_optimizer(hparams).init(start["params"]["critic"]),
+        **start,
     )
 
 

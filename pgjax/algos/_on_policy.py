@@ -1,0 +1,74 @@
+"""The skeleton every on-policy algorithm shares (REINFORCE, VPG, A2C, NPG, TRPO, PPO, PPO-KL).
+
+One update of an on-policy algorithm is: roll out the current policy (`collect_rollout`),
+estimate advantages, change the parameters (the algorithm's own part), fold the rollout into
+the observation statistics (`actor_critic.update_obs_stats`), and report the algorithm's
+metrics with the ones every rollout gives (`rollout_metrics`). Its state starts from
+`initial_fields`. Each algorithm file calls these by name, so its `_update` still reads as
+the paper's pseudocode; `actor_critic_trainer` turns its `init`/`update` into the `Trainer`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, sample_step
+from pgjax.algos._trainer import assemble_trainer
+from pgjax.envs import init_running_stats, make_vec_env
+from pgjax.losses import explained_variance
+from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
+from pgjax.types import Array, PRNGKey, Trainer, Transition
+
+
+def initial_fields(env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:
+    """The state fields every on-policy algorithm starts with, by name: `params` (actor and
+    critic), `env` (a reset `EnvCarry`; left out with `reset_env=False`, for algorithms that
+    reset every update), `obs_stats` (empty), `key` and the update counter `update` (0).
+
+    `key` is split into `(key, params_key, env_key)`, or `(key, params_key)` without the env.
+    """
+    if not reset_env:
+        key, params_key = jax.random.split(key)
+        fields = {}
+    else:
+        key, params_key, env_key = jax.random.split(key, 3)
+        fields = {"env": reset_env_carry(env, env_key)}
+    return {
+        "params": init_actor_critic(networks, env, params_key),
+        **fields,
+        "obs_stats": init_running_stats(env.obs_shape),
+        "key": key,
+        "update": jnp.zeros((), jnp.int32),
+    }
+
+
+def collect_rollout(config, env, networks, state, key: PRNGKey) -> tuple[EnvCarry, Transition]:
+    """`config.num_steps` steps of the current policy (`state.params`, sampled actions) in every
+    environment, continuing from `state.env`: the next env carry and the rollout `[T, B]`."""
+    policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
+    return rollout(env, policy, state.env, key, config.num_steps)
+
+
+def rollout_metrics(config, update: Array, traj: Transition, batch) -> dict[str, Array]:
+    """What every rollout-and-critic update reports besides its losses: the finished episodes'
+    return, length and count, the explained variance of the critic's values `batch.value` for
+    the regression targets `batch.target`, and `env_steps` after `update` updates."""
+    return {
+        **finished_episode_metrics(traj),
+        "explained_variance": explained_variance(batch.value, batch.target),
+        "env_steps": update * config.batch_size,
+    }
+
+
+def actor_critic_trainer(config, init, update, **env_options) -> Trainer:
+    """The on-policy algorithms' `make_trainer`: validate `config` (before anything
+    compiles), build its batched environment (`make_vec_env(..., **env_options)`) and
+    actor-critic networks, and assemble the `Trainer`."""
+    config.validate()
+    env = make_vec_env(config.env_id, config.num_envs, **env_options)
+    networks = make_actor_critic(config, env)
+    return assemble_trainer(config, env, networks, init, update, functools.partial(act, config, env, networks))
