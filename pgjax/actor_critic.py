@@ -16,7 +16,7 @@ import optax
 
 from pgjax import returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic
+from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic, torso_spec
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
 from pgjax.unrolled_rng import unrolled_key
@@ -28,15 +28,16 @@ class ActorCritic(NamedTuple):
 
 
 def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
-    """A categorical or Gaussian actor (by the action space) and a value critic."""
-    spec = env.action_spec
+    """A categorical or Gaussian actor (by the action space) and a value critic, both on the
+    torso `torso_spec` picks for the observations."""
+    spec, torso = env.action_spec, torso_spec(config, env.obs_shape)
     if spec.discrete:
-        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation)
+        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation, torso=torso)
     else:
         actor = GaussianActor(
-            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std
+            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std, torso=torso
         )
-    return ActorCritic(actor, ValueCritic(config.hidden_sizes, config.activation))
+    return ActorCritic(actor, ValueCritic(config.hidden_sizes, config.activation, torso=torso))
 
 
 def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:

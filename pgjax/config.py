@@ -267,6 +267,33 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     return lines
 
 
+# --- the environment and the network torso, checked for every algorithm ---------------------
+
+TORSOS = ("auto", "mlp", "cnn")  # see pgjax.networks.resolve_torso; a recurrent core is a later kind
+TORSO_DOC = "network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for [H, W, C] observations, else mlp)"
+CNN_DOCS = {
+    "cnn_channels": "output channels of each conv layer (torso 'cnn')",
+    "cnn_kernel_sizes": "square kernel size of each conv layer, VALID padding (torso 'cnn')",
+    "cnn_strides": "stride of each conv layer (torso 'cnn')",
+}
+
+
+def check_environment(config: Any) -> None:
+    """Raise a ConfigError unless `config.env_id` exists, pgjax supports its observation and
+    action spaces (without downloading anything) and the config's torso fits its observations."""
+    from pgjax.envs import check_env_id, check_spaces
+    from pgjax.networks import check_torso
+
+    try:
+        check_env_id(config.env_id)
+        obs_shape = check_spaces(config.env_id)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    problem = check_torso(config, obs_shape)
+    if problem is not None:
+        raise ConfigError(f"{problem} (env_id={config.env_id!r} has observations of shape {obs_shape}).")
+
+
 # --- settings every on-policy algorithm shares ---------------------------------------------
 
 
@@ -280,6 +307,10 @@ class OnPolicyConfig:
     total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
     hidden_sizes: tuple[int, ...] = field((64, 64), "hidden layer sizes of actor and critic")
     activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
+    torso: str = field("auto", TORSO_DOC, one_of(*TORSOS))
+    cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
+    cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
+    cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
 
@@ -305,3 +336,4 @@ class OnPolicyConfig:
             )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+        check_environment(self)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import os
 from typing import Any
 
 import jax
@@ -65,9 +67,12 @@ class VecEnv:
     def obs_shape(self) -> tuple[int, ...]:
         return tuple(self.env.observation_space(self.params).shape)
 
-    @property
+    @functools.cached_property
     def action_spec(self) -> ActionSpec:
-        return action_spec(self.env.action_space(self.params))
+        # Eager even when first asked inside `jit`: some gymnax spaces (Reacher, Swimmer,
+        # PointRobot) build their bounds with jnp, which would be tracers there.
+        with jax.ensure_compile_time_eval():
+            return action_spec(self.env.action_space(self.params))
 
     @property
     def max_episode_steps(self) -> int:
@@ -97,6 +102,7 @@ class VecEnv:
 
 
 def action_spec(space: Any) -> ActionSpec:
+    """What a policy must produce for a gymnax Discrete or Box action space (eager arrays only)."""
     import numpy as np
 
     spaces = _gymnax().environments.spaces
@@ -107,7 +113,57 @@ def action_spec(space: Any) -> ActionSpec:
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
         return ActionSpec(False, int(np.prod(shape)), shape, low, high)
-    raise ValueError(f"action space {space!r} is not supported: use Discrete or Box")
+    raise ValueError(f"action space {space!r} is not supported: {SUPPORTED_SPACES['action']}")
+
+
+# --- what pgjax can train on -----------------------------------------------------------------
+
+SUPPORTED_SPACES = {
+    "observation": "a Box of any shape (flattened for the MLP, [H, W] or [H, W, C] for the CNN) or a Discrete index",
+    "action": "Discrete (categorical policy) or Box (Gaussian or deterministic policy)",
+}
+
+# Environments whose constructor downloads data: gymnax fetches MNIST into /tmp/mnist when
+# MNISTBandit-bsuite is made. pgjax never starts a download; it runs once the files are there.
+_DOWNLOADS = {
+    "MNISTBandit-bsuite": (
+        "the MNIST data set",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "/tmp/mnist",
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ),
+}
+
+
+def check_no_download(env_id: str) -> None:
+    """Raise a ValueError if making `env_id` would download data that is not on disk yet."""
+    if env_id not in _DOWNLOADS:
+        return
+    what, url, folder, files = _DOWNLOADS[env_id]
+    missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise ValueError(
+            f"env_id={env_id!r} needs {what}, which gymnax downloads from the internet when the "
+            f"environment is made; pgjax does not download it. Put {', '.join(missing)} "
+            f"(from {url}) into {folder}/ first, or choose another environment."
+        )
+
+
+def check_spaces(env_id: str) -> tuple[int, ...]:
+    """Raise a ValueError naming `env_id`, the space and what is supported unless pgjax can
+    train on the environment's observation and action spaces; return the observation shape."""
+    check_no_download(env_id)
+    env, params = _gymnax().make(env_id)
+    spaces = _gymnax().environments.spaces
+    with jax.ensure_compile_time_eval():
+        found = {"observation": env.observation_space(params), "action": env.action_space(params)}
+    for kind, space in found.items():
+        if not isinstance(space, (spaces.Box, spaces.Discrete)):
+            raise ValueError(
+                f"env_id={env_id!r} has the {kind} space {space!r}, which pgjax cannot train on; "
+                f"supported {kind}s: {SUPPORTED_SPACES[kind]}."
+            )
+    return tuple(found["observation"].shape)
 
 
 def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None, **env_kwargs) -> VecEnv:
@@ -117,6 +173,7 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
     truncated at that many steps).
     """
     check_env_id(env_id)
+    check_no_download(env_id)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs={num_envs!r} must be a positive integer")
     env, params = _gymnax().make(env_id, **env_kwargs)

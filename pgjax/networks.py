@@ -1,4 +1,9 @@
-"""Flax linen networks: an MLP torso, policy heads that return a distribution, a value critic.
+"""Flax linen networks: a torso (flatten + MLP, or CNN + MLP), policy heads that return a
+distribution, value and Q critics.
+
+Every head takes a `TorsoSpec` (`torso_spec` builds it from the config and the observation
+space, the one place where the network is chosen): observations `[..., *obs_shape]` of any
+rank go in, the MLP of `hidden_sizes` sees them flattened (after the CNN for `kind="cnn"`).
 
 Initialisation follows the PPO implementation study (Andrychowicz et al., 2021; Huang et
 al., 2022): orthogonal weights with gain sqrt(2) in the torso, 0.01 on the policy output
@@ -7,7 +12,10 @@ al., 2022): orthogonal weights with gain sqrt(2) in the torso, 0.01 on the polic
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -32,9 +40,11 @@ def orthogonal(gain: float = 1.0, iterations: int = 60):
     """
 
     def init(key, shape, dtype=jnp.float32):
-        if len(shape) != 2:
-            raise ValueError(f"orthogonal init needs a 2-D kernel, got shape {shape}")
-        rows, cols = shape
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal init needs a kernel of rank >= 2, got shape {shape}")
+        # A conv kernel [kh, kw, in, out] is orthogonal as a [kh * kw * in, out] matrix
+        # (the fan-in rows against the output columns, as flax's `orthogonal`).
+        rows, cols = math.prod(shape[:-1]), shape[-1]
         tall = (max(rows, cols), min(rows, cols))
         x = jax.random.normal(key, tall, jnp.float32)
         x = x / jnp.linalg.norm(x)
@@ -44,13 +54,118 @@ def orthogonal(gain: float = 1.0, iterations: int = 60):
 
         q = jax.lax.fori_loop(0, iterations, newton_schulz, x)
         q = q if rows >= cols else q.T
-        return (gain * q).astype(dtype)
+        return (gain * q).reshape(shape).astype(dtype)
 
     return init
 
 
 def _dense(features: int, gain: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+
+
+# --- torsos: what every head puts between the observation and its output layer -------------
+
+@dataclasses.dataclass(frozen=True)
+class TorsoSpec:
+    """How a head turns observations `[..., *obs_shape]` into features (static, hashable).
+
+    `kind="mlp"`: flatten the `obs_rank` trailing axes, then the MLP. `kind="cnn"`: `Conv ->
+    activation` per entry of `channels`/`kernel_sizes`/`strides` (square kernels, VALID
+    padding, rank-2 grids get a channel axis), flattened, then the MLP. The default is the
+    MLP on vector observations, the networks pgjax had before observations of any rank.
+    """
+
+    kind: str = "mlp"
+    obs_rank: int = 1
+    channels: tuple[int, ...] = ()
+    kernel_sizes: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+
+
+def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
+    """The torso `"auto"` stands for: `"cnn"` for rank-3 `[H, W, C]` observations (MinAtar,
+    Pong: images and grids with feature planes), `"mlp"` on the flattened observation otherwise."""
+    if torso != "auto":
+        return torso
+    return "cnn" if len(obs_shape) == 3 else "mlp"
+
+
+def torso_spec(config: Any, obs_shape: tuple[int, ...]) -> TorsoSpec:
+    """The torso a config gets for observations of `obs_shape` (`config.torso`, `cnn_*`)."""
+    kind = resolve_torso(config.torso, tuple(obs_shape))
+    if kind == "mlp":
+        return TorsoSpec("mlp", len(obs_shape))
+    return TorsoSpec(
+        "cnn", len(obs_shape), tuple(config.cnn_channels), tuple(config.cnn_kernel_sizes), tuple(config.cnn_strides)
+    )
+
+
+def check_torso(config: Any, obs_shape: tuple[int, ...]) -> str | None:
+    """Why `config`'s torso cannot take observations of `obs_shape`, or None if it can."""
+    spec = torso_spec(config, obs_shape)
+    if spec.kind != "cnn":
+        return None
+    if len({len(spec.channels), len(spec.kernel_sizes), len(spec.strides)}) != 1 or not spec.channels:
+        return (f"cnn_channels={list(spec.channels)}, cnn_kernel_sizes={list(spec.kernel_sizes)} and "
+                f"cnn_strides={list(spec.strides)} must be non-empty lists of the same length (one entry per conv layer)")
+    if min(spec.channels + spec.kernel_sizes + spec.strides) < 1:
+        return "cnn_channels, cnn_kernel_sizes and cnn_strides must hold positive integers"
+    if len(obs_shape) not in (2, 3):
+        return (f"torso='cnn' needs grid or image observations of shape [H, W] or [H, W, C], "
+                f"got shape {tuple(obs_shape)}; use torso='mlp'")
+    height, width = obs_shape[:2]
+    for kernel, stride in zip(spec.kernel_sizes, spec.strides):
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        if min(height, width) < 1:
+            return (f"cnn_kernel_sizes={list(spec.kernel_sizes)} with cnn_strides={list(spec.strides)} "
+                    f"shrink the {tuple(obs_shape[:2])} observation grid to nothing; use smaller kernels")
+    return None
+
+
+def flatten_obs(obs: Array, obs_rank: int) -> Array:
+    """`[..., *obs_shape] -> [..., prod(obs_shape)]` float32 (booleans and ints become floats)."""
+    batch = obs.shape[: obs.ndim - obs_rank]
+    return obs.reshape(*batch, -1).astype(jnp.float32)
+
+
+class CNN(nn.Module):
+    """`obs [..., H, W, C]` (or `[..., H, W]`) -> `[..., features]`: `Conv -> activation` per layer,
+    VALID padding, flattened (the MinAtar network: Young & Tian, 2019, one 16-channel 3x3 conv)."""
+
+    channels: Sequence[int]
+    kernel_sizes: Sequence[int]
+    strides: Sequence[int]
+    activation: str = "relu"
+    obs_rank: int = 3
+
+    @nn.compact
+    def __call__(self, obs: Array) -> Array:
+        act = ACTIVATIONS[self.activation]
+        x = obs.astype(jnp.float32)
+        if self.obs_rank == 2:
+            x = x[..., None]  # a grid is an image with one channel
+        batch = x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:])  # nn.Conv wants one batch axis
+        for features, kernel, stride in zip(self.channels, self.kernel_sizes, self.strides):
+            conv = nn.Conv(
+                features, (kernel, kernel), (stride, stride), padding="VALID",
+                kernel_init=orthogonal(np.sqrt(2.0)), bias_init=nn.initializers.zeros,
+            )
+            x = act(conv(x))
+        return x.reshape(*batch, -1)
+
+
+def torso_features(obs: Array, spec: TorsoSpec, activation: str) -> Array:
+    """The flat input of a head's MLP: the CNN's features or the flattened observation.
+
+    Called inside a head's compact `__call__`, so a CNN is that head's submodule `CNN_0`
+    (the MLP keeps its name `MLP_0`: parameters and their initial values are unchanged).
+    """
+    if spec.kind == "cnn":
+        return CNN(spec.channels, spec.kernel_sizes, spec.strides, activation, spec.obs_rank)(obs)
+    if spec.kind != "mlp":
+        raise ValueError(f"torso kind={spec.kind!r} is unknown; use one of 'mlp', 'cnn'")
+    return flatten_obs(obs, spec.obs_rank)
 
 
 class MLP(nn.Module):
@@ -68,15 +183,16 @@ class MLP(nn.Module):
 
 
 class CategoricalActor(nn.Module):
-    """`obs [..., D] -> Categorical(logits [..., num_actions])`."""
+    """`obs [..., *obs_shape] -> Categorical(logits [..., num_actions])`."""
 
     num_actions: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array) -> Categorical:
-        x = MLP(self.hidden_sizes, self.activation)(obs)
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         return Categorical(logits=_dense(self.num_actions, 0.01)(x))
 
 
@@ -95,10 +211,11 @@ class GaussianActor(nn.Module):
     init_log_std: float = 0.0
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array) -> DiagGaussian:
-        x = MLP(self.hidden_sizes, self.activation)(obs)
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         mean = _dense(self.action_dim, 0.01)(x)
         if self.state_dependent_std:
             log_std = _dense(self.action_dim, 0.01)(x) + self.init_log_std
@@ -112,14 +229,15 @@ class GaussianActor(nn.Module):
 
 
 class ValueCritic(nn.Module):
-    """`obs [..., D] -> V(obs) [...]`."""
+    """`obs [..., *obs_shape] -> V(obs) [...]`."""
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array) -> Array:
-        x = MLP(self.hidden_sizes, self.activation)(obs)
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         return _dense(1, 1.0)(x)[..., 0]
 
 
@@ -127,28 +245,32 @@ class ValueCritic(nn.Module):
 
 
 class QCritic(nn.Module):
-    """`(obs [..., D], action [..., A]) -> Q(obs, action) [...]` on the concatenated inputs."""
+    """`(obs [..., *obs_shape], action [..., A]) -> Q(obs, action) [...]`: the torso's features
+    of `obs` concatenated with the action, then the MLP."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array, action: Array) -> Array:
-        action = action.reshape(*obs.shape[:-1], -1).astype(obs.dtype)
-        x = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([obs, action], axis=-1))
+        features = torso_features(obs, self.torso, self.activation)
+        action = action.reshape(*features.shape[:-1], -1).astype(features.dtype)
+        x = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([features, action], axis=-1))
         return _dense(1, 1.0)(x)[..., 0]
 
 
 class DiscreteQCritic(nn.Module):
-    """`obs [..., D] -> Q(obs, .) [..., num_actions]`, one output per action."""
+    """`obs [..., *obs_shape] -> Q(obs, .) [..., num_actions]`, one output per action."""
 
     num_actions: int
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array, action: Array | None = None) -> Array:
-        x = MLP(self.hidden_sizes, self.activation)(obs)
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         return _dense(self.num_actions, 1.0)(x)
 
 
@@ -164,6 +286,7 @@ class QEnsemble(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     num_actions: int | None = None
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array, action: Array | None = None) -> Array:
@@ -176,8 +299,8 @@ class QEnsemble(nn.Module):
             axis_size=self.num_critics,
         )
         if self.num_actions is None:
-            return ensemble(self.hidden_sizes, self.activation)(obs, action)
-        return ensemble(self.num_actions, self.hidden_sizes, self.activation)(obs)
+            return ensemble(self.hidden_sizes, self.activation, self.torso)(obs, action)
+        return ensemble(self.num_actions, self.hidden_sizes, self.activation, self.torso)(obs)
 
 
 class DeterministicActor(nn.Module):
@@ -190,10 +313,11 @@ class DeterministicActor(nn.Module):
     high: tuple[float, ...]
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
+    torso: TorsoSpec = TorsoSpec()
 
     @nn.compact
     def __call__(self, obs: Array) -> Array:
-        x = MLP(self.hidden_sizes, self.activation)(obs)
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         squashed = nn.tanh(_dense(len(self.low), 0.01)(x))
         low = jnp.broadcast_to(jnp.asarray(self.low, jnp.float32), squashed.shape)
         high = jnp.broadcast_to(jnp.asarray(self.high, jnp.float32), squashed.shape)

@@ -153,3 +153,78 @@ def test_batched_reset_and_step_shapes():
     state, ts = jax.jit(env.step)(jax.random.PRNGKey(1), state, jnp.zeros(5, jnp.int32))
     assert ts.reward.shape == (5,) and ts.terminated.dtype == jnp.bool_
     assert ts.next_obs.shape == obs.shape
+
+
+# --- spaces: every gymnax environment either runs or says why ---------------------------------
+
+
+@pytest.mark.parametrize("env_id", ["Reacher-misc", "Swimmer-misc", "PointRobot-misc"])
+def test_box_bounds_built_with_jnp_work_inside_jit(env_id):
+    # These spaces build their bounds with jnp: converting them with NumPy while tracing failed.
+    env = envs.make_vec_env(env_id, 3)
+
+    @jax.jit
+    def clipped(action):
+        return envs.clip_action(action, env.action_spec)  # first asked for inside jit
+
+    spec = env.action_spec
+    action = jnp.full((3, *spec.shape), 5.0)
+    np.testing.assert_array_equal(clipped(action), np.broadcast_to(spec.high, (3, *spec.shape)))
+    assert isinstance(spec.low, np.ndarray) and spec.low.shape == spec.shape
+
+
+@pytest.mark.parametrize(
+    "env_id, shape", [("Breakout-MinAtar", (10, 10, 4)), ("Catch-bsuite", (10, 5)), ("FrozenLake-misc", ())]
+)
+def test_observations_of_any_rank_and_dtype_become_float32(env_id, shape):
+    # MinAtar's grids are booleans, Catch's ints, FrozenLake's a scalar int index.
+    env = envs.make_vec_env(env_id, 2)
+    assert env.obs_shape == shape and envs.check_spaces(env_id) == shape
+    env_state, obs = env.reset(jax.random.PRNGKey(0))
+    _, ts = env.step(jax.random.PRNGKey(1), env_state, jnp.zeros((2,), jnp.int32))
+    for x in (obs, ts.obs, ts.next_obs):
+        assert x.shape == (2, *shape) and x.dtype == jnp.float32
+
+
+def test_a_download_is_refused_before_gymnax_is_asked(monkeypatch, tmp_path):
+    import gymnax
+
+    def no_make(*args, **kwargs):
+        raise AssertionError("gymnax.make called: it would download MNIST")
+
+    monkeypatch.setattr(gymnax, "make", no_make)
+    what, url, _, files = envs._DOWNLOADS["MNISTBandit-bsuite"]
+    monkeypatch.setitem(envs._DOWNLOADS, "MNISTBandit-bsuite", (what, url, str(tmp_path), files))
+    for check in (envs.check_spaces, lambda e: envs.make_vec_env(e, 2)):
+        with pytest.raises(ValueError) as err:
+            check("MNISTBandit-bsuite")
+        message = str(err.value)
+        assert "'MNISTBandit-bsuite'" in message and "download" in message and str(tmp_path) in message
+
+
+def test_an_unsupported_space_names_the_env_the_space_and_what_is_supported():
+    from gymnax.environments import spaces
+    from gymnax.registration import register, registered_envs
+    from probe_envs import ScriptedEnv
+
+    class DictObsEnv(ScriptedEnv):
+        def observation_space(self, params):
+            return spaces.Dict({"time": spaces.Box(0.0, 1e6, (1,), jnp.float32)})
+
+    if "DictObs-probe" not in registered_envs:
+        register("DictObs-probe", DictObsEnv)
+    with pytest.raises(ValueError) as err:
+        envs.check_spaces("DictObs-probe")
+    message = str(err.value)
+    assert "'DictObs-probe'" in message and "observation space" in message and "Dict" in message
+    assert "supported observations: a Box of any shape" in message
+
+
+def test_a_run_that_cannot_start_creates_no_run_folder(tmp_path, capsys):
+    from pgjax.cli import main
+
+    # A CNN needs grid or image observations; CartPole's are a vector.
+    code = main(["train", "--env", "CartPole-v1", "torso=cnn", "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 1 and not (tmp_path / "runs").exists()
+    err = capsys.readouterr().err
+    assert "torso='cnn' needs grid or image observations" in err and "'CartPole-v1'" in err

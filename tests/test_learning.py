@@ -27,3 +27,12 @@ def test_ppo_learns_pendulum():
     # about -1200 and a good swing-up about -150.
     per_seed, _ = train_and_evaluate("ppo_pendulum.toml", deterministic=False)
     assert np.median(per_seed) >= -300
+
+
+def test_ppo_with_a_cnn_learns_catch():
+    # A CNN torso on a grid task (Catch-bsuite, 10x5 grid given a channel axis; +1 catch,
+    # -1 miss). Calibrated (5e4 steps, stochastic policy, 4 seeds): [0.94, 0.94, 1.0, 0.94];
+    # the untrained (near-uniform) policy of the same seeds on the same 32 episodes: -0.56
+    # each. The bar: median >= 0.5.
+    per_seed, _ = train_and_evaluate("ppo_catch_cnn.toml", deterministic=False)
+    assert np.median(per_seed) >= 0.5

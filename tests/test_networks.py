@@ -66,3 +66,120 @@ def test_orthogonal_init_is_orthogonal_without_lapack_qr():
     # No LAPACK QR in the program: batched QR deadlocks jaxlib's 2-thread CPU pool.
     jaxpr = str(jax.make_jaxpr(jax.vmap(lambda k: orthogonal()(k, (8, 8))))(keys[:2]))
     assert "geqrf" not in jaxpr and "householder_product" not in jaxpr and " qr" not in jaxpr
+
+
+# --- torsos: flatten + MLP, CNN, chosen from the observation space ----------------------------
+
+from pgjax.networks import (  # noqa: E402
+    CNN,
+    DeterministicActor,
+    QEnsemble,
+    TorsoSpec,
+    check_torso,
+    flatten_obs,
+    resolve_torso,
+    torso_spec,
+)
+
+CNN_SPEC = TorsoSpec("cnn", 3, channels=(4, 3), kernel_sizes=(3, 2), strides=(1, 2))
+
+
+def _conv_valid(x, kernel, bias, stride):
+    """Plain NumPy float64 VALID cross-correlation: x [N, H, W, C], kernel [k, k, C, F]."""
+    k = kernel.shape[0]
+    out_h, out_w = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[-1]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, i * stride:i * stride + k, j * stride:j * stride + k, :]
+            out[:, i, j, :] = np.einsum("nabc,abcf->nf", patch, kernel) + bias
+    return out
+
+
+def _cnn_reference(params, obs, strides):
+    """The CNN's features from its parameters, written from the definition (ReLU, flatten)."""
+    x = np.asarray(obs, np.float64)
+    batch = x.shape[:-3]
+    x = x.reshape(-1, *x.shape[-3:])
+    for i, stride in enumerate(strides):
+        layer = params["params"][f"Conv_{i}"]
+        x = np.maximum(_conv_valid(x, np.asarray(layer["kernel"], np.float64), np.asarray(layer["bias"], np.float64), stride), 0.0)
+    return x.reshape(*batch, -1)
+
+
+def test_cnn_matches_a_numpy_convolution_with_and_without_jit():
+    module = CNN((4, 3), (3, 2), (1, 2), "relu")
+    obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.3, (2, 3, 10, 10, 5))  # [T, B, H, W, C] booleans
+    params = module.init(jax.random.PRNGKey(1), obs)
+    # Non-zero biases, so a wrong bias or padding shows.
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+    expected = _cnn_reference(params, obs, (1, 2))
+    assert expected.shape == (2, 3, 4 * 4 * 3)  # 10 -> 8 (k3 s1) -> 4 (k2 s2), 3 channels
+    for apply in (module.apply, jax.jit(module.apply)):
+        features = apply(params, obs)
+        assert features.dtype == jnp.float32
+        np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_gives_a_grid_one_channel():
+    module = CNN((2,), (3,), (1,), "relu", obs_rank=2)
+    grid = jax.random.normal(jax.random.PRNGKey(0), (6, 10, 5))  # Catch-like [B, H, W]
+    params = module.init(jax.random.PRNGKey(1), grid)
+    assert params["params"]["Conv_0"]["kernel"].shape == (3, 3, 1, 2)
+    np.testing.assert_allclose(module.apply(params, grid), _cnn_reference(params, grid[..., None], (1,)), rtol=1e-5, atol=1e-5)
+    single = module.apply(params, grid[0])  # no batch axis at all
+    np.testing.assert_allclose(single, module.apply(params, grid)[0], rtol=1e-6)
+
+
+def test_mlp_torso_flattens_any_observation_rank():
+    obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.5, (7, 10, 10, 4))  # MinAtar-like booleans
+    flat = np.asarray(obs, np.float32).reshape(7, 400)
+    image_critic = ValueCritic((16,), torso=TorsoSpec("mlp", 3))
+    params = image_critic.init(jax.random.PRNGKey(1), obs)
+    # The same parameters on the flattened float observations give the same values.
+    np.testing.assert_array_equal(image_critic.apply(params, obs), ValueCritic((16,)).apply(params, flat))
+    assert flatten_obs(jnp.zeros((3, 2)), 0).shape == (3, 2, 1)  # scalar observations (FrozenLake)
+    assert flatten_obs(jnp.zeros((5, 4), jnp.int32), 1).dtype == jnp.float32
+
+
+def test_every_head_takes_the_cnn_torso():
+    obs = jnp.ones((5, 10, 10, 4))
+    action = jnp.zeros((5, 2))
+    heads = {
+        "categorical": (CategoricalActor(3, (8,), torso=CNN_SPEC), (obs,), lambda d: d.logits.shape == (5, 3)),
+        "gaussian": (GaussianActor(2, (8,), torso=CNN_SPEC), (obs,), lambda d: d.mean.shape == (5, 2)),
+        "value": (ValueCritic((8,), torso=CNN_SPEC), (obs,), lambda v: v.shape == (5,)),
+        "q": (QEnsemble(2, (8,), "relu", torso=CNN_SPEC), (obs, action), lambda q: q.shape == (2, 5)),
+        "discrete q": (QEnsemble(2, (8,), "relu", num_actions=3, torso=CNN_SPEC), (obs,), lambda q: q.shape == (2, 5, 3)),
+        "deterministic": (DeterministicActor((-1.0, -2.0), (1.0, 2.0), (8,), torso=CNN_SPEC), (obs,), lambda a: a.shape == (5, 2)),
+    }
+    for name, (module, args, shape_ok) in heads.items():
+        params = module.init(jax.random.PRNGKey(0), *args)
+        assert shape_ok(module.apply(params, *args)), name
+        assert "CNN_0" in str(jax.tree_util.tree_structure(params)), name
+
+
+def test_cnn_init_is_orthogonal_with_gain_sqrt2_and_zero_bias():
+    params = CNN((16, 8), (3, 3), (1, 1)).init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 4)))
+    for name, rows in (("Conv_0", 3 * 3 * 4), ("Conv_1", 3 * 3 * 16)):
+        kernel = np.asarray(params["params"][name]["kernel"], np.float64)
+        matrix = kernel.reshape(rows, -1)  # fan-in rows x output channels
+        np.testing.assert_allclose(matrix.T @ matrix, 2.0 * np.eye(matrix.shape[1]), atol=1e-5)
+        np.testing.assert_array_equal(params["params"][name]["bias"], 0.0)
+
+
+def test_the_torso_a_config_gets():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(torso="auto", cnn_channels=(16,), cnn_kernel_sizes=(3,), cnn_strides=(1,))
+    assert resolve_torso("auto", (10, 10, 4)) == "cnn"  # MinAtar
+    assert resolve_torso("auto", (10, 5)) == "mlp" and resolve_torso("auto", ()) == "mlp"
+    assert resolve_torso("mlp", (10, 10, 4)) == "mlp"
+    assert torso_spec(config, (4,)) == TorsoSpec()  # vector observations: the MLP pgjax always had
+    assert torso_spec(config, (10, 10, 4)) == TorsoSpec("cnn", 3, (16,), (3,), (1,))
+    assert check_torso(config, (10, 10, 4)) is None and check_torso(config, (4,)) is None
+    cnn = SimpleNamespace(**{**vars(config), "torso": "cnn"})
+    assert "torso='cnn' needs grid or image observations" in check_torso(cnn, (4,))
+    assert "shrink" in check_torso(cnn, (1, 1))  # SimpleBandit's 1x1 grid under a 3x3 kernel
+    ragged = SimpleNamespace(**{**vars(cnn), "cnn_strides": (1, 1)})
+    assert "same length" in check_torso(ragged, (10, 10, 4))

@@ -26,7 +26,7 @@ from pgjax import sac_losses
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
-from pgjax.networks import DeterministicActor, QEnsemble
+from pgjax.networks import DeterministicActor, QEnsemble, torso_spec
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey
@@ -70,9 +70,10 @@ def make_networks(config, env: VecEnv, num_critics: int) -> Networks:
     spec = env.action_spec
     low = tuple(float(x) for x in spec.low.reshape(-1))
     high = tuple(float(x) for x in spec.high.reshape(-1))
+    torso = torso_spec(config, env.obs_shape)
     return Networks(
-        DeterministicActor(low, high, config.hidden_sizes, config.activation),
-        QEnsemble(num_critics, config.hidden_sizes, config.activation),
+        DeterministicActor(low, high, config.hidden_sizes, config.activation, torso),
+        QEnsemble(num_critics, config.hidden_sizes, config.activation, torso=torso),
     )
 
 

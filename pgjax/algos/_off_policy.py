@@ -67,7 +67,11 @@ import jax.numpy as jnp
 from pgjax.actor_critic import observe
 from pgjax.algos._trainer import assemble_trainer
 from pgjax.config import (
+    CNN_DOCS,
+    TORSO_DOC,
+    TORSOS,
     ConfigError,
+    check_environment,
     config_dataclass,
     field,
     hparams_dataclass,
@@ -116,6 +120,10 @@ class OffPolicyConfig:
     updates_per_step: int = field(1, "gradient updates after each step of the num_envs environments", positive())
     hidden_sizes: tuple[int, ...] = field((256, 256), "hidden layer sizes of actor and critics")
     activation: str = field("relu", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
+    torso: str = field("auto", TORSO_DOC, one_of(*TORSOS))
+    cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
+    cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
+    cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
 
     @property
@@ -156,6 +164,7 @@ class OffPolicyConfig:
                 f"learning_starts={self.learning_starts} random steps with num_envs={self.num_envs}; "
                 "raise total_timesteps or lower learning_starts."
             )
+        check_environment(self)
         if self.action_space != "any":
             check_action_space(self.env_id, self.action_space, type(self).__name__)
 

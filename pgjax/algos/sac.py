@@ -48,7 +48,7 @@ from pgjax.config import (
 )
 from pgjax.distributions import categorical_entropy
 from pgjax.envs import ActionSpec, VecEnv, make_vec_env, rescale_action
-from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCritic
+from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCritic, torso_spec
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey, Trainer
@@ -108,18 +108,18 @@ class SACState(NamedTuple):
 
 
 def make_networks(config: SACConfig, env: VecEnv) -> Networks:
-    spec = env.action_spec
+    spec, torso = env.action_spec, torso_spec(config, env.obs_shape)
     sizes, act = config.hidden_sizes, config.activation
     if spec.discrete:
-        actor = CategoricalActor(spec.num_actions, sizes, act)
-        critic = QEnsemble(config.num_critics, sizes, act, num_actions=spec.num_actions)
+        actor = CategoricalActor(spec.num_actions, sizes, act, torso=torso)
+        critic = QEnsemble(config.num_critics, sizes, act, num_actions=spec.num_actions, torso=torso)
     else:
         actor = GaussianActor(
             spec.num_actions, sizes, act, state_dependent_std=True,
-            log_std_min=config.log_std_min, log_std_max=config.log_std_max,
+            log_std_min=config.log_std_min, log_std_max=config.log_std_max, torso=torso,
         )
-        critic = QEnsemble(config.num_critics, sizes, act)
-    value = ValueCritic(sizes, act) if config.value_network else None
+        critic = QEnsemble(config.num_critics, sizes, act, torso=torso)
+    value = ValueCritic(sizes, act, torso=torso) if config.value_network else None
     return Networks(actor, critic, value)
 
 
