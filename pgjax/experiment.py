@@ -7,7 +7,8 @@ write metrics between chunks; the chunks compose to the same result as one long 
 
 Sharded over devices (`SeedLayout`, `seed_functions`), the seeds are cut into groups of a
 fixed `width` like a sweep's cells (`pgjax.sharding`): the width depends on the number of
-seeds only, so a seed's result is the same bit for bit on one device or on several.
+seeds and the machine's cores, never on the devices used, so a seed's result is the same
+bit for bit on one device or on several.
 """
 
 from __future__ import annotations
