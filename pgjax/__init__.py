@@ -5,6 +5,10 @@ algorithms live in `pgjax.algos` (`from pgjax.algos import ppo`); `pgjax.load_co
 builds a validated config from an algorithm name or a config file. Importing `pgjax`
 itself is cheap: each module in `__all__` is imported on first use as an attribute
 (`import pgjax; pgjax.returns.gae(...)`), through the module `__getattr__` (PEP 562).
+
+On CPU, `pgjax.use_host_devices()` right after `import jax` (before any computation)
+splits the CPU into one JAX device per core, so seeds and sweep cells sharded over the
+devices run in parallel (the `pgjax` commands do this by default).
 """
 
 import importlib
@@ -17,7 +21,8 @@ _MODULES = (
     "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
     "targets", "trust_region", "types", "unrolled_rng",
 )
-_FUNCTIONS = {"load_config": "loading"}  # public function -> the module defining it
+# public function -> the module defining it
+_FUNCTIONS = {"load_config": "loading", "use_host_devices": "sharding"}
 
 __all__ = sorted([*_MODULES, *_FUNCTIONS])
 

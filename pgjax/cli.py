@@ -3,6 +3,10 @@
 Each command module exposes `register(subparsers)` and `run(args) -> int`; add a command by
 adding its module name to `COMMANDS`. Exit codes: 0 success, 2 bad command-line usage
 (argparse), 1 bad configuration or input.
+
+The commands that compute (`DEVICE_COMMANDS`) take `--host-devices N`: before JAX starts,
+the CPU is split into N devices (default `$PGJAX_HOST_DEVICES`, else one per usable core;
+1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ COMMANDS = [
     "eval",
     "plot",
 ]
+DEVICE_COMMANDS = {"train", "sweep", "eval"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +36,52 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
         for added in set(sub.choices) - before:  # the subparser(s) this module registered
             sub.choices[added].set_defaults(command_module=module)
+            if added in DEVICE_COMMANDS:
+                sub.choices[added].add_argument(
+                    "--host-devices", type=_positive, default=None, metavar="N",
+                    help="CPU devices to shard seeds/cells over (default $PGJAX_HOST_DEVICES, else one per usable "
+                         "core; 1: off). Results do not depend on it. No effect on GPU")
     return parser
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--host-devices {text!r}: must be a positive integer (1 turns it off)")
+    return value
+
+
+def _start_host_devices(argv: list[str]) -> str | None:
+    """`use_host_devices` for a computing command, before anything (even building the parser,
+    which imports the algorithms) starts JAX. Returns an error message, or None."""
+    from pgjax.sharding import use_host_devices
+
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in DEVICE_COMMANDS:
+        return None
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--host-devices", default=None)
+    known, _ = early.parse_known_args(argv)
+    try:
+        count = None if known.host_devices is None else _positive(known.host_devices)
+        use_host_devices(count)
+    except argparse.ArgumentTypeError:
+        return None  # the full parser reports it (exit code 2)
+    except (ValueError, RuntimeError) as err:
+        return f"pgjax {command}: {err}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    error = _start_host_devices(argv)
     args = build_parser().parse_args(argv)
+    if error is not None:
+        print(error, file=sys.stderr)
+        return 1
     return args.command_module.run(args)
 
 

@@ -4,10 +4,16 @@ The seed axis is a `vmap`. Per-seed keys are `fold_in(PRNGKey(root_seed), seed)`
 seeds never changes the results of the existing ones. A run is cut into chunks of
 updates, each one call of the same compiled function, so the host can show progress and
 write metrics between chunks; the chunks compose to the same result as one long scan.
+
+Sharded over devices (`SeedLayout`, `seed_functions`), the seeds are cut into groups of a
+fixed `width` like a sweep's cells (`pgjax.sharding`): the width depends on the number of
+seeds and the machine's cores, never on the devices used, so a seed's result is the same
+bit for bit on one device or on several.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.evaluation import evaluate_states
+from pgjax import sharding
+from pgjax.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
 from pgjax.types import Array
 
 
@@ -62,6 +69,87 @@ def compile_seed_functions(trainer: Any, hparams_batched: bool = False):
     init = jax.jit(jax.vmap(trainer.init, in_axes=(0, axis)))
     run = jax.jit(jax.vmap(trainer.run, in_axes=(0, axis, None)), static_argnums=2)
     return init, run
+
+
+def default_seed_width(num_seeds: int, platform: str | None = None) -> int:
+    """Seeds per vmap group: on CPU `ceil(S / usable cores)`, one group per core; on an
+    accelerator all `S` (one `vmap`, as without sharding).
+
+    It depends on the machine's cores, never on the number of devices a run uses, so
+    `--host-devices 1` and the default give the same numbers (a run records its width,
+    and `--width` pins it across machines). A wider `vmap` is faster per seed on one
+    device; one group per core keeps every core busy.
+    """
+    if (platform or jax.default_backend()) != "cpu":
+        return num_seeds
+    return -(-num_seeds // sharding.usable_cores())
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedLayout:
+    """How `num_seeds` seeds lie on devices: groups of `width`, padded to whole groups per device.
+
+    Only as many devices as there are groups are used (`num_devices`), so no device computes
+    padding alone; the padding repeats the last seed and is dropped from every result.
+    """
+
+    num_seeds: int
+    width: int
+    num_devices: int
+
+    @classmethod
+    def plan(cls, num_seeds: int, width: int, available_devices: int) -> SeedLayout:
+        width = max(1, min(width, num_seeds))
+        return cls(num_seeds, width, max(1, min(available_devices, -(-num_seeds // width))))
+
+    @property
+    def padded(self) -> int:
+        """Seeds computed, padding included: a multiple of `width * num_devices`."""
+        return sharding.padded_size(self.num_seeds, self.width * self.num_devices)
+
+    @property
+    def per_device(self) -> int:
+        return self.padded // self.num_devices
+
+
+def seed_mesh(layout: SeedLayout) -> Any:
+    """The mesh a layout runs on: the first `num_devices` devices of the default backend."""
+    return sharding.cell_mesh(jax.devices()[: layout.num_devices])
+
+
+def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Callable]:
+    """`(init, run)` as `compile_seed_functions(trainer, hparams_batched=True)` gives them, but
+    each one `sharding.cell_function`: sharded over `mesh`, a `vmap` over `width` seeds at a
+    time. Inputs carry the padded seed axis (`SeedLayout.padded`)."""
+    init = sharding.cell_function(trainer.init, mesh, width)
+    compiled: dict[int, Callable] = {}
+
+    def run(state, hparams, size):
+        if size not in compiled:
+            compiled[size] = sharding.cell_function(lambda s, h: trainer.run(s, h, size), mesh, width)
+        return compiled[size](state, hparams)
+
+    return init, run
+
+
+def place_seeds(tree: Any, layout: SeedLayout, mesh: Any) -> Any:
+    """`[S, ...]` arrays (PRNG key arrays included) padded to `layout.padded` rows by
+    repeating the last and sharded over `mesh` (single process)."""
+    place = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(sharding.AXIS))
+    extra = layout.padded - layout.num_seeds
+
+    def pad(x):
+        x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+        return jax.device_put(jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]) if extra else x, place)
+
+    return jax.tree.map(pad, tree)
+
+
+def unpad_seeds(tree: Any, layout: SeedLayout) -> Any:
+    """The first `num_seeds` rows, as single-device arrays on the first device (the same
+    placement whatever the layout, so checkpoints do not record the device count)."""
+    device = jax.devices()[0]
+    return jax.tree.map(lambda x: jax.device_put(x[: layout.num_seeds], device), tree)
 
 
 def train_seeds(
@@ -129,3 +217,29 @@ def evaluate_seeds(
     """
     episodes = evaluate_states(trainer, state, num_episodes, eval_seed, deterministic)
     return episodes.returns, episodes.lengths
+
+
+def evaluate_layout(
+    trainer: Any,
+    state: Any,
+    layout: SeedLayout,
+    num_episodes: int = 32,
+    eval_seed: int = 10_000,
+    deterministic: bool = False,
+    max_episode_steps: int | None = None,
+) -> Episodes:
+    """`evaluation.evaluate_states` with the seeds sharded as `layout` lays them out (groups
+    of `layout.width` per device), so the numbers do not depend on the device count.
+
+    `state` holds `[S]` rows; returns NumPy `Episodes`, each `[S, num_episodes]`.
+    """
+    env = eval_env(trainer, num_episodes, max_episode_steps)
+
+    def one_seed(key, params, obs_stats):
+        return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
+
+    mesh = seed_mesh(layout)
+    keys = jnp.broadcast_to(jax.random.PRNGKey(eval_seed), (layout.num_seeds, 2))
+    placed = place_seeds((keys, state.params, state.obs_stats), layout, mesh)
+    episodes = sharding.cell_function(one_seed, mesh, layout.width)(*placed)
+    return Episodes(*(np.asarray(x)[: layout.num_seeds] for x in episodes))

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+CHECKPOINT_DIR = "checkpoints"  # a run folder's checkpoints (`pgjax train` writes, `pgjax eval` reads)
+
 
 def new_run_dir(root: str | Path, name: str) -> Path:
     """`root/name-YYYYmmdd-HHMMSS[-k]`, created; never reuses an existing folder."""

@@ -8,15 +8,22 @@ usage (from the repository root, in the venv; the full run takes a while on a sm
     python scripts/benchmark.py                       # PPO on CartPole-v1, 1 and 16 seeds, 5e5 steps
     python scripts/benchmark.py --peer rejax          # also rejax, run right after pgjax per seed count
     python scripts/benchmark.py --seeds 1,2 --total-timesteps 20480 --peer rejax   # quick smoke run
+    python scripts/benchmark.py --algos ppo,sac,td3 --seeds 4 --peer rejax --rounds 3
+        # pgjax as a user gets it (one host device per core) and on 1 device, against rejax
+        # as shipped, alternating rounds in fresh processes; median ratios
 
-options: --algos ppo (comma list)   --seeds 1,16 (seed counts, each one jit(vmap) run)
+options: --algos ppo (comma list)   --seeds 1,16 (seed counts, each one compiled run)
          --total-timesteps N (override the config's)   --peer none|rejax
          --out benchmarks/results.jsonl (appended to)
+         --host-devices N (pgjax's CPU devices; default one per usable core)
+         --rounds R (alternating rounds: default devices, 1 device, the peer; fresh processes)
 
 What is measured, for each algorithm and seed count S (settings from configs/<algo>_<env>.toml):
 
-- pgjax: `jax.jit(jax.vmap(trainer.train)).lower(keys).compile()` is timed as the compile
-  time; the compiled function then runs twice with different keys and the faster run is the
+- pgjax: the seeds laid out as `pgjax train` lays them out (on CPU one host device per
+  usable core unless `--host-devices`, vmap groups of `default_seed_width(S)`, see
+  `pgjax.experiment`); `sharding.cell_function(trainer.train, ...)` lowered and compiled is
+  timed as the compile time; the compiled function then runs twice with different keys and the faster run is the
   train time (`jax.block_until_ready`). The final policies of the first run are evaluated
   afterwards, outside the timed region, on 128 episodes per seed.
 - rejax (`--peer rejax`): /work/shared/peers/rejax_train.py in rejax's own venv, with the same
@@ -82,12 +89,14 @@ import numpy as np
 from pgjax.actor_critic import sample_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
-from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax import sharding
+from pgjax.experiment import SeedLayout, default_seed_width, evaluate_seeds, place_seeds, seed_keys, seed_mesh, unpad_seeds
 from pgjax.rollout import rollout
 from pgjax.unrolled_rng import unrolled_key
 
 REPO = Path(__file__).resolve().parents[1]
-PEERS_DIR = REPO.parent / "shared" / "peers"  # /work/shared/peers next to /work/main
+# /work/shared/peers next to /work/main, or $PGJAX_PEERS_DIR (e.g. from another worktree)
+PEERS_DIR = Path(os.environ.get("PGJAX_PEERS_DIR", REPO.parent / "shared" / "peers"))
 EVAL_EPISODES = 128
 
 
@@ -243,12 +252,19 @@ def final_returns(trainer, state) -> dict:
     return out
 
 
-def bench_pgjax(trainer, num_seeds: int) -> dict:
-    """Time the whole training run for S vmapped seeds, then evaluate the final policies."""
-    first, second = keys_pair(num_seeds)
-    compile_s, train_s, output = time_compiled(jax.vmap(trainer.train), (first,), (second,))
+def bench_pgjax(trainer, num_seeds: int, evaluate: bool = True) -> dict:
+    """Time the whole training run for S seeds as `pgjax train` runs them (sharded over this
+    process's devices in vmap groups of `default_seed_width(S)`), then evaluate the final policies."""
+    layout = SeedLayout.plan(num_seeds, default_seed_width(num_seeds), len(jax.devices()))
+    mesh = seed_mesh(layout)
+    hparams = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (num_seeds,)), trainer.config.hparams)
+    train = sharding.cell_function(trainer.train, mesh, layout.width)
+    first, second = (place_seeds((keys, hparams), layout, mesh) for keys in keys_pair(num_seeds))
+    compile_s, train_s, output = time_compiled(train, first, second)
     record = timing_record("pgjax", trainer.config, num_seeds, compile_s, train_s)
-    record.update(final_returns(trainer, output.state))
+    record.update(host_devices=layout.num_devices, vmap_width=layout.width)
+    if evaluate:
+        record.update(final_returns(trainer, unpad_seeds(output.state, layout)))
     record["config"] = to_dict(trainer.config)
     return record
 
@@ -482,10 +498,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--algos", type=parse_list, default=["ppo"],
                         help=f"comma list of algorithms; known: {', '.join(ALGO_BENCHMARKS)}")
     parser.add_argument("--seeds", type=lambda t: [int(s) for s in parse_list(t)], default=[1, 16],
-                        help="comma list of seed counts, each one jit(vmap) run (default 1,16)")
+                        help="comma list of seed counts, each one compiled run (default 1,16)")
     parser.add_argument("--total-timesteps", type=int, default=None, help="override the config's total_timesteps")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.jsonl"), help="JSON lines file, appended to")
     parser.add_argument("--peer", choices=["none", "rejax"], default="none", help="peer library to run alongside")
+    parser.add_argument("--host-devices", type=int, default=None,
+                        help="CPU devices for pgjax (default: as the pgjax commands, one per usable core)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="R > 0: instead of the tables above, R alternating rounds of pgjax with default "
+                             "devices, pgjax on 1 device and the peer, each in a fresh process; median ratios")
+    parser.add_argument("--pgjax-only", action="store_true", help=argparse.SUPPRESS)  # a round's child process
     args = parser.parse_args(argv)
     unknown = [a for a in args.algos if a not in ALGO_BENCHMARKS]
     if unknown:
@@ -495,9 +517,72 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def child_pgjax(algo: str, num_seeds: int, host_devices: int | None, total_timesteps: int | None) -> dict:
+    """One pgjax measurement in a fresh process (the device count is fixed when JAX starts)."""
+    cmd = [sys.executable, __file__, "--pgjax-only", "--algos", algo, "--seeds", str(num_seeds)]
+    cmd += [] if host_devices is None else ["--host-devices", str(host_devices)]
+    cmd += [] if total_timesteps is None else ["--total-timesteps", str(total_timesteps)]
+    env = {k: v for k, v in os.environ.items() if k not in (sharding.ENV_VAR, "XLA_FLAGS")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"pgjax child failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def compare_rounds(args, info: dict, rejax_python: str | None) -> str:
+    """Alternating rounds (default devices, 1 device, rejax; the order reversed every other
+    round) per algorithm and seed count; the table of medians and median ratios."""
+    rows = ["| algo | seeds | pgjax, default devices | pgjax, 1 device | rejax | default ÷ rejax | 1 device ÷ rejax "
+            "| default ÷ 1 device |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for algo in args.algos:
+        bench, trainer = build_trainer(algo, args.total_timesteps)
+        for num_seeds in args.seeds:
+            speeds: dict[str, list[float]] = {"default": [], "one": [], "rejax": []}
+            for r in range(args.rounds):
+                order = ["default", "one", "rejax"] if r % 2 == 0 else ["rejax", "one", "default"]
+                for run in order:
+                    log(f"[{algo} S={num_seeds} round {r + 1}/{args.rounds}] {run}...")
+                    if run == "rejax":
+                        if rejax_python is None or bench.rejax_kwargs is None:
+                            continue
+                        record = bench_rejax(rejax_python, bench, trainer.config, num_seeds)
+                        if record is None:
+                            continue
+                    else:
+                        record = child_pgjax(algo, num_seeds, None if run == "default" else 1, args.total_timesteps)
+                    record.update(round=r, run=run)
+                    append_jsonl(args.out, [{"algo": algo, **record}], info)
+                    speeds[run].append(record["env_steps_per_s"])
+            med = {k: float(np.median(v)) if v else None for k, v in speeds.items()}
+            ratios = {
+                (a, b): float(np.median([x / y for x, y in zip(speeds[a], speeds[b])])) if speeds[a] and speeds[b] else None
+                for a, b in (("default", "rejax"), ("one", "rejax"), ("default", "one"))
+            }
+            rows.append(
+                f"| {algo} | {num_seeds} | {fmt(med['default'], ',.0f')} | {fmt(med['one'], ',.0f')} "
+                f"| {fmt(med['rejax'], ',.0f')} | {fmt(ratios['default', 'rejax'], '.2f')} "
+                f"| {fmt(ratios['one', 'rejax'], '.2f')} | {fmt(ratios['default', 'one'], '.2f')} |"
+            )
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    devices = sharding.use_host_devices(args.host_devices)  # before anything starts JAX
+    if args.pgjax_only:
+        _, trainer = build_trainer(args.algos[0], args.total_timesteps)
+        print(json.dumps(bench_pgjax(trainer, args.seeds[0], evaluate=False)))
+        return 0
     info = machine_info()
+    if args.rounds > 0:
+        rejax_python = peer_python() if args.peer == "rejax" else None
+        table = compare_rounds(args, info, rejax_python)
+        print(f"jax {info['jax']}, {info['backend']}, {info['cpu_count']} CPUs ({sharding.usable_cores()} usable), "
+              f"{info['date']}, env steps/s (medians of {args.rounds} alternating rounds)\n\n{table}")
+        return 0
+    log(f"pgjax on {devices} host device(s)")
     rejax_python = peer_python() if args.peer == "rejax" else None
     log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs; results appended to {args.out}")
     groups = []

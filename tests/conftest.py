@@ -1,7 +1,11 @@
 import os
 import sys
 
-import jax
+# Two pytest-xdist workers share the two cores: one host device each (pgjax's commands would
+# otherwise split the CPU per process; tests of several devices ask for them explicitly).
+os.environ.setdefault("PGJAX_HOST_DEVICES", "1")
+
+import jax  # noqa: E402
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))

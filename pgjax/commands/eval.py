@@ -3,7 +3,8 @@
 The run's checkpoint (`RUN_DIR/checkpoints/`, written by `pgjax train`) is restored into the
 algorithm's training state, and every training seed's policy plays the same episodes (start
 states and action noise from `--eval-seed`), greedily (the policy's mode) by default or
-stochastically, in one compiled `jit(vmap)` loop. Results go to
+stochastically, in one compiled loop, the seeds sharded over the devices (host devices on
+CPU, see `pgjax.sharding`) in the run's vmap groups. Results go to
 `RUN_DIR/eval_greedy.json` or `RUN_DIR/eval_stochastic.json`.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
-
-CHECKPOINT_DIR = "checkpoints"  # inside a run folder (pgjax.commands.train)
 
 
 class EvalError(Exception):
@@ -57,6 +56,7 @@ class LoadedRun(NamedTuple):
     state: Any
     seeds: list[int]
     updates_done: int
+    width: int  # seeds per vmap group, the run's (config.json); evaluation uses it too
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
@@ -70,7 +70,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
 
     import jax
 
-    from pgjax import checkpoint
+    from pgjax import checkpoint, runs
     from pgjax import config as cfg
     from pgjax.commands import build_config
     from pgjax.experiment import seed_keys
@@ -78,7 +78,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run folder {run_dir} does not exist")
-    ckpt_dir = run_dir / CHECKPOINT_DIR
+    ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
     saved = {}
@@ -108,7 +108,9 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
             raise EvalError(f"checkpoint in {ckpt_dir} does not restore: {err}") from None
     finally:
         checkpointer.close()
-    return LoadedRun(meta["algo"], config, trainer, state, seeds, int(meta["updates_done"]))
+    # Runs from before seed groups vmapped all their seeds at once.
+    width = int(saved.get("width", len(seeds)))
+    return LoadedRun(meta["algo"], config, trainer, state, seeds, int(meta["updates_done"]), width)
 
 
 def run(args) -> int:
@@ -132,9 +134,11 @@ def _check_args(args) -> None:
 def _eval(args) -> int:
     import numpy as np
 
+    import jax
+
     from pgjax import runs
     from pgjax import statistics as st
-    from pgjax.evaluation import evaluate_states
+    from pgjax.experiment import SeedLayout, evaluate_layout
 
     _check_args(args)
     loaded = load_run(args.run_dir, args.step)
@@ -142,7 +146,9 @@ def _eval(args) -> int:
     if gif_seed not in loaded.seeds:
         raise EvalError(f"--gif-seed {gif_seed} is not a seed of this run (seeds: {loaded.seeds})")
     mode = "stochastic" if args.stochastic else "greedy"
-    episodes = evaluate_states(loaded.trainer, loaded.state, args.episodes, args.eval_seed,
+    # Seeds sharded over the devices in the run's vmap groups: the same numbers on any count.
+    layout = SeedLayout.plan(len(loaded.seeds), loaded.width, len(jax.devices()))
+    episodes = evaluate_layout(loaded.trainer, loaded.state, layout, args.episodes, args.eval_seed,
                                deterministic=not args.stochastic, max_episode_steps=args.max_steps)
     returns, lengths, truncated = (np.asarray(a) for a in episodes)
     per_seed = {
