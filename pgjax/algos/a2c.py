@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import init_actor_critic, rollout_values, sample_step, update_obs_stats
+from pgjax.actor_critic import flatten_rollout, init_actor_critic, rollout_values, sample_step, update_obs_stats
 from pgjax.algos._trainer import actor_critic_trainer
 from pgjax.config import (
     OnPolicyConfig,
@@ -40,6 +40,7 @@ from pgjax.config import (
 )
 from pgjax.envs import init_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss, value_loss
+from pgjax.recurrent import initial_hidden
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
@@ -126,7 +127,7 @@ def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tu
     """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, key, config.num_steps)
-    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
+    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj, state.env.hidden)
     advantages = estimate_advantages(config, hparams, traj, values, next_values)
     return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values)
 
@@ -145,7 +146,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
     """One A2C iteration: rollout, advantages, one joint gradient step."""
     key, rollout_key = jax.random.split(state.key)
     env_carry, traj, batch = collect(config, env, networks, hparams, state, rollout_key)
-    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    batch = flatten_rollout(batch)
 
     loss_fn = functools.partial(_loss, config, networks, hparams)
     grads, losses = jax.grad(loss_fn, has_aux=True)(state.params, batch)
@@ -171,7 +172,8 @@ def _init(config, env, networks, key, hparams) -> A2CState:
     params = init_actor_critic(networks, env, params_key)
     opt_state = make_optimizer(config, hparams).init(params)
     return A2CState(
-        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
+        params, opt_state, reset_env_carry(env, env_key, initial_hidden(config, env.num_envs)),
+        init_running_stats(env.obs_shape),
         key, jnp.zeros((), jnp.int32),
     )
 

@@ -77,6 +77,8 @@ class NPGConfig(OnPolicyConfig):
     normalize_advantages: bool = field(True, "standardise advantages over the rollout")
     hparams: NPGHParams = field(NPGHParams(), "traced hyper-parameters")
 
+    supports_recurrent_core = False  # the Fisher-vector products subsample single steps
+
     @property
     def fvp_batch_size(self) -> int:
         return max(1, round(self.fvp_fraction * self.batch_size))

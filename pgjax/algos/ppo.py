@@ -30,6 +30,7 @@ from pgjax.config import (
 )
 from pgjax.envs import init_running_stats
 from pgjax.losses import entropy_bonus, explained_variance, normalize_advantages, ppo_clip_loss, value_loss
+from pgjax.recurrent import initial_hidden
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
@@ -68,6 +69,11 @@ class PPOConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.core != "none" and self.num_envs % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches={self.num_minibatches} does not divide num_envs={self.num_envs}: with "
+                f"core={self.core!r} minibatches are whole environment sequences; choose a divisor of {self.num_envs}."
+            )
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches={self.num_minibatches} does not divide the batch "
@@ -122,9 +128,10 @@ def minibatch_step(optimizer, loss_fn, carry, batch):
 
 
 def sgd_epoch(config, optimizer, loss_fn, batch, carry, key):
-    """One pass over `batch` (leading axis `config.batch_size`) in `config.num_minibatches`
-    shuffled minibatches; `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
-    permutation = shuffle.permutation(key, config.batch_size)
+    """One pass over `batch` (leading axis: `config.batch_size` steps, or `num_envs` whole
+    sequences if recurrent) in `config.num_minibatches` shuffled minibatches;
+    `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
+    permutation = shuffle.permutation(key, batch.action.shape[0])
     minibatches = jax.tree.map(
         lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch
     )
@@ -138,7 +145,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
 
-    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     optimizer = make_optimizer(config, hparams)
     loss_fn = functools.partial(_loss, config, networks, hparams)
@@ -163,7 +170,8 @@ def _init(config, env, networks, key, hparams) -> PPOState:
     params = init_actor_critic(networks, env, params_key)
     opt_state = make_optimizer(config, hparams).init(params)
     return PPOState(
-        params, opt_state, reset_env_carry(env, env_key), init_running_stats(env.obs_shape),
+        params, opt_state, reset_env_carry(env, env_key, initial_hidden(config, env.num_envs)),
+        init_running_stats(env.obs_shape),
         key, jnp.zeros((), jnp.int32),
     )
 

@@ -41,6 +41,7 @@ from pgjax.losses import (
     normalize_advantages,
     value_loss,
 )
+from pgjax.recurrent import initial_hidden
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.trust_region import dual_update
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
@@ -113,7 +114,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
-    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
     batch = Batch(*base, old_dist=old_dist)
 
@@ -144,7 +145,8 @@ def _init(config, env, networks, key, hparams) -> PPOKLState:
     key, params_key, env_key = jax.random.split(key, 3)
     params = init_actor_critic(networks, env, params_key)
     return PPOKLState(
-        params, make_optimizer(config, hparams).init(params), reset_env_carry(env, env_key),
+        params, make_optimizer(config, hparams).init(params),
+        reset_env_carry(env, env_key, initial_hidden(config, env.num_envs)),
         init_running_stats(env.obs_shape), key, jnp.zeros((), jnp.int32),
         jnp.asarray(hparams.init_kl_coef, jnp.float32),
     )

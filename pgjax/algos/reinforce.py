@@ -98,6 +98,8 @@ class ReinforceConfig(OnPolicyConfig):
     value_iters: int = field(20, "full-batch critic Adam steps per update (baseline='value')", positive())
     hparams: ReinforceHParams = field(ReinforceHParams(), "traced hyper-parameters")
 
+    supports_recurrent_core = False  # not wired to the episodic rollout yet
+
     def validate(self) -> None:
         super().validate()
         if self.discount_weighting and self.weighting == "total":

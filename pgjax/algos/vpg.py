@@ -40,6 +40,7 @@ from pgjax.config import (
 )
 from pgjax.envs import init_running_stats
 from pgjax.losses import approx_kl, entropy_bonus, explained_variance, normalize_advantages, policy_gradient_loss
+from pgjax.recurrent import initial_hidden
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
@@ -115,7 +116,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     env_carry, traj = rollout(env, policy, state.env, rollout_key, config.num_steps)
-    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     actor_params, actor_opt_state, policy_metrics = _policy_step(
         config, networks, hparams, state.params["actor"], state.actor_opt_state, batch
@@ -145,7 +146,7 @@ def _init(config, env, networks, key, hparams) -> VPGState:
         params,
         make_actor_optimizer(config, hparams).init(params["actor"]),
         make_critic_optimizer(hparams).init(params["critic"]),
-        reset_env_carry(env, env_key),
+        reset_env_carry(env, env_key, initial_hidden(config, env.num_envs)),
         init_running_stats(env.obs_shape),
         key,
         jnp.zeros((), jnp.int32),
