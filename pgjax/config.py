@@ -263,5 +263,5 @@ class OnPolicyConfig:
         if self.core != "none" and not self.supports_recurrent_core:
             raise ConfigError(
                 f"core={self.core!r} is not supported by {type(self).__name__}; use core = 'none', or a "
-                "recurrent-capable algorithm (ppo, ppo_kl, a2c, vpg)."
+                "recurrent-capable algorithm (ppo, ppo_kl, a2c, vpg, reinforce)."
             )

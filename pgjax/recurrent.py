@@ -69,6 +69,8 @@ def gru_scan(h0: Array, x_proj: Array, resets: Array, hidden_kernel: Array, hidd
         h = gru_step(jnp.where(reset[:, None], 0.0, h), x, hidden_kernel, hidden_bias)
         return h, h
 
+    if x_proj.shape[0] == 1:  # one step (acting in a rollout): no loop to compile inside the rollout's
+        return step(h0, (x_proj[0], resets[0]))[1][None]
     _, hiddens = jax.lax.scan(step, h0, (x_proj, resets))
     return hiddens
 
@@ -132,6 +134,13 @@ def sequences_from_rollout(obs: Array, done: Array, hidden: Any) -> Sequences:
     ended an episode (the carry was already reset after the previous rollout's last step)."""
     resets = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]], axis=0)
     return Sequences(jnp.swapaxes(obs, 0, 1), jnp.swapaxes(resets, 0, 1), hidden)
+
+
+def apply_time_major(network: Any, params: Any, inputs: Any) -> Any:
+    """`network.apply(params, inputs)` for time-major kernels: `Sequences` outputs come
+    batch-major `[B, T, ...]` and are swapped to `[T, B, ...]`; other inputs pass through."""
+    out = network.apply(params, inputs)
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out) if isinstance(inputs, Sequences) else out
 
 
 def values_and_next_values(critic: Any, params: Any, seq: Sequences, next_obs: Array) -> tuple[Array, Array]:

@@ -27,3 +27,17 @@ def test_ppo_learns_pendulum():
     # about -1200 and a good swing-up about -150.
     per_seed, _ = train_and_evaluate("ppo_pendulum.toml", deterministic=False)
     assert np.median(per_seed) >= -300
+
+
+def test_gru_ppo_remembers_on_memorychain():
+    # MemoryChain-bsuite, memory_length 5: the rewarded last step (+1 right, -1 wrong) needs
+    # the context bit shown at the start; a feed-forward policy cannot see it and is at chance.
+    # Statistic: per-seed success rate (return +1) of the greedy policy over 32 episodes.
+    # Calibrated (this machine, 4 seeds, the config's 1.5e5 steps, 256 greedy episodes):
+    # GRU [1.0, 1.0, 1.0, 1.0]; the same config with core="none" [0.51, 0.51, 0.49, 0.51].
+    # The bars: the GRU median >= 0.9, the feed-forward median within 0.35..0.65.
+    gru, _ = train_and_evaluate("ppo_gru_memorychain.toml", deterministic=True)
+    flat, _ = train_and_evaluate("ppo_gru_memorychain.toml", ["core=none"], deterministic=True)
+    gru_success, flat_success = (gru + 1) / 2, (flat + 1) / 2  # returns are +1 or -1 per episode
+    assert np.median(gru_success) >= 0.9
+    assert 0.35 <= np.median(flat_success) <= 0.65

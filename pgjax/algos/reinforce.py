@@ -64,6 +64,7 @@ from pgjax.config import (
     unit_interval,
 )
 from pgjax.envs import VecEnv, init_running_stats, make_vec_env
+from pgjax.recurrent import Sequences, apply_time_major, initial_hidden, sequences_from_rollout
 from pgjax.rollout import PolicyFn, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
 
@@ -98,7 +99,6 @@ class ReinforceConfig(OnPolicyConfig):
     value_iters: int = field(20, "full-batch critic Adam steps per update (baseline='value')", positive())
     hparams: ReinforceHParams = field(ReinforceHParams(), "traced hyper-parameters")
 
-    supports_recurrent_core = False  # not wired to the episodic rollout yet
 
     def validate(self) -> None:
         super().validate()
@@ -225,10 +225,13 @@ def episode_policy_loss(log_probs: Array, psi: Array, mask: Array) -> tuple[Arra
     return loss, {"policy_loss": loss}
 
 
-def collect_episodes(env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int) -> tuple[Transition, Array]:
-    """Reset every environment and run `num_steps` steps: `(transitions [T, N], first-episode mask [T, N])`."""
+def collect_episodes(
+    env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int, hidden=None
+) -> tuple[Transition, Array]:
+    """Reset every environment (and a recurrent policy's `hidden` state) and run `num_steps`
+    steps: `(transitions [T, N], first-episode mask [T, N])`."""
     reset_key, run_key = jax.random.split(key)
-    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key), run_key, num_steps)
+    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key, hidden), run_key, num_steps)
     return transitions, first_episode_mask(transitions.terminated, transitions.truncated)
 
 
@@ -254,7 +257,7 @@ def _psi(config: ReinforceConfig, hparams, rewards: Array, values: Array | None,
 
 
 def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
-    dist = networks.actor.apply(actor_params, obs)
+    dist = apply_time_major(networks.actor, actor_params, obs)
     pg_loss, metrics = episode_policy_loss(dist.log_prob(actions), psi, mask)
     entropies = dist.entropy() * mask
     entropy_per_episode = jnp.sum(entropies) / mask.shape[1]
@@ -263,6 +266,11 @@ def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
 
 
 def _fit_critic(config, networks, hparams, critic_params, opt_state, obs, targets, mask):
+    if isinstance(obs, Sequences):  # whole batch-major sequences, the targets laid out alike
+        return fit_value_function(
+            networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
+            obs, targets.T, config.value_iters, weights=mask.T,
+        )
     return fit_value_function(
         networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
         obs.reshape(-1, *obs.shape[2:]), targets.reshape(-1), config.value_iters, weights=mask.reshape(-1),
@@ -284,10 +292,13 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     """One REINFORCE iteration: N fresh episodes, one policy gradient step, the critic fit."""
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps)
+    hidden = initial_hidden(config, config.num_envs)
+    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, hidden)
     obs = observe(config, state.obs_stats, traj.obs)
+    if hidden is not None:  # a recurrent policy re-runs each environment's steps from the reset
+        obs = sequences_from_rollout(obs, traj.terminated | traj.truncated, hidden)
     # The baseline's V(s_t) for the whole batch in one critic call, before the critic is fit.
-    values = networks.critic.apply(state.params["critic"], obs) if config.baseline == "value" else None
+    values = apply_time_major(networks.critic, state.params["critic"], obs) if config.baseline == "value" else None
 
     psi = _psi(config, hparams, traj.reward, values, mask)
     loss_fn = functools.partial(_policy_loss, networks, hparams)
