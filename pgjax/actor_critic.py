@@ -68,26 +68,24 @@ def to_env_action(env: VecEnv, action: Array) -> Array:
 def sample_step(config, env, networks, params, obs_stats, key, obs, hidden=None):
     """Sample `a ~ pi(.|s)` for a rollout, with its log-prob: a `PolicyStep`.
 
-    The critic is not called here: algorithms that need `V(s)` for a rollout get it
-    afterwards with one batched call over `[T, B]` observations, cheaper than one per step.
-    A recurrent actor also takes and returns its `hidden` state: `(PolicyStep, hidden)`.
+    A feed-forward critic is not called here: algorithms that need `V(s)` for a rollout get
+    it afterwards with one batched call over `[T, B]` observations, cheaper than one per
+    step. A recurrent policy also takes and returns its `hidden` states: `(PolicyStep,
+    hidden)`; the critic's state advances too, as the next rollout's value pass starts from it.
     """
-    dist, new_hidden = _actor_step(config, networks, params, obs_stats, obs, hidden)
+    obs = observe(config, obs_stats, obs)
+    dist, new_hidden = _actor_step(networks, params, obs, hidden)
     action = dist.sample(key)
     step = PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
     if hidden is None:
         return step
-    # The critic's state advances too: the next rollout's value pass starts from it.
-    _, new_hidden["critic"] = recurrent.step_network(
-        networks.critic, params["critic"], observe(config, obs_stats, obs), hidden
-    )
+    _, new_hidden["critic"] = recurrent.step_network(networks.critic, params["critic"], obs, hidden)
     return step, new_hidden
 
 
-def _actor_step(config, networks, params, obs_stats, obs, hidden):
-    """The actor's distribution at `obs` and, if recurrent, the hidden states with the
-    actor's advanced (else None)."""
-    obs = observe(config, obs_stats, obs)
+def _actor_step(networks, params, obs, hidden):
+    """The actor's distribution at (observed) `obs` and, if recurrent, the hidden states
+    with the actor's advanced (else None)."""
     if hidden is None:
         return networks.actor.apply(params["actor"], obs), None
     dist, actor_hidden = recurrent.step_network(networks.actor, params["actor"], obs, hidden)
@@ -159,7 +157,7 @@ def act(config, env, networks, params, obs_stats, key, obs, deterministic=False,
 
     A recurrent policy takes its `hidden` state and returns `(actions, hidden)`.
     """
-    dist, hidden = _actor_step(config, networks, params, obs_stats, obs, hidden)
+    dist, hidden = _actor_step(networks, params, observe(config, obs_stats, obs), hidden)
     action = to_env_action(env, dist.mode() if deterministic else dist.sample(key))
     return action if hidden is None else (action, hidden)
 

@@ -232,7 +232,9 @@ class OnPolicyConfig:
     activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
-    core: str = field("none", "recurrent core after the MLP torso of actor and critic (each its own)", one_of("none", "gru"))
+    core: str = field(
+        "none", "recurrent core after the MLP torso of actor and critic (each its own)", one_of("none", "gru")
+    )
     core_size: int = field(64, "hidden units of the GRU core (used when core = 'gru')", positive())
 
     # Algorithms whose update cannot replay whole sequences set this to False.

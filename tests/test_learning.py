@@ -31,13 +31,16 @@ def test_ppo_learns_pendulum():
 
 def test_gru_ppo_remembers_on_memorychain():
     # MemoryChain-bsuite, memory_length 5: the rewarded last step (+1 right, -1 wrong) needs
-    # the context bit shown at the start; a feed-forward policy cannot see it and is at chance.
+    # the context bit shown at the start; a feed-forward policy sees the same observation at
+    # that step in every episode, so its greedy action is fixed and it succeeds exactly on the
+    # evaluation episodes whose context matches it (21 or 11 of these 32): chance.
     # Statistic: per-seed success rate (return +1) of the greedy policy over 32 episodes.
-    # Calibrated (this machine, 4 seeds, the config's 1.5e5 steps, 256 greedy episodes):
-    # GRU [1.0, 1.0, 1.0, 1.0]; the same config with core="none" [0.51, 0.51, 0.49, 0.51].
-    # The bars: the GRU median >= 0.9, the feed-forward median within 0.35..0.65.
+    # Calibrated (this machine, 4 seeds, the config's 3e4 steps): GRU [1.0, 1.0, 1.0, 1.0];
+    # the same config with core="none" [0.66, 0.34, 0.34, 0.34]. With 256 episodes and 1.5e5
+    # steps: GRU [1, 1, 1, 1], feed-forward [0.51, 0.51, 0.49, 0.51].
+    # The bars: GRU median >= 0.9; every feed-forward seed <= 0.7 (its ceiling here is 21/32).
     gru, _ = train_and_evaluate("ppo_gru_memorychain.toml", deterministic=True)
     flat, _ = train_and_evaluate("ppo_gru_memorychain.toml", ["core=none"], deterministic=True)
     gru_success, flat_success = (gru + 1) / 2, (flat + 1) / 2  # returns are +1 or -1 per episode
     assert np.median(gru_success) >= 0.9
-    assert 0.35 <= np.median(flat_success) <= 0.65
+    assert np.max(flat_success) <= 0.7
