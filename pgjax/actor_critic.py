@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import returns
+from pgjax import recurrent, returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.networks import CategoricalActor, GaussianActor, ValueCritic, torso_spec
+from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCritic, torso_spec
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
 from pgjax.unrolled_rng import unrolled_key
@@ -29,20 +29,35 @@ class ActorCritic(NamedTuple):
 
 def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
     """A categorical or Gaussian actor (by the action space) and a value critic, both on the
-    torso `torso_spec` picks for the observations."""
+    torso `torso_spec` picks for the observations; with `config.core = "gru"` each is a
+    `recurrent.RecurrentNetwork` (torso, GRU core) around that head."""
     spec, torso = env.action_spec, torso_spec(config, env.obs_shape)
+    if recurrent.is_recurrent(config):
+        # The torso and hidden layers come before the GRU core: each head is its output layer alone.
+        head_sizes, head_torso = (), TorsoSpec()
+    else:
+        head_sizes, head_torso = config.hidden_sizes, torso
     if spec.discrete:
-        actor = CategoricalActor(spec.num_actions, config.hidden_sizes, config.activation, torso=torso)
+        actor = CategoricalActor(spec.num_actions, head_sizes, config.activation, torso=head_torso)
     else:
         actor = GaussianActor(
-            spec.num_actions, config.hidden_sizes, config.activation, init_log_std=config.init_log_std, torso=torso
+            spec.num_actions, head_sizes, config.activation, init_log_std=config.init_log_std, torso=head_torso
         )
-    return ActorCritic(actor, ValueCritic(config.hidden_sizes, config.activation, torso=torso))
+    critic = ValueCritic(head_sizes, config.activation, torso=head_torso)
+    if not recurrent.is_recurrent(config):
+        return ActorCritic(actor, critic)
+    core = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, core_size=config.core_size, torso=torso)
+    return ActorCritic(
+        recurrent.RecurrentNetwork(actor, "actor", **core), recurrent.RecurrentNetwork(critic, "critic", **core)
+    )
 
 
 def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
     actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
     dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
+    if isinstance(networks.actor, recurrent.RecurrentNetwork):
+        size = networks.actor.core_size
+        dummy = recurrent.single_steps(dummy, {"actor": jnp.zeros((1, size)), "critic": jnp.zeros((1, size))})
     return {"actor": networks.actor.init(actor_key, dummy), "critic": networks.critic.init(critic_key, dummy)}
 
 
@@ -56,26 +71,58 @@ def to_env_action(env: VecEnv, action: Array) -> Array:
     return action if spec.discrete else clip_action(action, spec)
 
 
-def sample_step(config, env, networks, params, obs_stats, key, obs) -> PolicyStep:
-    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob.
+def sample_step(config, env, networks, params, obs_stats, key, obs, hidden=None):
+    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob: a `PolicyStep`.
 
-    The critic is not called here: algorithms that need `V(s)` for a rollout get it
-    afterwards with one batched call over `[T, B]` observations, cheaper than one per step.
+    A feed-forward critic is not called here: algorithms that need `V(s)` for a rollout get
+    it afterwards with one batched call over `[T, B]` observations, cheaper than one per
+    step. A recurrent policy also takes and returns its `hidden` states: `(PolicyStep,
+    hidden)`; the critic's state advances too, as the next rollout's value pass starts from it.
     """
-    dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))
+    obs = observe(config, obs_stats, obs)
+    dist, new_hidden = _actor_step(networks, params, obs, hidden)
     action = dist.sample(key)
-    return PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
+    step = PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
+    if hidden is None:
+        return step
+    _, new_hidden["critic"] = recurrent.step_network(networks.critic, params["critic"], obs, hidden)
+    return step, new_hidden
 
 
-def rollout_values(config, networks, params, obs_stats, traj) -> tuple[Array, Array, Array]:
+def _actor_step(networks, params, obs, hidden):
+    """The actor's distribution at (observed) `obs` and, if recurrent, the hidden states
+    with the actor's advanced (else None)."""
+    if hidden is None:
+        return networks.actor.apply(params["actor"], obs), None
+    dist, actor_hidden = recurrent.step_network(networks.actor, params["actor"], obs, hidden)
+    return dist, {**hidden, "actor": actor_hidden}
+
+
+def rollout_values(config, networks, params, obs_stats, traj, hidden=None) -> tuple[Any, Array, Array]:
     """`(obs, V(s_t), V(s_{t+1}))` for a rollout `[T, B, ...]` in one batched critic call.
 
     `obs` is what the networks saw (normalised if `config.normalize_obs`); `V(s_{t+1})` is
-    taken at `traj.next_obs`, the true final observation where an episode ended.
+    taken at `traj.next_obs`, the true final observation where an episode ended. With a
+    recurrent critic (`hidden`: the state at the rollout's start) `obs` is the rollout as
+    `recurrent.Sequences` and `V(s_{t+1})` uses the hidden state before the reset.
     """
     both = observe(config, obs_stats, jnp.stack([traj.obs, traj.next_obs]))
-    values, next_values = networks.critic.apply(params["critic"], both)
-    return both[0], values, next_values
+    if hidden is None:
+        values, next_values = networks.critic.apply(params["critic"], both)
+        return both[0], values, next_values
+    seq = recurrent.sequences_from_rollout(both[0], traj.terminated | traj.truncated, hidden)
+    values, next_values = recurrent.values_and_next_values(
+        networks.critic, params["critic"], seq, jnp.swapaxes(both[1], 0, 1)
+    )
+    return seq, jnp.swapaxes(values, 0, 1), jnp.swapaxes(next_values, 0, 1)
+
+
+def flatten_rollout(batch: Any) -> Any:
+    """Time-major rollout arrays `[T, B, ...]` as update rows: `[T*B, ...]` steps, or, when
+    `batch.obs` is `recurrent.Sequences` (already batch-major), `[B, T, ...]` sequences."""
+    if isinstance(batch.obs, recurrent.Sequences):
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch._replace(obs=None))._replace(obs=batch.obs)
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
 
 
 class GAEBatch(NamedTuple):
@@ -89,16 +136,16 @@ class GAEBatch(NamedTuple):
     target: Array  # lambda-returns A + V_old, the value regression target
 
 
-def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition) -> GAEBatch:
+def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition, hidden=None) -> GAEBatch:
     """GAE (`hparams.gamma`, `hparams.gae_lambda`, rewards times `hparams.reward_scale`) on a
-    rollout `[T, B]`, bootstrapping truncations from `V(next_obs)`, flattened to `[T*B]`."""
-    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj)
+    rollout `[T, B]`, bootstrapping truncations from `V(next_obs)`, flattened to `[T*B]`
+    (recurrent: `[B, T]` sequences from `hidden`, the state at the rollout's start)."""
+    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj, hidden)
     advantages = returns.gae(
         traj.reward * hparams.reward_scale, values, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
     )
-    batch = GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values)
-    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
+    return flatten_rollout(GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values))
 
 
 def update_obs_stats(config, obs_stats: RunningStats, traj: Transition) -> RunningStats:
@@ -111,11 +158,14 @@ def update_obs_stats(config, obs_stats: RunningStats, traj: Transition) -> Runni
     return update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
 
 
-def act(config, env, networks, params, obs_stats, key, obs, deterministic=False) -> Array:
-    """Environment actions for evaluation: the mode if deterministic, else a sample."""
-    dist = networks.actor.apply(params["actor"], observe(config, obs_stats, obs))
-    action = dist.mode() if deterministic else dist.sample(key)
-    return to_env_action(env, action)
+def act(config, env, networks, params, obs_stats, key, obs, deterministic=False, hidden=None):
+    """Environment actions for evaluation: the mode if deterministic, else a sample.
+
+    A recurrent policy takes its `hidden` state and returns `(actions, hidden)`.
+    """
+    dist, hidden = _actor_step(networks, params, observe(config, obs_stats, obs), hidden)
+    action = to_env_action(env, dist.mode() if deterministic else dist.sample(key))
+    return action if hidden is None else (action, hidden)
 
 
 def fit_value_function(

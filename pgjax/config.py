@@ -313,6 +313,13 @@ class OnPolicyConfig:
     cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
+    core: str = field(
+        "none", "recurrent core after the MLP torso of actor and critic (each its own)", one_of("none", "gru")
+    )
+    core_size: int = field(64, "hidden units of the GRU core (used when core = 'gru')", positive())
+
+    # Algorithms whose update cannot replay whole sequences set this to False.
+    supports_recurrent_core = True
 
     @property
     def batch_size(self) -> int:
@@ -336,4 +343,9 @@ class OnPolicyConfig:
             )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+        if self.core != "none" and not self.supports_recurrent_core:
+            raise ConfigError(
+                f"core={self.core!r} is not supported by {type(self).__name__}; use core = 'none', or a "
+                "recurrent-capable algorithm (ppo, ppo_kl, a2c, vpg, reinforce)."
+            )
         check_environment(self)

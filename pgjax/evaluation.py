@@ -18,9 +18,30 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, make_vec_env
+from pgjax.recurrent import initial_hidden, is_recurrent, reset_hidden
 from pgjax.types import Array, PRNGKey
 
 ActFn = Callable[[PRNGKey, Array], Array]  # (key, obs [B, ...]) -> environment actions [B, ...]
+
+
+class RecurrentActFn(NamedTuple):
+    """A policy with memory, usable wherever an `ActFn` is: its hidden state starts at
+    `initial(num_envs)` and is reset to it after every step that ends an episode."""
+
+    step: Callable[[PRNGKey, Array, Any], tuple[Array, Any]]  # (key, obs, hidden) -> (actions, hidden)
+    initial: Callable[[int], Any]  # num_envs -> hidden state
+
+
+def _with_memory(act_fn: ActFn | RecurrentActFn, num_envs: int) -> tuple[Callable, Any]:
+    """`(step, hidden)` with `step(key, obs, hidden) -> (actions, hidden)`; hidden is None
+    for a memoryless `ActFn`, so its loops carry nothing extra and stay as they were."""
+    if isinstance(act_fn, RecurrentActFn):
+        return act_fn.step, act_fn.initial(num_envs)
+    return (lambda key, obs, _: (act_fn(key, obs), None)), None
+
+
+def _advance_hidden(hidden: Any, ended: Array) -> Any:
+    return None if hidden is None else reset_hidden(hidden, ended)
 
 
 class Episodes(NamedTuple):
@@ -39,6 +60,7 @@ class _Carry(NamedTuple):
     lengths: Array
     truncated: Array
     alive: Array
+    hidden: Any = None  # a recurrent policy's hidden state
 
 
 def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
@@ -51,13 +73,15 @@ def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
     reset_key, run_key = jax.random.split(key)
     step_keys = jax.random.split(run_key, env.max_episode_steps)
     env_state, obs = env.reset(reset_key)
+    act_step, hidden = _with_memory(act_fn, env.num_envs)
 
     def cond(c: _Carry):
         return (c.t < env.max_episode_steps) & jnp.any(c.alive)
 
     def body(c: _Carry) -> _Carry:
         act_key, env_key = jax.random.split(step_keys[c.t])
-        env_state, ts = env.step(env_key, c.env_state, act_fn(act_key, c.obs))
+        action, hidden = act_step(act_key, c.obs, c.hidden)
+        env_state, ts = env.step(env_key, c.env_state, action)
         ended = ts.terminated | ts.truncated
         return _Carry(
             t=c.t + 1,
@@ -67,11 +91,12 @@ def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
             lengths=c.lengths + c.alive.astype(jnp.int32),
             truncated=jnp.where(c.alive & ended, ts.truncated, c.truncated),
             alive=c.alive & ~ended,
+            hidden=_advance_hidden(hidden, ended),
         )
 
     b = env.num_envs
     init = _Carry(jnp.int32(0), env_state, obs, jnp.zeros((b,), jnp.float32), jnp.zeros((b,), jnp.int32),
-                  jnp.zeros((b,), bool), jnp.ones((b,), bool))
+                  jnp.zeros((b,), bool), jnp.ones((b,), bool), hidden)
     final = jax.lax.while_loop(cond, body, init)
     return Episodes(final.returns, final.lengths, final.truncated)
 
@@ -120,8 +145,15 @@ def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = No
     return make_vec_env(trainer.config.env_id, num_episodes, max_episode_steps)
 
 
-def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn:
-    """The trained policy as an `ActFn` (greedy if `deterministic`)."""
+def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn | RecurrentActFn:
+    """The trained policy as an `ActFn` (greedy if `deterministic`); a `RecurrentActFn`
+    carrying the hidden state for a recurrent policy (`config.core != "none"`)."""
+    if is_recurrent(trainer.config):
+
+        def step(key, obs, hidden):
+            return trainer.act(params, obs_stats, key, obs, deterministic, hidden)
+
+        return RecurrentActFn(step, functools.partial(initial_hidden, trainer.config))
 
     def act(key, obs):
         return trainer.act(params, obs_stats, key, obs, deterministic)
@@ -147,18 +179,21 @@ def record_episode(env: VecEnv, act_fn: ActFn, key: PRNGKey, index: int = 0) -> 
     """
     reset_key, run_key = jax.random.split(key)
     env_state, obs = env.reset(reset_key)
+    act_step, hidden = _with_memory(act_fn, env.num_envs)
 
     def step(carry, step_key):
-        env_state, obs, alive, truncated = carry
+        env_state, obs, alive, truncated, hidden = carry
         act_key, env_key = jax.random.split(step_key)
-        env_state, ts = env.step(env_key, env_state, act_fn(act_key, obs))
+        action, hidden = act_step(act_key, obs, hidden)
+        env_state, ts = env.step(env_key, env_state, action)
         ended = ts.terminated[index] | ts.truncated[index]
         truncated = jnp.where(alive & ended, ts.truncated[index], truncated)
         out = (ts.next_obs[index], jnp.where(alive, ts.reward[index], 0.0), alive)
-        return (env_state, ts.obs, alive & ~ended, truncated), out
+        hidden = _advance_hidden(hidden, ts.terminated | ts.truncated)
+        return (env_state, ts.obs, alive & ~ended, truncated, hidden), out
 
-    carry = (env_state, obs, jnp.asarray(True), jnp.asarray(False))
-    (_, _, _, truncated), (next_obs, rewards, alive) = jax.lax.scan(
+    carry = (env_state, obs, jnp.asarray(True), jnp.asarray(False), hidden)
+    (_, _, _, truncated, _), (next_obs, rewards, alive) = jax.lax.scan(
         step, carry, jax.random.split(run_key, env.max_episode_steps)
     )
     observations = jnp.concatenate([obs[index][None], next_obs])

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
 from pgjax.returns import first_episode_mask
+from pgjax.recurrent import reset_hidden
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
 from pgjax.unrolled_rng import unrolled_key
 
@@ -23,6 +24,7 @@ class PolicyStep(NamedTuple):
 
 
 PolicyFn = Callable[[PRNGKey, Array], PolicyStep]
+# A recurrent policy also takes and returns its hidden state: (key, obs, hidden) -> (PolicyStep, hidden).
 
 
 class EnvCarry(NamedTuple):
@@ -31,11 +33,13 @@ class EnvCarry(NamedTuple):
     env_state: Any
     obs: Array  # [B, *obs_shape], raw (unnormalised) observations
     episode_stats: EpisodeStats
+    hidden: Any = None  # a recurrent policy's hidden states (pgjax.recurrent); None if feed-forward
 
 
-def reset_env_carry(env: VecEnv, key: PRNGKey) -> EnvCarry:
+def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = None) -> EnvCarry:
+    """Fresh episodes in every environment (and a recurrent policy's initial `hidden` state)."""
     env_state, obs = env.reset(key)
-    return EnvCarry(env_state, obs, init_episode_stats(env.num_envs))
+    return EnvCarry(env_state, obs, init_episode_stats(env.num_envs), hidden)
 
 
 def rollout(
@@ -45,12 +49,16 @@ def rollout(
 
     Returns the carry to continue from and a time-major `Transition` batch `[T, B, ...]`
     holding raw observations, the true next observations, both episode-end flags and the
-    statistics of every episode that finished.
+    statistics of every episode that finished. With `carry.hidden` set, `policy_fn` is
+    recurrent and its hidden state is reset after every step that ends an episode.
     """
 
     def step(carry: EnvCarry, step_key: PRNGKey):
         policy_key, env_key = jax.random.split(step_key)
-        policy_step = policy_fn(policy_key, carry.obs)
+        if carry.hidden is None:
+            policy_step, hidden = policy_fn(policy_key, carry.obs), None
+        else:
+            policy_step, hidden = policy_fn(policy_key, carry.obs, carry.hidden)
         env_state, timestep = env.step(env_key, carry.env_state, policy_step.env_action)
         episode_stats, (done, finished_return, finished_length) = update_episode_stats(
             carry.episode_stats, timestep
@@ -67,21 +75,26 @@ def rollout(
             episode_return=finished_return,
             episode_length=finished_length,
         )
-        return EnvCarry(env_state, timestep.obs, episode_stats), transition
+        if hidden is not None:
+            hidden = reset_hidden(hidden, timestep.terminated | timestep.truncated)
+        return EnvCarry(env_state, timestep.obs, episode_stats, hidden), transition
 
     # Same random bits as `key` itself; each step's tiny draws run as straight-line code
     # instead of one Threefry loop each (see `pgjax.unrolled_rng`).
     return jax.lax.scan(step, carry, jax.random.split(unrolled_key(key), num_steps))
 
 
-def collect_episodes(env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int) -> tuple[Transition, Array]:
-    """Reset every environment and run `num_steps` steps: `(transitions [T, N], first-episode mask [T, N])`.
+def collect_episodes(
+    env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int, hidden=None
+) -> tuple[Transition, Array]:
+    """Reset every environment (and a recurrent policy's `hidden` state) and run `num_steps`
+    steps: `(transitions [T, N], first-episode mask [T, N])`.
 
     With `num_steps` the episode horizon, each column holds one whole episode; the steps the
     auto-reset simulates after it are masked out (`returns.first_episode_mask`).
     """
     reset_key, run_key = jax.random.split(key)
-    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key), run_key, num_steps)
+    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key, hidden), run_key, num_steps)
     return transitions, first_episode_mask(transitions.terminated, transitions.truncated)
 
 

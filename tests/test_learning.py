@@ -36,3 +36,20 @@ def test_ppo_with_a_cnn_learns_catch():
     # each. The bar: median >= 0.5.
     per_seed, _ = train_and_evaluate("ppo_catch_cnn.toml", deterministic=False)
     assert np.median(per_seed) >= 0.5
+
+
+def test_gru_ppo_remembers_on_memorychain():
+    # MemoryChain-bsuite, memory_length 5: the rewarded last step (+1 right, -1 wrong) needs
+    # the context bit shown at the start; a feed-forward policy sees the same observation at
+    # that step in every episode, so its greedy action is fixed and it succeeds exactly on the
+    # evaluation episodes whose context matches it (21 or 11 of these 32): chance.
+    # Statistic: per-seed success rate (return +1) of the greedy policy over 32 episodes.
+    # Calibrated (this machine, 4 seeds, the config's 3e4 steps): GRU [1.0, 1.0, 1.0, 1.0];
+    # the same config with core="none" [0.66, 0.34, 0.34, 0.34]. With 256 episodes and 1.5e5
+    # steps: GRU [1, 1, 1, 1], feed-forward [0.51, 0.51, 0.49, 0.51].
+    # The bars: GRU median >= 0.9; every feed-forward seed <= 0.7 (its ceiling here is 21/32).
+    gru, _ = train_and_evaluate("ppo_gru_memorychain.toml", deterministic=True)
+    flat, _ = train_and_evaluate("ppo_gru_memorychain.toml", ["core=none"], deterministic=True)
+    gru_success, flat_success = (gru + 1) / 2, (flat + 1) / 2  # returns are +1 or -1 per episode
+    assert np.median(gru_success) >= 0.9
+    assert np.max(flat_success) <= 0.7

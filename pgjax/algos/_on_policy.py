@@ -20,14 +20,16 @@ from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, sample
 from pgjax.algos._trainer import assemble_trainer
 from pgjax.envs import init_running_stats, make_vec_env
 from pgjax.losses import explained_variance
+from pgjax.recurrent import initial_hidden
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, Trainer, Transition
 
 
-def initial_fields(env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:
+def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:
     """The state fields every on-policy algorithm starts with, by name: `params` (actor and
-    critic), `env` (a reset `EnvCarry`; left out with `reset_env=False`, for algorithms that
-    reset every update), `obs_stats` (empty), `key` and the update counter `update` (0).
+    critic), `env` (a reset `EnvCarry`, with a recurrent policy's initial hidden state; left
+    out with `reset_env=False`, for algorithms that reset every update), `obs_stats` (empty),
+    `key` and the update counter `update` (0).
 
     `key` is split into `(key, params_key, env_key)`, or `(key, params_key)` without the env.
     """
@@ -36,7 +38,7 @@ def initial_fields(env, networks, key: PRNGKey, reset_env: bool = True) -> dict[
         fields = {}
     else:
         key, params_key, env_key = jax.random.split(key, 3)
-        fields = {"env": reset_env_carry(env, env_key)}
+        fields = {"env": reset_env_carry(env, env_key, initial_hidden(config, env.num_envs))}
     return {
         "params": init_actor_critic(networks, env, params_key),
         **fields,

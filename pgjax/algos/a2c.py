@@ -25,7 +25,7 @@ import jax
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import rollout_values, update_obs_stats
+from pgjax.actor_critic import flatten_rollout, rollout_values, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.config import (
     OnPolicyConfig,
@@ -123,7 +123,7 @@ class Batch(NamedTuple):
 def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Batch]:
     """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
     env_carry, traj = collect_rollout(config, env, networks, state, key)
-    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj)
+    obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj, state.env.hidden)
     advantages = estimate_advantages(config, hparams, traj, values, next_values)
     return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values)
 
@@ -142,7 +142,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
     """One A2C iteration: rollout, advantages, one joint gradient step."""
     key, rollout_key = jax.random.split(state.key)
     env_carry, traj, batch = collect(config, env, networks, hparams, state, rollout_key)
-    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    batch = flatten_rollout(batch)
 
     loss_fn = functools.partial(_loss, config, networks, hparams)
     grads, losses = jax.grad(loss_fn, has_aux=True)(state.params, batch)
@@ -162,7 +162,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
 
 
 def _init(config, env, networks, key, hparams) -> A2CState:
-    start = initial_fields(env, networks, key)
+    start = initial_fields(config, env, networks, key)
     return A2CState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
 
 

@@ -70,6 +70,8 @@ class NPGConfig(OnPolicyConfig):
     normalize_advantages: bool = field(True, "standardise advantages over the rollout")
     hparams: NPGHParams = field(NPGHParams(), "traced hyper-parameters")
 
+    supports_recurrent_core = False  # the Fisher-vector products subsample single steps
+
     @property
     def fvp_batch_size(self) -> int:
         return max(1, round(self.fvp_fraction * self.batch_size))
@@ -173,7 +175,7 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
 
 
 def init(config, env, networks, key, hparams) -> NPGState:
-    start = initial_fields(env, networks, key)
+    start = initial_fields(config, env, networks, key)
     return NPGState(critic_opt_state=critic_optimizer(hparams).init(start["params"]["critic"]), **start)
 
 

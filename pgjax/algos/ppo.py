@@ -67,6 +67,11 @@ class PPOConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.core != "none" and self.num_envs % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches={self.num_minibatches} does not divide num_envs={self.num_envs}: with "
+                f"core={self.core!r} minibatches are whole environment sequences; choose a divisor of {self.num_envs}."
+            )
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches={self.num_minibatches} does not divide the batch "
@@ -121,9 +126,10 @@ def minibatch_step(optimizer, loss_fn, carry, batch):
 
 
 def sgd_epoch(config, optimizer, loss_fn, batch, carry, key):
-    """One pass over `batch` (leading axis `config.batch_size`) in `config.num_minibatches`
-    shuffled minibatches; `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
-    permutation = shuffle.permutation(key, config.batch_size)
+    """One pass over `batch` (leading axis: `config.batch_size` steps, or `num_envs` whole
+    sequences if recurrent) in `config.num_minibatches` shuffled minibatches;
+    `carry = (params, opt_state)`. Shared with PPO-KL's penalty loss."""
+    permutation = shuffle.permutation(key, batch.action.shape[0])
     minibatches = jax.tree.map(
         lambda x: x[permutation].reshape(config.num_minibatches, -1, *x.shape[1:]), batch
     )
@@ -135,7 +141,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
-    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     optimizer = make_optimizer(config, hparams)
     loss_fn = functools.partial(_loss, config, networks, hparams)
@@ -151,7 +157,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
 
 
 def _init(config, env, networks, key, hparams) -> PPOState:
-    start = initial_fields(env, networks, key)
+    start = initial_fields(config, env, networks, key)
     return PPOState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
 
 

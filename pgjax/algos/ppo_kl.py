@@ -108,7 +108,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     """One iteration: rollout, GAE, primal epochs at fixed lambda, then one dual step on lambda."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
-    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
     batch = Batch(**base._asdict(), old_dist=old_dist)
 
@@ -134,7 +134,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
 
 
 def _init(config, env, networks, key, hparams) -> PPOKLState:
-    start = initial_fields(env, networks, key)
+    start = initial_fields(config, env, networks, key)
     return PPOKLState(
         opt_state=make_optimizer(config, hparams).init(start["params"]),
         kl_coef=jnp.asarray(hparams.init_kl_coef, jnp.float32),

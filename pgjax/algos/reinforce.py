@@ -65,6 +65,7 @@ from pgjax.config import (
 )
 from pgjax.envs import make_vec_env
 from pgjax.losses import episode_policy_loss
+from pgjax.recurrent import Sequences, apply_time_major, initial_hidden, sequences_from_rollout
 from pgjax.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
 from pgjax.rollout import collect_episodes, first_episode_metrics
 from pgjax.types import Array, PRNGKey, RunningStats, Trainer
@@ -98,6 +99,7 @@ class ReinforceConfig(OnPolicyConfig):
                           one_of(*BASELINES))
     value_iters: int = field(20, "full-batch critic Adam steps per update (baseline='value')", positive())
     hparams: ReinforceHParams = field(ReinforceHParams(), "traced hyper-parameters")
+
 
     def validate(self) -> None:
         super().validate()
@@ -161,7 +163,7 @@ def _psi(config: ReinforceConfig, hparams, rewards: Array, values: Array | None,
 
 
 def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
-    dist = networks.actor.apply(actor_params, obs)
+    dist = apply_time_major(networks.actor, actor_params, obs)
     pg_loss, metrics = episode_policy_loss(dist.log_prob(actions), psi, mask)
     entropies = dist.entropy() * mask
     entropy_per_episode = jnp.sum(entropies) / mask.shape[1]
@@ -170,6 +172,11 @@ def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
 
 
 def _fit_critic(config, networks, hparams, critic_params, opt_state, obs, targets, mask):
+    if isinstance(obs, Sequences):  # whole batch-major sequences, the targets laid out alike
+        return fit_value_function(
+            networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
+            obs, targets.T, config.value_iters, weights=mask.T,
+        )
     return fit_value_function(
         networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
         obs.reshape(-1, *obs.shape[2:]), targets.reshape(-1), config.value_iters, weights=mask.reshape(-1),
@@ -180,10 +187,13 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     """One REINFORCE iteration: N fresh episodes, one policy gradient step, the critic fit."""
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps)
+    hidden = initial_hidden(config, config.num_envs)
+    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, hidden)
     obs = observe(config, state.obs_stats, traj.obs)
+    if hidden is not None:  # a recurrent policy re-runs each environment's steps from the reset
+        obs = sequences_from_rollout(obs, traj.terminated | traj.truncated, hidden)
     # The baseline's V(s_t) for the whole batch in one critic call, before the critic is fit.
-    values = networks.critic.apply(state.params["critic"], obs) if config.baseline == "value" else None
+    values = apply_time_major(networks.critic, state.params["critic"], obs) if config.baseline == "value" else None
 
     psi = _psi(config, hparams, traj.reward, values, mask)
     loss_fn = functools.partial(_policy_loss, networks, hparams)
@@ -218,7 +228,7 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
 
 
 def _init(config, env, networks, key, hparams) -> ReinforceState:
-    start = initial_fields(env, networks, key, reset_env=False)  # every update resets the environments
+    start = initial_fields(config, env, networks, key, reset_env=False)  # every update resets the environments
     return ReinforceState(
         policy_opt_state=make_policy_optimizer(hparams).init(start["params"]["actor"]),
         value_opt_state=make_value_optimizer(hparams).init(start["params"]["critic"]),

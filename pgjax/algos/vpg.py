@@ -105,7 +105,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     """One VPG iteration: rollout, GAE, one policy step, `value_iters` value steps."""
     key, rollout_key = jax.random.split(state.key)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
-    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj)
+    batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     actor_params, actor_opt_state, policy_metrics = _policy_step(
         config, networks, hparams, state.params["actor"], state.actor_opt_state, batch
@@ -123,7 +123,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
 
 
 def _init(config, env, networks, key, hparams) -> VPGState:
-    start = initial_fields(env, networks, key)
+    start = initial_fields(config, env, networks, key)
     return VPGState(
         actor_opt_state=make_actor_optimizer(config, hparams).init(start["params"]["actor"]),
         critic_opt_state=make_critic_optimizer(hparams).init(start["params"]["critic"]),

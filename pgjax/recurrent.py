@@ -1,0 +1,155 @@
+"""Recurrent (GRU) policies for the on-policy algorithms: the GRU kernel, hidden-state
+resets, networks that unroll over environment sequences, and the rollout-side pieces.
+
+A recurrent network is `obs -> MLP torso -> GRU core -> head`. At step t it sees `obs_t`
+with the hidden state `h_{t-1}`: `h_t = GRU(h_{t-1}, torso(obs_t))` and acts from `h_t`.
+The hidden state lives in the training state (`EnvCarry.hidden`, one `[B, core_size]`
+array per network, keyed like the parameters: `{"actor": ..., "critic": ...}`) and is
+reset to zero after every step that ends an episode (`terminated | truncated`), so
+checkpoints, seed/hparam vmaps and chunked runs carry it like the environment state.
+
+For an update the networks are re-run over each environment's whole rollout from the
+hidden state stored at the rollout's start, with the same resets (`Sequences`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pgjax.networks import MLP, TorsoSpec, orthogonal, torso_features
+from pgjax.types import Array
+
+CORES = ("none", "gru")
+
+
+class Sequences(NamedTuple):
+    """Environment sequences, batch-major, for a recurrent network to unroll.
+
+    Every leaf has the environment axis first, so minibatches of whole sequences are a
+    gather on axis 0 (`hidden` holds one `[B, H]` state per network, keyed by its name).
+    """
+
+    obs: Array  # [B, T, *obs_shape], what the networks see
+    resets: Array  # [B, T] bool: set the hidden state to zero before step t
+    hidden: Any  # {"actor": [B, H], "critic": [B, H]}: the state before step 0
+
+
+def is_recurrent(config: Any) -> bool:
+    """True when an on-policy config asks for a recurrent core."""
+    return getattr(config, "core", "none") != "none"
+
+
+def gru_step(h: Array, x_proj: Array, hidden_kernel: Array, hidden_bias: Array) -> Array:
+    """One GRU step (Cho et al., 2014; the gate layout of `flax.linen.GRUCell`).
+
+    With `x_proj = [W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in]` (`[..., 3H]`) and
+    `hidden_kernel = [W_hr, W_hz, W_hn]` (`[H, 3H]`):
+    `r = sigmoid(x_r + W_hr h)`, `z = sigmoid(x_z + W_hz h)`,
+    `n = tanh(x_n + r * (W_hn h + b_hn))`, `h' = (1 - z) n + z h`.
+    """
+    x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ hidden_kernel, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * (h_n + jnp.broadcast_to(hidden_bias, h_n.shape)))
+    return (1.0 - z) * n + z * h
+
+
+def gru_scan(h0: Array, x_proj: Array, resets: Array, hidden_kernel: Array, hidden_bias: Array) -> Array:
+    """Unroll `gru_step` over time-major inputs `x_proj [T, B, 3H]` from `h0 [B, H]`,
+    zeroing the state before step t where `resets[t]` (`[T, B]`). Returns `h_t` `[T, B, H]`."""
+
+    def step(h, inputs):
+        x, reset = inputs
+        h = gru_step(jnp.where(reset[:, None], 0.0, h), x, hidden_kernel, hidden_bias)
+        return h, h
+
+    if x_proj.shape[0] == 1:  # one step (acting in a rollout): no loop to compile inside the rollout's
+        return step(h0, (x_proj[0], resets[0]))[1][None]
+    _, hiddens = jax.lax.scan(step, h0, (x_proj, resets))
+    return hiddens
+
+
+def reset_hidden(hidden: Any, done: Array) -> Any:
+    """Zero every network's hidden state `[B, H]` where `done [B]` (an episode just ended)."""
+    return jax.tree.map(lambda h: jnp.where(done[:, None], 0.0, h), hidden)
+
+
+def initial_hidden(config: Any, num_envs: int) -> Any:
+    """Zero hidden states `{"actor", "critic"}: [num_envs, core_size]`, or None if feed-forward."""
+    if not is_recurrent(config):
+        return None
+    zeros = jnp.zeros((num_envs, config.core_size), jnp.float32)
+    return {"actor": zeros, "critic": zeros}
+
+
+class RecurrentNetwork(nn.Module):
+    """`Sequences -> head(h) [B, T, ...]`: torso (MLP, or CNN + MLP), GRU core, then `head` on every `h_t`.
+
+    The input projection runs on all steps at once; only `gru_step` is inside the scan.
+    `return_hidden=True` also returns `h_t` `[B, T, H]` (before any reset after step t).
+    `name_in_hidden` picks this network's state out of `Sequences.hidden`.
+    """
+
+    head: nn.Module  # h [..., H] -> a distribution or a value
+    name_in_hidden: str
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    core_size: int = 64
+    torso: TorsoSpec = TorsoSpec()  # flatten + MLP, or a CNN before the MLP (networks.torso_spec)
+
+    @nn.compact
+    def __call__(self, seq: Sequences, return_hidden: bool = False):
+        x = MLP(self.hidden_sizes, self.activation)(torso_features(seq.obs, self.torso, self.activation))
+        x_proj = nn.Dense(3 * self.core_size, name="input_projection")(x)
+        hidden_kernel = self.param("hidden_kernel", orthogonal(1.0), (self.core_size, 3 * self.core_size))
+        hidden_bias = self.param("hidden_bias", nn.initializers.zeros, (self.core_size,))
+        hiddens = gru_scan(
+            seq.hidden[self.name_in_hidden], jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(seq.resets, 0, 1),
+            hidden_kernel, hidden_bias,
+        )
+        hiddens = jnp.swapaxes(hiddens, 0, 1)
+        out = self.head(hiddens)
+        return (out, hiddens) if return_hidden else out
+
+
+def single_steps(obs: Array, hidden: Any) -> Sequences:
+    """Each row of `obs [N, ...]` as a one-step sequence from `hidden` (`[N, H]` per network)."""
+    return Sequences(obs[:, None], jnp.zeros((obs.shape[0], 1), bool), hidden)
+
+
+def step_network(network: Any, params: Any, obs: Array, hidden: Any) -> tuple[Any, Array]:
+    """One step of a recurrent network for a batch `obs [B, ...]`: `(output [B, ...], h_t [B, H])`."""
+    out, hiddens = network.apply(params, single_steps(obs, hidden), return_hidden=True)
+    return jax.tree.map(lambda x: x[:, 0], out), hiddens[:, 0]
+
+
+def sequences_from_rollout(obs: Array, done: Array, hidden: Any) -> Sequences:
+    """A time-major rollout (`obs [T, B, ...]`, episode ends `done [T, B]`) as `Sequences`
+    from the hidden state at its start: the state is reset before step t where step t-1
+    ended an episode (the carry was already reset after the previous rollout's last step)."""
+    resets = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]], axis=0)
+    return Sequences(jnp.swapaxes(obs, 0, 1), jnp.swapaxes(resets, 0, 1), hidden)
+
+
+def apply_time_major(network: Any, params: Any, inputs: Any) -> Any:
+    """`network.apply(params, inputs)` for time-major kernels: `Sequences` outputs come
+    batch-major `[B, T, ...]` and are swapped to `[T, B, ...]`; other inputs pass through."""
+    out = network.apply(params, inputs)
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out) if isinstance(inputs, Sequences) else out
+
+
+def values_and_next_values(critic: Any, params: Any, seq: Sequences, next_obs: Array) -> tuple[Array, Array]:
+    """`V(s_t)` and `V(s_{t+1})` `[B, T]` for sequences, the latter at the true next
+    observation `next_obs [B, T, ...]` from the hidden state BEFORE the reset that follows
+    an episode end: `head(GRU(h_t, next_obs_t))`, which equals `V(s_{t+1})` mid-episode."""
+    values, hiddens = critic.apply(params, seq, return_hidden=True)
+    b, t = values.shape
+    flat_hidden = {critic.name_in_hidden: hiddens.reshape(b * t, -1)}
+    next_values = critic.apply(params, single_steps(next_obs.reshape(b * t, *next_obs.shape[2:]), flat_hidden))
+    return values, next_values.reshape(b, t)
