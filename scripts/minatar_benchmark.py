@@ -48,7 +48,7 @@ def bench(game: str, net: str, seeds: int, steps: int) -> dict:
     returns, _ = evaluate_seeds(trainer, out.state, 32)
     per_seed = np.asarray(returns).mean(axis=1)
     env_steps = config.num_updates * config.batch_size * seeds
-    return {"game": game, "net": net, "return": float(per_seed.mean()), "per_seed": per_seed.round(1).tolist(),
+    return {"game": game, "net": net, "return": float(per_seed.mean()), "per_seed": ", ".join(f"{x:.1f}" for x in per_seed),
             "steps_per_s": env_steps / train_s, "compile_s": compile_s, "train_s": train_s,
             "steps": config.num_updates * config.batch_size}
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         for net in args.nets:
             print(f"training {game} {net} ...", file=sys.stderr, flush=True)
             r = bench(game, net, args.seeds, args.steps)
-            print(f"| {game} | {net} | {r['steps']:.3g} | {r['return']:.1f}; {r['per_seed']} | {GAMES[game]:g} | "
+            print(f"| {game} | {net} | {r['steps']:.3g} | {r['return']:.1f}; [{r['per_seed']}] | {GAMES[game]:g} | "
                   f"{r['steps_per_s']:,.0f} | {r['compile_s']:.1f} | {r['train_s']:.1f} |", flush=True)
     return 0
 

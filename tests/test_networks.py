@@ -70,7 +70,7 @@ def test_orthogonal_init_is_orthogonal_without_lapack_qr():
 
 # --- torsos: flatten + MLP, CNN, chosen from the observation space ----------------------------
 
-from pgjax.networks import (  # noqa: E402
+from pgjax.networks import (
     CNN,
     DeterministicActor,
     QEnsemble,
