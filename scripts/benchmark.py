@@ -86,10 +86,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.actor_critic import sample_step
+from pgjax import sharding  # noqa: I001  (before any pgjax module that builds JAX constants at import)
+
+# The host devices must be chosen before JAX starts, and importing pgjax.distributions starts it.
+if __name__ == "__main__":
+    _early = argparse.ArgumentParser(add_help=False)
+    _early.add_argument("--host-devices", type=int, default=None)
+    sharding.use_host_devices(_early.parse_known_args()[0].host_devices)
+
+from pgjax.actor_critic import sample_step  # noqa: E402
 from pgjax.cli import load_config
 from pgjax.config import to_dict
-from pgjax import sharding
 from pgjax.experiment import SeedLayout, default_seed_width, evaluate_seeds, place_seeds, seed_keys, seed_mesh, unpad_seeds
 from pgjax.rollout import rollout
 from pgjax.unrolled_rng import unrolled_key
@@ -570,7 +577,7 @@ def compare_rounds(args, info: dict, rejax_python: str | None) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    devices = sharding.use_host_devices(args.host_devices)  # before anything starts JAX
+    devices = sharding.use_host_devices(args.host_devices)  # chosen at import when run as a script
     if args.pgjax_only:
         _, trainer = build_trainer(args.algos[0], args.total_timesteps)
         print(json.dumps(bench_pgjax(trainer, args.seeds[0], evaluate=False)))
