@@ -132,9 +132,8 @@ def _check_args(args) -> None:
 
 
 def _eval(args) -> int:
-    import numpy as np
-
     import jax
+    import numpy as np
 
     from pgjax import runs
     from pgjax import statistics as st
