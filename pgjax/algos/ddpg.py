@@ -47,3 +47,4 @@ def make_train(config: DDPGConfig):
 
 
 CONFIG = DDPGConfig  # the config class the CLI and loaders build for this algorithm
+DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses

@@ -58,3 +58,4 @@ def make_train(config: TD3Config):
 
 
 CONFIG = TD3Config  # the config class the CLI and loaders build for this algorithm
+DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses
