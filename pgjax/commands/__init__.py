@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pgjax import loading
 
-
 SEEDS_HELP = ("seeds: a count N >= 1 (4: seeds 0..3), ids with a comma (0,5,9; one id: 7,) or a range LO:HI "
               "(3:7: seeds 3..6); default: seed 0")
 

@@ -176,9 +176,8 @@ def _check_stochastic(algo: str | None) -> None:
 
 
 def _eval(args) -> int:
-    import numpy as np
-
     import jax
+    import numpy as np
 
     from pgjax import runs
     from pgjax import statistics as st

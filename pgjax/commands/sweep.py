@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 from pgjax import config as cfg
-from pgjax.commands import SEEDS_HELP, add_config_arguments, int_at_least, load_config_values, output_folder, parse_seeds
+from pgjax.commands import (
+    SEEDS_HELP,
+    add_config_arguments,
+    int_at_least,
+    load_config_values,
+    output_folder,
+    parse_seeds,
+)
 
 
 def register(subparsers) -> None:
