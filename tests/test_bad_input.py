@@ -121,6 +121,37 @@ def test_eval_out_under_a_file_or_naming_a_folder_is_refused(afile, tmp_path, ca
     assert list(run_dir.iterdir()) == []  # nothing evaluated, nothing written
 
 
+def _read_only(folder: Path, *args: str):
+    """`pgjax ARGS` with `folder` mounted read-only (a bind mount in a private mount namespace:
+    chmod does not stop root); None where mount namespaces are not allowed."""
+    import shlex
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return None
+    q = shlex.quote(str(folder))
+    command = (f"mount --bind {q} {q} && mount -o remount,bind,ro {q} && "
+               f"{shlex.quote(sys.executable)} -m pgjax {' '.join(map(shlex.quote, args))}")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300, check=False)
+    return None if "mount:" in result.stderr or "unshare:" in result.stderr else result
+
+
+def test_read_only_locations_are_refused_before_any_work(tmp_path):
+    ro = tmp_path / "ro"
+    (ro / "run").mkdir(parents=True)
+    result = _read_only(ro, "train", "--out", str(ro / "runs"), "--no-progress")
+    if result is None:
+        pytest.skip("no mount namespaces here")
+    assert result.returncode == 2 and f"--out '{ro / 'runs'}': cannot write there ({ro} is not writable)" in result.stderr
+    evaluated = _read_only(ro, "eval", str(ro / "run"))
+    assert evaluated.returncode == 1
+    assert f"{ro / 'run'} is not writable, so the results cannot go there" in evaluated.stderr
+    for r in (result, evaluated):
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert list(ro.iterdir()) == [ro / "run"]
+
+
 def test_config_naming_a_folder_or_binary_file_exits_1(tmp_path, capsys):
     out = tmp_path / "runs"
     code, line = exit_and_line(["train", "--config", str(tmp_path), "--out", str(out)], capsys)

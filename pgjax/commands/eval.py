@@ -11,6 +11,7 @@ CPU, see `pgjax.sharding`) in the run's vmap groups. Results go to
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -155,6 +156,9 @@ def run(args) -> int:
 
 
 def _check_args(args) -> None:
+    run_dir = Path(args.run_dir)
+    if args.out is None and run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
+        raise EvalError(f"{run_dir} is not writable, so the results cannot go there: give --out FILE")
     if not 0 <= args.gif_episode < args.episodes:
         raise EvalError(f"--gif-episode {args.gif_episode} must be in [0, {args.episodes}) (--episodes {args.episodes})")
 
