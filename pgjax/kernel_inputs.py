@@ -20,7 +20,7 @@ def as_float(kernel: str, name: str, x) -> Array:
     try:
         array = jnp.asarray(x)
     except TypeError:
-        raise TypeError(f"{kernel}: {name} must be an array of numbers, got {type(x).__name__}") from None
+        raise TypeError(f"{kernel}: {name} must be numbers (an array, list or scalar), got {_short(x)}") from None
     if not jnp.issubdtype(array.dtype, jnp.floating):
         if not (jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == jnp.bool_):
             raise TypeError(f"{kernel}: {name} must hold numbers, got dtype {array.dtype}")
@@ -33,7 +33,12 @@ def as_flags(kernel: str, name: str, x) -> Array:
     try:
         return jnp.asarray(x)
     except TypeError:
-        raise TypeError(f"{kernel}: {name} must be an array of flags, got {type(x).__name__}") from None
+        raise TypeError(f"{kernel}: {name} must be flags (bool, 0/1), got {_short(x)}") from None
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def same_shape(kernel: str, **arrays: Array) -> None:

@@ -372,8 +372,8 @@ def test_kernel_shape_and_type_errors_name_the_argument():
         returns.gae(r, v[:4], nv, te, tr, 0.9, 0.8)
     with pytest.raises(ValueError, match=r"^discounted_returns: rewards has shape \[\] \(rank 0\)"):
         returns.discounted_returns(3, 0, 0, 0.9)
-    with pytest.raises(TypeError, match=r"^reward_to_go: rewards must hold numbers"):
-        returns.reward_to_go(["a", "b"], [1, 1], 0.9)
+    with pytest.raises(TypeError, match=r"^reward_to_go: rewards must be numbers \(an array, list or scalar\), got \['one', 'two'\]"):
+        returns.reward_to_go(["one", "two"], [1, 1], 0.9)
     with pytest.raises(ValueError, match=r"^batch_baseline: weights has shape \[5\] \(rank 1\); expected rank 2"):
         returns.batch_baseline(r, [1] * 5)
     with pytest.raises(ValueError, match=r"^policy_gradient_loss: arguments must share one shape; got log_probs \[2\], "
