@@ -273,9 +273,15 @@ def read_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a file: give a .toml or .json file")
     try:
+        text = path.read_text()
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not text (UTF-8): give a .toml or .json file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {err}") from err
 

@@ -160,6 +160,12 @@ class OffPolicyConfig:
                 f"buffer_size={self.buffer_size} is smaller than num_envs={self.num_envs}: "
                 "one step of all environments must fit in the buffer."
             )
+        if self.learning_starts < self.batch_size:
+            raise ConfigError(
+                f"learning_starts={self.learning_starts} is smaller than batch_size={self.batch_size}: the first "
+                "update would sample a batch from fewer transitions (repeating them); raise learning_starts to at "
+                f"least {self.batch_size} or lower batch_size."
+            )
         if self.num_updates < 1:
             raise ConfigError(
                 f"total_timesteps={self.total_timesteps} leaves no learning step after "

@@ -46,3 +46,4 @@ make_train = train_function(make_trainer)  # make_train(config) -> train(key, hp
 
 
 CONFIG = DDPGConfig  # the config class the CLI and loaders build for this algorithm
+DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses
