@@ -268,7 +268,10 @@ def test_line_search_never_exceeds_the_kl_radius_and_takes_the_largest_fraction(
             full_step = jax.tree.map(functools.partial(jnp.multiply, scale), direction)
             result = search(policy.params, full_step, max_kl, backtrack_coef=0.6)
             measured = float(kl_fn(result.params))
-            assert measured <= max_kl and float(result.kl) == pytest.approx(measured, rel=1e-5, abs=1e-12)
+            # The search's KL is computed in another compiled program: a float32 sum of log-prob
+            # differences of O(1) terms, so the two agree to about eps * |log pi| ~ 1e-7 absolute
+            # (seen: 2e-8 on an AMD EPYC host); the next fraction would change the KL by over 30%.
+            assert measured <= max_kl and float(result.kl) == pytest.approx(measured, rel=1e-5, abs=1e-7)
             # Brute force over the same fractions: the first one that passes is the answer.
             passes = list(np.asarray(kl_along(fractions, full_step)) <= max_kl)
             first = passes.index(True) if any(passes) else None
