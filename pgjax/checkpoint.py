@@ -115,6 +115,33 @@ def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
         )
 
 
+def _late_read_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _quiet_late_reads() -> None:
+    """After a failed restore, tensorstore still completes the other pending reads and calls
+    back into orbax's event loop, already closed: Python would print a traceback per read
+    ("Event loop is closed", through sys.excepthook or sys.unraisablehook). Drop exactly
+    those; everything else reaches the previous hooks."""
+    import sys
+
+    if getattr(sys.excepthook, "_pgjax_quiet", False):
+        return
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, tb):
+        if not _late_read_error(value):
+            previous_except(kind, value, tb)
+
+    def unraisablehook(unraisable):
+        if not _late_read_error(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    excepthook._pgjax_quiet = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+
+
 class Checkpointer:
     """Saves and restores `directory/<updates_done>/` checkpoints (orbax `CheckpointManager`).
 
@@ -235,6 +262,7 @@ class Checkpointer:
         try:
             restored = self._open().restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         except Exception as err:  # noqa: BLE001  (tensorstore reports damaged files as bare Exception)
+            _quiet_late_reads()
             raise CorruptCheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged, its arrays do not read back: {_one_line(err)}"
             ) from None

@@ -281,7 +281,7 @@ def test_signal_stops_after_the_chunk_keeps_the_checkpoint_and_says_how_to_resum
             break
         time.sleep(0.005)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
     run_dir = only_dir(tmp_path)
@@ -300,7 +300,7 @@ def test_signal_stops_after_the_chunk_keeps_the_checkpoint_and_says_how_to_resum
 
 @pytest.mark.parametrize("flag, value, stored", [
     ("--seeds", "0,1,2", "seeds=[0, 1]"), ("--seeds", "3", "seeds=[0, 1]"), ("--root-seed", "5", "root_seed=0"),
-    ("--chunks", "7", "chunks=6"), ("--eval-episodes", "9", "eval_episodes=3"), ("--width", "1", "width=2"),
+    ("--chunks", "7", "chunks=6"), ("--eval-episodes", "9", "eval_episodes=3"), ("--width", "3", "width="),
 ])
 def test_resume_refuses_a_flag_that_contradicts_the_run(stopped, flag, value, stored):
     result = pgjax("train", "--resume", stopped, flag, value)
@@ -380,7 +380,7 @@ def test_full_disk_during_a_checkpoint(stopped_run, tmp_path, reference):
     save fails with ENOSPC. The run stops with one line; the folder, copied out of the
     tmpfs, resumes to the reference."""
     def kib(path):
-        return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True).stdout.split()[0])
+        return int(subprocess.run(["du", "-sk", str(path)], check=True, capture_output=True, text=True).stdout.split()[0])
     size = kib(stopped_run) - kib(stopped_run / "checkpoints" / "4") // 2 + 64
     mnt, keep = tmp_path / "mnt", tmp_path / "keep"
     mnt.mkdir()

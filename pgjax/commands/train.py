@@ -170,6 +170,10 @@ class _Signals:
         self._previous = {}
 
     def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
