@@ -115,6 +115,10 @@ def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
         )
 
 
+def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Task exception was never retrieved")
+
+
 def _late_read_error(exc: BaseException | None) -> bool:
     return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
@@ -157,6 +161,9 @@ class Checkpointer:
         # orbax logs every save at INFO and a failed background write as a long traceback;
         # failures reach the caller as one-line `CheckpointWriteError`s instead.
         logging.getLogger("absl").setLevel(logging.CRITICAL)
+        asyncio_log = logging.getLogger("asyncio")  # orbax's failed write tasks, also reported as that error
+        if _drop_unretrieved_task_errors not in asyncio_log.filters:
+            asyncio_log.addFilter(_drop_unretrieved_task_errors)
         self._ocp, self._max_to_keep = ocp, max_to_keep
         self.directory = Path(directory).absolute()
         self._manager = None
@@ -259,10 +266,10 @@ class Checkpointer:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
             jax.eval_shape(_key_data, abstract_state),
         )
+        _quiet_late_reads()  # before the reads: the late callbacks can come while orbax is failing
         try:
             restored = self._open().restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         except Exception as err:  # noqa: BLE001  (tensorstore reports damaged files as bare Exception)
-            _quiet_late_reads()
             raise CorruptCheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged, its arrays do not read back: {_one_line(err)}"
             ) from None

@@ -305,7 +305,7 @@ def test_signal_stops_after_the_chunk_keeps_the_checkpoint_and_says_how_to_resum
 def test_resume_refuses_a_flag_that_contradicts_the_run(stopped, flag, value, stored):
     result = pgjax("train", "--resume", stopped, flag, value)
     assert result.returncode == 1
-    one_line_error(result, f"{flag} ", f"contradicts {stored} of the run being resumed", f"drop {flag}")
+    one_line_error(result, f"{flag} ", f"contradicts {stored}", "of the run being resumed", f"drop {flag}")
     assert steps(stopped) == [4, 8]
 
 
