@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 _MODULES = (
     "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions",
-    "envs", "evaluation", "experiment", "loading", "losses", "networks", "noise", "plotting", "replay",
-    "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
+    "envs", "eval_modes", "evaluation", "experiment", "kernel_inputs", "loading", "losses", "networks", "noise",
+    "plotting", "recurrent", "replay", "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
     "targets", "trust_region", "types", "unrolled_rng",
 )
 # public function -> the module defining it

@@ -27,8 +27,20 @@ COMMANDS = [
 DEVICE_COMMANDS = {"train", "sweep", "eval"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `pgjax train: error: ... (see --help)`, exit 2.
+    Subcommand parsers are of this class too (`add_subparsers` uses the parent's class)."""
+
+    def error(self, message: str):
+        # "argument --seeds: --seeds '0': ..." -> "--seeds '0': ..." (our type errors name the flag)
+        head, _, rest = message.partition(": ")
+        if head.startswith("argument ") and rest.startswith(head.removeprefix("argument ").split("/")[0]):
+            message = rest
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgjax", description="Policy-gradient RL in JAX.")
+    parser = _Parser(prog="pgjax", description="Policy-gradient RL in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"pgjax.commands.{name}")

@@ -66,6 +66,33 @@ def one_of(*options: Any) -> Check:
     return (lambda v: v in options, f"one of {', '.join(repr(o) for o in options)}")
 
 
+# --- traced fields many algorithms share: one default rule and doc each ---------------------
+
+
+def discount_field(doc: str = "discount factor") -> Any:
+    return field(0.99, doc, unit_interval())
+
+
+def gae_lambda_field(default: float, doc: str = "GAE lambda: 0 is one-step TD, 1 is Monte Carlo") -> Any:
+    return field(default, doc, unit_interval(low_open=False))
+
+
+def entropy_coef_field(default: float = 0.0, doc: str = "entropy bonus coefficient") -> Any:
+    return field(default, doc, non_negative())
+
+
+def value_coef_field() -> Any:
+    return field(0.5, "value loss coefficient", non_negative())
+
+
+def grad_clip_field(doc: str = "global gradient-norm clip") -> Any:
+    return field(0.5, doc, positive())
+
+
+def reward_scale_field(before: str = "GAE") -> Any:
+    return field(1.0, f"rewards are multiplied by this before {before}", positive())
+
+
 def hparams_dataclass(cls):
     """A frozen dataclass registered as a pytree whose every field is traced data.
 
@@ -246,9 +273,15 @@ def read_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a file: give a .toml or .json file")
     try:
+        text = path.read_text()
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not text (UTF-8): give a .toml or .json file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {err}") from err
 

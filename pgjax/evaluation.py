@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, make_vec_env
+from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.recurrent import initial_hidden, is_recurrent, reset_hidden
 from pgjax.types import Array, PRNGKey
 
@@ -111,8 +112,8 @@ def evaluate_states(
     trainer: Any,
     state: Any,
     num_episodes: int = 32,
-    eval_seed: int = 10_000,
-    deterministic: bool = True,
+    eval_seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = DEFAULT_MODE == GREEDY,
     max_episode_steps: int | None = None,
 ) -> Episodes:
     """Evaluate the policy in each training state of a seed-batched `state`, compiled.

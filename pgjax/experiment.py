@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax import sharding
+from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
 from pgjax.types import Array
 
@@ -224,12 +225,13 @@ def evaluate_layout(
     state: Any,
     layout: SeedLayout,
     num_episodes: int = 32,
-    eval_seed: int = 10_000,
-    deterministic: bool = False,
+    eval_seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = DEFAULT_MODE == GREEDY,
     max_episode_steps: int | None = None,
 ) -> Episodes:
     """`evaluation.evaluate_states` with the seeds sharded as `layout` lays them out (groups
     of `layout.width` per device), so the numbers do not depend on the device count.
+    Greedy by default (`evaluation.DEFAULT_MODE`), as every results file.
 
     `state` holds `[S]` rows; returns NumPy `Episodes`, each `[S, num_episodes]`.
     """

@@ -7,11 +7,18 @@ as long as all arguments agree). Advantages and targets are treated as constants
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 
+from pgjax import kernel_inputs
 from pgjax.types import Array
+
+
+def _inputs(kernel: str, **arrays) -> list[Array]:
+    """The loss's array arguments cast where safe (lists, ints -> float32) and checked for one shape."""
+    cast = {name: kernel_inputs.as_float(kernel, name, x) for name, x in arrays.items()}
+    kernel_inputs.same_shape(kernel, **cast)
+    return list(cast.values())
 
 
 def normalize_advantages(advantages: Array, eps: float = 1e-8) -> Array:
@@ -24,7 +31,7 @@ def policy_gradient_loss(log_probs: Array, advantages: Array) -> tuple[Array, di
 
     Its gradient is the score-function estimate of `-grad J` (Williams, 1992).
     """
-    chex.assert_equal_shape([log_probs, advantages])
+    log_probs, advantages = _inputs("policy_gradient_loss", log_probs=log_probs, advantages=advantages)
     loss = -jnp.mean(log_probs * jax.lax.stop_gradient(advantages))
     return loss, {"policy_loss": loss}
 
@@ -36,8 +43,8 @@ def episode_policy_loss(log_probs: Array, psi: Array, mask: Array) -> tuple[Arra
     the REINFORCE estimate of the policy gradient (Williams, 1992). `mask` is
     `returns.first_episode_mask`, `psi` e.g. `returns.episode_weights` minus a baseline.
     """
-    chex.assert_rank(log_probs, 2)
-    chex.assert_equal_shape([log_probs, psi, mask])
+    log_probs, psi, mask = _inputs("episode_policy_loss", log_probs=log_probs, psi=psi, mask=mask)
+    kernel_inputs.rank_in("episode_policy_loss", "log_probs", log_probs, (2,), "[T, N]")
     num_episodes = log_probs.shape[1]
     loss = -jnp.sum(mask * log_probs * jax.lax.stop_gradient(psi)) / num_episodes
     return loss, {"policy_loss": loss}
@@ -55,7 +62,8 @@ def ppo_clip_loss(
 
     Schulman et al. (2017), eq. 7. Metrics: approx-KL and the fraction of clipped ratios.
     """
-    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    log_probs, old_log_probs, advantages = _inputs(
+        "ppo_clip_loss", log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
     advantages = jax.lax.stop_gradient(advantages)
     log_ratio = log_probs - old_log_probs
     ratio = jnp.exp(log_ratio)
@@ -76,7 +84,8 @@ def importance_surrogate(log_probs: Array, old_log_probs: Array, advantages: Arr
     Its gradient at `theta_old` is the policy gradient (Kakade & Langford, 2002; Schulman
     et al., 2015, eq. 14): NPG and TRPO step on it, PPO-KL penalises it.
     """
-    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    log_probs, old_log_probs, advantages = _inputs(
+        "importance_surrogate", log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
     return jnp.mean(jnp.exp(log_probs - old_log_probs) * jax.lax.stop_gradient(advantages))
 
 
@@ -89,7 +98,7 @@ def kl_penalty_loss(
     the multiplier (a constant here) and `delta = max_kl`: PPO's adaptive KL penalty
     (Schulman et al., 2017, sec. 4). Metrics: the loss, the surrogate and approx-KL.
     """
-    chex.assert_equal_shape([log_probs, kls])
+    log_probs, kls = _inputs("kl_penalty_loss", log_probs=log_probs, kls=kls)
     surrogate = importance_surrogate(log_probs, old_log_probs, advantages)
     kl = jnp.mean(kls)
     loss = -(surrogate - kl_coef * (kl - max_kl))
@@ -107,7 +116,7 @@ def value_loss(
     Clipped form: `1/2 mean(max((V - y)^2, (V_old + clip(V - V_old, -eps, eps) - y)^2))`
     (Schulman et al., 2017 baselines implementation).
     """
-    chex.assert_equal_shape([values, targets])
+    values, targets = _inputs("value_loss", values=values, targets=targets)
     targets = jax.lax.stop_gradient(targets)
     squared = (values - targets) ** 2
     if clip_eps is not None:

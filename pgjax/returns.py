@@ -21,16 +21,23 @@ from __future__ import annotations
 
 import numbers
 
-import chex
 import jax
 import jax.numpy as jnp
 
+from pgjax import kernel_inputs
 from pgjax.types import Array
 
 
-def _check(rewards: Array, *others: Array) -> None:
-    chex.assert_rank(rewards, {1, 2, 3})
-    chex.assert_equal_shape([rewards, *others])
+def _inputs(kernel: str, floats: dict, flags: dict | None = None, ranks: tuple[int, ...] | None = (1, 2, 3),
+            layout: str = "[T, ...] with at most two batch dimensions") -> list[Array]:
+    """The kernel's array arguments, in the order given (`floats`, then `flags`), cast where safe
+    (`kernel_inputs`), the first checked for rank and all for one shape."""
+    arrays = {name: kernel_inputs.as_float(kernel, name, x) for name, x in floats.items()}
+    arrays.update({name: kernel_inputs.as_flags(kernel, name, x) for name, x in (flags or {}).items()})
+    first = next(iter(arrays))
+    kernel_inputs.rank_in(kernel, first, arrays[first], ranks, layout)
+    kernel_inputs.same_shape(kernel, **arrays)
+    return list(arrays.values())
 
 
 def _as_float(flags: Array, like: Array) -> Array:
@@ -44,7 +51,8 @@ def td_errors(
 
     Sutton & Barto (2018), eq. 6.5. Shapes `[T, ...]`.
     """
-    _check(rewards, values, next_values, terminated)
+    rewards, values, next_values, terminated = _inputs(
+        "td_errors", {"rewards": rewards, "values": values, "next_values": next_values}, {"terminated": terminated})
     discounts = gamma * (1.0 - _as_float(terminated, rewards))
     return rewards + discounts * next_values - values
 
@@ -64,7 +72,9 @@ def gae(
     `delta_t` from `td_errors`. Schulman et al. (2016), eq. 16. Shapes `[T, ...]`.
     `A + values` are the lambda-returns (value targets).
     """
-    _check(rewards, values, next_values, terminated, truncated)
+    rewards, values, next_values, terminated, truncated = _inputs(
+        "gae", {"rewards": rewards, "values": values, "next_values": next_values},
+        {"terminated": terminated, "truncated": truncated})
     deltas = td_errors(rewards, values, next_values, terminated, gamma)
     done = _as_float(jnp.logical_or(terminated, truncated), rewards)
     trace = gamma * lambda_ * (1.0 - done)
@@ -92,7 +102,8 @@ def lambda_returns(
     `l_t = lambda (1 - done_t)` and `l_{T-1} = 0`. Sutton & Barto (2018), eq. 12.18 with
     the episode cut explicit. Shapes `[T, ...]`.
     """
-    _check(rewards, next_values, terminated, truncated)
+    rewards, next_values, terminated, truncated = _inputs(
+        "lambda_returns", {"rewards": rewards, "next_values": next_values}, {"terminated": terminated, "truncated": truncated})
     discounts = gamma * (1.0 - _as_float(terminated, rewards))
     done = _as_float(jnp.logical_or(terminated, truncated), rewards)
     lambdas = lambda_ * (1.0 - done)
@@ -122,6 +133,8 @@ def discounted_returns(
     episodes and the rollout end count as zero thereafter). Williams (1992); Sutton &
     Barto (2018), eq. 3.8. Equals `lambda_returns(..., lambda_=1)`. Shapes `[T, ...]`.
     """
+    rewards, terminated, truncated = _inputs(
+        "discounted_returns", {"rewards": rewards}, {"terminated": terminated, "truncated": truncated})
     if next_values is None:
         next_values = jnp.zeros_like(rewards)
     return lambda_returns(rewards, next_values, terminated, truncated, gamma, 1.0)
@@ -142,7 +155,8 @@ def n_step_returns(
     Sutton & Barto (2018), eq. 7.1. `n` is a static int >= 1; n >= T gives the
     bootstrapped reward-to-go. Built as n applications of the one-step backup, O(nT).
     """
-    _check(rewards, next_values, terminated, truncated)
+    rewards, next_values, terminated, truncated = _inputs(
+        "n_step_returns", {"rewards": rewards, "next_values": next_values}, {"terminated": terminated, "truncated": truncated})
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n={n!r} must be a whole number >= 1 (a static Python int)")
     n = int(n)
@@ -169,7 +183,7 @@ def first_episode_mask(terminated: Array, truncated: Array) -> Array:
 
     `[T, ...]` bool flags -> float32 mask of the same shape.
     """
-    chex.assert_equal_shape([terminated, truncated])
+    terminated, truncated = _inputs("first_episode_mask", {}, {"terminated": terminated, "truncated": truncated}, ranks=None, layout="[T, ...]")
     done = jnp.logical_or(terminated, truncated).astype(jnp.int32)
     ends_before = jnp.cumsum(done, axis=0) - done
     return (ends_before == 0).astype(jnp.float32)
@@ -180,13 +194,14 @@ def reward_to_go(rewards: Array, mask: Array, gamma: Array | float) -> Array:
 
     Williams (1992); Sutton & Barto (2018), eq. 3.8. Shapes `[T, ...]`.
     """
-    chex.assert_equal_shape([rewards, mask])
+    rewards, mask = _inputs("reward_to_go", {"rewards": rewards, "mask": mask}, ranks=None, layout="[T, ...]")
     never = jnp.zeros(rewards.shape, bool)  # the mask already stops each sum at the episode end
     return discounted_returns(rewards * mask, never, never, gamma) * mask
 
 
 def times_discount(values: Array, gamma: Array | float) -> Array:
     """`gamma^t values_t` for time-major `values [T, ...]`."""
+    (values,) = _inputs("times_discount", {"values": values}, ranks=None, layout="[T, ...]")
     powers = jnp.power(gamma, jnp.arange(values.shape[0], dtype=values.dtype))
     return values * powers.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
 
@@ -220,8 +235,7 @@ def batch_baseline(weights: Array, mask: Array) -> Array:
     subtracting it leaves the gradient estimate unbiased (Kool et al., 2019). Zero on
     masked steps.
     """
-    chex.assert_rank(weights, 2)
-    chex.assert_equal_shape([weights, mask])
+    weights, mask = _inputs("batch_baseline", {"weights": weights, "mask": mask}, ranks=(2,), layout="[T, N]")
     live = weights * mask
     others_sum = jnp.sum(live, axis=1, keepdims=True) - live
     others_count = jnp.sum(mask, axis=1, keepdims=True) - mask
@@ -233,6 +247,6 @@ def value_baseline(values: Array, mask: Array, gamma: Array | float, discount_we
 
     Sutton & Barto (2018), sec. 13.4 (REINFORCE with baseline). Shapes `[T, ...]`.
     """
-    chex.assert_equal_shape([values, mask])
+    values, mask = _inputs("value_baseline", {"values": values, "mask": mask}, ranks=None, layout="[T, ...]")
     baseline = values * mask
     return times_discount(baseline, gamma) if discount_weighting else baseline

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
-from pgjax.returns import first_episode_mask
 from pgjax.recurrent import reset_hidden
+from pgjax.returns import first_episode_mask
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
 from pgjax.unrolled_rng import unrolled_key
 

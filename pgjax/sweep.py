@@ -401,6 +401,23 @@ def run_sweep(
     return stats
 
 
+def discard_if_unstarted(out_dir: Path) -> bool:
+    """Remove a sweep folder that holds no finished cell (only `sweep.json` and an empty
+    `cells/`), e.g. after a launch did not fit the memory limit; True if removed. A folder
+    with finished cells, or with files this module did not write, is kept."""
+    out_dir = Path(out_dir)
+    cells = out_dir / "cells"
+    if cells.is_dir() and any(cells.iterdir()):
+        return False
+    if any(p.name not in ("sweep.json", "cells") for p in out_dir.iterdir()):
+        return False
+    if cells.is_dir():
+        cells.rmdir()
+    (out_dir / "sweep.json").unlink(missing_ok=True)
+    out_dir.rmdir()
+    return True
+
+
 def metrics_steps(metrics: dict, batch_steps: int) -> int:
     """Environment steps a chunk of `[S, U]` metrics stands for (all cells of a launch)."""
     return next(iter(metrics.values())).shape[1] * batch_steps

@@ -48,16 +48,21 @@ def _scripted_run(actions):
     return env, steps, finished
 
 
+# Per step (rows) and environment (columns): env 0 and env 1 terminate at step 3 (the same step),
+# env 2 is truncated at the 5-step limit, env 3 terminates at step 1 then again at step 4.
+SCRIPTED_ACTIONS = np.array([
+    [0, 0, 0, 1],
+    [0, 0, 0, 0],
+    [1, 1, 0, 0],
+    [0, 0, 0, 1],
+    [0, 0, 0, 0],
+], np.int32)
+
+
 def test_final_observation_and_flags_on_a_scripted_episode():
     # env 0 terminates at step 3, env 1 too (same step), env 2 is truncated at the
     # 5-step limit, env 3 terminates at step 1 then again at step 4.
-    actions = np.array([
-        [0, 0, 0, 1],
-        [0, 0, 0, 0],
-        [1, 1, 0, 0],
-        [0, 0, 0, 1],
-        [0, 0, 0, 0],
-    ], np.int32)
+    actions = SCRIPTED_ACTIONS
     env, steps, finished = _scripted_run(actions)
     ts2 = steps[2]
     np.testing.assert_array_equal(ts2.terminated, [True, True, False, False])
@@ -73,13 +78,7 @@ def test_final_observation_and_flags_on_a_scripted_episode():
 
 
 def test_episode_statistics_when_several_envs_finish_together():
-    actions = np.array([
-        [0, 0, 0, 1],
-        [0, 0, 0, 0],
-        [1, 1, 0, 0],
-        [0, 0, 0, 1],
-        [0, 0, 0, 0],
-    ], np.int32)
+    actions = SCRIPTED_ACTIONS
     _, _, finished = _scripted_run(actions)
     episodes = []  # (step, env, return, length)
     for t, (done, ret, length) in enumerate(finished):

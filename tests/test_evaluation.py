@@ -232,8 +232,9 @@ def test_pgjax_eval_errors_name_the_problem(checkpointed_run, tmp_path, capsys):
     assert "--step 7: no such checkpoint" in err and "(available: 2)" in err
     assert main(["eval", str(run_dir), "--gif", str(tmp_path / "x.gif"), "--gif-seed", "1"]) == 1
     assert "--gif-seed 1 is not a seed of this run (seeds: [0, 3])" in capsys.readouterr().err
-    assert main(["eval", str(run_dir), "--episodes", "0"]) == 1
-    assert "--episodes 0 must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a command-line value: argparse, exit code 2
+        main(["eval", str(run_dir), "--episodes", "0"])
+    assert exit_.value.code == 2 and "--episodes '0': must be an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x.gif").exists()
 
 

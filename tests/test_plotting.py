@@ -45,6 +45,7 @@ def write_run(folder: Path, metrics: dict, algo="ppo", env_id="CartPole-v1", eva
     summary = {"final_train_return": {}}
     if eval_means is not None:
         summary["eval_return_mean"] = {str(s): v for s, v in zip(seeds, eval_means)}
+        summary.update(eval_mode="greedy", eval_episodes=32, eval_seed=10_000)  # as pgjax train records it
     runs.write_json(folder / "summary.json", summary)
     return folder
 

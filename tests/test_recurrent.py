@@ -173,7 +173,12 @@ def _ppo_tiny(**changes):
                                       "total_timesteps": 4 * 4 * 16, **changes})
 
 
-@pytest.mark.parametrize("module", [ppo, ppo_kl, a2c, vpg, reinforce], ids=lambda m: m.__name__.split(".")[-1])
+# PPO's whole-sequence minibatches and REINFORCE's reset episodes run by default; PPO-KL, A2C and
+# VPG share PPO's rollout and value pass, so their compilations run with -m slow.
+@pytest.mark.parametrize("module", [
+    ppo, reinforce,
+    *(pytest.param(m, marks=pytest.mark.slow) for m in (ppo_kl, a2c, vpg)),
+], ids=lambda m: m.__name__.split(".")[-1])
 def test_chunked_run_equals_whole_run(module):
     fields = {f.name for f in dataclasses.fields(module.CONFIG)}
     wanted = {"num_minibatches": 2, "update_epochs": 2, "value_iters": 2, "max_episode_steps": 16}

@@ -73,10 +73,12 @@ from pgjax.config import (
     ConfigError,
     check_environment,
     config_dataclass,
+    discount_field,
     field,
     hparams_dataclass,
     one_of,
     positive,
+    reward_scale_field,
     unit_interval,
 )
 from pgjax.envs import (
@@ -99,9 +101,9 @@ from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 class OffPolicyHParams:
     """Traced hyper-parameters every off-policy algorithm has (subclass to add more)."""
 
-    gamma: float = field(0.99, "discount factor", unit_interval())
+    gamma: float = discount_field()
     tau: float = field(0.005, "Polyak step of the target networks: target <- tau online + (1 - tau) target", unit_interval())
-    reward_scale: float = field(1.0, "rewards are multiplied by this before the Bellman target", positive())
+    reward_scale: float = reward_scale_field("the Bellman target")
 
 
 @config_dataclass
@@ -157,6 +159,12 @@ class OffPolicyConfig:
             raise ConfigError(
                 f"buffer_size={self.buffer_size} is smaller than num_envs={self.num_envs}: "
                 "one step of all environments must fit in the buffer."
+            )
+        if self.learning_starts < self.batch_size:
+            raise ConfigError(
+                f"learning_starts={self.learning_starts} is smaller than batch_size={self.batch_size}: the first "
+                "update would sample a batch from fewer transitions (repeating them); raise learning_starts to at "
+                f"least {self.batch_size} or lower batch_size."
             )
         if self.num_updates < 1:
             raise ConfigError(

@@ -67,3 +67,14 @@ def assemble_trainer(config, env, networks, init, update, act_fn, pieces=None) -
         train=functools.partial(train, init, update, *bound),
         act=act_fn,
     )
+
+
+def train_function(make_trainer):
+    """An algorithm's `make_train(config)`: `make_trainer(config).train`, the whole run as
+    `train(key, hparams=None) -> TrainOutput`, to jit and vmap over keys and hparams."""
+
+    def make_train(config):
+        """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
+        return make_trainer(config).train
+
+    return make_train

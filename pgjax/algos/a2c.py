@@ -27,15 +27,20 @@ import optax
 from pgjax import returns
 from pgjax.actor_critic import flatten_rollout, rollout_values, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
+    discount_field,
+    entropy_coef_field,
     field,
+    gae_lambda_field,
+    grad_clip_field,
     hparams_dataclass,
-    non_negative,
     one_of,
     positive,
-    unit_interval,
+    reward_scale_field,
+    value_coef_field,
 )
 from pgjax.losses import entropy_bonus, normalize_advantages, policy_gradient_loss, value_loss
 from pgjax.rollout import EnvCarry
@@ -50,12 +55,12 @@ class A2CHParams:
     """Traced hyper-parameters: vmap over them to sweep without recompiling."""
 
     learning_rate: float = field(7e-4, "optimiser step size (linearly annealed to 0 if anneal_lr)", positive())
-    gamma: float = field(0.99, "discount factor", unit_interval())
-    gae_lambda: float = field(1.0, "GAE lambda (used when advantage = 'gae')", unit_interval(low_open=False))
-    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
-    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
-    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
-    reward_scale: float = field(1.0, "rewards are multiplied by this before the returns", positive())
+    gamma: float = discount_field()
+    gae_lambda: float = gae_lambda_field(1.0, "GAE lambda (used when advantage = 'gae')")
+    ent_coef: float = entropy_coef_field(0.0)
+    vf_coef: float = value_coef_field()
+    max_grad_norm: float = grad_clip_field()
+    reward_scale: float = reward_scale_field("the returns")
 
 
 @config_dataclass
@@ -171,9 +176,7 @@ def make_trainer(config: A2CConfig) -> Trainer:
     return actor_critic_trainer(config, _init, _update)
 
 
-def make_train(config: A2CConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = A2CConfig  # the config class the CLI and loaders build for this algorithm

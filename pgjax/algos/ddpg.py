@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
+from pgjax.algos._trainer import train_function
 from pgjax.config import config_dataclass, field, hparams_dataclass, one_of
 from pgjax.envs import make_vec_env
 from pgjax.types import Trainer
@@ -41,9 +42,8 @@ def make_trainer(config: DDPGConfig) -> Trainer:
     return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
 
 
-def make_train(config: DDPGConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = DDPGConfig  # the config class the CLI and loaders build for this algorithm
+DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses

@@ -25,13 +25,17 @@ import optax
 
 from pgjax.actor_critic import fit_value_function, gae_batch, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
+    discount_field,
     field,
+    gae_lambda_field,
     hparams_dataclass,
     non_negative,
     positive,
+    reward_scale_field,
     unit_interval,
 )
 from pgjax.losses import entropy_bonus, importance_surrogate, normalize_advantages
@@ -55,9 +59,9 @@ class NPGHParams:
     damping: float = field(0.1, "damping added to the Fisher matrix: (F + damping I) x = g", non_negative())
     cg_residual_tol: float = field(1e-10, "conjugate gradient stops improving once r.r is below this", non_negative())
     value_learning_rate: float = field(1e-3, "Adam step size of the value-function regression", positive())
-    gamma: float = field(0.99, "discount factor", unit_interval())
-    gae_lambda: float = field(0.97, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
-    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+    gamma: float = discount_field()
+    gae_lambda: float = gae_lambda_field(0.97)
+    reward_scale: float = reward_scale_field("GAE")
 
 
 @config_dataclass
@@ -189,9 +193,7 @@ def make_trainer(config: NPGConfig) -> Trainer:
     return build_trainer(config, fixed_step)
 
 
-def make_train(config: NPGConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = NPGConfig  # the config class the CLI and loaders build for this algorithm

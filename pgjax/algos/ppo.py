@@ -18,15 +18,20 @@ import optax
 from pgjax import shuffle
 from pgjax.actor_critic import GAEBatch, gae_batch, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
     config_dataclass,
+    discount_field,
+    entropy_coef_field,
     field,
+    gae_lambda_field,
+    grad_clip_field,
     hparams_dataclass,
-    non_negative,
     positive,
-    unit_interval,
+    reward_scale_field,
+    value_coef_field,
 )
 from pgjax.losses import entropy_bonus, normalize_advantages, ppo_clip_loss, value_loss
 from pgjax.rollout import EnvCarry
@@ -38,13 +43,13 @@ class MinibatchActorCriticHParams:
     """The traced hyper-parameters PPO shares with its KL-penalty variant (`ppo_kl`)."""
 
     learning_rate: float = field(2.5e-4, "Adam step size (linearly annealed to 0 if anneal_lr)", positive())
-    gamma: float = field(0.99, "discount factor", unit_interval())
-    gae_lambda: float = field(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
-    ent_coef: float = field(0.01, "entropy bonus coefficient", non_negative())
-    vf_coef: float = field(0.5, "value loss coefficient", non_negative())
-    max_grad_norm: float = field(0.5, "global gradient-norm clip", positive())
+    gamma: float = discount_field()
+    gae_lambda: float = gae_lambda_field(0.95)
+    ent_coef: float = entropy_coef_field(0.01)
+    vf_coef: float = value_coef_field()
+    max_grad_norm: float = grad_clip_field()
     value_clip_eps: float = field(0.2, "value clip range (used when clip_value_loss)", positive())
-    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+    reward_scale: float = reward_scale_field("GAE")
 
 
 @hparams_dataclass
@@ -166,9 +171,7 @@ def make_trainer(config: PPOConfig) -> Trainer:
     return actor_critic_trainer(config, _init, _update)
 
 
-def make_train(config: PPOConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = PPOConfig  # the config class the CLI and loaders build for this algorithm

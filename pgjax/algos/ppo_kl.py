@@ -25,9 +25,11 @@ import jax.numpy as jnp
 
 from pgjax.actor_critic import gae_batch, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._trainer import train_function
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
 from pgjax.config import (
     config_dataclass,
+    entropy_coef_field,
     field,
     hparams_dataclass,
     non_negative,
@@ -52,7 +54,7 @@ class PPOKLHParams(MinibatchActorCriticHParams):
     default.
     """
 
-    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
+    ent_coef: float = entropy_coef_field(0.0)
     max_kl: float = field(0.01, "KL target delta: the constraint mean KL(old || new) <= delta", positive())
     init_kl_coef: float = field(1.0, "initial Lagrange multiplier lambda of the KL constraint", non_negative())
     kl_coef_lr: float = field(50.0, "dual ascent step size alpha: lambda += alpha (KL - delta)", positive())
@@ -147,9 +149,7 @@ def make_trainer(config: PPOKLConfig) -> Trainer:
     return actor_critic_trainer(config, _init, _update)
 
 
-def make_train(config: PPOKLConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = PPOKLConfig  # the config class the CLI and loaders build for this algorithm

@@ -52,16 +52,18 @@ import optax
 
 from pgjax.actor_critic import fit_value_function, observe, sample_step, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
     config_dataclass,
+    discount_field,
+    entropy_coef_field,
     field,
     hparams_dataclass,
     non_negative,
     one_of,
     positive,
-    unit_interval,
 )
 from pgjax.envs import make_vec_env
 from pgjax.losses import episode_policy_loss
@@ -79,8 +81,8 @@ class ReinforceHParams:
 
     learning_rate: float = field(5e-3, "policy Adam step size (one step per batch of episodes)", positive())
     value_learning_rate: float = field(3e-3, "critic Adam step size (baseline='value' only)", positive())
-    gamma: float = field(0.99, "discount factor; 1 gives the undiscounted estimators", unit_interval())
-    ent_coef: float = field(0.0, "entropy bonus, summed over each episode's steps like the loss", non_negative())
+    gamma: float = discount_field("discount factor; 1 gives the undiscounted estimators")
+    ent_coef: float = entropy_coef_field(0.0, "entropy bonus, summed over each episode's steps like the loss")
 
 
 @config_dataclass
@@ -242,9 +244,7 @@ def make_trainer(config: ReinforceConfig) -> Trainer:
     return actor_critic_trainer(config, _init, _update, max_episode_steps=config.max_episode_steps or None)
 
 
-def make_train(config: ReinforceConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = ReinforceConfig  # the config class the CLI and loaders build for this algorithm

@@ -39,6 +39,7 @@ from pgjax.algos._off_policy import (
     OffPolicyHParams,
     make_off_policy_trainer,
 )
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     ConfigError,
     config_dataclass,
@@ -342,9 +343,7 @@ def make_trainer(config: SACConfig) -> Trainer:
     return make_off_policy_trainer(config, env, make_learner(config, networks, env), networks)
 
 
-def make_train(config: SACConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = SACConfig  # the config class the CLI and loaders build for this algorithm

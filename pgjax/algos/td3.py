@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     config_dataclass,
     field,
@@ -52,9 +53,8 @@ def make_trainer(config: TD3Config) -> Trainer:
     return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
 
 
-def make_train(config: TD3Config):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = TD3Config  # the config class the CLI and loaders build for this algorithm
+DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses

@@ -10,6 +10,7 @@ fraction passes within `backtrack_iters` tries, the policy is left exactly as it
 from __future__ import annotations
 
 from pgjax.algos import npg
+from pgjax.algos._trainer import train_function
 from pgjax.algos.npg import PolicyProblem
 from pgjax.config import (
     config_dataclass,
@@ -58,9 +59,7 @@ def make_trainer(config: TRPOConfig) -> Trainer:
     return npg.build_trainer(config, line_search_step)
 
 
-def make_train(config: TRPOConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = TRPOConfig  # the config class the CLI and loaders build for this algorithm

@@ -21,14 +21,18 @@ import optax
 
 from pgjax.actor_critic import GAEBatch, fit_value_function, gae_batch, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._trainer import train_function
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
+    discount_field,
+    entropy_coef_field,
     field,
+    gae_lambda_field,
+    grad_clip_field,
     hparams_dataclass,
-    non_negative,
     positive,
-    unit_interval,
+    reward_scale_field,
 )
 from pgjax.losses import approx_kl, entropy_bonus, normalize_advantages, policy_gradient_loss
 from pgjax.rollout import EnvCarry
@@ -41,11 +45,11 @@ class VPGHParams:
 
     learning_rate: float = field(3e-4, "Adam step size of the single policy step per update", positive())
     value_learning_rate: float = field(1e-3, "Adam step size of the value-function regression", positive())
-    gamma: float = field(0.99, "discount factor", unit_interval())
-    gae_lambda: float = field(0.97, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo", unit_interval(low_open=False))
-    ent_coef: float = field(0.0, "entropy bonus coefficient", non_negative())
-    max_grad_norm: float = field(0.5, "policy-gradient global-norm clip (used when clip_grad_norm)", positive())
-    reward_scale: float = field(1.0, "rewards are multiplied by this before GAE", positive())
+    gamma: float = discount_field()
+    gae_lambda: float = gae_lambda_field(0.97)
+    ent_coef: float = entropy_coef_field(0.0)
+    max_grad_norm: float = grad_clip_field("policy-gradient global-norm clip (used when clip_grad_norm)")
+    reward_scale: float = reward_scale_field("GAE")
 
 
 @config_dataclass
@@ -136,9 +140,7 @@ def make_trainer(config: VPGConfig) -> Trainer:
     return actor_critic_trainer(config, _init, _update)
 
 
-def make_train(config: VPGConfig):
-    """`train(key, hparams=None) -> TrainOutput`; jit it, vmap it over keys and hparams."""
-    return make_trainer(config).train
+make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
 
 
 CONFIG = VPGConfig  # the config class the CLI and loaders build for this algorithm

@@ -10,9 +10,14 @@ CPU, see `pgjax.sharding`) in the run's vmap groups. Results go to
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from pgjax.commands import int_at_least, output_file
+from pgjax.eval_modes import DEFAULT_EVAL_SEED, mode_name
 
 
 class EvalError(Exception):
@@ -35,16 +40,22 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by pgjax train")
-    parser.add_argument("--episodes", type=int, default=32, help="evaluation episodes per seed (default 32)")
-    parser.add_argument("--stochastic", action="store_true", help="sample actions (default: greedy, the policy's mode)")
-    parser.add_argument("--eval-seed", type=int, default=10_000, help="seed of the evaluation episodes (default 10000)")
-    parser.add_argument("--max-steps", type=int, default=None, help="replace the environment's time limit")
+    parser.add_argument("--episodes", type=int_at_least(1, "--episodes"), default=32,
+                        help="evaluation episodes per seed (default 32)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="sample actions (default: greedy, the policy's mode, as pgjax train's summary.json); "
+                             "refused for DDPG/TD3, whose policy is deterministic")
+    parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,
+                        help=f"seed of the evaluation episodes (default {DEFAULT_EVAL_SEED})")
+    parser.add_argument("--max-steps", type=int_at_least(1, "--max-steps"), default=None,
+                        help="replace the environment's time limit")
     parser.add_argument("--step", type=int, default=None, help="checkpoint to evaluate, in updates done (default: latest)")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default RUN_DIR/eval_<mode>.json)")
-    parser.add_argument("--gif", type=Path, default=None, metavar="PATH", help="save an animated GIF of one episode")
+    parser.add_argument("--out", type=output_file("--out"), default=None, help="results JSON (default RUN_DIR/eval_<mode>.json)")
+    parser.add_argument("--gif", type=output_file("--gif", (".gif",)), default=None, metavar="PATH",
+                        help="save an animated GIF (PATH ending in .gif) of one episode")
     parser.add_argument("--gif-seed", type=int, default=None, help="training seed whose policy the GIF shows (default: the first)")
     parser.add_argument("--gif-episode", type=int, default=0, help="which evaluation episode the GIF shows (default 0)")
-    parser.add_argument("--gif-frames", type=int, default=100, help="at most this many frames, evenly spaced (default 100)")
+    parser.add_argument("--gif-frames", type=int_at_least(1, "--gif-frames"), default=100, help="at most this many frames, evenly spaced (default 100)")
 
 
 class LoadedRun(NamedTuple):
@@ -71,6 +82,8 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run folder {run_dir} does not exist")
+    if (run_dir / "sweep.json").is_file() or (run_dir / "cells").is_dir():
+        raise EvalError(_sweep_hint(run_dir))
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
@@ -135,6 +148,27 @@ def _restore_step(checkpointer, step: int, saved: dict):
     return config, trainer, state, meta, seeds
 
 
+def _sweep_hint(sweep_dir: Path) -> str:
+    """What to do instead of evaluating a sweep folder (sweeps keep metrics, not policies)."""
+    from pgjax import runs
+
+    example = ""
+    cells = sorted((sweep_dir / "cells").glob("cell-*.json")) if (sweep_dir / "cells").is_dir() else []
+    try:
+        spec = runs.read_json(sweep_dir / "sweep.json")
+        cell = runs.read_json(cells[0]) if cells else {"overrides": {}, "seed": spec["seeds"][0]}
+        sets = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(cell["overrides"].items()))
+        example = (f"; e.g. for {cells[0].name if cells else 'its first cell'}: pgjax train --algo {spec['algo']} "
+                   f"{sets + ' ' if sets else ''}--seeds {cell['seed']}, --root-seed {spec['root_seed']} (plus the "
+                   "sweep's base settings, sweep.json 'base'), then pgjax eval on that run folder")
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return (f"{sweep_dir} is a sweep folder: a sweep keeps each cell's metrics, not its policy, so there is no "
+            f"checkpoint to evaluate. To evaluate a cell, train it as a run with the cell's settings "
+            f"(cells/cell-N.json: 'overrides', 'seed'){example}; `pgjax plot {sweep_dir} --final` compares the cells' "
+            "training returns")
+
+
 def run(args) -> int:
     try:
         return _eval(args)
@@ -144,13 +178,27 @@ def run(args) -> int:
 
 
 def _check_args(args) -> None:
-    for name in ("episodes", "gif_frames"):
-        if getattr(args, name) < 1:
-            raise EvalError(f"--{name.replace('_', '-')} {getattr(args, name)} must be a positive integer")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise EvalError(f"--max-steps {args.max_steps} must be a positive integer")
+    run_dir = Path(args.run_dir)
+    if args.out is None and run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
+        raise EvalError(f"{run_dir} is not writable, so the results cannot go there: give --out FILE")
     if not 0 <= args.gif_episode < args.episodes:
         raise EvalError(f"--gif-episode {args.gif_episode} must be in [0, {args.episodes}) (--episodes {args.episodes})")
+
+
+def _saved_algo(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "config.json").read_text())["algo"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no readable config.json: load_run reports what is wrong
+
+
+def _check_stochastic(algo: str | None) -> None:
+    """Refuse `--stochastic` for an algorithm whose policy is deterministic (DDPG, TD3)."""
+    from pgjax.algos import ALGORITHMS
+
+    if algo in ALGORITHMS and getattr(ALGORITHMS[algo], "DETERMINISTIC_POLICY", False):
+        raise EvalError(f"--stochastic: {algo}'s policy is deterministic (its exploration noise is a training "
+                        "device, not part of the policy), so it would give exactly the greedy numbers; drop --stochastic")
 
 
 def _eval(args) -> int:
@@ -162,11 +210,15 @@ def _eval(args) -> int:
     from pgjax.experiment import SeedLayout, evaluate_layout
 
     _check_args(args)
+    if args.stochastic:  # before restoring anything, from the run's config.json where it has one
+        _check_stochastic(_saved_algo(Path(args.run_dir)))
     loaded = load_run(args.run_dir, args.step)
     gif_seed = loaded.seeds[0] if args.gif_seed is None else args.gif_seed
     if gif_seed not in loaded.seeds:
         raise EvalError(f"--gif-seed {gif_seed} is not a seed of this run (seeds: {loaded.seeds})")
-    mode = "stochastic" if args.stochastic else "greedy"
+    mode = mode_name(not args.stochastic)
+    if args.stochastic:
+        _check_stochastic(loaded.algo)
     # Seeds sharded over the devices in the run's vmap groups: the same numbers on any count.
     layout = SeedLayout.plan(len(loaded.seeds), loaded.width, len(jax.devices()))
     episodes = evaluate_layout(loaded.trainer, loaded.state, layout, args.episodes, args.eval_seed,
@@ -227,7 +279,7 @@ def save_gif(loaded: LoadedRun, index: int, args) -> tuple[Path, float]:
     record = jax.jit(lambda key: record_episode(env, act, key, args.gif_episode))(jax.random.PRNGKey(args.eval_seed))
     length = int(record.length)
     rewards = np.asarray(record.rewards[:length])
-    mode = "stochastic" if args.stochastic else "greedy"
+    mode = mode_name(not args.stochastic)
     title = f"{loaded.algo} {loaded.config.env_id} ({mode})"
     path = save_episode_gif(loaded.config.env_id, np.asarray(record.observations[: length + 1]), rewards,
                             args.gif, max_frames=args.gif_frames, title=title)

@@ -16,7 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-EVAL_FILES = ("eval_greedy.json", "eval_stochastic.json")  # written by `pgjax eval`
+from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
+
+# summary.json files from before the evaluation mode was recorded hold a stochastic evaluation.
+LEGACY_SUMMARY_MODE = STOCHASTIC
 
 
 class PlotError(Exception):
@@ -53,6 +56,9 @@ def register(subparsers) -> None:
                         help="final score per seed: 'eval' (pgjax eval results, else the evaluation "
                              "pgjax train ran), 'train' (mean of the metric over the last 10%% of "
                              "updates), 'auto' (eval if available for episode_return, else train)")
+    parser.add_argument("--eval-mode", default=DEFAULT_MODE, choices=[GREEDY, STOCHASTIC],
+                        help=f"which evaluation results --final uses (default {DEFAULT_MODE}, as pgjax train and "
+                             "pgjax eval); runs never mix modes, and a bar from training returns says so")
 
 
 class Source(NamedTuple):
@@ -152,32 +158,44 @@ def train_tail_scores(by_seed: dict, metric: str) -> dict[int, float]:
     return out
 
 
-def eval_scores(run_dir: Path) -> tuple[dict[int, float], str] | None:
-    """Per-seed mean evaluation return: from `pgjax eval` files, else `pgjax train`'s summary."""
-    for name in EVAL_FILES:
-        path = run_dir / name
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            return {int(s): float(v["mean_return"]) for s, v in saved["per_seed"].items()}, name
+def eval_scores(run_dir: Path, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str] | None:
+    """Per-seed mean evaluation return in `mode` ("greedy" or "stochastic"): from `pgjax eval`'s
+    `eval_<mode>.json`, else `pgjax train`'s summary.json if it evaluated in that mode."""
+    path = run_dir / f"eval_{mode}.json"
+    if path.is_file():
+        saved = _read_json(path)
+        return {int(s): float(v["mean_return"]) for s, v in saved["per_seed"].items()}, path.name
     summary = run_dir / "summary.json"
     if summary.is_file():
-        saved = json.loads(summary.read_text())
-        if saved.get("eval_return_mean"):
+        saved = _read_json(summary)
+        if saved.get("eval_return_mean") and saved.get("eval_mode", LEGACY_SUMMARY_MODE) == mode:
             return {int(s): float(v) for s, v in saved["eval_return_mean"].items()}, "summary.json eval_return_mean"
     return None
 
 
-def final_scores(source: Source, metric: str, choice: str) -> tuple[dict[int, float], str]:
-    """Each seed's final score and where it came from (see --final-source)."""
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PlotError(f"{path} is not readable JSON ({err}); delete it or rerun what wrote it") from None
+
+
+def final_scores(source: Source, metric: str, choice: str, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str, str]:
+    """Each seed's final score, where it came from, and its kind (`"<mode> evaluation"` or
+    `"training"`), see --final-source and --eval-mode."""
     if choice != "train" and metric == "episode_return" and source.is_run:
-        found = eval_scores(source.path)
+        found = eval_scores(source.path, mode)
         if found is not None:
-            return found
+            return (*found, f"{mode} evaluation")
     if choice == "eval":
-        raise PlotError(f"--final-source eval: {source.path} has no evaluation results for {metric} "
-                        f"(run `pgjax eval {source.path}` on a run folder; evaluation scores exist only for "
-                        "episode_return, and sweeps keep no policies to evaluate)")
-    return train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates"
+        other = STOCHASTIC if mode == GREEDY else GREEDY
+        hint = (f"it has {other} results only: add --eval-mode {other}, or run `pgjax eval {source.path}"
+                f"{' --stochastic' if mode == STOCHASTIC else ''}`"
+                if source.is_run and eval_scores(source.path, other) else f"run `pgjax eval {source.path}`")
+        raise PlotError(f"--final-source eval: {source.path} has no {mode} evaluation results for {metric} "
+                        f"({hint}; evaluation scores exist only for episode_return, and sweeps keep no policies "
+                        "to evaluate)")
+    return train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates", "training"
 
 
 def default_out(paths: list[Path], metric: str) -> Path:
@@ -252,11 +270,11 @@ def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
 
     results = []
     for source, label in zip(sources, labels):
-        scores, origin = final_scores(source, args.metric, args.final_source)
+        scores, origin, kind = final_scores(source, args.metric, args.final_source, args.eval_mode)
         summary = st.summarize(list(scores.values()), args.confidence, args.resamples, args.bootstrap_seed)
         if summary["n"] == 0:
             raise PlotError(f"{source.path} ({label}): no seed has a finite final {args.metric}")
-        results.append({"run": str(source.path), "label": label, "source": origin,
+        results.append({"run": str(source.path), "label": label, "source": origin, "kind": kind,
                         "per_seed": {str(s): v for s, v in scores.items()}, **summary})
     return results
 
@@ -268,11 +286,15 @@ def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None
     stat, name = plotting.STAT_LABELS[args.stat], args.stat
     intervals = [st.Interval(r[name], r[f"{name}_low"], r[f"{name}_high"]) for r in results]
     final_png = png.with_name(png.stem + "-final.png")
-    xlabel = f"final {args.metric.replace('_', ' ')} ({stat}, {args.confidence:.0%} bootstrap CI)"
+    kinds = sorted({r["kind"] for r in results})
+    if len(kinds) > 1:  # evaluation and training scores on one axis: every bar says which it is
+        labels = [f"{label} [{r['kind']}]" for label, r in zip(labels, results)]
+    what = kinds[0] if len(kinds) == 1 else "per-bar kind in brackets"
+    xlabel = f"final {args.metric.replace('_', ' ')}, {what} ({stat}, {args.confidence:.0%} bootstrap CI)"
     plotting.plot_final(labels, intervals, final_png, xlabel, "per-seed scores: " + "; ".join(sorted({r["source"] for r in results})))
     final_json = final_png.with_suffix(".json")
-    runs.write_json(final_json, {"metric": args.metric, "statistic": name, "runs": results})
+    runs.write_json(final_json, {"metric": args.metric, "statistic": name, "eval_mode": args.eval_mode, "runs": results})
     print(f"final: {final_png}\nnumbers: {final_json}")
     for r in results:
         print(f"  {r['label']}: {stat} {r[name]:.4g} [{r[name + '_low']:.4g}, {r[name + '_high']:.4g}] "
-              f"over {r['n']} seeds ({r['source']})")
+              f"over {r['n']} seeds ({r['kind']}: {r['source']})")

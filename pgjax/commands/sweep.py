@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 from pgjax import config as cfg
-from pgjax.commands import add_config_arguments, load_config_values, parse_seeds
+from pgjax.commands import (
+    SEEDS_HELP,
+    add_config_arguments,
+    int_at_least,
+    load_config_values,
+    output_folder,
+    parse_seeds,
+)
 
 
 def register(subparsers) -> None:
@@ -25,16 +32,16 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a grid axis, e.g. hparams.learning_rate=1e-4,3e-4 or 'hidden_sizes=[[32],[64,64]]' (repeatable)")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0], help="seeds per grid point: a count (4), a list (0,5,9) or a range (3:7)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0], help=f"per grid point, {SEEDS_HELP}")
     parser.add_argument("--root-seed", type=int, default=0, help="root PRNG seed; seed s uses fold_in(PRNGKey(root), s)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="folder that receives the sweep folder (default runs/)")
+    parser.add_argument("--out", type=output_folder("--out"), default=Path("runs"), help="folder that receives the sweep folder (default runs/)")
     parser.add_argument("--resume", type=Path, default=None, metavar="SWEEP_DIR", help="finish the sweep in SWEEP_DIR")
-    parser.add_argument("--width", type=int, default=8,
+    parser.add_argument("--width", type=int_at_least(1, "--width"), default=8,
                         help="cells per vmap group (default 8); results are bit-identical for a given width "
                              "whatever the devices or memory chunks")
     parser.add_argument("--memory-limit", default=None,
                         help="bytes per device for one launch, e.g. 512MB (default: the device's, or half the free RAM)")
-    parser.add_argument("--chunks", type=int, default=10, help="compiled chunks of updates per launch (progress); default 10")
+    parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=10, help="compiled chunks of updates per launch (progress); default 10")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,8 +57,6 @@ def _spec(args) -> tuple[Path | None, dict]:
         return args.resume, runs.read_json(args.resume / "sweep.json")
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
     grid = dict(parse_grid_item(item) for item in args.grid)
-    if args.width < 1:
-        raise cfg.ConfigError(f"--width {args.width}: must be >= 1")
     return None, {"algo": algo, "base": values, "grid": grid, "seeds": args.seeds, "root_seed": args.root_seed,
                   "width": args.width}
 
@@ -75,7 +80,7 @@ def run(args) -> int:
         sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
         if sharding.is_writer():
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
-    settings = sw.SweepSettings(width=spec["width"], max_chunks=max(1, args.chunks), memory_limit=limit)
+    settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit)
     total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
     print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
     bar = None
@@ -88,7 +93,11 @@ def run(args) -> int:
         stats = sw.run_sweep(sweep_dir, spec["algo"], groups, spec["root_seed"], settings,
                              on_progress=(lambda steps: bar.update(steps)) if bar is not None else None)
     except MemoryError as err:
-        print(f"pgjax sweep: {err}", file=sys.stderr)
+        if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
+            print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)
+        else:
+            print(f"pgjax sweep: {err} (finished cells are kept: raise --memory-limit and continue with "
+                  f"--resume {sweep_dir})", file=sys.stderr)
         return 1
     finally:
         if bar is not None:

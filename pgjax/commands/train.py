@@ -11,7 +11,15 @@ from pathlib import Path
 
 from pgjax import config as cfg
 from pgjax import runs
-from pgjax.commands import add_config_arguments, build_config, load_config, parse_seeds
+from pgjax.commands import (
+    SEEDS_HELP,
+    add_config_arguments,
+    build_config,
+    int_at_least,
+    load_config,
+    output_folder,
+    parse_seeds,
+)
 
 
 def register(subparsers) -> None:
@@ -32,16 +40,19 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--seeds", type=parse_seeds, default=None, help="seeds: a count (4), a list (0,5,9) or a range (3:7); default 0")
+    parser.add_argument("--seeds", type=parse_seeds, default=None, help=f"{SEEDS_HELP}; default 0")
     parser.add_argument("--root-seed", type=int, default=None, help="root PRNG seed; seed s uses fold_in(PRNGKey(root), s)")
-    parser.add_argument("--out", type=Path, default=None, help="folder that receives the run folder (default runs/)")
-    parser.add_argument("--chunks", type=int, default=None, help="compiled chunks (progress, metrics, checkpoint after each); default 20")
-    parser.add_argument("--eval-episodes", type=int, default=None,
-                        help="evaluation episodes per seed at the end (default 32); 0 skips")
+    parser.add_argument("--out", type=output_folder("--out"), default=None,
+                        help="folder that receives the run folder (default runs/)")
+    parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=None,
+                        help="compiled chunks (progress, metrics, checkpoint after each); default 20, at most one per update")
+    parser.add_argument("--eval-episodes", type=int_at_least(0, "--eval-episodes"), default=None,
+                        help="greedy evaluation episodes per seed at the end (default 32; eval seed 10000, recorded in "
+                             "summary.json); 0 skips")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its last intact checkpoint, with every setting of the run "
                              "(a flag that contradicts one is refused)")
-    parser.add_argument("--width", type=int, default=None,
+    parser.add_argument("--width", type=int_at_least(1, "--width"), default=None,
                         help="seeds per vmap group (default on CPU: ceil(seeds / cores)); a seed's numbers depend on it, "
                              "never on the number of devices")
     parser.add_argument("--memory-limit", default=None,
@@ -98,11 +109,13 @@ def _resolve(args):
         algo_name, module, config = load_config(args.algo, args.config, args.env, args.overrides)
         settings = {key: default if getattr(args, key) is None else getattr(args, key)
                     for key, (_, default) in RUN_SETTINGS.items()}
-        if settings["width"] is not None and settings["width"] < 1:
-            raise cfg.ConfigError(f"--width {settings['width']}: must be >= 1")
         seeds = settings["seeds"]
         width = settings["width"] or default_seed_width(len(seeds))
-        record = {**settings, "algo": algo_name, "chunks": max(1, settings["chunks"]), "width": min(width, len(seeds)),
+        chunks = min(settings["chunks"], config.num_updates)  # a chunk holds at least one update
+        if chunks < settings["chunks"]:
+            print(f"pgjax train: note: --chunks {settings['chunks']} is more than the {config.num_updates} updates; "
+                  f"running {chunks} chunks of one update", file=sys.stderr)
+        record = {**settings, "algo": algo_name, "chunks": chunks, "width": min(width, len(seeds)),
                   "checkpoints": not args.no_checkpoint}
         return None, record, algo_name, module, config
     run_dir = args.resume
@@ -472,6 +485,7 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int]
     also after a resume), and the evaluation return per seed."""
     import numpy as np
 
+    from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
     from pgjax.experiment import evaluate_layout, first_nonfinite_update
 
     config = trainer.config
@@ -486,9 +500,10 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int]
         finite = {"finite": by_seed[seed]["finite"][None]} if "finite" in by_seed[seed] else {"loss": by_seed[seed]["loss"][None]}
         summary["diverged_at_update"][str(seed)] = first_nonfinite_update(finite)[0]
     if eval_episodes > 0:
-        episodes = evaluate_layout(trainer, state, seeds.layout, eval_episodes)
+        episodes = evaluate_layout(trainer, state, seeds.layout, eval_episodes, DEFAULT_EVAL_SEED,
+                                   deterministic=DEFAULT_MODE == GREEDY)
         summary["eval_return_mean"] = {str(s): float(episodes.returns[i].mean()) for i, s in enumerate(seed_ids)}
-        summary["eval_episodes"] = eval_episodes
+        summary.update(eval_episodes=eval_episodes, eval_mode=DEFAULT_MODE, eval_seed=DEFAULT_EVAL_SEED)
     runs.write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -499,5 +514,6 @@ def _report(run_dir: Path, summary: dict, seconds: float, eval_episodes: int) ->
     if diverged:
         print(f"warning: non-finite parameters or loss from update (per seed): {diverged}", file=sys.stderr)
     if "eval_return_mean" in summary:
-        print(f"evaluation return per seed ({eval_episodes} episodes): {summary['eval_return_mean']}")
+        print(f"evaluation return per seed ({summary['eval_mode']}, {eval_episodes} episodes, eval seed "
+              f"{summary['eval_seed']}): {summary['eval_return_mean']}")
     print(f"metrics: {run_dir / 'metrics.csv'}\nplot:    {summary['plot']}")
