@@ -5,7 +5,13 @@ leaf: parameters, optimiser state, target networks, normaliser statistics, repla
 environment state, PRNG keys, counters) and a JSON `meta` item: the algorithm, its config,
 the seeds, the number of updates done and the tree signature (path, shape and dtype of
 every leaf). orbax writes into a temporary folder and renames it when complete, so a run
-killed mid-save leaves the previous checkpoint intact.
+killed mid-save leaves the previous checkpoint intact. The `checkpoints/` folder is created
+by the first save, never by a run that stops before it.
+
+Damage is told apart from a mismatch: a checkpoint whose record or arrays do not read back
+raises `CorruptCheckpointError`, and `restore()` without a step then falls back to the
+newest intact checkpoint (reporting each one skipped). A failing write (full disk) raises
+`CheckpointWriteError` after the half-written folder is removed.
 
 Restoring checks the checkpoint against the run that wants it before any array is read:
 a different algorithm, config or state structure fails with a `CheckpointError` that
@@ -15,7 +21,10 @@ names what differs. Because the whole state is saved, `run(state, hp, a)`, save,
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +36,31 @@ FORMAT = 1  # bump when the layout of `meta` changes
 
 class CheckpointError(ValueError):
     """A checkpoint is missing or does not match the run that wants to restore it."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files are damaged: its record or its arrays do not read back."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (e.g. a full disk); the half-written folder is removed."""
+
+
+_TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
+
+def _one_line(err: BaseException) -> str:
+    """A short reason for an orbax/tensorstore error (they run to hundreds of lines)."""
+    text = str(err)
+    code = re.search(r"os_error_code='?(\d+)", text)
+    if code:
+        import os
+
+        return os.strerror(int(code.group(1)))
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    line = (text.splitlines() or [type(err).__name__])[0].split(". See full")[0]
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def tree_signature(tree: Any) -> list[list[str]]:
@@ -81,68 +115,199 @@ def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
         )
 
 
+def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Task exception was never retrieved")
+
+
+def _late_read_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def quiet_orbax_failure_noise() -> None:
+    """For command-line programs: silence the echoes of a failure `Checkpointer` already reported.
+
+    After a failed restore, tensorstore still completes the other pending reads and calls
+    back into orbax's closed event loop ("Event loop is closed", through `sys.excepthook`
+    or `sys.unraisablehook`); a failed background write is logged again by asyncio ("Task
+    exception was never retrieved"). Both are reported once as `CorruptCheckpointError` /
+    `CheckpointWriteError`. This drops exactly those records and passes everything else to
+    the previous hooks. It changes process-wide hooks, so the library never calls it: the
+    `pgjax` command does, once, at start-up; a notebook may, if the echoes bother it."""
+    import sys
+
+    asyncio_log = logging.getLogger("asyncio")
+    if _drop_unretrieved_task_errors not in asyncio_log.filters:
+        asyncio_log.addFilter(_drop_unretrieved_task_errors)
+    if getattr(sys.excepthook, "_pgjax_quiet", False):
+        return
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, tb):
+        if not _late_read_error(value):
+            previous_except(kind, value, tb)
+
+    def unraisablehook(unraisable):
+        if not _late_read_error(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    excepthook._pgjax_quiet = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+
+
 class Checkpointer:
     """Saves and restores `directory/<updates_done>/` checkpoints (orbax `CheckpointManager`).
 
     `save` returns once the arrays are copied off the device; the files are written in a
     background thread while the next chunk computes. `close()` waits for the last write.
-    Only the newest `max_to_keep` checkpoints are kept.
+    Only the newest `max_to_keep` checkpoints are kept. The folder is created by the first
+    `save`; reading never creates it.
     """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
         import orbax.checkpoint as ocp
 
-        logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
-        self._ocp = ocp
+        # orbax logs every save at INFO and a failed background write as a long traceback;
+        # failures reach the caller as one-line `CheckpointWriteError`s instead.
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
+        self._ocp, self._max_to_keep = ocp, max_to_keep
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        self._manager = None
+
+    def _open(self, create: bool = False):
+        if self._manager is None and (create or self.directory.is_dir()):
+            ocp = self._ocp
+            options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=create)
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        return self._manager
 
     def save(self, updates_done: int, state: Any, meta: dict) -> None:
-        """Checkpoint `state` after `updates_done` updates; `meta` gains format and tree signature."""
+        """Checkpoint `state` after `updates_done` updates; `meta` gains format and tree signature.
+
+        Raises `CheckpointWriteError` when this write, or the previous one still finishing in
+        the background, fails; the half-written folder is removed first."""
         ocp = self._ocp
         meta = {**meta, "format": FORMAT, "updates_done": int(updates_done), "tree": tree_signature(state)}
-        self._manager.save(
-            int(updates_done),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(_key_data(state)), meta=ocp.args.JsonSave(meta)),
-        )
+        try:
+            self._open(create=True).save(
+                int(updates_done),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(_key_data(state)), meta=ocp.args.JsonSave(meta)),
+            )
+        except Exception as err:  # noqa: BLE001  (orbax raises bare Exception/ValueError for I/O errors)
+            self._write_failed(err)
+
+    def _write_failed(self, err: Exception):
+        try:
+            self._manager.wait_until_finished()
+        except Exception:  # noqa: BLE001, S110  (the same failure, reported once below)
+            pass
+        self.remove_partial()
+        raise CheckpointWriteError(f"writing a checkpoint to {self.directory} failed: {_one_line(err)}") from None
+
+    def remove_partial(self) -> list[str]:
+        """Delete half-written `*.orbax-checkpoint-tmp*` folders (a failed or killed save)."""
+        removed = []
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if _TMP_SUFFIX in path.name:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path.name)
+        return removed
+
+    def steps(self) -> list[int]:
+        """The complete checkpoints on disk, oldest first (intact or not)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
 
     def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+        steps = self.steps()
+        return steps[-1] if steps else None
 
     def read_meta(self, step: int | None = None) -> dict:
+        """The JSON record of a checkpoint; `CorruptCheckpointError` naming the file if it does not read."""
         step = self._step(step)
-        return self._manager.restore(step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore()))["meta"]
+        path = self.directory / str(step) / "meta" / "metadata"
+        try:
+            meta = self._open().restore(step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore()))["meta"]
+        except json.JSONDecodeError as err:
+            raise CorruptCheckpointError(f"{path} is not valid JSON ({err})") from None
+        except Exception as err:  # noqa: BLE001  (missing files surface as several exception types)
+            raise CorruptCheckpointError(f"{path} does not read: {_one_line(err)}") from None
+        if not isinstance(meta, dict) or "updates_done" not in meta or "algo" not in meta:
+            raise CorruptCheckpointError(f"{path} is not a pgjax checkpoint record (no algo / updates_done)")
+        return meta
 
-    def restore(self, abstract_state: Any, expected: dict, step: int | None = None) -> tuple[Any, dict]:
+    def restore(self, abstract_state: Any, expected: dict, step: int | None = None,
+                on_skip: Any = None, at_most: int | None = None) -> tuple[Any, dict]:
         """Restore into the structure of `abstract_state` (e.g. `jax.eval_shape` of init).
 
         `expected` holds this run's `algo`, `config` (a `config.to_dict`) and `num_seeds`;
         any difference from the checkpoint raises `CheckpointError` before arrays are read.
+        Without `step`, the newest intact checkpoint (at most `at_most` updates) is restored:
+        each damaged one is passed to `on_skip(CorruptCheckpointError)` and skipped.
         Returns `(state, meta)`.
         """
+        if step is not None:
+            return self._restore_step(abstract_state, expected, step)
+        candidates = [s for s in reversed(self.steps()) if at_most is None or s <= at_most]
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {self.directory}"
+                                  + (f" at or before update {at_most}" if at_most is not None else ""))
+        damaged = []
+        for candidate in candidates:
+            try:
+                return self._restore_step(abstract_state, expected, candidate)
+            except CorruptCheckpointError as err:
+                damaged.append(err)
+                if on_skip is not None:
+                    on_skip(err)
+        raise CorruptCheckpointError(f"no intact checkpoint in {self.directory}: " + "; ".join(map(str, damaged)))
+
+    def _restore_step(self, abstract_state: Any, expected: dict, step: int) -> tuple[Any, dict]:
         ocp = self._ocp
-        step = self._step(step)
         meta = self.read_meta(step)
         check_compatible(meta, expected, abstract_state)
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
             jax.eval_shape(_key_data, abstract_state),
         )
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        try:
+            restored = self._open().restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        except Exception as err:  # noqa: BLE001  (tensorstore reports damaged files as bare Exception)
+            raise CorruptCheckpointError(
+                f"checkpoint {self.directory / str(step)} is damaged, its arrays do not read back: {_one_line(err)}"
+            ) from None
         state = jax.tree.map(
             lambda like, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(like)) if _is_key(like) else x,
             abstract_state, restored["state"],
         )
         return state, meta
 
+    def delete_after(self, step: int) -> list[int]:
+        """Delete the checkpoints after `step` updates (a resume from an older one rewrites them)."""
+        newer = [s for s in self.steps() if s > step]
+        for s in newer:
+            shutil.rmtree(self.directory / str(s))
+        if newer and self._manager is not None:
+            self._manager.reload()
+        return newer
+
     def _step(self, step: int | None) -> int:
-        step = self._manager.latest_step() if step is None else step
+        step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
         return step
 
     def close(self) -> None:
-        """Wait for pending writes and release orbax's threads."""
-        self._manager.wait_until_finished()
+        """Wait for pending writes and release orbax's threads; `CheckpointWriteError` if the last write failed."""
+        if self._manager is None:
+            return
+        try:
+            self._manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001
+            self._manager.close()
+            self._manager = None
+            self.remove_partial()
+            raise CheckpointWriteError(f"writing a checkpoint to {self.directory} failed: {_one_line(err)}") from None
         self._manager.close()
+        self._manager = None

@@ -2,7 +2,7 @@
 
 Each command module exposes `register(subparsers)` and `run(args) -> int`; add a command by
 adding its module name to `COMMANDS`. Exit codes: 0 success, 2 bad command-line usage
-(argparse), 1 bad configuration or input.
+(argparse), 1 bad configuration or input, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
 
 The commands that compute (`DEVICE_COMMANDS`) take `--host-devices N`: before JAX starts,
 the CPU is split into N devices (default `$PGJAX_HOST_DEVICES`, else one per usable core;
@@ -90,11 +90,18 @@ def _start_host_devices(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     error = _start_host_devices(argv)
+    from pgjax.checkpoint import quiet_orbax_failure_noise
+
+    quiet_orbax_failure_noise()  # a damaged checkpoint or failed write is reported in one line, not echoed
     args = build_parser().parse_args(argv)
     if error is not None:
         print(error, file=sys.stderr)
         return 1
-    return args.command_module.run(args)
+    try:
+        return args.command_module.run(args)
+    except KeyboardInterrupt:  # outside training, which handles SIGINT itself: nothing to keep
+        print(f"pgjax {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Run folders: the config, per-seed metrics (CSV, appended chunk by chunk) and a summary."""
+"""Run folders: the config, per-seed metrics (CSV, appended chunk by chunk) and a summary.
+
+Damaged files are reported, never passed on as a raw parser error: `read_json` raises
+`RunFileError` naming the file, and `metrics.csv` rows torn by a killed write are found by
+`metrics_coverage` and dropped when a resume rewrites the file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class RunFileError(ValueError):
+    """A file of a run or sweep folder is missing or damaged (exit code 1, one line naming it)."""
+
 
 CHECKPOINT_DIR = "checkpoints"  # a run folder's checkpoints (`pgjax train` writes, `pgjax eval` reads)
 
@@ -57,7 +67,16 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in `path`; `RunFileError` naming the file when it is missing or not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunFileError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFileError(f"{path} is damaged, not valid JSON ({err})") from None
+    except OSError as err:
+        raise RunFileError(f"{path} does not read: {err.strerror or err}") from None
 
 
 def _jsonable(x):
@@ -68,29 +87,75 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
+def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]], int]:
+    """`(header, well-formed rows, torn rows)` of a metrics file. A row is torn when the
+    write that made it was cut short: no final newline, a wrong field count or a
+    non-number (rows are appended chunk by chunk, so only the end of a file can be torn)."""
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    torn = 1 if lines and not lines[-1].endswith("\n") else 0  # a last line without its newline
+    rows = list(csv.reader(lines[: len(lines) - torn]))
+    if not rows:
+        return None, [], torn
+    header, good = rows[0], []
+    for row in rows[1:]:
+        try:
+            if len(row) != len(header):
+                raise ValueError
+            int(row[0]), int(row[1]), [float(x) for x in row[2:]]
+        except ValueError:
+            torn += 1
+            continue
+        good.append(row)
+    return header, good, torn
+
+
+def metrics_coverage(path: Path, seeds: list[int]) -> tuple[int | None, int]:
+    """`(updates, torn rows)`: the number of updates for which every seed has its row in
+    `metrics.csv` (rows 1..updates, in order; None when the file is missing)."""
+    if not path.exists():
+        return None, 0
+    header, rows, torn = _read_rows(path)
+    if header is None or header[:2] != ["seed", "update"]:
+        return 0, torn
+    updates = {seed: [] for seed in seeds}
+    for row in rows:
+        updates.setdefault(int(row[0]), []).append(int(row[1]))
+    covered = []
+    for seed in seeds:
+        k = 0
+        while k < len(updates[seed]) and updates[seed][k] == k + 1:
+            k += 1
+        covered.append(k)
+    return min(covered, default=0), torn
+
+
 class MetricsWriter:
     """Appends per-seed, per-update metric rows to `metrics.csv` after every chunk."""
 
     def __init__(self, path: Path, seeds: list[int], resume_at: int | None = None):
         """`resume_at`: continue an existing file after that many updates, dropping rows
-        written after the checkpoint the run resumes from."""
+        written after the checkpoint the run resumes from (and torn rows)."""
         self.path, self.seeds, self.updates_written = path, seeds, 0
         self._columns: list[str] | None = None
         if resume_at is not None and path.exists():
-            self._truncate(resume_at)
+            self.truncate(resume_at)
 
-    def _truncate(self, updates: int) -> None:
-        with self.path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
+    def truncate(self, updates: int) -> None:
+        """Keep the well-formed rows of the first `updates` updates (atomic rewrite)."""
+        self.updates_written = updates
+        if not self.path.exists():
             return
-        self._columns = rows[0]
-        update_col = self._columns.index("update")
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[update_col]) <= updates]
+        header, rows, _ = _read_rows(self.path)
+        if header is None:
+            self.path.unlink()
+            return
+        self._columns = header
+        update_col = header.index("update")
+        kept = [header] + [r for r in rows if int(r[update_col]) <= updates]
         buf = io.StringIO()
         csv.writer(buf).writerows(kept)
         write_text(self.path, buf.getvalue())
-        self.updates_written = updates
 
     def append(self, metrics: dict[str, np.ndarray]) -> None:
         """`metrics`: name -> `[S, U_chunk]` for the chunk just computed."""

@@ -27,6 +27,7 @@ import dataclasses
 import itertools
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,19 @@ def _plain(v):
     return float(v) if isinstance(v, float) else int(v) if isinstance(v, (bool, int)) else v
 
 
+def _cell_done(path: Path) -> bool:
+    """A cell file that exists and reads back; a damaged one is run again (cells are
+    deterministic), with a note."""
+    if not path.exists():
+        return False
+    try:
+        runs.read_json(path)
+    except runs.RunFileError as err:
+        print(f"pgjax sweep: note: running the cell again: {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def run_sweep(
     out_dir: Path,
     algo: str,
@@ -352,7 +366,7 @@ def run_sweep(
     versions = runs.versions()
     stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
     for group in groups:
-        todo = [c for c in group.cells if not (cells_dir / f"{c.name}.json").exists()]
+        todo = [c for c in group.cells if not _cell_done(cells_dir / f"{c.name}.json")]
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue

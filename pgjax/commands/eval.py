@@ -77,14 +77,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     `config.json`); the state is restored into the structure `init` gives for that config,
     so a checkpoint of another algorithm or config fails with a message naming the field.
     """
-    import json
-
-    import jax
-
     from pgjax import checkpoint, runs
-    from pgjax import config as cfg
-    from pgjax.commands import build_config
-    from pgjax.experiment import seed_keys
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -96,34 +89,63 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
     saved = {}
     if (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text())
+        try:
+            saved = runs.read_json(run_dir / "config.json")
+        except runs.RunFileError as err:
+            raise EvalError(str(err)) from None
     checkpointer = checkpoint.Checkpointer(ckpt_dir)
     try:
-        available = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+        available = checkpointer.steps()
         if not available:
             raise EvalError(f"no checkpoint in {ckpt_dir} (the run stopped before its first checkpoint)")
         if step is not None and step not in available:
             raise EvalError(f"--step {step}: no such checkpoint in {ckpt_dir} (available: "
                             f"{', '.join(map(str, available))})")
-        meta = checkpointer.read_meta(step)
-        try:
-            module, config = build_config(meta["algo"], meta["config"])
-        except cfg.ConfigError as err:
-            raise EvalError(f"checkpoint config does not load: {err}") from None
-        seeds = list(meta.get("seeds") or saved.get("seeds") or range(meta["num_seeds"]))
-        trainer = module.make_trainer(config)
-        keys = seed_keys(int(meta.get("root_seed", saved.get("root_seed", 0))), seeds)
-        abstract = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, config.hparams)
-        expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "num_seeds": len(seeds)}
-        try:
-            state, meta = checkpointer.restore(abstract, expected, meta["updates_done"])
-        except checkpoint.CheckpointError as err:
-            raise EvalError(f"checkpoint in {ckpt_dir} does not restore: {err}") from None
+        # Without --step: the newest intact checkpoint, each damaged one skipped with a note.
+        candidates = [step] if step is not None else available[::-1]
+        for k, candidate in enumerate(candidates):
+            try:
+                loaded = _restore_step(checkpointer, candidate, saved)
+                break
+            except checkpoint.CorruptCheckpointError as err:
+                if k == len(candidates) - 1:
+                    kind = "the checkpoint" if step is not None else "no intact checkpoint left"
+                    raise EvalError(f"{kind}: {err}") from None
+                print(f"pgjax eval: note: skipping a damaged checkpoint: {err}", file=sys.stderr)
     finally:
         checkpointer.close()
+    config, trainer, state, meta, seeds = loaded
     # Runs from before seed groups vmapped all their seeds at once.
     width = int(saved.get("width", len(seeds)))
     return LoadedRun(meta["algo"], config, trainer, state, seeds, int(meta["updates_done"]), width)
+
+
+def _restore_step(checkpointer, step: int, saved: dict):
+    """`(config, trainer, state, meta, seeds)` from one checkpoint; `CorruptCheckpointError` if damaged."""
+    import jax
+
+    from pgjax import checkpoint
+    from pgjax import config as cfg
+    from pgjax.commands import build_config
+    from pgjax.experiment import seed_keys
+
+    meta = checkpointer.read_meta(step)
+    try:
+        module, config = build_config(meta["algo"], meta["config"])
+    except cfg.ConfigError as err:
+        raise EvalError(f"checkpoint config does not load: {err}") from None
+    seeds = list(meta.get("seeds") or saved.get("seeds") or range(meta["num_seeds"]))
+    trainer = module.make_trainer(config)
+    keys = seed_keys(int(meta.get("root_seed", saved.get("root_seed", 0))), seeds)
+    abstract = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, config.hparams)
+    expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "num_seeds": len(seeds)}
+    try:
+        state, meta = checkpointer.restore(abstract, expected, meta["updates_done"])
+    except checkpoint.CorruptCheckpointError:
+        raise
+    except checkpoint.CheckpointError as err:
+        raise EvalError(f"checkpoint in {checkpointer.directory} does not restore: {err}") from None
+    return config, trainer, state, meta, seeds
 
 
 def _sweep_hint(sweep_dir: Path) -> str:

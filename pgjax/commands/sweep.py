@@ -72,6 +72,9 @@ def run(args) -> int:
     except cfg.ConfigError as err:
         print(f"pgjax sweep: config error: {err}", file=sys.stderr)
         return 1
+    except runs.RunFileError as err:
+        print(f"pgjax sweep: {err}", file=sys.stderr)
+        return 1
     num_cells = sum(len(g.cells) for g in groups)
     if sweep_dir is None:
         sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")

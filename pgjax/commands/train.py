@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,22 +33,25 @@ def register(subparsers) -> None:
             "into a new run folder. Settings come from the algorithm's defaults, then --config FILE "
             "(TOML or JSON), then KEY=VALUE overrides such as hparams.learning_rate=1e-3 or "
             "num_envs=8. `pgjax train --list-fields` shows them all. `pgjax train --resume RUN_DIR` "
-            "continues a run from its last checkpoint, bit for bit as if never stopped. On CPU the seeds "
+            "continues a run from its last intact checkpoint with every setting it was started with, bit for bit "
+            "as if never stopped. Ctrl-C or SIGTERM stops after the current chunk (again: at once) and keeps the "
+            "last checkpoint (exit code 130 or 143). On CPU the seeds "
             "are sharded over one host device per core (--host-devices); the numbers do not depend on it."
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--seeds", type=parse_seeds, default=[0], help=SEEDS_HELP)
-    parser.add_argument("--root-seed", type=int, default=0, help="root PRNG seed; seed s uses fold_in(PRNGKey(root), s)")
-    parser.add_argument("--out", type=output_folder("--out"), default=Path("runs"),
+    parser.add_argument("--seeds", type=parse_seeds, default=None, help=f"{SEEDS_HELP}; default 0")
+    parser.add_argument("--root-seed", type=int, default=None, help="root PRNG seed; seed s uses fold_in(PRNGKey(root), s)")
+    parser.add_argument("--out", type=output_folder("--out"), default=None,
                         help="folder that receives the run folder (default runs/)")
-    parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=20,
+    parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=None,
                         help="compiled chunks (progress, metrics, checkpoint after each); default 20, at most one per update")
-    parser.add_argument("--eval-episodes", type=int_at_least(0, "--eval-episodes"), default=32,
-                        help="greedy evaluation episodes per seed at the end (eval seed 10000, recorded in "
+    parser.add_argument("--eval-episodes", type=int_at_least(0, "--eval-episodes"), default=None,
+                        help="greedy evaluation episodes per seed at the end (default 32; eval seed 10000, recorded in "
                              "summary.json); 0 skips")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its last checkpoint (config, seeds and chunks from RUN_DIR)")
+                        help="continue the run in RUN_DIR from its last intact checkpoint, with every setting of the run "
+                             "(a flag that contradicts one is refused)")
     parser.add_argument("--width", type=int_at_least(1, "--width"), default=None,
                         help="seeds per vmap group (default on CPU: ceil(seeds / cores)); a seed's numbers depend on it, "
                              "never on the number of devices")
@@ -90,30 +95,44 @@ def _flatten(values: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+# Settings of a run kept in its config.json, with their flags and the defaults of a new run.
+RUN_SETTINGS = {"seeds": ("--seeds", [0]), "root_seed": ("--root-seed", 0), "chunks": ("--chunks", 20),
+                "width": ("--width", None), "eval_episodes": ("--eval-episodes", 32)}
+REQUIRED_RECORD = ("algo", "config", "seeds", "root_seed", "chunks")
+
+
 def _resolve(args):
     """`(run_dir or None, record, algo_name, module, config)` for a new or resumed run."""
     from pgjax.experiment import default_seed_width
 
     if args.resume is None:
         algo_name, module, config = load_config(args.algo, args.config, args.env, args.overrides)
-        width = args.width or default_seed_width(len(args.seeds))
-        chunks = min(args.chunks, config.num_updates)  # a chunk holds at least one update
-        if chunks < args.chunks:
-            print(f"pgjax train: note: --chunks {args.chunks} is more than the {config.num_updates} updates; "
+        settings = {key: default if getattr(args, key) is None else getattr(args, key)
+                    for key, (_, default) in RUN_SETTINGS.items()}
+        seeds = settings["seeds"]
+        width = settings["width"] or default_seed_width(len(seeds))
+        chunks = min(settings["chunks"], config.num_updates)  # a chunk holds at least one update
+        if chunks < settings["chunks"]:
+            print(f"pgjax train: note: --chunks {settings['chunks']} is more than the {config.num_updates} updates; "
                   f"running {chunks} chunks of one update", file=sys.stderr)
-        record = {"algo": algo_name, "seeds": args.seeds, "root_seed": args.root_seed, "chunks": chunks,
-                  "width": min(width, len(args.seeds))}
+        record = {**settings, "algo": algo_name, "chunks": chunks, "width": min(width, len(seeds)),
+                  "checkpoints": not args.no_checkpoint}
         return None, record, algo_name, module, config
     run_dir = args.resume
     if not (run_dir / "config.json").exists():
         raise cfg.ConfigError(f"--resume {str(run_dir)!r}: no config.json there (not a pgjax run folder)")
     if args.config is not None:
         raise cfg.ConfigError("--resume takes the config from RUN_DIR/config.json; drop --config")
-    if args.width is not None:
-        raise cfg.ConfigError("--resume keeps the run's vmap width (a seed's numbers depend on it); drop --width")
+    if args.out is not None:
+        raise cfg.ConfigError(f"--out {args.out}: a resumed run stays in its folder {run_dir}; drop --out")
     record = runs.read_json(run_dir / "config.json")
-    # Runs from before seed groups vmapped all their seeds at once.
+    missing = [key for key in REQUIRED_RECORD if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise runs.RunFileError(f"{run_dir / 'config.json'} is damaged: no {', '.join(missing)}")
+    # Runs from before seed groups vmapped all their seeds at once, or before eval_episodes was kept.
     record.setdefault("width", len(record["seeds"]))
+    record.setdefault("checkpoints", True)
+    _check_same_settings(args, record, run_dir)
     if args.algo is not None and args.algo != record["algo"]:
         raise cfg.ConfigError(f"--algo {args.algo} contradicts algo={record['algo']!r} of the run being resumed")
     values = record["config"]
@@ -126,14 +145,79 @@ def _resolve(args):
     return run_dir, record, record["algo"], module, config
 
 
+def _check_same_settings(args, record: dict, run_dir: Path) -> None:
+    """A flag given with --resume must repeat the run's setting; one that differs is refused.
+    Settings the run's config.json lacks (older runs) are taken from the flags or defaults."""
+    for key, (flag, default) in RUN_SETTINGS.items():
+        given = getattr(args, key)
+        if key not in record:
+            record[key] = default if given is None else given
+        elif given is not None and given != record[key]:
+            raise cfg.ConfigError(f"{flag} {given} contradicts {key}={record[key]} of the run being resumed "
+                                  f"({run_dir / 'config.json'}); drop {flag}")
+    if args.no_checkpoint and record["checkpoints"]:
+        raise cfg.ConfigError("--no-checkpoint contradicts the run being resumed, which writes checkpoints; "
+                              "drop --no-checkpoint")
+
+
 class _Stopped(Exception):
     pass
+
+
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM: the run stops with exit code 128 + signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """While training, the first SIGINT/SIGTERM asks to stop after the current chunk (its
+    metrics and checkpoint are written first); a second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise _Interrupted(signum)
+        self.received = signum
+        print(f"\npgjax train: {signal.Signals(signum).name} received: stopping after this chunk "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise _Interrupted(self.received)
+
+
+def _note(message: str) -> None:
+    print(f"pgjax train: note: {message}", file=sys.stderr)
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"pgjax train --resume {shlex.quote(str(run_dir))}"
 
 
 def run(args) -> int:
     """Resolve the config, lay the seeds out on the devices, restore or start the run
     folder, train in chunks, then summarise and report."""
-    from pgjax.checkpoint import Checkpointer
     from pgjax.plotting import plot_learning_curve
 
     if args.list_fields:
@@ -143,33 +227,39 @@ def run(args) -> int:
         trainer = module.make_trainer(config)
         seeds = _Seeds.build(trainer, record)
         _check_memory(trainer, seeds, record["chunks"], args.memory_limit)
-    except (cfg.ConfigError, MemoryError) as err:
+    except (cfg.ConfigError, MemoryError, runs.RunFileError) as err:
         return _fail(f"config error: {err}" if isinstance(err, cfg.ConfigError) else str(err))
     expected = {"algo": algo_name, "config": cfg.to_dict(config), "num_seeds": len(record["seeds"])}
     meta = {**expected, "seeds": record["seeds"], "root_seed": record["root_seed"]}
     if run_dir is not None:
         try:
-            state, done, checkpointer = _restore(run_dir, trainer, seeds, expected)
+            state, done, wall_before = _restore(run_dir, trainer, seeds, expected, record)
         except _ResumeError as err:
             return _fail(f"cannot resume {run_dir}: {err}")
         print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
     else:
-        run_dir, state, done = _start(args, record, algo_name, config), None, 0
-        checkpointer = None if args.no_checkpoint else Checkpointer(run_dir / runs.CHECKPOINT_DIR)
-    handler = _ChunkHandler(args, config, seeds, run_dir, done, checkpointer, meta)
+        run_dir, state, done, wall_before = _start(args, record, algo_name, config), None, 0, 0.0
+    handler = _ChunkHandler(args, config, seeds, run_dir, done, record, meta, wall_before)
     start = time.perf_counter()
     try:
-        state = seeds.train(state, done, record["chunks"], handler)
+        with _Signals() as handler.signals:
+            state = seeds.train(state, done, record["chunks"], handler)
     except _Stopped:
+        handler.close()
         print(f"pgjax: stopped after {handler.chunks_run} chunks (--stop-after); continue with --resume {run_dir}")
         return 0
-    finally:
+    except (_Interrupted, OSError) as err:  # a signal, or a failed write (CheckpointWriteError, metrics.csv)
+        return handler.abort(err)
+    try:
         handler.close()
-    seconds = time.perf_counter() - start
-    summary = _summarize(run_dir, trainer, seeds, state, record["seeds"], seconds, args.eval_episodes)
+    except OSError as err:
+        return handler.abort(err)
+    seconds = wall_before + time.perf_counter() - start
+    eval_episodes = record["eval_episodes"]
+    summary = _summarize(run_dir, trainer, seeds, state, record["seeds"], seconds, eval_episodes)
     summary["plot"] = plot_learning_curve(runs.read_metrics(run_dir / "metrics.csv"), run_dir / "learning_curve.png",
                                           f"{algo_name} on {config.env_id}")
-    _report(run_dir, summary, seconds, args.eval_episodes)
+    _report(run_dir, summary, seconds, eval_episodes)
     return 0
 
 
@@ -255,22 +345,54 @@ def _check_memory(trainer, seeds: _Seeds, chunks: int, memory_limit: str | None)
     return {"bytes_per_device": need, "limit": limit}
 
 
-def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict):
-    """`(state [S], updates_done, checkpointer)` from the run folder's last checkpoint."""
+def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict):
+    """`(state [S] or None, updates_done, wall_seconds)` to continue a run: its newest intact
+    checkpoint that metrics.csv covers. Checkpoints past it (damaged, or ahead of torn
+    metrics) are deleted, since training rewrites them bit for bit; no checkpoint yet
+    (killed while compiling, or --no-checkpoint) restarts from update 0."""
     from pgjax.checkpoint import Checkpointer, CheckpointError
 
     checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR)
+    removed = checkpointer.remove_partial()
+    if removed:
+        _note(f"removed the half-written checkpoint(s) {', '.join(removed)}")
+    steps = checkpointer.steps()
+    covered, torn = runs.metrics_coverage(run_dir / "metrics.csv", record["seeds"])
+    if covered is None and steps:
+        raise _ResumeError(
+            f"{run_dir / 'metrics.csv'} is missing while checkpoints exist (updates {', '.join(map(str, steps))}); "
+            f"restore the file, or delete {checkpointer.directory} to train again from update 0")
+    covered = covered or 0
+    if torn:
+        _note(f"{run_dir / 'metrics.csv'}: dropping {torn} torn row(s) (a write cut short); "
+              f"complete rows cover {covered} updates")
+    if not steps:
+        if record["checkpoints"]:
+            _note("no checkpoint yet (stopped before the first one): training from update 0 with the run's settings")
+        return None, 0, 0.0
+    if not any(s <= covered for s in steps):
+        _note(f"metrics.csv covers {covered} updates, fewer than the first checkpoint ({steps[0]}): "
+              "training again from update 0")
+        checkpointer.delete_after(0)
+        return None, 0, 0.0
     try:
-        state, meta = checkpointer.restore(seeds.abstract_state(), expected)
+        state, meta = checkpointer.restore(seeds.abstract_state(), expected, at_most=covered,
+                                           on_skip=lambda err: _note(f"skipping a damaged checkpoint: {err}"))
     except CheckpointError as err:
+        raise _ResumeError(f"{err}; delete {checkpointer.directory} to train again from update 0") from None
+    finally:
         checkpointer.close()
-        raise _ResumeError(str(err)) from None
-    return state, meta["updates_done"], checkpointer
+    done = meta["updates_done"]
+    dropped = checkpointer.delete_after(done)
+    if dropped:
+        _note(f"continuing from the checkpoint at update {done}; deleted the later one(s) at update "
+              f"{', '.join(map(str, dropped))} (training rewrites them bit for bit)")
+    return state, done, float(meta.get("wall_seconds", 0.0))
 
 
 def _start(args, record: dict, algo_name: str, config) -> Path:
     """A new run folder with its config.json."""
-    run_dir = runs.new_run_dir(args.out, f"{algo_name}-{config.env_id}")
+    run_dir = runs.new_run_dir(args.out or Path("runs"), f"{algo_name}-{config.env_id}")
     runs.write_json(run_dir / "config.json", {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
     print(f"pgjax: {algo_name} on {config.env_id}, seeds {record['seeds']}, "
           f"{config.num_updates} updates x {config.env_steps_per_update} steps -> {run_dir}")
@@ -278,12 +400,19 @@ def _start(args, record: dict, algo_name: str, config) -> Path:
 
 
 class _ChunkHandler:
-    """After each chunk: metrics to metrics.csv, the state to a checkpoint, the progress bar."""
+    """After each chunk: metrics to metrics.csv, the state to a checkpoint, the progress bar;
+    then stop if a signal asked to. `abort` leaves metrics.csv ending at the last checkpoint."""
 
-    def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, checkpointer, meta: dict):
-        self.config, self.num_seeds = config, seeds.layout.num_seeds
-        self.writer = runs.MetricsWriter(run_dir / "metrics.csv", meta["seeds"], resume_at=done if done else None)
-        self.checkpointer, self.meta, self.stop_after = checkpointer, meta, args.stop_after
+    def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, record: dict, meta: dict,
+                 wall_before: float):
+        from pgjax.checkpoint import Checkpointer
+
+        self.config, self.num_seeds, self.run_dir = config, seeds.layout.num_seeds, run_dir
+        self.writer = runs.MetricsWriter(run_dir / "metrics.csv", meta["seeds"], resume_at=done)
+        self.meta_checkpoints = record["checkpoints"]
+        self.checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR) if record["checkpoints"] else None
+        self.meta, self.stop_after, self.signals = meta, args.stop_after, None
+        self.wall_before, self.start = wall_before, time.perf_counter()
         self.rows = seeds.rows  # padded state -> [S] rows, what a checkpoint holds
         self.chunks_run, self.last_return, self.bar = 0, float("nan"), None
         if not args.no_progress:
@@ -298,7 +427,8 @@ class _ChunkHandler:
 
         self.writer.append(metrics)  # metrics first: a resume drops rows past its checkpoint
         if self.checkpointer is not None:
-            self.checkpointer.save(updates_done, self.rows(state), self.meta)
+            wall = round(self.wall_before + time.perf_counter() - self.start, 2)
+            self.checkpointer.save(updates_done, self.rows(state), {**self.meta, "wall_seconds": wall})
         returns = metrics["episode_return"]
         if np.isfinite(returns).any():
             self.last_return = float(np.nanmean(returns[:, -max(1, returns.shape[1] // 4):]))
@@ -309,12 +439,44 @@ class _ChunkHandler:
         self.chunks_run += 1
         if self.stop_after is not None and self.chunks_run >= self.stop_after:
             raise _Stopped
+        if self.signals is not None:
+            self.signals.check()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
         if self.checkpointer is not None:
-            self.checkpointer.close()
+            checkpointer, self.checkpointer = self.checkpointer, None
+            checkpointer.close()
+
+    def abort(self, err: Exception) -> int:
+        """Stop on a signal or a failed write: wait for the pending checkpoint write, cut
+        metrics.csv back to the newest checkpoint, say how to continue. The exit code."""
+        from pgjax.checkpoint import Checkpointer, CheckpointWriteError
+
+        try:
+            self.close()
+        except CheckpointWriteError as late:
+            err = err if isinstance(err, (CheckpointWriteError, _Interrupted)) else late
+        if isinstance(err, _Interrupted):
+            what = f"interrupted by {signal.Signals(err.signum).name}"
+        elif isinstance(err, CheckpointWriteError) or not err.filename:
+            what = str(err)
+        else:
+            what = f"writing {err.filename} failed: {err.strerror or err}"
+        if self.meta_checkpoints:
+            kept = Checkpointer(self.run_dir / runs.CHECKPOINT_DIR).latest_step() or 0
+            where = (f"kept the checkpoint at update {kept}, metrics.csv up to it" if kept
+                     else "no checkpoint yet, a resume starts at update 0")
+            try:
+                self.writer.truncate(kept)
+            except OSError as cut:
+                where += f" (metrics.csv not cut back: {cut.strerror or cut}; a resume does it)"
+        else:
+            where = f"metrics.csv holds {self.writer.updates_written} updates, no checkpoints (a resume starts at update 0)"
+        print(f"pgjax train: {what}; {where}; continue with: {resume_command(self.run_dir)}", file=sys.stderr)
+        return 128 + err.signum if isinstance(err, _Interrupted) else 1
 
 
 def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int], seconds: float,
