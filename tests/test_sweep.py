@@ -1,7 +1,9 @@
 """Sweeps: memory chunks and resumes give byte-identical cells; divergence stays in its cell."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pgjax import config as cfg
@@ -103,3 +105,15 @@ def test_memory_sizes_parse():
     assert sw.parse_bytes("512MB") == 512_000_000 and sw.parse_bytes("2GiB") == 2 * 2**30
     with pytest.raises(cfg.ConfigError, match="--memory-limit 'lots'"):
         sw.parse_bytes("lots")
+
+
+def test_cell_metrics_are_written_compactly_and_read_back_exactly():
+    from pgjax.sweep import compact_values
+
+    values = (np.random.default_rng(0).normal(size=500) * 10.0 ** np.arange(-20, 30, 0.1)).astype(np.float32)
+    values[::7] = np.nan
+    compact = compact_values(values)
+    np.testing.assert_array_equal(np.asarray(compact, np.float32), values)  # nothing rounded (nan == nan)
+    assert len(json.dumps(compact)) < 0.75 * len(json.dumps(values.astype(float).tolist()))
+    assert compact_values(np.array([True, False])) == [1, 0]
+    assert compact_values(np.arange(3, dtype=np.int32)) == [0, 1, 2]

@@ -50,10 +50,11 @@ and its config subclasses `OffPolicyConfig`, adding an `hparams` field; set the 
 attribute `action_space` to "continuous" or "discrete" if it only supports one kind
 (validate() then rejects a mismatched `env_id` with a clear message).
 
-Per-iteration metrics: the learner's (nan-mean over the iteration's updates), the
-explorer's, `episode_return`/`episode_length` of episodes that finished in this step
-(nan if none), `episodes` (how many), `buffer_size` and `env_steps` (including the
-warm-up steps).
+One "update" of `run` (a metrics row, a checkpoint and chunk unit) is `config.num_steps`
+iterations, set by `log_interval`. Its metrics (`summarise_iterations`): the learner's and
+the explorer's averaged over the iterations, `episode_return`/`episode_length` over the
+episodes that finished in the row (nan if none), `episodes` (how many), and at its end
+`buffer_size` and `env_steps` (including the warm-up steps).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ from pgjax.types import Array, PRNGKey, RunningStats, Trainer
 
 # --- configuration -------------------------------------------------------------------------
 
+# `log_interval = 0` (automatic): at most about this many metrics rows a run. A row a step made
+# off-policy metrics the bulk of a run's output (1e6 SAC steps: ~250 MB of sweep-cell JSON).
+_AUTO_ROWS = 1000
+_EPISODE_METRICS = ("episode_return", "episode_length", "episodes")
+
 
 @hparams_dataclass
 class OffPolicyHParams:
@@ -127,6 +133,12 @@ class OffPolicyConfig:
     cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
     cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
+    log_interval: int = field(
+        0,
+        "environment steps (all environments together) summarised in one metrics row, a multiple of num_envs; "
+        "0: automatic, at most about 1000 rows a run. The learning steps are rounded down to whole rows",
+        (lambda v: v >= 0, ">= 0 (0: automatic)"),
+    )
 
     @property
     def warmup_iterations(self) -> int:
@@ -134,18 +146,27 @@ class OffPolicyConfig:
         return -(-self.learning_starts // self.num_envs)
 
     @property
-    def num_updates(self) -> int:
-        """Learning iterations of `run` over the budget (each: num_envs env steps)."""
+    def learning_iterations(self) -> int:
+        """Iterations (one step of every environment, then `updates_per_step` gradient updates)
+        that the budget leaves after the warm-up."""
         return (self.total_timesteps - self.warmup_iterations * self.num_envs) // self.num_envs
 
     @property
     def num_steps(self) -> int:
-        """Steps of each environment per iteration (always 1; as `num_steps` of on-policy rollouts)."""
-        return 1
+        """Iterations summarised in one metrics row: what `run` counts as one update (as
+        `num_steps` of an on-policy rollout, the steps of each environment per update)."""
+        if self.log_interval:
+            return max(1, self.log_interval // self.num_envs)
+        return max(1, self.learning_iterations // _AUTO_ROWS)
+
+    @property
+    def num_updates(self) -> int:
+        """Metrics rows of `run` over the budget, each `num_steps` iterations."""
+        return self.learning_iterations // self.num_steps
 
     @property
     def env_steps_per_update(self) -> int:
-        return self.num_envs
+        return self.num_envs * self.num_steps
 
     def validate(self) -> None:
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
@@ -166,11 +187,21 @@ class OffPolicyConfig:
                 "update would sample a batch from fewer transitions (repeating them); raise learning_starts to at "
                 f"least {self.batch_size} or lower batch_size."
             )
-        if self.num_updates < 1:
+        if self.learning_iterations < 1:
             raise ConfigError(
                 f"total_timesteps={self.total_timesteps} leaves no learning step after "
                 f"learning_starts={self.learning_starts} random steps with num_envs={self.num_envs}; "
                 "raise total_timesteps or lower learning_starts."
+            )
+        if self.log_interval % self.num_envs:
+            raise ConfigError(
+                f"log_interval={self.log_interval} is not a multiple of num_envs={self.num_envs}: a metrics row "
+                f"summarises whole steps of all environments; use e.g. {max(1, self.log_interval // self.num_envs) * self.num_envs}."
+            )
+        if self.num_updates < 1:
+            raise ConfigError(
+                f"log_interval={self.log_interval} is longer than the {self.learning_iterations * self.num_envs} "
+                "learning steps the budget leaves: lower log_interval (0: automatic) or raise total_timesteps."
             )
         check_environment(self)
         if self.action_space != "any":
@@ -245,7 +276,7 @@ class OffPolicyState(NamedTuple):
     explore: Any  # per-environment exploration state (e.g. OU noise)
     obs_stats: RunningStats
     key: PRNGKey
-    update: Array  # int32 scalar: learning iterations done
+    update: Array  # int32 scalar: updates (metrics rows of `config.num_steps` iterations) done
 
     @property
     def params(self):
@@ -350,16 +381,41 @@ def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
     learner_state, learn_metrics = jax.lax.scan(
         step, state.learner, jax.random.split(update_key, config.updates_per_step)
     )
-    update = state.update + 1
     metrics = {
         **{name: jnp.nanmean(values) for name, values in learn_metrics.items()},
         **explore_metrics,
         **finished_episode_metrics(finished),
-        "buffer_size": parts.replay.size(buffer),
-        "env_steps": (update + config.warmup_iterations) * config.num_envs,
     }
-    new_state = OffPolicyState(learner_state, buffer, env_carry, explore, obs_stats, key, update)
+    new_state = OffPolicyState(learner_state, buffer, env_carry, explore, obs_stats, key, state.update)
     return new_state, metrics
+
+
+def summarise_iterations(metrics: dict[str, Array]) -> dict[str, Array]:
+    """One metrics row from `[K]` per-iteration metrics: `episodes` summed, `episode_return` and
+    `episode_length` averaged over the episodes that ended (nan if none did), every other
+    metric nan-averaged over the iterations (a learner's metric is itself the mean of its
+    `updates_per_step` updates)."""
+    episodes = metrics["episodes"]
+    count = episodes.sum()
+    row = {name: jnp.nanmean(values) for name, values in metrics.items() if name not in _EPISODE_METRICS}
+    for name in ("episode_return", "episode_length"):
+        total = jnp.where(episodes > 0, metrics[name] * episodes, 0.0).sum()
+        row[name] = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+    row["episodes"] = count
+    return row
+
+
+def _update(config, env, parts: Parts, hparams, state: OffPolicyState, _):
+    """One metrics row: `config.num_steps` iterations in a `lax.scan`, summarised."""
+    iteration = functools.partial(_iteration, config, env, parts, hparams)
+    state, per_iteration = jax.lax.scan(iteration, state, None, length=config.num_steps)
+    update = state.update + 1
+    metrics = {
+        **summarise_iterations(per_iteration),
+        "buffer_size": parts.replay.size(state.buffer),
+        "env_steps": (update * config.num_steps + config.warmup_iterations) * config.num_envs,
+    }
+    return state._replace(update=update), metrics
 
 
 def _act(config, learner: Learner, params, obs_stats, key, obs, deterministic=False) -> Array:
@@ -370,4 +426,4 @@ def make_off_policy_trainer(config: OffPolicyConfig, env: VecEnv, learner: Learn
     """`Trainer(init, run, train, act)` for an off-policy `learner` on `env` (see module doc)."""
     parts = Parts(learner, make_replay(config.buffer_size, config.batch_size, config.num_envs))
     act = functools.partial(_act, config, learner)
-    return assemble_trainer(config, env, networks, _init, _iteration, act, pieces=parts)
+    return assemble_trainer(config, env, networks, _init, _update, act, pieces=parts)
