@@ -110,6 +110,7 @@ def test_sweep_cli_writes_cells_and_table_then_resume_skips_them(tmp_path):
                    "--grid", "hparams.learning_rate=1e-3,1e-2", "--seeds", "2", "--width", "2",
                    "--out", str(tmp_path), "--no-progress")
     assert result.returncode == 0, result.stderr
+    assert "note: --chunks 10 is more than the 2 updates of a group; such groups run chunks of one update" in result.stderr
     (sweep_dir,) = tmp_path.iterdir()
     rows = list(csv.DictReader((sweep_dir / "results.csv").open()))
     assert [(r["hparams.learning_rate"], r["seed"]) for r in rows] == [("0.001", "0"), ("0.001", "1"), ("0.01", "0"), ("0.01", "1")]

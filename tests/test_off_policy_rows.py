@@ -70,8 +70,8 @@ def test_summarise_iterations_matches_numpy(jit):
 @pytest.mark.parametrize("name,module", [("sac", sac), pytest.param("td3", td3, marks=pytest.mark.slow)])
 def test_rows_summarise_iterations_and_change_nothing_else(name, module):
     base = TINY[name]
-    # enough learning iterations for several rows and a finished Pendulum episode (200 steps)
-    base = dataclasses.replace(base, total_timesteps=base.learning_starts + base.num_envs * 8 * K * 4)
+    # 8 rows of 32 iterations: Pendulum episodes (200 steps) end inside a row
+    base = dataclasses.replace(base, total_timesteps=base.learning_starts + base.num_envs * 8 * K * 8)
     fine = dataclasses.replace(base, log_interval=base.num_envs)
     coarse = dataclasses.replace(base, log_interval=base.num_envs * 8 * K)
     assert fine.num_updates == coarse.num_updates * coarse.num_steps

@@ -81,6 +81,10 @@ def run(args) -> int:
         if sharding.is_writer():
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
     settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit)
+    fewest = min(g.config.num_updates for g in groups)
+    if args.chunks > fewest:  # `experiment.chunk_sizes` never makes an empty chunk
+        print(f"pgjax sweep: note: --chunks {args.chunks} is more than the {fewest} updates of a group; "
+              "such groups run chunks of one update", file=sys.stderr)
     total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
     print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
     bar = None
