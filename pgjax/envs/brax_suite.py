@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import jax.numpy as jnp
+
 from pgjax.envs.core import ActionSpec, AutoResetVecEnv
 from pgjax.types import Array, PRNGKey
 
@@ -69,13 +71,19 @@ class BraxEnv:
         self.max_episode_steps = max_episode_steps
 
     def reset(self, key: PRNGKey) -> tuple[Any, Array]:
-        state = self.brax_env.reset(key)
+        state = _strong(self.brax_env.reset(key))
         return state, state.obs
 
     def step(self, key: PRNGKey, state: Any, action: Array) -> tuple[Any, Array, Array, Array]:
         del key  # brax's dynamics are deterministic
-        state = self.brax_env.step(state, action)
+        state = _strong(self.brax_env.step(state, action))
         return state, state.obs, state.reward, state.done > 0.5
+
+
+def _strong(state: Any) -> Any:
+    # Brax steps return Python-float rewards (weakly typed under jit): a state that changes
+    # type between reset and step would make every compiled chunk trace twice.
+    return state.replace(reward=jnp.asarray(state.reward, jnp.float32), done=jnp.asarray(state.done, jnp.float32))
 
 
 def _make_brax(env_id: str, name: str, **env_kwargs) -> Any:
