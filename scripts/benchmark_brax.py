@@ -7,6 +7,8 @@ usage (from the repository root, in a venv with `pip install -e '.[brax]'`):
 
     python scripts/benchmark_brax.py --preset gpu-brax   # one GPU, under 8 minutes in all
     python scripts/benchmark_brax.py --preset cpu-tiny   # the same code at a tiny size (CPU)
+    python scripts/benchmark_brax.py --env-rates inverted_pendulum:spring ant:spring   # raw brax
+        # step rate: 64 envs x 50 random-action steps in one jitted scan, wall and process-CPU
 
 Each job loads a shipped config (`configs/ppo_ant_brax.toml`, `configs/sac_hopper_brax.toml`:
 Brax's own published settings) with the preset's overrides, compiles one chunk of
@@ -93,12 +95,44 @@ def run_job(config_file: str, overrides: list[str], chunk: int, max_steps: int, 
     }
 
 
+def env_rates(specs: list[str], num_envs: int = 64, num_steps: int = 50) -> None:
+    """Raw brax (no pgjax) steps per second of wall and of process CPU time, `NAME:BACKEND` each."""
+    from brax import envs as brax_envs
+
+    for spec in specs:
+        name, _, backend = spec.partition(":")
+        env = brax_envs.get_environment(name, **({"backend": backend} if backend else {}))
+        # brax rewards are weakly typed Python floats after a step: cast, or the second call retraces
+        strong = lambda s: s.replace(reward=s.reward.astype("float32"), done=s.done.astype("float32"))  # noqa: E731
+        state = strong(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), num_envs)))
+
+        def body(s, key, env=env, strong=strong):
+            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return strong(jax.vmap(env.step)(s, action)), None
+
+        run = jax.jit(lambda s, k, body=body: jax.lax.scan(body, s, jax.random.split(k, num_steps))[0])
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(run(state, jax.random.PRNGKey(1)))
+        compile_s = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(run(state, jax.random.PRNGKey(2)))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        steps = num_envs * num_steps
+        print(f"| {spec} | {num_envs} | {compile_s:.0f} | {steps / wall:,.0f} | {steps / cpu:,.0f} |", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu-brax")
     parser.add_argument("--env", default=None, help="replace every job's env_id (e.g. brax/fast for a smoke run)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/brax.jsonl"), help="JSON lines, appended")
+    parser.add_argument("--env-rates", nargs="+", metavar="NAME:BACKEND", help="only time raw brax stepping")
     args = parser.parse_args(argv)
+    if args.env_rates:
+        print("| env:backend | envs | compile + first run s | env steps/s (wall) | env steps per CPU-second |")
+        print("|---|---|---|---|---|")
+        env_rates(args.env_rates)
+        return 0
     rows = []
     for job in PRESETS[args.preset]:
         row = run_job(*job, env=args.env)
