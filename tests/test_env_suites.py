@@ -194,7 +194,7 @@ def test_brax_truncation_probe_through_an_off_policy_algorithm():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["inverted_pendulum/spring", "hopper/positional"])
+@pytest.mark.parametrize("name", ["inverted_pendulum/spring"])  # the cheapest physics to compile here
 def test_brax_physics_environments_step_and_report_falls_as_terminations(name):
     env = envs.make_vec_env(f"brax/{name}", 4, max_episode_steps=50)
     assert env.obs_shape == envs.check_spaces(f"brax/{name}")
@@ -204,7 +204,7 @@ def test_brax_physics_environments_step_and_report_falls_as_terminations(name):
     _, ts = run(env_state, jax.random.PRNGKey(1))
     done = np.asarray(ts.terminated | ts.truncated)
     assert np.all(np.isfinite(np.asarray(ts.next_obs)))
-    assert bool(np.asarray(ts.terminated).any())  # full torque topples both within 50 steps
+    assert bool(np.asarray(ts.terminated).any())  # full torque topples the pole within 50 steps
     # Where an episode ended the agent acts on a reset observation, elsewhere on the one reached.
     same = np.all(np.asarray(ts.next_obs[:-1]) == np.asarray(ts.obs[:-1]), axis=-1)
     np.testing.assert_array_equal(same, ~done[:-1])
