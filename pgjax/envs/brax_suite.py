@@ -28,8 +28,13 @@ EPISODE_LENGTH = 1000  # brax.training's default episode_length
 
 
 def _envs():
-    from brax import envs
+    import contextlib
+    import io
 
+    # brax imports mujoco's MJX, which prints "Failed to import warp" (an optional GPU
+    # backend) on stdout; keep it out of pgjax's output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from brax import envs
     return envs
 
 
