@@ -22,7 +22,7 @@ _MODULES = (
     "targets", "trust_region", "types", "unrolled_rng",
 )
 # public function -> the module defining it
-_FUNCTIONS = {"load_config": "loading", "use_host_devices": "sharding"}
+_FUNCTIONS = {"load_config": "loading", "register_env": "envs", "use_host_devices": "sharding"}
 
 __all__ = sorted([*_MODULES, *_FUNCTIONS])
 

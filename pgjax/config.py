@@ -302,6 +302,7 @@ def describe(cls: type, prefix: str = "") -> list[str]:
 
 # --- the environment and the network torso, checked for every algorithm ---------------------
 
+ENV_ID_DOC = "environment id: a gymnax id (CartPole-v1), brax/NAME[/BACKEND], xminigrid/NAME, or one given to pgjax.register_env"
 TORSOS = ("auto", "mlp", "cnn")  # see pgjax.networks.resolve_torso; a recurrent core is a later kind
 TORSO_DOC = "network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for [H, W, C] observations, else mlp)"
 CNN_DOCS = {
@@ -334,7 +335,7 @@ def check_environment(config: Any) -> None:
 class OnPolicyConfig:
     """Static settings shared by on-policy algorithms (subclasses add theirs and `hparams`)."""
 
-    env_id: str = field("CartPole-v1", "gymnax environment id")
+    env_id: str = field("CartPole-v1", ENV_ID_DOC)
     num_envs: int = field(4, "environments stepped in parallel", positive())
     num_steps: int = field(128, "steps per environment per rollout", positive())
     total_timesteps: int = field(500_000, "environment steps over the whole run", positive())

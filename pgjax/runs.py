@@ -29,6 +29,7 @@ CHECKPOINT_DIR = "checkpoints"  # a run folder's checkpoints (`pgjax train` writ
 def new_run_dir(root: str | Path, name: str) -> Path:
     """`root/name-YYYYmmdd-HHMMSS[-k]`, created; never reuses an existing folder."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = name.replace("/", "-")  # environment ids name their suite: brax/ant -> brax-ant
     base = Path(root) / f"{name}-{stamp}"
     path, k = base, 1
     while path.exists():

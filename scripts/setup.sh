@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up pgjax in ./.venv (created if missing) with the package, its dependencies and the
-# development tools. Idempotent: re-running it with an unchanged pyproject.toml is quick.
+# Sets up pgjax in ./.venv (created if missing) with the package, its dependencies, the
+# development tools and the environment-suite extras the tests cover (brax, xminigrid).
+# Idempotent: re-running it with an unchanged pyproject.toml is quick.
 # Needs Python >= 3.11 (override with PYTHON=/path/to/python3.11) and access to PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.pgjax-installed
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import pgjax, gymnax' 2>/dev/null; then
-  echo "setup.sh: installing pgjax and its dependencies into .venv (about a minute the first time)" >&2
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import pgjax, gymnax, brax, xminigrid' 2>/dev/null; then
+  echo "setup.sh: installing pgjax, its dependencies and the brax and xminigrid extras into .venv (a few minutes the first time)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet -e ".[dev]" >&2
+  .venv/bin/python -m pip install --quiet -e ".[dev,brax,xminigrid]" >&2
   echo "$want" > "$stamp"
 fi

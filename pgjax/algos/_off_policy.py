@@ -69,6 +69,7 @@ from pgjax.actor_critic import observe
 from pgjax.algos._trainer import assemble_trainer
 from pgjax.config import (
     CNN_DOCS,
+    ENV_ID_DOC,
     TORSO_DOC,
     TORSOS,
     ConfigError,
@@ -119,7 +120,7 @@ class OffPolicyConfig:
     # "any", "continuous" or "discrete": which action spaces the algorithm supports.
     action_space: ClassVar[str] = "any"
 
-    env_id: str = field("Pendulum-v1", "gymnax environment id")
+    env_id: str = field("Pendulum-v1", ENV_ID_DOC)
     num_envs: int = field(1, "environments stepped in parallel; each iteration stores num_envs transitions", positive())
     total_timesteps: int = field(20_000, "environment steps over the whole run (all environments together)", positive())
     learning_starts: int = field(1_000, "environment steps of uniformly random actions before learning starts", (lambda v: v >= 0, ">= 0"))

@@ -1,0 +1,114 @@
+"""The Brax adapter: the only module in pgjax that imports brax.
+
+Ids are `brax/NAME` or `brax/NAME/BACKEND` (`brax/ant`, `brax/hopper/positional`); without
+a backend, brax's own default (`generalized`) is used. The raw brax environment is wrapped
+here, not with brax's training wrappers: those replace the final observation with the reset
+one on auto-reset and fold the time limit into `done` (marking it in
+`state.info["truncation"]`). pgjax's `AutoResetVecEnv` instead keeps brax's `done` as
+`terminated` (a fall, a pole past its angle: real ends), truncates at `max_episode_steps`
+(1000 by default, the `episode_length` of brax's training) and keeps the true final
+observation in `TimeStep.next_obs`. Every episode starts from a fresh random reset (brax's
+`AutoResetWrapper` reuses each environment's first initial state).
+
+Actions are a Box in [-1, 1] (brax rescales to the actuators' control range).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import jax.numpy as jnp
+
+from pgjax.envs.core import ActionSpec, AutoResetVecEnv
+from pgjax.types import Array, PRNGKey
+
+BACKENDS = ("generalized", "positional", "spring", "mjx")
+EPISODE_LENGTH = 1000  # brax.training's default episode_length
+
+
+def _envs():
+    import contextlib
+    import io
+
+    # brax imports mujoco's MJX, which prints "Failed to import warp" (an optional GPU
+    # backend) on stdout; keep it out of pgjax's output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from brax import envs
+    return envs
+
+
+def env_ids() -> list[str]:
+    """Names of the brax environments (`brax.envs.get_environment` accepts each)."""
+    return sorted(_envs()._envs)
+
+
+def _parse(env_id: str, name: str) -> tuple[str, str | None]:
+    env_name, _, backend = name.partition("/")
+    valid = env_ids()
+    if env_name not in valid:
+        close = difflib.get_close_matches(env_name, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr('brax/' + c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"env_id={env_id!r} is not a brax environment.{hint} Valid ids: "
+            f"{', '.join('brax/' + v for v in valid)} (optionally /BACKEND, one of {', '.join(BACKENDS)})."
+        )
+    if backend and backend not in BACKENDS:
+        raise ValueError(
+            f"env_id={env_id!r} names the brax backend {backend!r}; backends: {', '.join(BACKENDS)} "
+            f"(e.g. 'brax/{env_name}/positional')."
+        )
+    return env_name, backend or None
+
+
+def check_name(env_id: str, name: str) -> None:
+    _parse(env_id, name)
+
+
+class BraxEnv:
+    """A raw brax environment as a pgjax `Env`: brax's `done` is termination, nothing else."""
+
+    def __init__(self, env: Any, max_episode_steps: int = EPISODE_LENGTH):
+        self.brax_env = env
+        self.obs_shape = (int(env.observation_size),)
+        size = int(env.action_size)
+        self.action_spec = ActionSpec.box(-1.0, 1.0, (size,))
+        self.max_episode_steps = max_episode_steps
+
+    def reset(self, key: PRNGKey) -> tuple[Any, Array]:
+        state = _strong(self.brax_env.reset(key))
+        return state, state.obs
+
+    def step(self, key: PRNGKey, state: Any, action: Array) -> tuple[Any, Array, Array, Array]:
+        del key  # brax's dynamics are deterministic
+        state = _strong(self.brax_env.step(state, action))
+        return state, state.obs, state.reward, state.done > 0.5
+
+
+def _strong(state: Any) -> Any:
+    # Brax steps return Python-float rewards (weakly typed under jit): a state that changes
+    # type between reset and step would make every compiled chunk trace twice.
+    return state.replace(reward=jnp.asarray(state.reward, jnp.float32), done=jnp.asarray(state.done, jnp.float32))
+
+
+def _make_brax(env_id: str, name: str, **env_kwargs) -> Any:
+    env_name, backend = _parse(env_id, name)
+    if backend is not None:
+        env_kwargs = {"backend": backend, **env_kwargs}
+    return _envs().get_environment(env_name, **env_kwargs)
+
+
+def check_spaces(env_id: str, name: str) -> tuple[int, ...]:
+    env = _make_brax(env_id, name)
+    if not isinstance(env.observation_size, int):
+        raise ValueError(
+            f"env_id={env_id!r} has dictionary observations ({env.observation_size}), which pgjax cannot train "
+            "on; supported observations: a flat vector."
+        )
+    return (int(env.observation_size),)
+
+
+def make(env_id: str, name: str, num_envs: int, max_episode_steps: int | None = None, **env_kwargs) -> AutoResetVecEnv:
+    """`num_envs` copies of the brax environment `name` with pgjax's time limit and reset."""
+    env = BraxEnv(_make_brax(env_id, name, **env_kwargs), max_episode_steps or EPISODE_LENGTH)
+    return AutoResetVecEnv(env, num_envs, env_id)

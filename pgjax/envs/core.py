@@ -1,0 +1,180 @@
+"""The environment interface every suite is adapted to.
+
+Algorithms see one thing: a `VecEnv`, `num_envs` copies of an environment stepped together,
+
+    env.reset(key)                     -> (env_state, obs [B, *obs_shape] float32)
+    env.step(key, env_state, action)   -> (env_state, TimeStep)
+
+with `TimeStep(obs, reward, terminated, truncated, next_obs)` (`pgjax.types.TimeStep`):
+every copy whose episode ended (`terminated | truncated`) is reset inside `step`, `obs` is
+the observation to act on next (the reset one there) and `next_obs` the true observation
+the step reached, before the reset. `terminated` is a real end (bootstrap with zero),
+`truncated` the time limit (bootstrap with V(next_obs)); never both. Also `obs_shape`,
+`action_spec` (Discrete or Box) and `max_episode_steps`, the time limit.
+
+A suite that already auto-resets this way (gymnax) implements `VecEnv` directly. A suite or
+a user's environment that does not is written as a single, functional `Env` (reset, and a
+step that reports termination only) and wrapped in `AutoResetVecEnv`, which adds the time
+limit, the episode counter and the reset.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.types import Array, PRNGKey, TimeStep
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpec:
+    """What the policy must produce: `num_actions` categories, or a Box of `shape`."""
+
+    discrete: bool
+    num_actions: int  # categories for Discrete, flat size for Box
+    shape: tuple[int, ...]
+    low: Any = None  # Box bounds as numpy arrays (None for Discrete)
+    high: Any = None
+
+    @classmethod
+    def discrete_actions(cls, n: int) -> ActionSpec:
+        return cls(discrete=True, num_actions=int(n), shape=())
+
+    @classmethod
+    def box(cls, low: Any, high: Any, shape: tuple[int, ...]) -> ActionSpec:
+        import numpy as np
+
+        shape = tuple(int(s) for s in shape)
+        low = np.broadcast_to(np.asarray(low, np.float32), shape)
+        high = np.broadcast_to(np.asarray(high, np.float32), shape)
+        return cls(False, int(np.prod(shape)), shape, low, high)
+
+
+class VecEnv(abc.ABC):
+    """`num_envs` copies of one environment, stepped together with automatic reset.
+
+    Subclasses are static (hashable by identity) so they can be closed over by `jit`.
+    """
+
+    num_envs: int
+    env_id: str
+
+    @property
+    @abc.abstractmethod
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation (without the batch axis)."""
+
+    @property
+    @abc.abstractmethod
+    def action_spec(self) -> ActionSpec:
+        """The action space."""
+
+    @property
+    @abc.abstractmethod
+    def max_episode_steps(self) -> int:
+        """The time limit: an episode is truncated after this many steps."""
+
+    @abc.abstractmethod
+    def reset(self, key: PRNGKey) -> tuple[Any, Array]:
+        """Reset every copy: `(env_state, obs [B, *obs_shape] float32)`."""
+
+    @abc.abstractmethod
+    def step(self, key: PRNGKey, env_state: Any, action: Array) -> tuple[Any, TimeStep]:
+        """Step every copy, resetting those whose episode ended: `(env_state, TimeStep)`."""
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
+@runtime_checkable
+class Env(Protocol):
+    """One environment, functional and unbatched, without time limit or automatic reset.
+
+    `reset(key) -> (state, obs)`; `step(key, state, action) -> (state, obs, reward,
+    terminated)` with `terminated` a real end of the episode (a goal reached, a fall), never
+    a time limit: `AutoResetVecEnv` adds that (`max_episode_steps`) and the reset. `obs` may
+    have any dtype (it reaches the networks as float32); `action` is an int32 scalar for
+    Discrete actions, a float32 array of `action_spec.shape` for a Box.
+    """
+
+    obs_shape: tuple[int, ...]
+    action_spec: ActionSpec
+    max_episode_steps: int
+
+    def reset(self, key: PRNGKey) -> tuple[Any, Array]: ...
+
+    def step(self, key: PRNGKey, state: Any, action: Array) -> tuple[Any, Array, Array, Array]: ...
+
+
+class ClockState(NamedTuple):
+    """`AutoResetVecEnv`'s state: the wrapped environments' states and the step counters."""
+
+    inner: Any  # the Env's state, batched [B, ...]
+    time: Array  # [B] int32, steps taken in the current episode
+
+
+def _where(done: Array, reset: Any, kept: Any) -> Any:
+    """Per environment: the `reset` leaf where `done`, else the `kept` one (any leaf rank)."""
+
+    def pick(a, b):
+        mask = done.reshape(done.shape + (1,) * (jnp.ndim(b) - 1))
+        return jnp.where(mask, a, b)
+
+    return jax.tree.map(pick, reset, kept)
+
+
+class AutoResetVecEnv(VecEnv):
+    """`num_envs` copies of an `Env`, with a time limit and automatic reset.
+
+    After each step the clock advances; a copy whose step terminated, or whose clock reached
+    `max_episode_steps`, is reset from a fresh key (every episode starts from a new random
+    initial state). The step's true observation is kept in `TimeStep.next_obs`.
+    """
+
+    def __init__(self, env: Env, num_envs: int, env_id: str, max_episode_steps: int | None = None):
+        self.env = env
+        self.num_envs = num_envs
+        self.env_id = env_id
+        self._max_steps = int(max_episode_steps or env.max_episode_steps)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.env.obs_shape)
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        return self.env.action_spec
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self._max_steps
+
+    def reset(self, key: PRNGKey) -> tuple[ClockState, Array]:
+        inner, obs = jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+        return ClockState(inner, jnp.zeros((self.num_envs,), jnp.int32)), obs.astype(jnp.float32)
+
+    def step(self, key: PRNGKey, env_state: ClockState, action: Array) -> tuple[ClockState, TimeStep]:
+        step_key, reset_key = jax.random.split(key)
+        inner, next_obs, reward, terminated = jax.vmap(self.env.step)(
+            jax.random.split(step_key, self.num_envs), env_state.inner, action
+        )
+        time = env_state.time + 1
+        terminated = jnp.asarray(terminated).astype(bool)
+        # A step that terminates is a real end even if the clock also ran out.
+        truncated = (time >= self._max_steps) & ~terminated
+        done = terminated | truncated
+        fresh, fresh_obs = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.num_envs))
+        next_obs = next_obs.astype(jnp.float32)
+        state = ClockState(_where(done, fresh, inner), jnp.where(done, 0, time))
+        timestep = TimeStep(
+            obs=_where(done, fresh_obs.astype(jnp.float32), next_obs),
+            reward=jnp.asarray(reward, jnp.float32),
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=next_obs,
+        )
+        return state, timestep
