@@ -223,9 +223,9 @@ def keys_pair(num_seeds: int):
 
 def env_only_shape(config) -> tuple[int, int]:
     """`(rollouts, steps per rollout)` of one seed's run; off-policy algorithms step every
-    environment once per iteration, warm-up iterations included."""
+    environment once per iteration (an update is `num_steps` iterations), warm-up included."""
     if hasattr(config, "warmup_iterations"):
-        return config.warmup_iterations + config.num_updates, 1
+        return config.warmup_iterations + config.num_updates * config.num_steps, 1
     return config.num_updates, config.num_steps
 
 
