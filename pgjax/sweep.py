@@ -15,7 +15,9 @@ program's `memory_analysis`); a group too large for `memory_limit` runs as sever
 launches, with identical results.
 
 Every finished cell is written atomically to `cells/cell-NNNNN.json` with its config,
-seed, versions and per-update metrics. Re-running with `resume` skips the cells already
+seed, versions and per-update metrics, after its final policy (`cells/cell-NNNNN.policy.npz`:
+parameters and observation statistics, `pgjax.cell_policies`; with `save_state` also the
+whole final training state) so that `pgjax eval` can evaluate it. Re-running with `resume` skips the cells already
 written; since results do not depend on batching, the sweep ends byte-identical to an
 uninterrupted one. A cell whose parameters or loss become non-finite is marked
 `diverged` with the first such update; the other cells are computed as if it were fine.
@@ -24,6 +26,7 @@ uninterrupted one. A cell whose parameters or loss become non-finite is marked
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -36,7 +39,7 @@ import jax
 import numpy as np
 
 from pgjax import config as cfg
-from pgjax import runs, sharding
+from pgjax import cell_policies, runs, sharding
 from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
 from pgjax.loading import algorithm, build_config
 
@@ -196,6 +199,7 @@ class SweepSettings:
     max_chunks: int = 10  # compiled chunks of updates per launch (progress between them)
     memory_limit: int | None = None  # per-device bytes; None: default_memory_limit
     devices: Sequence[Any] | None = None  # default: all devices
+    save_state: bool = False  # also keep each cell's whole final training state (cell-N.state.npz)
 
 
 # Compiled launches, shared by runners of the same static config, width, devices and size.
@@ -332,16 +336,23 @@ def _plain(v):
     return float(v) if isinstance(v, float) else int(v) if isinstance(v, (bool, int)) else v
 
 
-def _cell_done(path: Path) -> bool:
-    """A cell file that exists and reads back; a damaged one is run again (cells are
-    deterministic), with a note."""
+def _cell_done(path: Path, save_state: bool = False) -> bool:
+    """A cell file that exists and reads back, with its policy file (and state file if
+    asked for) complete; otherwise the cell is run again (cells are deterministic), with a
+    note. Records from before policies were kept (no `policy` entry) count as done."""
     if not path.exists():
         return False
     try:
-        runs.read_json(path)
+        record = runs.read_json(path)
     except runs.RunFileError as err:
         print(f"pgjax sweep: note: running the cell again: {err}", file=sys.stderr)
         return False
+    wanted = [record.get("policy")] + ([path.name.replace(".json", cell_policies.STATE_SUFFIX)] if save_state else [])
+    for name in filter(None, wanted):
+        if not cell_policies.readable(path.parent / name):
+            print(f"pgjax sweep: note: running the cell again: {path.parent / name} is missing or damaged",
+                  file=sys.stderr)
+            return False
     return True
 
 
@@ -366,7 +377,7 @@ def run_sweep(
     versions = runs.versions()
     stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
     for group in groups:
-        todo = [c for c in group.cells if not _cell_done(cells_dir / f"{c.name}.json")]
+        todo = [c for c in group.cells if not _cell_done(cells_dir / f"{c.name}.json", settings.save_state)]
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue
@@ -386,19 +397,31 @@ def run_sweep(
                 if on_progress is not None:
                     on_progress(metrics_steps(metrics, batch_steps))
 
-            _, metrics = train_seeds(
+            state, metrics = train_seeds(
                 runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,
                 on_chunk=progress, functions=(runner.init, runner.run), fetch=sharding.fetch,
             )
             stats["launches"] += 1
+            policies = cell_policies.host_rows(cell_policies.policy_tree(state), sharding.fetch)
+            states = cell_policies.host_rows(state, sharding.fetch) if settings.save_state else None
             for i, cell in enumerate(launch):
                 record = _cell_record(algo, cell, root_seed, runner.width, {k: v[i] for k, v in metrics.items()}, versions)
-                if sharding.is_writer():
+                record["policy"] = cell.name + cell_policies.POLICY_SUFFIX
+                if sharding.is_writer():  # parameters first: the record marks the cell finished
+                    row = functools.partial(_row, i)
+                    cell_policies.write_tree(cells_dir / record["policy"], jax.tree.map(row, policies))
+                    if states is not None:
+                        cell_policies.write_tree(cells_dir / (cell.name + cell_policies.STATE_SUFFIX),
+                                                 jax.tree.map(row, states))
                     write_cell(cells_dir / f"{cell.name}.json", record)
                 stats["cells_run"] += 1
                 if on_cell is not None:
                     on_cell(cell)
     return stats
+
+
+def _row(i: int, x: np.ndarray) -> np.ndarray:
+    return x[i]
 
 
 def discard_if_unstarted(out_dir: Path) -> bool:

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         help="bytes per device for one launch, e.g. 512MB (default: the device's, or half the free RAM)")
     parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=10, help="compiled chunks of updates per launch (progress); default 10")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--save-state", action="store_true",
+                        help="also keep each cell's whole final training state (cells/cell-N.state.npz); every cell "
+                             "keeps its policy (cells/cell-N.policy.npz) for pgjax eval in any case")
 
 
 def _spec(args) -> tuple[Path | None, dict]:
@@ -58,7 +61,7 @@ def _spec(args) -> tuple[Path | None, dict]:
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
     grid = dict(parse_grid_item(item) for item in args.grid)
     return None, {"algo": algo, "base": values, "grid": grid, "seeds": args.seeds, "root_seed": args.root_seed,
-                  "width": args.width}
+                  "width": args.width, "save_state": args.save_state}
 
 
 def run(args) -> int:
@@ -80,7 +83,8 @@ def run(args) -> int:
         sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
         if sharding.is_writer():
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
-    settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit)
+    settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit,
+                                save_state=bool(spec.get("save_state")) or args.save_state)
     total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
     print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
     bar = None
