@@ -148,7 +148,8 @@ def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
 def default_memory_limit(devices: Sequence[Any]) -> int:
     """Per-device bytes a launch may use: the accelerator's limit, or half the free host RAM
     shared among the CPU devices."""
-    stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+    mine = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+    stats = mine[0].memory_stats() if hasattr(mine[0], "memory_stats") else None
     if stats and "bytes_limit" in stats:
         return int(0.9 * stats["bytes_limit"])
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -225,7 +226,7 @@ class _GroupRunner:
         self._compiled: dict[int, Any] = {}
         self.sizes = chunk_sizes(self.trainer.config.num_updates, settings.max_chunks)
         self.per_cell = cell_bytes(self.trainer, max(self.sizes))
-        limit = settings.memory_limit or default_memory_limit(list(mesh.devices.flat))
+        limit = settings.memory_limit or sharding.smallest_over_processes(default_memory_limit(list(mesh.devices.flat)))
         units = self._units_by_estimate(len(group.cells), limit)
         estimate = self._fit_launch(units, limit)
         self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
@@ -372,12 +373,17 @@ def run_sweep(
     `on_cell(cell)` after each cell file is written. Returns launch statistics.
     """
     cells_dir = Path(out_dir) / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    if sharding.is_writer():
+        cells_dir.mkdir(parents=True, exist_ok=True)
     mesh = sharding.cell_mesh(settings.devices)
     versions = runs.versions()
     stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
     for group in groups:
-        todo = [c for c in group.cells if not _cell_done(cells_dir / f"{c.name}.json", settings.save_state)]
+        # Process 0 reads which cells are done; every process then runs the same launches.
+        done = sharding.from_writer(np.array([sharding.is_writer() and _cell_done(cells_dir / f"{c.name}.json",
+                                                                                    settings.save_state)
+                                              for c in group.cells]))
+        todo = [c for c, finished in zip(group.cells, done) if not finished]
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue

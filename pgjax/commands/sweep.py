@@ -64,6 +64,12 @@ def _spec(args) -> tuple[Path | None, dict]:
                   "width": args.width, "save_state": args.save_state}
 
 
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
 def run(args) -> int:
     from pgjax import runs, sharding
     from pgjax import sweep as sw
@@ -79,10 +85,11 @@ def run(args) -> int:
         print(f"pgjax sweep: {err}", file=sys.stderr)
         return 1
     num_cells = sum(len(g.cells) for g in groups)
-    if sweep_dir is None:
-        sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
+    if sweep_dir is None:  # process 0 makes the folder; other processes (if any) learn its name
         if sharding.is_writer():
+            sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
+        sweep_dir = Path(sharding.text_from_writer(str(sweep_dir)))
     settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit,
                                 save_state=bool(spec.get("save_state")) or args.save_state)
     total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
@@ -106,6 +113,10 @@ def run(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not sharding.is_writer():
+        print(f"done: process {jax_process_index()} computed its share of {stats['cells_run']} cells; process 0 "
+              "writes the files")
+        return 0
     records = sw.read_cells(sweep_dir)
     table = sw.write_results_table(sweep_dir, records) if sharding.is_writer() else None
     diverged = [r["cell"] for r in records if r["diverged"]]
