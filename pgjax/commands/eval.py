@@ -212,7 +212,7 @@ def _eval(args) -> int:
     import jax
     import numpy as np
 
-    from pgjax import runs
+    from pgjax import runs, sharding
     from pgjax import statistics as st
     from pgjax.experiment import SeedLayout, evaluate_layout
 
@@ -256,6 +256,8 @@ def _eval(args) -> int:
         "versions": runs.versions(),
     }
     out = args.out or Path(args.run_dir) / f"eval_{mode}.json"
+    if not sharding.is_writer():  # several processes: process 0 writes and reports
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(out, result)
 
@@ -279,7 +281,7 @@ def _eval(args) -> int:
 def _eval_sweep(args) -> int:
     """Evaluate the kept policies of a sweep's cells; per-cell files and a per-grid-point summary."""
     from pgjax import config as cfg
-    from pgjax import runs
+    from pgjax import runs, sharding
     from pgjax import sweep_eval as se
     from pgjax.sweep import read_cells
 
@@ -301,9 +303,12 @@ def _eval_sweep(args) -> int:
         _check_stochastic(spec.get("algo"))
     try:
         results = se.evaluate_cells(sweep_dir, chosen, int(spec.get("width", 8)), args.episodes, args.eval_seed,
-                                    deterministic=not args.stochastic, max_episode_steps=args.max_steps)
+                                    deterministic=not args.stochastic, max_episode_steps=args.max_steps,
+                                    write=sharding.is_writer())
     except se.SweepEvalError as err:
         raise EvalError(str(err)) from None
+    if not sharding.is_writer():  # several processes: process 0 writes and reports
+        return 0
     mode = mode_name(not args.stochastic)
     everything = list(se.read_cell_evals(sweep_dir, mode).values())  # earlier evaluations of other cells too
     protocol = {(r["episodes"], r["eval_seed"], r["max_episode_steps"]) for r in everything}
