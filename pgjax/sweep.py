@@ -38,8 +38,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from pgjax import config as cfg
 from pgjax import cell_policies, runs, sharding
+from pgjax import config as cfg
 from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
 from pgjax.loading import algorithm, build_config
 

@@ -216,8 +216,8 @@ def _old_sweep(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--cell", "7"], "--cell 7: no such finished cell (finished: 1..1)"),
-    (["--point", "hparams.gamma=0.9"], "--point hparams.gamma: not a grid key of this sweep (grid keys: "
-                                       "hparams.learning_rate)"),
+    (["--point", "hparams.gamma=0.9"], ("--point hparams.gamma: not a grid key of this sweep (grid keys: "
+                                        "hparams.learning_rate)")),
     (["--point", "hparams.learning_rate=0.5"], "no finished cell has these values (values: hparams.learning_rate: 0.001)"),
     (["--cell", "1", "--point", "hparams.learning_rate=0.001"], "not both"),
     (["--step", "3"], "--step applies to run folders"),

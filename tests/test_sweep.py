@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-import pytest
-
 import jax
 import numpy as np
+import pytest
 from contract import leaves_equal
 
 from pgjax import cell_policies

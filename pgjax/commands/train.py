@@ -453,9 +453,8 @@ class _ChunkHandler:
 
     def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, record: dict, meta: dict,
                  wall_before: float):
-        from pgjax.checkpoint import Checkpointer
-
         from pgjax import sharding
+        from pgjax.checkpoint import Checkpointer
 
         self.config, self.num_seeds, self.run_dir = config, seeds.layout.num_seeds, run_dir
         self.writes = sharding.is_writer()  # with several processes, process 0 alone writes files
