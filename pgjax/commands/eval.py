@@ -41,7 +41,9 @@ def register(subparsers) -> None:
             "a terminal state or at the time limit and is counted once. Writes "
             "RUN_DIR/eval_greedy.json (or eval_stochastic.json): per-seed returns, lengths and "
             "truncation flags, and the mean, median and IQM over seeds with bootstrap CIs. "
-            "--gif PATH also saves an animation of one episode. "
+            "--gif PATH also saves an animation of one episode. A sweep folder (pgjax sweep) is evaluated "
+            "from its cells' kept policies (all, --cell N,.. or --point KEY=VALUE): SWEEP_DIR/eval/ per cell and "
+            "SWEEP_DIR/eval_<mode>.json per grid point (IQM over seeds with a bootstrap CI, the best point named). "
             "Example: pgjax eval runs/ppo-CartPole-v1-20250101-120000 --episodes 64 --gif cartpole.gif"
         ),
     )
