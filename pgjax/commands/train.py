@@ -246,7 +246,8 @@ def run(args) -> int:
     meta = {**expected, "seeds": record["seeds"], "root_seed": record["root_seed"]}
     if run_dir is not None:
         try:
-            state, done, wall_before = _restore_everywhere(run_dir, trainer, seeds, expected, record)
+            _one_process_resumes()
+            state, done, wall_before = _restore(run_dir, trainer, seeds, expected, record)
         except _ResumeError as err:
             return _fail(f"cannot resume {run_dir}: {err}")
         print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
@@ -407,30 +408,15 @@ def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict
     return state, done, float(meta.get("wall_seconds", 0.0))
 
 
-def _restore_everywhere(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict):
-    """`_restore` on process 0, its result sent to every process (one process: `_restore`)."""
+def _one_process_resumes() -> None:
+    """`--resume` runs as one process: restoring across processes is not supported yet (it
+    hung in orbax's restore in a test). A run's numbers do not depend on the process or
+    device count, so a single-process resume continues it exactly."""
     import jax
-    import numpy as np
 
-    from pgjax import sharding
-
-    if jax.process_count() == 1:
-        return _restore(run_dir, trainer, seeds, expected, record)
-    state, done, wall, problem = None, 0, 0.0, ""
-    if sharding.is_writer():
-        try:
-            state, done, wall = _restore(run_dir, trainer, seeds, expected, record)
-        except _ResumeError as err:
-            problem = str(err) or "failed"
-    problem = sharding.text_from_writer(problem)
-    if problem:
-        raise _ResumeError(problem)
-    done, wall, has_state = sharding.from_writer(np.array([done, wall, state is not None], np.float64))
-    if not has_state:
-        return None, 0, 0.0
-    like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), seeds.abstract_state())
-    state = sharding.from_writer(jax.device_get(state) if sharding.is_writer() else like)
-    return state, int(done), float(wall)
+    if jax.process_count() > 1:
+        raise _ResumeError("--resume with several processes is not supported yet; resume it as one process "
+                           "(without --coordinator): the numbers do not depend on the process count")
 
 
 def _start(args, record: dict, algo_name: str, config) -> Path:
