@@ -16,13 +16,14 @@ import importlib
 __version__ = "0.1.0"
 
 _MODULES = (
-    "actor_critic", "algos", "animation", "checkpoint", "config", "diagnostics", "distributions",
+    "actor_critic", "algos", "animation", "cell_policies", "checkpoint", "config", "diagnostics", "distributions",
     "envs", "eval_modes", "evaluation", "experiment", "kernel_inputs", "loading", "losses", "networks", "noise",
-    "plotting", "recurrent", "replay", "returns", "rollout", "runs", "sac_losses", "sharding", "shuffle", "statistics", "sweep",
-    "targets", "trust_region", "types", "unrolled_rng",
+    "plotting", "recurrent", "replay", "returns", "reward_scaling", "rollout", "runs", "sac_losses", "sharding",
+    "shuffle", "statistics", "sweep", "sweep_eval", "targets", "trust_region", "types", "unrolled_rng",
 )
 # public function -> the module defining it
-_FUNCTIONS = {"load_config": "loading", "register_env": "envs", "use_host_devices": "sharding"}
+_FUNCTIONS = {"load_config": "loading", "register_env": "envs", "use_host_devices": "sharding",
+              "initialize_processes": "sharding"}
 
 __all__ = sorted([*_MODULES, *_FUNCTIONS])
 

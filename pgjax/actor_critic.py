@@ -17,6 +17,7 @@ import optax
 from pgjax import recurrent, returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
 from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCritic, torso_spec
+from pgjax.reward_scaling import RewardScaling, scale_rewards
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
 from pgjax.unrolled_rng import unrolled_key
@@ -146,6 +147,17 @@ def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition, hi
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
     )
     return flatten_rollout(GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values))
+
+
+def scale_rollout_rewards(config, hparams, scaling: RewardScaling | None, traj: Transition,
+                          mask: Array | None = None) -> tuple[Transition, RewardScaling | None]:
+    """The rollout with its rewards divided by the running std of the discounted return
+    (`reward_scaling.scale_rewards`, discount `hparams.gamma`) if `config.scale_rewards`, and
+    the new scaling state; unchanged otherwise. Episode statistics stay in raw rewards."""
+    if not config.scale_rewards:
+        return traj, scaling
+    rewards, scaling = scale_rewards(scaling, traj.reward, traj.terminated, traj.truncated, hparams.gamma, mask)
+    return traj._replace(reward=rewards), scaling
 
 
 def update_obs_stats(config, obs_stats: RunningStats, traj: Transition) -> RunningStats:

@@ -176,7 +176,16 @@ class Checkpointer:
     def _open(self, create: bool = False):
         if self._manager is None and (create or self.directory.is_dir()):
             ocp = self._ocp
-            options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=create)
+            # With several processes only process 0 saves (host copies of every row): its
+            # manager must not wait for the others at orbax's barriers.
+            single = {}
+            if jax.process_count() > 1:  # orbax refuses create=True then: the folder is made here
+                single = {"multiprocessing_options": ocp.options.MultiprocessingOptions(
+                    primary_host=jax.process_index(), active_processes={jax.process_index()})}
+                if create:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                create = False
+            options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=create, **single)
             self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
         return self._manager
 

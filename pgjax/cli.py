@@ -6,7 +6,11 @@ adding its module name to `COMMANDS`. Exit codes: 0 success, 2 bad command-line 
 
 The commands that compute (`DEVICE_COMMANDS`) take `--host-devices N`: before JAX starts,
 the CPU is split into N devices (default `$PGJAX_HOST_DEVICES`, else one per usable core;
-1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`).
+1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`). With
+`--coordinator HOST:PORT --num-processes N --process-id I` (or `$PGJAX_COORDINATOR`,
+`$PGJAX_NUM_PROCESSES`, `$PGJAX_PROCESS_ID`; `--coordinator auto` on SLURM) the command
+joins JAX's multi-process runtime: started once per process, it shards over the devices
+of all processes, and process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -53,7 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "--host-devices", type=_positive, default=None, metavar="N",
                     help="CPU devices to shard seeds/cells over (default $PGJAX_HOST_DEVICES, else one per usable "
                          "core; 1: off). Results do not depend on it. No effect on GPU")
+                _add_process_arguments(sub.choices[added])
     return parser
+
+
+def _add_process_arguments(parser) -> None:
+    group = parser.add_argument_group("several processes (jax.distributed; the same command on every process)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0's coordinator (default $PGJAX_COORDINATOR; 'auto': from the "
+                            "cluster, e.g. SLURM); without it the command runs as one process")
+    group.add_argument("--num-processes", type=_positive, default=None, metavar="N",
+                       help="processes taking part (default $PGJAX_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's rank in [0, N); process 0 writes the files (default $PGJAX_PROCESS_ID)")
 
 
 def _positive(text: str) -> int:
@@ -69,19 +85,26 @@ def _positive(text: str) -> int:
 def _start_host_devices(argv: list[str]) -> str | None:
     """`use_host_devices` for a computing command, before anything (even building the parser,
     which imports the algorithms) starts JAX. Returns an error message, or None."""
-    from pgjax.sharding import use_host_devices
+    from pgjax.sharding import initialize_processes, use_host_devices
 
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in DEVICE_COMMANDS:
         return None
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--host-devices", default=None)
+    early.add_argument("--coordinator", default=None)
+    early.add_argument("--num-processes", default=None)
+    early.add_argument("--process-id", default=None)
     known, _ = early.parse_known_args(argv)
     try:
         count = None if known.host_devices is None else _positive(known.host_devices)
-        use_host_devices(count)
-    except argparse.ArgumentTypeError:
+        processes = None if known.num_processes is None else _positive(known.num_processes)
+        process_id = None if known.process_id is None else int(known.process_id)
+    except (argparse.ArgumentTypeError, ValueError):
         return None  # the full parser reports it (exit code 2)
+    try:
+        use_host_devices(count)
+        initialize_processes(known.coordinator, processes, process_id)
     except (ValueError, RuntimeError) as err:
         return f"pgjax {command}: {err}"
     return None

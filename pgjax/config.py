@@ -346,6 +346,9 @@ class OnPolicyConfig:
     cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
     cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
+    scale_rewards: bool = field(
+        False, "divide rewards by a running std of the discounted return, as SB3's VecNormalize (stats saved in the state)"
+    )
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
     core: str = field(
         "none", "recurrent core after the MLP torso of actor and critic (each its own)", one_of("none", "gru")

@@ -100,7 +100,11 @@ class SeedLayout:
 
     @classmethod
     def plan(cls, num_seeds: int, width: int, available_devices: int) -> SeedLayout:
+        """With several processes every device takes part (a process with no device in the
+        mesh could not join the computation); the padding is computed and dropped."""
         width = max(1, min(width, num_seeds))
+        if jax.process_count() > 1:
+            return cls(num_seeds, width, available_devices)
         return cls(num_seeds, width, max(1, min(available_devices, -(-num_seeds // width))))
 
     @property
@@ -135,7 +139,10 @@ def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Calla
 
 def place_seeds(tree: Any, layout: SeedLayout, mesh: Any) -> Any:
     """`[S, ...]` arrays (PRNG key arrays included) padded to `layout.padded` rows by
-    repeating the last and sharded over `mesh` (single process)."""
+    repeating the last and sharded over `mesh`. With several processes each builds the
+    global arrays from its identical host copy (`sharding.put_cells`; raw uint32 keys)."""
+    if jax.process_count() > 1:
+        return sharding.put_cells(sharding.pad_cells(jax.device_get(tree), layout.padded), mesh)
     place = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(sharding.AXIS))
     extra = layout.padded - layout.num_seeds
 
@@ -148,7 +155,10 @@ def place_seeds(tree: Any, layout: SeedLayout, mesh: Any) -> Any:
 
 def unpad_seeds(tree: Any, layout: SeedLayout) -> Any:
     """The first `num_seeds` rows, as single-device arrays on the first device (the same
-    placement whatever the layout, so checkpoints do not record the device count)."""
+    placement whatever the layout, so checkpoints do not record the device count); with
+    several processes, NumPy rows gathered to every process (`sharding.fetch`)."""
+    if jax.process_count() > 1:
+        return jax.tree.map(lambda x: x[: layout.num_seeds], sharding.fetch(tree))
     device = jax.devices()[0]
     return jax.tree.map(lambda x: jax.device_put(x[: layout.num_seeds], device), tree)
 
@@ -243,5 +253,5 @@ def evaluate_layout(
     mesh = seed_mesh(layout)
     keys = jnp.broadcast_to(jax.random.PRNGKey(eval_seed), (layout.num_seeds, 2))
     placed = place_seeds((keys, state.params, state.obs_stats), layout, mesh)
-    episodes = sharding.cell_function(one_seed, mesh, layout.width)(*placed)
+    episodes = sharding.fetch(sharding.cell_function(one_seed, mesh, layout.width)(*placed))
     return Episodes(*(np.asarray(x)[: layout.num_seeds] for x in episodes))

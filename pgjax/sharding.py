@@ -10,13 +10,17 @@ cell is computed by the same program whatever the number of devices or of cells 
 launch, so a sharded sweep equals an unsharded one and a sweep split into memory chunks
 equals an unsplit one, bit for bit.
 
-Multi-host: call `jax.distributed.initialize()` on every process before anything else
-(coordinator address, process count and id come from the cluster environment or its
-arguments); `jax.devices()` then lists the devices of all hosts and `cell_mesh()` spans
-them. Every process must run the same program with the same inputs: `put_cells` builds
-each global array from the host copy every process holds (`jax.make_array_from_callback`),
-and `fetch` gathers the results to every host (`multihost_utils.process_allgather`).
-Only process 0 should write files (`is_writer()`).
+Several processes (hosts, or processes on one host): `initialize_processes()` on every
+process before anything else (JAX's own runtime, `jax.distributed.initialize`: coordinator
+address, process count and id from its arguments, `$PGJAX_COORDINATOR` /
+`$PGJAX_NUM_PROCESSES` / `$PGJAX_PROCESS_ID`, or the cluster, e.g. SLURM; CPU collectives
+through gloo). `jax.devices()` then lists the devices of all processes and `cell_mesh()`
+spans them. Every process must run the same program with the same inputs: `put_cells`
+builds each global array from the host copy every process holds
+(`jax.make_array_from_callback`), `fetch` gathers the results to every process
+(`multihost_utils.process_allgather`), and a decision that reads files (which cells are
+done, the run folder's name) is taken by process 0 and sent to the others (`from_writer`).
+Only process 0 writes files (`is_writer()`).
 
 Host devices: XLA's CPU client runs one program's small operations on a shared thread
 pool, and most of a small-network RL step cannot use a second core. Splitting the CPU into
@@ -92,6 +96,84 @@ def use_host_devices(count: int | None = None) -> int:
         return int(os.environ["XLA_FLAGS"].split(_FORCE_FLAG + "=")[1].split()[0])
     jax.config.update("jax_num_cpu_devices", wanted)
     return wanted
+
+
+PROCESS_ENV = {"coordinator": "PGJAX_COORDINATOR", "num_processes": "PGJAX_NUM_PROCESSES",
+               "process_id": "PGJAX_PROCESS_ID"}
+
+
+def process_settings(coordinator: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None) -> dict | None:
+    """The multi-process settings from the arguments, else `$PGJAX_COORDINATOR`,
+    `$PGJAX_NUM_PROCESSES`, `$PGJAX_PROCESS_ID`; None when no coordinator is named (one
+    process). `coordinator="auto"`: JAX reads all three from the cluster (SLURM, ...)."""
+    given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    for name, var in PROCESS_ENV.items():
+        if given[name] is None and os.environ.get(var, "").strip():
+            text = os.environ[var].strip()
+            if name == "coordinator":
+                given[name] = text
+            else:
+                try:
+                    given[name] = int(text)
+                except ValueError:
+                    raise ValueError(f"{var}={text!r}: must be an integer") from None
+    if given["coordinator"] is None:
+        if given["num_processes"] is not None or given["process_id"] is not None:
+            raise ValueError("--num-processes/--process-id need --coordinator HOST:PORT (or $PGJAX_COORDINATOR)")
+        return None
+    if given["coordinator"] == "auto":
+        return {"coordinator": None, "num_processes": given["num_processes"], "process_id": given["process_id"]}
+    if given["num_processes"] is None or given["process_id"] is None:
+        raise ValueError(f"--coordinator {given['coordinator']}: give --num-processes and --process-id too "
+                         "(or --coordinator auto on a cluster JAX recognises, e.g. SLURM)")
+    if given["num_processes"] < 1 or not 0 <= given["process_id"] < given["num_processes"]:
+        raise ValueError(f"--process-id {given['process_id']} must be in [0, {given['num_processes']}) "
+                         f"(--num-processes {given['num_processes']})")
+    return given
+
+
+def initialize_processes(coordinator: str | None = None, num_processes: int | None = None,
+                         process_id: int | None = None) -> int:
+    """Join JAX's multi-process runtime (`jax.distributed.initialize`) if a coordinator is
+    named (`process_settings`); CPU collectives go through gloo. Call it on every process
+    right after `use_host_devices`, before any JAX computation. Returns the process count."""
+    settings = process_settings(coordinator, num_processes, process_id)
+    if settings is None:
+        return 1
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(settings["coordinator"], settings["num_processes"], settings["process_id"])
+    return jax.process_count()
+
+
+def from_writer(tree: Any) -> Any:
+    """Process 0's values of `tree` (NumPy arrays of one structure on every process), on
+    every process: decisions that read files are taken once and shared."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+
+
+def smallest_over_processes(value: int) -> int:
+    """The smallest of every process's `value` (e.g. a memory limit from each host's free
+    RAM), so that every process plans the same launches."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(np.min(multihost_utils.process_allgather(np.array([value], np.int64))))
+
+
+def text_from_writer(text: str, size: int = 4096) -> str:
+    """Process 0's `text` (UTF-8, at most `size` bytes) on every process."""
+    if jax.process_count() == 1:
+        return text
+    data = np.zeros(size, np.uint8)
+    encoded = np.frombuffer(text.encode(), np.uint8) if is_writer() else np.zeros(0, np.uint8)
+    data[: len(encoded)] = encoded
+    return bytes(from_writer(data)).rstrip(b"\0").decode()
 
 
 def cell_mesh(devices: Sequence[Any] | None = None) -> Mesh:

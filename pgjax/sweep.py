@@ -15,7 +15,9 @@ program's `memory_analysis`); a group too large for `memory_limit` runs as sever
 launches, with identical results.
 
 Every finished cell is written atomically to `cells/cell-NNNNN.json` with its config,
-seed, versions and per-update metrics. Re-running with `resume` skips the cells already
+seed, versions and per-update metrics, after its final policy (`cells/cell-NNNNN.policy.npz`:
+parameters and observation statistics, `pgjax.cell_policies`; with `save_state` also the
+whole final training state) so that `pgjax eval` can evaluate it. Re-running with `resume` skips the cells already
 written; since results do not depend on batching, the sweep ends byte-identical to an
 uninterrupted one. A cell whose parameters or loss become non-finite is marked
 `diverged` with the first such update; the other cells are computed as if it were fine.
@@ -24,6 +26,7 @@ uninterrupted one. A cell whose parameters or loss become non-finite is marked
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -35,8 +38,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from pgjax import cell_policies, runs, sharding
 from pgjax import config as cfg
-from pgjax import runs, sharding
 from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
 from pgjax.loading import algorithm, build_config
 
@@ -145,7 +148,8 @@ def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
 def default_memory_limit(devices: Sequence[Any]) -> int:
     """Per-device bytes a launch may use: the accelerator's limit, or half the free host RAM
     shared among the CPU devices."""
-    stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+    mine = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+    stats = mine[0].memory_stats() if hasattr(mine[0], "memory_stats") else None
     if stats and "bytes_limit" in stats:
         return int(0.9 * stats["bytes_limit"])
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -196,6 +200,7 @@ class SweepSettings:
     max_chunks: int = 10  # compiled chunks of updates per launch (progress between them)
     memory_limit: int | None = None  # per-device bytes; None: default_memory_limit
     devices: Sequence[Any] | None = None  # default: all devices
+    save_state: bool = False  # also keep each cell's whole final training state (cell-N.state.npz)
 
 
 # Compiled launches, shared by runners of the same static config, width, devices and size.
@@ -221,7 +226,7 @@ class _GroupRunner:
         self._compiled: dict[int, Any] = {}
         self.sizes = chunk_sizes(self.trainer.config.num_updates, settings.max_chunks)
         self.per_cell = cell_bytes(self.trainer, max(self.sizes))
-        limit = settings.memory_limit or default_memory_limit(list(mesh.devices.flat))
+        limit = settings.memory_limit or sharding.smallest_over_processes(default_memory_limit(list(mesh.devices.flat)))
         units = self._units_by_estimate(len(group.cells), limit)
         estimate = self._fit_launch(units, limit)
         self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
@@ -342,16 +347,23 @@ def compact_values(values) -> list:
     return array.astype(float).tolist()
 
 
-def _cell_done(path: Path) -> bool:
-    """A cell file that exists and reads back; a damaged one is run again (cells are
-    deterministic), with a note."""
+def _cell_done(path: Path, save_state: bool = False) -> bool:
+    """A cell file that exists and reads back, with its policy file (and state file if
+    asked for) complete; otherwise the cell is run again (cells are deterministic), with a
+    note. Records from before policies were kept (no `policy` entry) count as done."""
     if not path.exists():
         return False
     try:
-        runs.read_json(path)
+        record = runs.read_json(path)
     except runs.RunFileError as err:
         print(f"pgjax sweep: note: running the cell again: {err}", file=sys.stderr)
         return False
+    wanted = [record.get("policy")] + ([path.name.replace(".json", cell_policies.STATE_SUFFIX)] if save_state else [])
+    for name in filter(None, wanted):
+        if not cell_policies.readable(path.parent / name):
+            print(f"pgjax sweep: note: running the cell again: {path.parent / name} is missing or damaged",
+                  file=sys.stderr)
+            return False
     return True
 
 
@@ -371,12 +383,17 @@ def run_sweep(
     `on_cell(cell)` after each cell file is written. Returns launch statistics.
     """
     cells_dir = Path(out_dir) / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    if sharding.is_writer():
+        cells_dir.mkdir(parents=True, exist_ok=True)
     mesh = sharding.cell_mesh(settings.devices)
     versions = runs.versions()
     stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
     for group in groups:
-        todo = [c for c in group.cells if not _cell_done(cells_dir / f"{c.name}.json")]
+        # Process 0 reads which cells are done; every process then runs the same launches.
+        done = sharding.from_writer(np.array([sharding.is_writer() and _cell_done(cells_dir / f"{c.name}.json",
+                                                                                    settings.save_state)
+                                              for c in group.cells]))
+        todo = [c for c, finished in zip(group.cells, done) if not finished]
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue
@@ -396,19 +413,31 @@ def run_sweep(
                 if on_progress is not None:
                     on_progress(metrics_steps(metrics, batch_steps))
 
-            _, metrics = train_seeds(
+            state, metrics = train_seeds(
                 runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,
                 on_chunk=progress, functions=(runner.init, runner.run), fetch=sharding.fetch,
             )
             stats["launches"] += 1
+            policies = cell_policies.host_rows(cell_policies.policy_tree(state), sharding.fetch)
+            states = cell_policies.host_rows(state, sharding.fetch) if settings.save_state else None
             for i, cell in enumerate(launch):
                 record = _cell_record(algo, cell, root_seed, runner.width, {k: v[i] for k, v in metrics.items()}, versions)
-                if sharding.is_writer():
+                record["policy"] = cell.name + cell_policies.POLICY_SUFFIX
+                if sharding.is_writer():  # parameters first: the record marks the cell finished
+                    row = functools.partial(_row, i)
+                    cell_policies.write_tree(cells_dir / record["policy"], jax.tree.map(row, policies))
+                    if states is not None:
+                        cell_policies.write_tree(cells_dir / (cell.name + cell_policies.STATE_SUFFIX),
+                                                 jax.tree.map(row, states))
                     write_cell(cells_dir / f"{cell.name}.json", record)
                 stats["cells_run"] += 1
                 if on_cell is not None:
                     on_cell(cell)
     return stats
+
+
+def _row(i: int, x: np.ndarray) -> np.ndarray:
+    return x[i]
 
 
 def discard_if_unstarted(out_dir: Path) -> bool:

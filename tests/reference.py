@@ -245,3 +245,37 @@ def kl_penalty_loss(log_probs, old_log_probs, advantages, kls, kl_coef, max_kl):
     """-(L - lambda (mean KL - delta)), the Lagrangian's negative."""
     mean_kl = sum(np.float64(k) for k in kls) / len(kls)
     return -(importance_surrogate(log_probs, old_log_probs, advantages) - kl_coef * (mean_kl - max_kl))
+
+
+# --- reward scaling ------------------------------------------------------------------------------
+
+
+def reward_scaling(rewards, terminated, truncated, gamma, returns0, mean0, var0, count0, mask=None,
+                   clip=10.0, eps=1e-8):
+    """SB3 VecNormalize's reward path, one step and one environment at a time in float64:
+    G = gamma G + r; moments updated with the step's returns (masked ones left out; Chan's
+    merge as RunningMeanStd.update); r / sqrt(var + eps) clipped; G = 0 after an episode end.
+    Returns (scaled [T, B], returns [B], mean, var, count)."""
+    rewards = np.asarray(rewards, np.float64)
+    T, B = rewards.shape
+    mask = np.ones((T, B)) if mask is None else np.asarray(mask, np.float64)
+    G = np.array(returns0, np.float64)
+    mean, var, count = float(mean0), float(var0), float(count0)
+    out = np.zeros((T, B))
+    for t in range(T):
+        for b in range(B):
+            G[b] = gamma * G[b] + rewards[t, b]
+        batch = [G[b] for b in range(B) if mask[t, b]]
+        if batch:
+            n = len(batch)
+            batch_mean = sum(batch) / n
+            batch_var = sum((g - batch_mean) ** 2 for g in batch) / n
+            total = count + n
+            delta = batch_mean - mean
+            m2 = var * count + batch_var * n + delta**2 * count * n / total
+            mean, var, count = mean + delta * n / total, m2 / total, total
+        for b in range(B):
+            out[t, b] = min(max(rewards[t, b] / np.sqrt(var + eps), -clip), clip)
+            if terminated[t, b] or truncated[t, b]:
+                G[b] = 0.0
+    return out, G, mean, var, count

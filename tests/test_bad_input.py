@@ -202,15 +202,39 @@ def test_learning_starts_equal_to_batch_size_is_accepted():
 
 # --- evaluation: what a run folder can and cannot be asked --------------------------------
 
-def test_eval_on_a_sweep_folder_says_how_to_evaluate_a_cell(tmp_path, capsys):
+def _old_sweep(tmp_path):
+    """A sweep folder from before cells kept their policies: one cell record without `policy`."""
     sweep_dir = tmp_path / "sweep"
     (sweep_dir / "cells").mkdir(parents=True)
-    runs.write_json(sweep_dir / "sweep.json", {"algo": "ppo", "root_seed": 3, "seeds": [0, 1], "base": {}, "grid": {}})
-    runs.write_json(sweep_dir / "cells" / "cell-00001.json", {"overrides": {"hparams.learning_rate": 0.001}, "seed": 1})
-    code, line = exit_and_line(["eval", str(sweep_dir)], capsys)
-    assert code == 1 and "is a sweep folder" in line and "no checkpoint to evaluate" in line
-    assert "pgjax train --algo ppo hparams.learning_rate=0.001 --seeds 1, --root-seed 3" in line
-    assert sorted(p.name for p in sweep_dir.rglob("*")) == ["cell-00001.json", "cells", "sweep.json"]
+    runs.write_json(sweep_dir / "sweep.json", {"algo": "ppo", "root_seed": 3, "seeds": [0, 1], "base": {}, "grid": {},
+                                               "width": 2})
+    runs.write_json(sweep_dir / "cells" / "cell-00001.json", {
+        "algo": "ppo", "cell": 1, "seed": 1, "overrides": {"hparams.learning_rate": 0.001},
+        "config": {"env_id": "CartPole-v1", "hidden_sizes": [8], "hparams": {"learning_rate": 0.001}}})
+    return sweep_dir
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cell", "7"], "--cell 7: no such finished cell (finished: 1..1)"),
+    (["--point", "hparams.gamma=0.9"], ("--point hparams.gamma: not a grid key of this sweep (grid keys: "
+                                        "hparams.learning_rate)")),
+    (["--point", "hparams.learning_rate=0.5"], "no finished cell has these values (values: hparams.learning_rate: 0.001)"),
+    (["--cell", "1", "--point", "hparams.learning_rate=0.001"], "not both"),
+    (["--step", "3"], "--step applies to run folders"),
+    ([], "cell 1 kept no policy (swept before pgjax kept them)"),
+])
+def test_eval_of_a_sweep_names_a_bad_selection(tmp_path, capsys, argv, message):
+    sweep_dir = _old_sweep(tmp_path)
+    before = sorted(p.name for p in sweep_dir.rglob("*"))
+    code, line = exit_and_line(["eval", str(sweep_dir), *argv], capsys)
+    assert code == 1 and message in line, line
+    assert sorted(p.name for p in sweep_dir.rglob("*")) == before  # nothing written
+
+
+def test_cell_selection_on_a_run_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "checkpoints").mkdir()
+    code, line = exit_and_line(["eval", str(tmp_path), "--cell", "0"], capsys)
+    assert code == 1 and "--cell/--point select the cells of a sweep folder" in line
 
 
 @pytest.mark.parametrize("algo", ["ddpg", "td3"])

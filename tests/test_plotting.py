@@ -161,6 +161,47 @@ def test_pgjax_plot_draws_one_curve_per_grid_point_of_a_sweep(tmp_path, capsys):
         assert low_lr["per_seed"][str(s)] == pytest.approx(np.nanmean(tail))
 
 
+def test_pgjax_plot_scores_sweep_points_by_their_evaluations_and_marks_the_best(tmp_path, capsys):
+    """With every cell evaluated (`pgjax eval SWEEP_DIR` writes eval/cell-NNNNN-greedy.json),
+    --final scores each grid point by its cells' evaluation returns and marks the point of
+    highest IQM; with one point's evaluations missing it falls back to training returns for
+    that point, says so, and ranks nothing (scores of different kinds)."""
+    from pgjax import runs
+    from pgjax.sweep import write_cell
+
+    sweep_dir = tmp_path / "sweep-ppo"
+    (sweep_dir / "cells").mkdir(parents=True)
+    (sweep_dir / "eval").mkdir()
+    evals = {0.001: [10.0, 30.0, 20.0, 400.0], 0.0003: [100.0, 90.0, 110.0, 0.0]}  # IQMs 25 and 95
+    index = 0
+    for lr, scores in evals.items():
+        for seed, score in enumerate(scores):
+            cols = fake_metrics(num_seeds=1, num_updates=10, offset=500 * (lr == 0.001), seed=index)[0]
+            write_cell(sweep_dir / "cells" / f"cell-{index:05d}.json", {
+                "algo": "ppo", "cell": index, "seed": seed, "overrides": {"hparams.learning_rate": lr},
+                "config": {"env_id": "CartPole-v1"}, "diverged": False,
+                "metrics": {k: v.tolist() for k, v in cols.items()}})
+            runs.write_json(sweep_dir / "eval" / f"cell-{index:05d}-greedy.json",
+                            {"cell": index, "seed": seed, "overrides": {"hparams.learning_rate": lr},
+                             "mean_return": score})
+            index += 1
+    out = tmp_path / "sweep.png"
+    argv = ["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "50", "--out", str(out)]
+    assert main(argv) == 0
+    assert "learning_rate=0.0003: IQM 95 " in capsys.readouterr().out
+    final = {r["label"]: r for r in json.loads(out.with_name("sweep-final.json").read_text())["runs"]}
+    assert final["learning_rate=0.0003"]["best"] is True and final["learning_rate=0.001"]["best"] is False
+    assert final["learning_rate=0.001"]["iqm"] == pytest.approx(25.0)  # the training returns are higher
+    assert final["learning_rate=0.001"]["kind"] == "greedy evaluation"
+
+    (sweep_dir / "eval" / "cell-00005-greedy.json").unlink()
+    assert main(argv) == 0
+    final = {r["label"]: r for r in json.loads(out.with_name("sweep-final.json").read_text())["runs"]}
+    assert final["learning_rate=0.0003"]["kind"] == "training" and final["learning_rate=0.0003"]["best"] is None
+    assert main([*argv, "--final-source", "eval"]) == 1
+    assert "for every cell of grid point learning_rate=0.0003" in capsys.readouterr().err
+
+
 def test_pgjax_plot_errors_name_the_problem(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing")]) == 1
     assert f"run folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err

@@ -3,11 +3,16 @@
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from contract import leaves_equal
 
+from pgjax import cell_policies
 from pgjax import config as cfg
 from pgjax import sweep as sw
+from pgjax import sweep_eval as se
+from pgjax.algos import ppo
 
 BASE = {"env_id": "CartPole-v1", "num_envs": 2, "num_steps": 8, "total_timesteps": 64, "update_epochs": 1,
         "num_minibatches": 1, "hidden_sizes": [8]}
@@ -17,12 +22,13 @@ SEEDS = [0, 1]
 def _run(out: Path, grid: dict, **kwargs):
     groups = sw.plan("ppo", BASE, grid, SEEDS)
     limit = kwargs.pop("memory_limit", None)
-    settings = sw.SweepSettings(width=2, max_chunks=2, memory_limit=limit)
+    settings = sw.SweepSettings(width=2, max_chunks=2, memory_limit=limit, save_state=kwargs.pop("save_state", False))
     return sw.run_sweep(out, "ppo", groups, 0, settings, **kwargs)
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "cells").glob("*.json"))}
+    """Every cell file: records and kept policies."""
+    return {p.name: p.read_bytes() for p in sorted((out / "cells").glob("cell-*"))}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,7 @@ def test_killed_sweep_resumes_to_identical_cells(reference, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, {"hparams.reward_scale": [1.0, 2.0]}, memory_limit=limit, on_cell=crash_after_one)
-    assert list(_files(tmp_path)) == ["cell-00000.json"]
+    assert list(_files(tmp_path)) == ["cell-00000.json", "cell-00000.policy.npz"]
     resumed = _run(tmp_path, {"hparams.reward_scale": [1.0, 2.0]}, memory_limit=limit)
     assert resumed["cells_skipped"] == 1 and resumed["cells_run"] == 3
     assert _files(tmp_path) == _files(out)
@@ -117,3 +123,47 @@ def test_cell_metrics_are_written_compactly_and_read_back_exactly():
     assert len(json.dumps(compact)) < 0.75 * len(json.dumps(values.astype(float).tolist()))
     assert compact_values(np.array([True, False])) == [1, 0]
     assert compact_values(np.arange(3, dtype=np.int32)) == [0, 1, 2]
+
+
+def test_cells_keep_their_policies_and_on_request_their_state(reference, tmp_path):
+    """The policy file holds the final parameters and observation statistics of the cell's
+    training state (the state file, asked for with save_state, holds all of it)."""
+    out, _ = reference
+    _run(tmp_path, {"hparams.reward_scale": [1.0, 2.0]}, save_state=True)
+    assert {k: v for k, v in _files(tmp_path).items() if ".state." not in k} == _files(out)
+    (record, *_) = sw.read_cells(tmp_path)
+    trainer = ppo.make_trainer(sw.plan("ppo", BASE, {}, [0])[0].config)
+    like = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), trainer.config.hparams)
+    state = cell_policies.read_tree(tmp_path / "cells" / "cell-00000.state.npz", like)
+    policy = cell_policies.read_tree(out / "cells" / record["policy"], cell_policies.policy_tree(like))
+    assert leaves_equal(policy, cell_policies.policy_tree(state)) and int(state.update) == 4
+    other = cell_policies.read_tree(out / "cells" / "cell-00001.policy.npz", cell_policies.policy_tree(like))
+    assert not leaves_equal(policy["params"], other["params"])  # seeds differ
+
+
+def test_a_missing_policy_file_runs_its_cell_again(reference, tmp_path):
+    out, _ = reference
+    _run(tmp_path, {"hparams.reward_scale": [1.0, 2.0]})
+    (tmp_path / "cells" / "cell-00002.policy.npz").unlink()
+    (tmp_path / "cells" / "cell-00003.policy.npz").write_bytes(b"torn")
+    again = _run(tmp_path, {"hparams.reward_scale": [1.0, 2.0]})
+    assert again["cells_skipped"] == 2 and again["cells_run"] == 2
+    assert _files(tmp_path) == _files(out)
+
+
+def test_evaluating_cells_and_ranking_grid_points(reference):
+    """Every cell's kept policy plays the same episodes; a cell evaluated alone scores as in
+    the whole batch; grid points are summarised over their seeds and ranked by IQM."""
+    out, _ = reference
+    records = sw.read_cells(out)
+    everything = se.evaluate_cells(out, records, width=2, num_episodes=3, write=False)
+    alone = se.evaluate_cells(out, se.select_cells(records, cells=[3]), width=2, num_episodes=3)
+    assert alone[0]["returns"] == everything[3]["returns"] and alone[0]["mode"] == "greedy"
+    assert se.read_cell_evals(out, "greedy")[3]["returns"] == alone[0]["returns"]
+    assert [r["cell"] for r in se.select_cells(records, point={"hparams.reward_scale": 2})] == [2, 3]
+    summaries = se.point_summaries(everything)
+    assert [s["cells"] for s in summaries] == [[0, 1], [2, 3]]
+    for s in summaries:
+        assert s["n"] == 2 and s["iqm"] == pytest.approx(np.mean([everything[c]["mean_return"] for c in s["cells"]]))
+    best = se.best_point(summaries)
+    assert summaries[best]["iqm"] == max(s["iqm"] for s in summaries)

@@ -21,6 +21,7 @@ from pgjax.algos._trainer import assemble_trainer
 from pgjax.envs import init_running_stats, make_vec_env
 from pgjax.losses import explained_variance
 from pgjax.recurrent import initial_hidden
+from pgjax.reward_scaling import init_reward_scaling
 from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.types import Array, PRNGKey, Trainer, Transition
 
@@ -29,7 +30,8 @@ def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) 
     """The state fields every on-policy algorithm starts with, by name: `params` (actor and
     critic), `env` (a reset `EnvCarry`, with a recurrent policy's initial hidden state; left
     out with `reset_env=False`, for algorithms that reset every update), `obs_stats` (empty),
-    `key` and the update counter `update` (0).
+    `key`, the update counter `update` (0) and `reward_scaling` (zero returns and empty
+    moments if `config.scale_rewards`, else None: no leaves, so the state is unchanged).
 
     `key` is split into `(key, params_key, env_key)`, or `(key, params_key)` without the env.
     """
@@ -45,6 +47,7 @@ def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) 
         "obs_stats": init_running_stats(env.obs_shape),
         "key": key,
         "update": jnp.zeros((), jnp.int32),
+        "reward_scaling": init_reward_scaling(env.num_envs) if config.scale_rewards else None,
     }
 
 

@@ -25,7 +25,7 @@ import jax
 import optax
 
 from pgjax import returns
-from pgjax.actor_critic import flatten_rollout, rollout_values, update_obs_stats
+from pgjax.actor_critic import flatten_rollout, rollout_values, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
@@ -85,6 +85,7 @@ class A2CState(NamedTuple):
     obs_stats: RunningStats
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 def make_optimizer(config: A2CConfig, hparams: A2CHParams) -> optax.GradientTransformation:
@@ -125,12 +126,14 @@ class Batch(NamedTuple):
     target: Array  # A + V: n-step returns (or lambda-returns)
 
 
-def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey) -> tuple[EnvCarry, Transition, Batch]:
-    """Roll out the current policy for `num_steps`: the new env carry, the rollout and its `Batch`."""
+def collect(config, env, networks, hparams, state: A2CState, key: PRNGKey):
+    """Roll out the current policy for `num_steps`: the new env carry, the rollout (rewards scaled
+    if `config.scale_rewards`), its `Batch` and the new reward-scaling state."""
     env_carry, traj = collect_rollout(config, env, networks, state, key)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
     obs, values, next_values = rollout_values(config, networks, state.params, state.obs_stats, traj, state.env.hidden)
     advantages = estimate_advantages(config, hparams, traj, values, next_values)
-    return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values)
+    return env_carry, traj, Batch(obs, traj.action, values, advantages, advantages + values), reward_scaling
 
 
 def _loss(config, networks, hparams, params, batch: Batch):
@@ -146,7 +149,7 @@ def _loss(config, networks, hparams, params, batch: Batch):
 def _update(config, env, networks, hparams, state: A2CState, _):
     """One A2C iteration: rollout, advantages, one joint gradient step."""
     key, rollout_key = jax.random.split(state.key)
-    env_carry, traj, batch = collect(config, env, networks, hparams, state, rollout_key)
+    env_carry, traj, batch, reward_scaling = collect(config, env, networks, hparams, state, rollout_key)
     batch = flatten_rollout(batch)
 
     loss_fn = functools.partial(_loss, config, networks, hparams)
@@ -163,7 +166,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
         "critic_grad_norm": optax.tree.norm(grads["critic"]),
         **rollout_metrics(config, update, traj, batch),
     }
-    return A2CState(params, opt_state, env_carry, obs_stats, key, update), metrics
+    return A2CState(params, opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
 
 
 def _init(config, env, networks, key, hparams) -> A2CState:

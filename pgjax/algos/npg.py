@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import fit_value_function, gae_batch, update_obs_stats
+from pgjax.actor_critic import fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
@@ -90,6 +90,7 @@ class NPGState(NamedTuple):
     obs_stats: RunningStats
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 class PolicyProblem(NamedTuple):
@@ -152,6 +153,7 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
     """One iteration: rollout, GAE, natural direction, `step_rule`, `value_iters` value steps."""
     key, rollout_key, fvp_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
     batch = _rollout_batch(config, networks, hparams, state.params, state.obs_stats, traj)
 
     step, problem, step_metrics = natural_gradient_step(
@@ -175,7 +177,7 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
         **rollout_metrics(config, update, traj, batch),
     }
     params = {"actor": actor_params, "critic": critic_params}
-    return NPGState(params, critic_opt_state, env_carry, obs_stats, key, update), metrics
+    return NPGState(params, critic_opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
 
 
 def init(config, env, networks, key, hparams) -> NPGState:

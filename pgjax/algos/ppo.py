@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from pgjax import shuffle
-from pgjax.actor_critic import GAEBatch, gae_batch, update_obs_stats
+from pgjax.actor_critic import GAEBatch, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
@@ -94,6 +94,7 @@ class PPOState(NamedTuple):
     obs_stats: RunningStats
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTransformation:
@@ -146,6 +147,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
     """One PPO iteration: rollout, GAE, `update_epochs` passes of minibatch SGD."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
     batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     optimizer = make_optimizer(config, hparams)
@@ -158,7 +160,7 @@ def _update(config, env, networks, hparams, state: PPOState, _):
 
     update = state.update + 1
     metrics = {**jax.tree.map(jnp.mean, losses), **rollout_metrics(config, update, traj, batch)}
-    return PPOState(params, opt_state, env_carry, obs_stats, key, update), metrics
+    return PPOState(params, opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPOState:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import gae_batch, update_obs_stats
+from pgjax.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
@@ -77,6 +77,7 @@ class PPOKLState(NamedTuple):
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
     kl_coef: Array  # float32 scalar: the Lagrange multiplier lambda
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 class Batch(NamedTuple):
@@ -110,6 +111,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     """One iteration: rollout, GAE, primal epochs at fixed lambda, then one dual step on lambda."""
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
     base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
     old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
     batch = Batch(**base._asdict(), old_dist=old_dist)
@@ -132,7 +134,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
         "kl_coef_next": kl_coef,  # after the dual step
         **rollout_metrics(config, update, traj, batch),
     }
-    return PPOKLState(params, opt_state, env_carry, obs_stats, key, update, kl_coef), metrics
+    return PPOKLState(params, opt_state, env_carry, obs_stats, key, update, kl_coef, reward_scaling), metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPOKLState:

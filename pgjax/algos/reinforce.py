@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import fit_value_function, observe, sample_step, update_obs_stats
+from pgjax.actor_critic import fit_value_function, observe, sample_step, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
@@ -141,6 +141,7 @@ class ReinforceState(NamedTuple):
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
     episode_steps: Array  # int32 scalar: unmasked (first-episode) steps so far
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 # --- training ----------------------------------------------------------------------------
@@ -191,6 +192,12 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     hidden = initial_hidden(config, config.num_envs)
     traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, hidden)
+    # Fresh episodes every update: each return starts at zero; masked steps (after the first
+    # episode) do not enter the moments.
+    scaling = state.reward_scaling
+    if scaling is not None:
+        scaling = scaling._replace(returns=jnp.zeros_like(scaling.returns))
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, scaling, traj, mask)
     obs = observe(config, state.obs_stats, traj.obs)
     if hidden is not None:  # a recurrent policy re-runs each environment's steps from the reset
         obs = sequences_from_rollout(obs, traj.terminated | traj.truncated, hidden)
@@ -225,7 +232,7 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
         "env_steps": update * config.batch_size,  # simulated, masked steps included
         "episode_steps": episode_steps,  # first-episode steps that enter the estimate
     }
-    new_state = ReinforceState(params, policy_opt_state, value_opt_state, obs_stats, key, update, episode_steps)
+    new_state = ReinforceState(params, policy_opt_state, value_opt_state, obs_stats, key, update, episode_steps, reward_scaling)
     return new_state, metrics
 
 

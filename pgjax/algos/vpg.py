@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from pgjax.actor_critic import GAEBatch, fit_value_function, gae_batch, update_obs_stats
+from pgjax.actor_critic import GAEBatch, fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
@@ -72,6 +72,7 @@ class VPGState(NamedTuple):
     obs_stats: RunningStats
     key: PRNGKey
     update: Array  # int32 scalar: updates done so far
+    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 def make_actor_optimizer(config: VPGConfig, hparams: VPGHParams) -> optax.GradientTransformation:
@@ -109,6 +110,7 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     """One VPG iteration: rollout, GAE, one policy step, `value_iters` value steps."""
     key, rollout_key = jax.random.split(state.key)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
     batch = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
 
     actor_params, actor_opt_state, policy_metrics = _policy_step(
@@ -123,7 +125,8 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     update = state.update + 1
     metrics = {**policy_metrics, **value_metrics, **rollout_metrics(config, update, traj, batch)}
     params = {"actor": actor_params, "critic": critic_params}
-    return VPGState(params, actor_opt_state, critic_opt_state, env_carry, obs_stats, key, update), metrics
+    new_state = VPGState(params, actor_opt_state, critic_opt_state, env_carry, obs_stats, key, update, reward_scaling)
+    return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> VPGState:

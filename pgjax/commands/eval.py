@@ -6,6 +6,12 @@ states and action noise from `--eval-seed`), greedily (the policy's mode) by def
 stochastically, in one compiled loop, the seeds sharded over the devices (host devices on
 CPU, see `pgjax.sharding`) in the run's vmap groups. Results go to
 `RUN_DIR/eval_greedy.json` or `RUN_DIR/eval_stochastic.json`.
+
+A sweep folder (`pgjax sweep`) is evaluated from its cells' kept policies: every cell, the
+cells `--cell` names, or those of the grid points `--point` picks (`pgjax.sweep_eval`);
+each cell's result goes to `SWEEP_DIR/eval/cell-NNNNN-<mode>.json` and a summary per grid
+point (IQM over its seeds with a bootstrap CI, the best point marked) to
+`SWEEP_DIR/eval_<mode>.json`.
 """
 
 from __future__ import annotations
@@ -35,11 +41,18 @@ def register(subparsers) -> None:
             "a terminal state or at the time limit and is counted once. Writes "
             "RUN_DIR/eval_greedy.json (or eval_stochastic.json): per-seed returns, lengths and "
             "truncation flags, and the mean, median and IQM over seeds with bootstrap CIs. "
-            "--gif PATH also saves an animation of one episode. "
+            "--gif PATH also saves an animation of one episode. A sweep folder (pgjax sweep) is evaluated "
+            "from its cells' kept policies (all, --cell N,.. or --point KEY=VALUE): SWEEP_DIR/eval/ per cell and "
+            "SWEEP_DIR/eval_<mode>.json per grid point (IQM over seeds with a bootstrap CI, the best point named). "
             "Example: pgjax eval runs/ppo-CartPole-v1-20250101-120000 --episodes 64 --gif cartpole.gif"
         ),
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by pgjax train")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (pgjax train) or a sweep folder (pgjax sweep)")
+    parser.add_argument("--cell", type=_cell_numbers, default=None, metavar="N[,N...]",
+                        help="sweep folder: evaluate these cells (cells/cell-N.json); default: every finished cell")
+    parser.add_argument("--point", action="append", default=[], metavar="KEY=VALUE",
+                        help="sweep folder: evaluate the cells (all seeds) of the grid points with this grid value "
+                             "(repeatable, e.g. --point hparams.learning_rate=1e-3)")
     parser.add_argument("--episodes", type=int_at_least(1, "--episodes"), default=32,
                         help="evaluation episodes per seed (default 32)")
     parser.add_argument("--stochastic", action="store_true",
@@ -56,6 +69,18 @@ def register(subparsers) -> None:
     parser.add_argument("--gif-seed", type=int, default=None, help="training seed whose policy the GIF shows (default: the first)")
     parser.add_argument("--gif-episode", type=int, default=0, help="which evaluation episode the GIF shows (default 0)")
     parser.add_argument("--gif-frames", type=int_at_least(1, "--gif-frames"), default=100, help="at most this many frames, evenly spaced (default 100)")
+
+
+def _cell_numbers(text: str) -> list[int]:
+    import argparse
+
+    try:
+        cells = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        cells = []
+    if not cells or min(cells) < 0 or len(set(cells)) != len(cells):
+        raise argparse.ArgumentTypeError(f"--cell {text!r}: give distinct cell numbers >= 0, e.g. 3 or 0,4,8")
+    return cells
 
 
 class LoadedRun(NamedTuple):
@@ -82,8 +107,9 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run folder {run_dir} does not exist")
-    if (run_dir / "sweep.json").is_file() or (run_dir / "cells").is_dir():
-        raise EvalError(_sweep_hint(run_dir))
+    if is_sweep(run_dir):
+        raise EvalError(f"{run_dir} is a sweep folder: evaluate it with `pgjax eval {run_dir}` (optionally --cell N "
+                        "or --point KEY=VALUE), or pgjax.sweep_eval.evaluate_cells from Python")
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
@@ -148,25 +174,8 @@ def _restore_step(checkpointer, step: int, saved: dict):
     return config, trainer, state, meta, seeds
 
 
-def _sweep_hint(sweep_dir: Path) -> str:
-    """What to do instead of evaluating a sweep folder (sweeps keep metrics, not policies)."""
-    from pgjax import runs
-
-    example = ""
-    cells = sorted((sweep_dir / "cells").glob("cell-*.json")) if (sweep_dir / "cells").is_dir() else []
-    try:
-        spec = runs.read_json(sweep_dir / "sweep.json")
-        cell = runs.read_json(cells[0]) if cells else {"overrides": {}, "seed": spec["seeds"][0]}
-        sets = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(cell["overrides"].items()))
-        example = (f"; e.g. for {cells[0].name if cells else 'its first cell'}: pgjax train --algo {spec['algo']} "
-                   f"{sets + ' ' if sets else ''}--seeds {cell['seed']}, --root-seed {spec['root_seed']} (plus the "
-                   "sweep's base settings, sweep.json 'base'), then pgjax eval on that run folder")
-    except (OSError, ValueError, KeyError, IndexError):
-        pass
-    return (f"{sweep_dir} is a sweep folder: a sweep keeps each cell's metrics, not its policy, so there is no "
-            f"checkpoint to evaluate. To evaluate a cell, train it as a run with the cell's settings "
-            f"(cells/cell-N.json: 'overrides', 'seed'){example}; `pgjax plot {sweep_dir} --final` compares the cells' "
-            "training returns")
+def is_sweep(path: Path) -> bool:
+    return (path / "sweep.json").is_file() or (path / "cells").is_dir()
 
 
 def run(args) -> int:
@@ -205,11 +214,15 @@ def _eval(args) -> int:
     import jax
     import numpy as np
 
-    from pgjax import runs
+    from pgjax import runs, sharding
     from pgjax import statistics as st
     from pgjax.experiment import SeedLayout, evaluate_layout
 
     _check_args(args)
+    if is_sweep(Path(args.run_dir)):
+        return _eval_sweep(args)
+    if args.cell is not None or args.point:
+        raise EvalError(f"--cell/--point select the cells of a sweep folder; {args.run_dir} is a run folder")
     if args.stochastic:  # before restoring anything, from the run's config.json where it has one
         _check_stochastic(_saved_algo(Path(args.run_dir)))
     loaded = load_run(args.run_dir, args.step)
@@ -245,6 +258,8 @@ def _eval(args) -> int:
         "versions": runs.versions(),
     }
     out = args.out or Path(args.run_dir) / f"eval_{mode}.json"
+    if not sharding.is_writer():  # several processes: process 0 writes and reports
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(out, result)
 
@@ -262,6 +277,65 @@ def _eval(args) -> int:
         index = loaded.seeds.index(gif_seed)
         path, ret = save_gif(loaded, index, args)
         print(f"animation: {path} (seed {gif_seed}, episode {args.gif_episode}, return {ret:.2f})")
+    return 0
+
+
+def _eval_sweep(args) -> int:
+    """Evaluate the kept policies of a sweep's cells; per-cell files and a per-grid-point summary."""
+    from pgjax import config as cfg
+    from pgjax import runs, sharding
+    from pgjax import sweep_eval as se
+    from pgjax.sweep import read_cells
+
+    sweep_dir = Path(args.run_dir)
+    for flag, value in (("--step", args.step), ("--gif", args.gif), ("--out", args.out)):
+        if value is not None:
+            raise EvalError(f"{flag} applies to run folders; a sweep is evaluated into {sweep_dir}/eval/ "
+                            f"(train a cell as a run for {flag})")
+    try:
+        spec = runs.read_json(sweep_dir / "sweep.json")
+        records = read_cells(sweep_dir)
+        point = {".".join(path): value for path, value in map(cfg.parse_override, args.point)}
+        chosen = se.select_cells(records, args.cell, point or None)
+    except (runs.RunFileError, se.SweepEvalError, cfg.ConfigError) as err:
+        raise EvalError(str(err)) from None
+    if not chosen:
+        raise EvalError(f"{sweep_dir} has no finished cells yet")
+    if args.stochastic:
+        _check_stochastic(spec.get("algo"))
+    try:
+        results = se.evaluate_cells(sweep_dir, chosen, int(spec.get("width", 8)), args.episodes, args.eval_seed,
+                                    deterministic=not args.stochastic, max_episode_steps=args.max_steps,
+                                    write=sharding.is_writer())
+    except se.SweepEvalError as err:
+        raise EvalError(str(err)) from None
+    if not sharding.is_writer():  # several processes: process 0 writes and reports
+        return 0
+    mode = mode_name(not args.stochastic)
+    everything = list(se.read_cell_evals(sweep_dir, mode).values())  # earlier evaluations of other cells too
+    protocol = {(r["episodes"], r["eval_seed"], r["max_episode_steps"]) for r in everything}
+    if len(protocol) > 1:
+        print(f"pgjax eval: note: {sweep_dir}/eval/ holds {mode} results of different protocols (episodes, eval "
+              f"seed, time limit: {sorted(protocol)}); the summary covers the cells evaluated now only",
+              file=sys.stderr)
+        everything = results
+    summaries = se.point_summaries(everything)
+    best = se.best_point(summaries, "iqm")
+    out = sweep_dir / f"eval_{mode}.json"
+    runs.write_json(out, {"algo": spec.get("algo"), "mode": mode, "episodes_per_cell": args.episodes,
+                          "eval_seed": args.eval_seed, "score": "mean evaluation return of each cell (seed)",
+                          "best_by": "iqm", "best": summaries[best]["overrides"], "points": summaries,
+                          "versions": runs.versions()})
+    print(f"pgjax eval: {len(results)} cell(s) of {sweep_dir}, {mode}, {args.episodes} episodes per cell "
+          f"(eval seed {args.eval_seed})")
+    for r in results:
+        print(f"  cell {r['cell']} ({se.point_label(r['overrides'])}, seed {r['seed']}): return "
+              f"{r['mean_return']:.2f} +- {r['std_return']:.2f}")
+    for i, p in enumerate(summaries):
+        mark = "  <- best by IQM" if i == best and len(summaries) > 1 else ""
+        print(f"  grid point {p['label']}: IQM {p['iqm']:.2f} [{p['iqm_low']:.2f}, {p['iqm_high']:.2f}] over "
+              f"{p['n']} seeds (95% bootstrap CI){mark}")
+    print(f"results: {sweep_dir / se.EVAL_DIR}/, summary: {out}")
     return 0
 
 

@@ -69,6 +69,7 @@ class Source(NamedTuple):
     by_seed: dict  # seed -> metric name -> [U] array, as `runs.read_metrics` returns
     is_run: bool  # a run folder (may hold evaluation results), not a sweep grid point
     diverged: int = 0  # sweep cells flagged diverged (non-finite values are dropped pointwise)
+    cells: tuple = ()  # sweep grid point: (seed, cell number) of each of its cells
 
 
 def find_sources(path: Path) -> list[Source]:
@@ -108,7 +109,8 @@ def sweep_sources(sweep_dir: Path) -> list[Source]:
                              for k, vals in c["metrics"].items()}
             for c in cells
         }
-        sources.append(Source(sweep_dir, label, by_seed, False, sum(bool(c.get("diverged")) for c in cells)))
+        sources.append(Source(sweep_dir, label, by_seed, False, sum(bool(c.get("diverged")) for c in cells),
+                              tuple((int(c["seed"]), int(c["cell"])) for c in cells)))
     return sources
 
 
@@ -180,21 +182,37 @@ def _read_json(path: Path) -> dict:
         raise PlotError(f"{path} is not readable JSON ({err}); delete it or rerun what wrote it") from None
 
 
+def sweep_eval_scores(source: Source, mode: str) -> tuple[dict[int, float], str] | None:
+    """Per-seed mean evaluation return of a sweep grid point's cells in `mode` (`pgjax eval
+    SWEEP_DIR` writes them to eval/), if every cell of the point has one."""
+    from pgjax import runs
+    from pgjax.sweep_eval import read_cell_evals
+
+    try:
+        found = read_cell_evals(source.path, mode)
+    except runs.RunFileError as err:
+        raise PlotError(f"{err}; delete it or run pgjax eval {source.path} again") from None
+    if not source.cells or any(cell not in found for _, cell in source.cells):
+        return None
+    return {seed: float(found[cell]["mean_return"]) for seed, cell in source.cells}, f"eval/cell-*-{mode}.json"
+
+
 def final_scores(source: Source, metric: str, choice: str, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str, str]:
     """Each seed's final score, where it came from, and its kind (`"<mode> evaluation"` or
     `"training"`), see --final-source and --eval-mode."""
-    if choice != "train" and metric == "episode_return" and source.is_run:
-        found = eval_scores(source.path, mode)
+    if choice != "train" and metric == "episode_return":
+        found = eval_scores(source.path, mode) if source.is_run else sweep_eval_scores(source, mode)
         if found is not None:
             return (*found, f"{mode} evaluation")
     if choice == "eval":
         other = STOCHASTIC if mode == GREEDY else GREEDY
         hint = (f"it has {other} results only: add --eval-mode {other}, or run `pgjax eval {source.path}"
                 f"{' --stochastic' if mode == STOCHASTIC else ''}`"
-                if source.is_run and eval_scores(source.path, other) else f"run `pgjax eval {source.path}`")
-        raise PlotError(f"--final-source eval: {source.path} has no {mode} evaluation results for {metric} "
-                        f"({hint}; evaluation scores exist only for episode_return, and sweeps keep no policies "
-                        "to evaluate)")
+                if source.is_run and eval_scores(source.path, other) else f"run `pgjax eval {source.path}"
+                f"{' --stochastic' if mode == STOCHASTIC else ''}`")
+        what = "" if source.is_run else f" for every cell of grid point {source.label}"
+        raise PlotError(f"--final-source eval: {source.path} has no {mode} evaluation results{what} for {metric} "
+                        f"({hint}; evaluation scores exist only for episode_return)")
     return train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates", "training"
 
 
@@ -275,8 +293,25 @@ def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
         if summary["n"] == 0:
             raise PlotError(f"{source.path} ({label}): no seed has a finite final {args.metric}")
         results.append({"run": str(source.path), "label": label, "source": origin, "kind": kind,
+                        "sweep_point": None if source.is_run else source.label,
                         "per_seed": {str(s): v for s, v in scores.items()}, **summary})
+    mark_best_points(results, args.stat)
     return results
+
+
+def mark_best_points(results: list[dict], stat: str) -> None:
+    """In each sweep with several grid points, `best: True` on the point with the highest
+    `stat` of its final scores (the others False); a sweep whose points mix evaluation and
+    training scores is not ranked (None)."""
+    by_sweep: dict[str, list[dict]] = {}
+    for r in results:
+        if r["sweep_point"] is not None:
+            by_sweep.setdefault(r["run"], []).append(r)
+    for points in by_sweep.values():
+        comparable = len(points) > 1 and len({p["kind"] for p in points}) == 1
+        values = [p[stat] if p[stat] is not None else -np.inf for p in points]
+        for i, p in enumerate(points):
+            p["best"] = (i == int(np.argmax(values))) if comparable else None
 
 
 def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None:
@@ -289,12 +324,14 @@ def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None
     kinds = sorted({r["kind"] for r in results})
     if len(kinds) > 1:  # evaluation and training scores on one axis: every bar says which it is
         labels = [f"{label} [{r['kind']}]" for label, r in zip(labels, results)]
+    labels = [f"* {label} (best {name})" if r.get("best") else label for label, r in zip(labels, results)]
     what = kinds[0] if len(kinds) == 1 else "per-bar kind in brackets"
     xlabel = f"final {args.metric.replace('_', ' ')}, {what} ({stat}, {args.confidence:.0%} bootstrap CI)"
     plotting.plot_final(labels, intervals, final_png, xlabel, "per-seed scores: " + "; ".join(sorted({r["source"] for r in results})))
     final_json = final_png.with_suffix(".json")
-    runs.write_json(final_json, {"metric": args.metric, "statistic": name, "eval_mode": args.eval_mode, "runs": results})
+    runs.write_json(final_json, {"metric": args.metric, "statistic": name, "eval_mode": args.eval_mode,
+                                 "best_by": f"highest {name} of the final scores, per sweep", "runs": results})
     print(f"final: {final_png}\nnumbers: {final_json}")
     for r in results:
         print(f"  {r['label']}: {stat} {r[name]:.4g} [{r[name + '_low']:.4g}, {r[name + '_high']:.4g}] "
-              f"over {r['n']} seeds ({r['kind']}: {r['source']})")
+              f"over {r['n']} seeds ({r['kind']}: {r['source']}){'  <- best grid point by ' + stat if r.get('best') else ''}")

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         help="bytes per device for one launch, e.g. 512MB (default: the device's, or half the free RAM)")
     parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=10, help="compiled chunks of updates per launch (progress); default 10")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--save-state", action="store_true",
+                        help="also keep each cell's whole final training state (cells/cell-N.state.npz); every cell "
+                             "keeps its policy (cells/cell-N.policy.npz) for pgjax eval in any case")
 
 
 def _spec(args) -> tuple[Path | None, dict]:
@@ -58,7 +61,13 @@ def _spec(args) -> tuple[Path | None, dict]:
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
     grid = dict(parse_grid_item(item) for item in args.grid)
     return None, {"algo": algo, "base": values, "grid": grid, "seeds": args.seeds, "root_seed": args.root_seed,
-                  "width": args.width}
+                  "width": args.width, "save_state": args.save_state}
+
+
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def run(args) -> int:
@@ -76,11 +85,13 @@ def run(args) -> int:
         print(f"pgjax sweep: {err}", file=sys.stderr)
         return 1
     num_cells = sum(len(g.cells) for g in groups)
-    if sweep_dir is None:
-        sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
+    if sweep_dir is None:  # process 0 makes the folder; other processes (if any) learn its name
         if sharding.is_writer():
+            sweep_dir = runs.new_run_dir(args.out, f"sweep-{spec['algo']}-{groups[0].config.env_id}")
             runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
-    settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit)
+        sweep_dir = Path(sharding.text_from_writer(str(sweep_dir)))
+    settings = sw.SweepSettings(width=spec["width"], max_chunks=args.chunks, memory_limit=limit,
+                                save_state=bool(spec.get("save_state")) or args.save_state)
     fewest = min(g.config.num_updates for g in groups)
     if args.chunks > fewest:  # `experiment.chunk_sizes` never makes an empty chunk
         print(f"pgjax sweep: note: --chunks {args.chunks} is more than the {fewest} updates of a group; "
@@ -106,6 +117,10 @@ def run(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not sharding.is_writer():
+        print(f"done: process {jax_process_index()} computed its share of {stats['cells_run']} cells; process 0 "
+              "writes the files")
+        return 0
     records = sw.read_cells(sweep_dir)
     table = sw.write_results_table(sweep_dir, records) if sharding.is_writer() else None
     diverged = [r["cell"] for r in records if r["diverged"]]

@@ -206,6 +206,19 @@ class _Signals:
         if self.received is not None:
             raise _Interrupted(self.received)
 
+    def check_everywhere(self) -> None:
+        """`check`, with several processes after agreeing: a signal to any one stops all
+        after the same chunk (they must run the same launches)."""
+        import jax
+
+        if jax.process_count() > 1:
+            import numpy as np
+            from jax.experimental import multihost_utils
+
+            received = multihost_utils.process_allgather(np.array([self.received or 0]))
+            self.received = self.received or (int(np.max(received)) or None)
+        self.check()
+
 
 def _note(message: str) -> None:
     print(f"pgjax train: note: {message}", file=sys.stderr)
@@ -233,6 +246,7 @@ def run(args) -> int:
     meta = {**expected, "seeds": record["seeds"], "root_seed": record["root_seed"]}
     if run_dir is not None:
         try:
+            _one_process_resumes()
             state, done, wall_before = _restore(run_dir, trainer, seeds, expected, record)
         except _ResumeError as err:
             return _fail(f"cannot resume {run_dir}: {err}")
@@ -257,6 +271,9 @@ def run(args) -> int:
     seconds = wall_before + time.perf_counter() - start
     eval_episodes = record["eval_episodes"]
     summary = _summarize(run_dir, trainer, seeds, state, record["seeds"], seconds, eval_episodes)
+    if summary is None:  # another process than 0: that one writes and reports
+        print(f"done: this process computed its share of {len(record['seeds'])} seeds; process 0 writes {run_dir}")
+        return 0
     summary["plot"] = plot_learning_curve(runs.read_metrics(run_dir / "metrics.csv"), run_dir / "learning_curve.png",
                                           f"{algo_name} on {config.env_id}")
     _report(run_dir, summary, seconds, eval_episodes)
@@ -329,12 +346,13 @@ def _check_memory(trainer, seeds: _Seeds, chunks: int, memory_limit: str | None)
     """Per-device bytes of the run (state in and out, one chunk's metrics, for the seeds each
     device holds); raises MemoryError above `--memory-limit` (default: half the free RAM
     shared by the CPU devices, or the accelerator's limit)."""
-    from pgjax import sweep
+    from pgjax import sharding, sweep
     from pgjax.experiment import chunk_sizes
 
     per_seed = sweep.cell_bytes(trainer, max(chunk_sizes(trainer.config.num_updates, chunks)))
     need = sweep.launch_bytes_estimate(per_seed, seeds.layout.per_device)
-    limit = sweep.parse_bytes(memory_limit) if memory_limit else sweep.default_memory_limit(list(seeds.mesh.devices.flat))
+    limit = sweep.parse_bytes(memory_limit) if memory_limit else sharding.smallest_over_processes(
+        sweep.default_memory_limit(list(seeds.mesh.devices.flat)))
     if need > limit:
         layout = seeds.layout
         raise MemoryError(
@@ -390,10 +408,26 @@ def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict
     return state, done, float(meta.get("wall_seconds", 0.0))
 
 
+def _one_process_resumes() -> None:
+    """`--resume` runs as one process: restoring across processes is not supported yet (it
+    hung in orbax's restore in a test). A run's numbers do not depend on the process or
+    device count, so a single-process resume continues it exactly."""
+    import jax
+
+    if jax.process_count() > 1:
+        raise _ResumeError("--resume with several processes is not supported yet; resume it as one process "
+                           "(without --coordinator): the numbers do not depend on the process count")
+
+
 def _start(args, record: dict, algo_name: str, config) -> Path:
-    """A new run folder with its config.json."""
-    run_dir = runs.new_run_dir(args.out or Path("runs"), f"{algo_name}-{config.env_id}")
-    runs.write_json(run_dir / "config.json", {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
+    """A new run folder with its config.json, made by process 0 (the others learn its name)."""
+    from pgjax import sharding
+
+    run_dir = Path(".")
+    if sharding.is_writer():
+        run_dir = runs.new_run_dir(args.out or Path("runs"), f"{algo_name}-{config.env_id}")
+        runs.write_json(run_dir / "config.json", {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
+    run_dir = Path(sharding.text_from_writer(str(run_dir)))
     print(f"pgjax: {algo_name} on {config.env_id}, seeds {record['seeds']}, "
           f"{config.num_updates} updates x {config.env_steps_per_update} steps -> {run_dir}")
     return run_dir
@@ -405,12 +439,14 @@ class _ChunkHandler:
 
     def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, record: dict, meta: dict,
                  wall_before: float):
+        from pgjax import sharding
         from pgjax.checkpoint import Checkpointer
 
         self.config, self.num_seeds, self.run_dir = config, seeds.layout.num_seeds, run_dir
-        self.writer = runs.MetricsWriter(run_dir / "metrics.csv", meta["seeds"], resume_at=done)
+        self.writes = sharding.is_writer()  # with several processes, process 0 alone writes files
+        self.writer = runs.MetricsWriter(run_dir / "metrics.csv", meta["seeds"], resume_at=done) if self.writes else None
         self.meta_checkpoints = record["checkpoints"]
-        self.checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR) if record["checkpoints"] else None
+        self.checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR) if record["checkpoints"] and self.writes else None
         self.meta, self.stop_after, self.signals = meta, args.stop_after, None
         self.wall_before, self.start = wall_before, time.perf_counter()
         self.rows = seeds.rows  # padded state -> [S] rows, what a checkpoint holds
@@ -425,10 +461,13 @@ class _ChunkHandler:
     def __call__(self, updates_done: int, state, metrics: dict) -> None:
         import numpy as np
 
-        self.writer.append(metrics)  # metrics first: a resume drops rows past its checkpoint
-        if self.checkpointer is not None:
+        if self.writer is not None:
+            self.writer.append(metrics)  # metrics first: a resume drops rows past its checkpoint
+        if self.meta_checkpoints:
+            rows = self.rows(state)  # gathers the rows to every process: all take part
             wall = round(self.wall_before + time.perf_counter() - self.start, 2)
-            self.checkpointer.save(updates_done, self.rows(state), {**self.meta, "wall_seconds": wall})
+            if self.checkpointer is not None:
+                self.checkpointer.save(updates_done, rows, {**self.meta, "wall_seconds": wall})
         returns = metrics["episode_return"]
         if np.isfinite(returns).any():
             self.last_return = float(np.nanmean(returns[:, -max(1, returns.shape[1] // 4):]))
@@ -440,7 +479,7 @@ class _ChunkHandler:
         if self.stop_after is not None and self.chunks_run >= self.stop_after:
             raise _Stopped
         if self.signals is not None:
-            self.signals.check()
+            self.signals.check_everywhere()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -465,6 +504,9 @@ class _ChunkHandler:
             what = str(err)
         else:
             what = f"writing {err.filename} failed: {err.strerror or err}"
+        if not self.writes:  # process 0 keeps the files and says how to continue
+            print(f"pgjax train: {what}; stopped with process 0", file=sys.stderr)
+            return 128 + err.signum if isinstance(err, _Interrupted) else 1
         if self.meta_checkpoints:
             kept = Checkpointer(self.run_dir / runs.CHECKPOINT_DIR).latest_step() or 0
             where = (f"kept the checkpoint at update {kept}, metrics.csv up to it" if kept
@@ -482,13 +524,21 @@ class _ChunkHandler:
 def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int], seconds: float,
                eval_episodes: int) -> dict:
     """summary.json: final training return and divergence per seed (from the whole metrics.csv,
-    also after a resume), and the evaluation return per seed."""
+    also after a resume), and the evaluation return per seed. With several processes all
+    evaluate; process 0 writes and gets the summary, the others None."""
     import numpy as np
 
+    from pgjax import sharding
     from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
     from pgjax.experiment import evaluate_layout, first_nonfinite_update
 
     config = trainer.config
+    episodes = None
+    if eval_episodes > 0:
+        episodes = evaluate_layout(trainer, state, seeds.layout, eval_episodes, DEFAULT_EVAL_SEED,
+                                   deterministic=DEFAULT_MODE == GREEDY)
+    if not sharding.is_writer():
+        return None
     by_seed = runs.read_metrics(run_dir / "metrics.csv")
     summary = {"wall_seconds": round(seconds, 2), "env_steps_per_seed": config.num_updates * config.env_steps_per_update,
                "host_devices": seeds.layout.num_devices, "vmap_width": seeds.layout.width,
@@ -499,9 +549,7 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int]
         summary["final_train_return"][str(seed)] = float(np.nanmean(tail)) if np.isfinite(tail).any() else None
         finite = {"finite": by_seed[seed]["finite"][None]} if "finite" in by_seed[seed] else {"loss": by_seed[seed]["loss"][None]}
         summary["diverged_at_update"][str(seed)] = first_nonfinite_update(finite)[0]
-    if eval_episodes > 0:
-        episodes = evaluate_layout(trainer, state, seeds.layout, eval_episodes, DEFAULT_EVAL_SEED,
-                                   deterministic=DEFAULT_MODE == GREEDY)
+    if episodes is not None:
         summary["eval_return_mean"] = {str(s): float(episodes.returns[i].mean()) for i, s in enumerate(seed_ids)}
         summary.update(eval_episodes=eval_episodes, eval_mode=DEFAULT_MODE, eval_seed=DEFAULT_EVAL_SEED)
     runs.write_json(run_dir / "summary.json", summary)
