@@ -16,7 +16,7 @@ only names it. From Python::
                                     [tracking.Series("seed-0", {"lr": 3e-4, "seed": 0})])
     tracker.log_chunk(["seed-0"], metrics)      # name -> [S, U], with an env_steps column
     tracker.log_eval(["seed-0"], env_steps, {"return": returns})  # name -> [S]
-    tracker.close()
+    tracker.close()                             # finishes every series (tracker.finish: some)
 
 The writers are optional packages (`pip install 'pgjax[track]'`): `tensorboardX` (event
 files without TensorFlow, under 1 MB) and `wandb`. W&B runs offline with
@@ -100,41 +100,43 @@ def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Sink(Protocol):
+    def open(self, series: Series) -> None: ...
+
     def log(self, series: str, step: int, values: dict[str, float]) -> None: ...
 
-    def close(self) -> None: ...
+    def finish(self, series: str) -> None: ...
 
 
 class TensorBoardSink:
     """One `tensorboardX.SummaryWriter` per series in `directory/tensorboard/<series>/`.
 
-    `purge_step` (a resumed run: the update count of its checkpoint in env steps) tells
-    TensorBoard to drop points at or after it from earlier files, so the rows a resume
-    recomputes are not drawn twice.
+    `purge_step` (a resumed run: its checkpoint's env steps) tells TensorBoard to drop
+    points at or after it from earlier files, so the rows a resume recomputes are not drawn
+    twice.
     """
 
-    def __init__(self, directory: str | Path, series: Sequence[Series], purge_step: int | None = None):
-        tensorboardx = _import("tensorboardX", TENSORBOARD)
+    def __init__(self, directory: str | Path, purge_step: int | None = None):
+        self._tensorboardx = _import("tensorboardX", TENSORBOARD)
+        self.directory, self.purge_step, self.writers = Path(directory), purge_step, {}
+
+    def open(self, series: Series) -> None:
         from tensorboardX.summary import hparams
 
-        self.writers = {}
-        for s in series:
-            writer = tensorboardx.SummaryWriter(str(Path(directory) / TENSORBOARD_DIR / s.name),
-                                                purge_step=purge_step, flush_secs=30)
-            # The hparams plugin's records go into the series' own folder (add_hparams would
-            # open a new timestamped sub-run), so the HParams tab lists one row per series.
-            for summary in hparams(dict(s.hparams), {"eval/return": None, "train/episode_return": None}):
-                writer._get_file_writer().add_summary(summary)
-            self.writers[s.name] = writer
+        writer = self._tensorboardx.SummaryWriter(str(self.directory / TENSORBOARD_DIR / series.name),
+                                                  purge_step=self.purge_step, flush_secs=30)
+        # The hparams plugin's records go into the series' own folder (add_hparams would
+        # open a new timestamped sub-run), so the HParams tab lists one row per series.
+        for summary in hparams(dict(series.hparams), {"eval/return": None, "train/episode_return": None}):
+            writer._get_file_writer().add_summary(summary)
+        self.writers[series.name] = writer
 
     def log(self, series: str, step: int, values: dict[str, float]) -> None:
         writer = self.writers[series]
         for name, value in values.items():
             writer.add_scalar(name, value, global_step=step)
 
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
+    def finish(self, series: str) -> None:
+        self.writers.pop(series).close()
 
 
 def wandb_run_id(directory: str | Path, series: str) -> str:
@@ -149,35 +151,51 @@ class WandbSink:
     """One W&B run per series (grouped by the run or sweep folder's name), config = its
     hyper-parameters, files under `directory/wandb/`. Steps are environment steps."""
 
-    def __init__(self, directory: str | Path, group: str, series: Sequence[Series], project: str | None = None):
-        wandb = _import("wandb", WANDB)
-        project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
-        self.runs = {}
-        for s in series:
-            self.runs[s.name] = wandb.init(
-                project=project, group=group, name=f"{group}/{s.name}", job_type="train",
-                config=dict(s.hparams), dir=str(directory), id=wandb_run_id(directory, s.name),
-                resume="allow", reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
+    def __init__(self, directory: str | Path, group: str, project: str | None = None):
+        self._wandb = _import("wandb", WANDB)
+        self.project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+        self.directory, self.group, self.runs = Path(directory), group, {}
+
+    def open(self, series: Series) -> None:
+        wandb = self._wandb
+        self.runs[series.name] = wandb.init(
+            project=self.project, group=self.group, name=f"{self.group}/{series.name}", job_type="train",
+            config=dict(series.hparams), dir=str(self.directory), id=wandb_run_id(self.directory, series.name),
+            resume="allow", reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
 
     def log(self, series: str, step: int, values: dict[str, float]) -> None:
         # A resumed run re-logs the updates after its checkpoint: W&B ignores steps below
         # its last one, and the values are bit-identical anyway.
         self.runs[series].log(values, step=step)
 
-    def close(self) -> None:
-        for run in self.runs.values():
-            run.finish()
+    def finish(self, series: str) -> None:
+        self.runs.pop(series).finish()
 
 
 class Tracker:
-    """The sinks of one run or sweep. Feed it `[S, U]` metric chunks and `[S]` evaluations
-    on the host; each row goes to every sink under its series name, at its env step."""
+    """The sinks of one run or sweep. `open` a series (a seed, a sweep cell), feed it `[S, U]`
+    metric chunks and `[S]` evaluations on the host, `finish` it; each row goes to every
+    sink under its series name, at its env step. `close` finishes every open series."""
 
     def __init__(self, sinks: Sequence[Sink] = ()):
-        self.sinks = list(sinks)
+        self.sinks, self.open_series = list(sinks), set()
 
     def __bool__(self) -> bool:
         return bool(self.sinks)
+
+    def open(self, series: Iterable[Series]) -> None:
+        for s in series:
+            if s.name not in self.open_series:
+                for sink in self.sinks:
+                    sink.open(s)
+                self.open_series.add(s.name)
+
+    def finish(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name in self.open_series:
+                self.open_series.discard(name)
+                for sink in self.sinks:
+                    sink.finish(name)
 
     def log_chunk(self, names: Sequence[str], metrics: Mapping[str, np.ndarray]) -> None:
         """`metrics`: name -> `[S, U]` (one row per series in `names`), with `env_steps`."""
@@ -206,32 +224,32 @@ class Tracker:
                 sink.log(series, step, values)
 
     def close(self) -> None:
-        sinks, self.sinks = self.sinks, []
-        for sink in sinks:
-            sink.close()
+        self.finish(sorted(self.open_series))
 
 
 def open_tracker(
     sinks: Sequence[str],
     directory: str | Path,
     group: str,
-    series: Sequence[Series],
+    series: Sequence[Series] = (),
     *,
     purge_step: int | None = None,
     project: str | None = None,
 ) -> Tracker:
     """A `Tracker` writing to the chosen `sinks` (csv is `metrics.csv`, written elsewhere)
-    for a run or sweep in `directory`; `group` names it in W&B, in `project` (default
-    `$WANDB_PROJECT`, else "pgjax")."""
+    for a run or sweep in `directory`, with `series` opened; `group` names it in W&B, in
+    `project` (default `$WANDB_PROJECT`, else "pgjax")."""
     sinks = parse_sinks(sinks)
     require(sinks)
     opened: list[Sink] = []
+    if TENSORBOARD in sinks:
+        opened.append(TensorBoardSink(directory, purge_step))
+    if WANDB in sinks:
+        opened.append(WandbSink(directory, group, project))
+    tracker = Tracker(opened)
     try:
-        if TENSORBOARD in sinks:
-            opened.append(TensorBoardSink(directory, series, purge_step))
-        if WANDB in sinks:
-            opened.append(WandbSink(directory, group, series, project))
+        tracker.open(series)
     except BaseException:
-        Tracker(opened).close()
+        tracker.close()
         raise
-    return Tracker(opened)
+    return tracker
