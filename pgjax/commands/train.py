@@ -285,7 +285,8 @@ def run(args) -> int:
     except OSError as err:
         return handler.abort(err)
     seconds = wall_before + time.perf_counter() - start
-    summary = _summarize(run_dir, trainer, seeds, state, record, seconds, evaluator)
+    summary = _summarize(run_dir, trainer, seeds, state, record, seconds, evaluator,
+                         handler.eval_seconds if handler.eval_at else None)
     title = f"{algo_name} on {config.env_id}"
     summary["plot"] = plot_learning_curve(runs.read_metrics(run_dir / "metrics.csv"), run_dir / "learning_curve.png",
                                           title)
@@ -460,6 +461,7 @@ class _ChunkHandler:
                                                                          resume_at=done)
         self.eval_at = (evaluation_updates(config.num_updates, record["chunks"], record["eval_every"])
                         if evaluator is not None else set())
+        self.eval_seconds = 0.0  # spent evaluating during training (this process; the first call compiles)
         self.tracker = _open_tracker(run_dir, record, meta, resumed=args.resume is not None,
                                      purge_step=done * config.env_steps_per_update)
         self.meta_checkpoints = record["checkpoints"]
@@ -507,7 +509,9 @@ class _ChunkHandler:
         and an eval/ point in the trackers, at the env steps trained so far."""
         import numpy as np
 
+        started = time.perf_counter()
         episodes = self.evaluator.placed(state.params, state.obs_stats)
+        self.eval_seconds += time.perf_counter() - started
         env_steps = updates_done * self.config.env_steps_per_update
         values = {"return": episodes.returns.mean(axis=1), "length": episodes.lengths.mean(axis=1),
                   "truncated": episodes.truncated.mean(axis=1)}
@@ -570,7 +574,8 @@ def _open_tracker(run_dir: Path, record: dict, meta: dict, resumed: bool, purge_
     return open_tracker(record["log"], run_dir, run_dir.name, series, purge_step=purge_step if resumed else None)
 
 
-def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, record: dict, seconds: float, evaluator) -> dict:
+def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, record: dict, seconds: float, evaluator,
+               eval_seconds: float | None) -> dict:
     """summary.json: final training return and divergence per seed (from the whole metrics.csv,
     also after a resume), and the evaluation return per seed."""
     import numpy as np
@@ -594,6 +599,8 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, record: dict, secon
         episodes = evaluator(state)
         summary["eval_return_mean"] = {str(s): float(episodes.returns[i].mean()) for i, s in enumerate(seed_ids)}
         summary.update(eval_episodes=record["eval_episodes"], eval_mode=record["eval_mode"], eval_seed=DEFAULT_EVAL_SEED)
+    if eval_seconds is not None:  # the cost of evaluating during training, in this process
+        summary["eval_seconds_during_training"] = round(eval_seconds, 3)
     runs.write_json(run_dir / "summary.json", summary)
     return summary
 
