@@ -185,3 +185,26 @@ def test_sweep_tracks_every_cell_with_its_grid_values(tmp_path):
         expected = [v for v in cell["metrics"]["loss"]]
         for logged in (scalars["train/loss"], run["history"]["train/loss"]):
             np.testing.assert_allclose([logged[s] for s in steps], expected, rtol=2e-6)
+
+
+def test_plot_draws_the_evaluations_during_training(tmp_path):
+    """`pgjax plot RUN --metric eval_return` reads eval.csv (rows at the evaluated updates
+    only) and draws the IQM across seeds at each evaluation's env steps."""
+    from pgjax import cli
+    from pgjax.statistics import iqm
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train = runs.MetricsWriter(run_dir / "metrics.csv", [0, 1, 2, 3])
+    train.append({"env_steps": np.tile(np.arange(1, 7) * 100, (4, 1)), "episode_return": np.ones((4, 6))})
+    evals = runs.MetricsWriter(run_dir / runs.EVAL_FILE, [0, 1, 2, 3])
+    returns = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 70.0], [90.0, 80.0]])
+    for k, update in enumerate((3, 6)):
+        evals.append({"env_steps": np.full((4, 1), update * 100), "eval_return": returns[:, k:k + 1]},
+                     updates=[update])
+    assert runs.read_metrics(run_dir / runs.EVAL_FILE)[2]["update"].tolist() == [3, 6]
+    assert cli.main(["plot", str(run_dir), "--metric", "eval_return", "--out", str(tmp_path / "e.png")]) == 0
+    with (tmp_path / "e.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["env_steps"]) for r in rows] == [300, 600]
+    np.testing.assert_allclose([float(r["iqm"]) for r in rows], [iqm(returns[:, 0]), iqm(returns[:, 1])], rtol=1e-6)
