@@ -19,6 +19,7 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import pgjax, gymnax' 2>/dev/null; then
   echo "setup.sh: installing pgjax and its dependencies into .venv (about a minute the first time)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet -e ".[dev]" >&2
+  # [track]: TensorBoard and W&B writers, so CI tests the tracking sinks (tests/test_tracking.py)
+  .venv/bin/python -m pip install --quiet -e ".[dev,track]" >&2
   echo "$want" > "$stamp"
 fi

@@ -16,10 +16,7 @@ import pytest
 from pgjax import runs, tracking
 from pgjax.experiment import chunk_sizes, evaluation_updates
 
-pytest.importorskip("tensorboardX", reason="the [track] extra (scripts/setup.sh installs it)")
-pytest.importorskip("wandb", reason="the [track] extra (scripts/setup.sh installs it)")
-
-from tracker_files import tensorboard_run, wandb_runs  # noqa: E402
+from tracker_files import tensorboard_run, wandb_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -28,7 +25,14 @@ TINY = ["--config", "configs/ppo_cartpole.toml", "--seeds", "0,1", "--no-progres
 
 
 @pytest.fixture
-def offline(monkeypatch):
+def trackers():
+    """The [track] extra, which scripts/setup.sh (hence CI) installs."""
+    pytest.importorskip("tensorboardX", reason="the [track] extra: pip install 'pgjax[track]'")
+    pytest.importorskip("wandb", reason="the [track] extra: pip install 'pgjax[track]'")
+
+
+@pytest.fixture
+def offline(monkeypatch, trackers):
     for key, value in OFFLINE.items():
         monkeypatch.setenv(key, value)
 
@@ -111,7 +115,7 @@ def eval_rows(run_dir: Path) -> dict[tuple[int, int], dict]:
         return {(int(r["seed"]), int(r["update"])): {k: float(v) for k, v in r.items()} for r in csv.DictReader(f)}
 
 
-def test_train_tracks_every_seed_and_evaluates_during_training(tmp_path):
+def test_train_tracks_every_seed_and_evaluates_during_training(tmp_path, trackers):
     """`pgjax train --log csv,tensorboard,wandb`: each seed's TensorBoard and W&B series
     hold exactly its metrics.csv rows and its eval.csv evaluations; the evaluation after
     a chunk equals an independent evaluation of that chunk's checkpoint."""
@@ -160,7 +164,7 @@ def test_train_tracks_every_seed_and_evaluates_during_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_tracks_every_cell_with_its_grid_values(tmp_path):
+def test_sweep_tracks_every_cell_with_its_grid_values(tmp_path, trackers):
     """`pgjax sweep --log tensorboard,wandb`: one series per cell, its grid values and
     config as hyper-parameters, its metrics equal to its cell file's."""
     result = subprocess.run([sys.executable, "-m", "pgjax", "sweep", "--config", "configs/ppo_cartpole.toml",
