@@ -212,3 +212,12 @@ def test_plot_draws_the_evaluations_during_training(tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["env_steps"]) for r in rows] == [300, 600]
     np.testing.assert_allclose([float(r["iqm"]) for r in rows], [iqm(returns[:, 0]), iqm(returns[:, 1])], rtol=1e-6)
+
+
+def test_stochastic_evaluation_of_a_deterministic_policy_is_refused(tmp_path, capsys):
+    from pgjax import cli
+
+    assert cli.main(["train", "--algo", "td3", "--env", "Pendulum-v1", "--eval-mode", "stochastic",
+                     "--out", str(tmp_path)]) == 1
+    assert "--eval-mode stochastic: td3's policy is deterministic" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before a run folder is made

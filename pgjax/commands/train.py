@@ -29,9 +29,10 @@ def register(subparsers) -> None:
         help="train an algorithm on a gymnax environment (or resume a run)",
         description=(
             "Train over one or more vmapped seeds in compiled chunks, with a progress bar. "
-            "Writes config.json, metrics.csv (per seed, per update), a checkpoint of the whole "
-            "training state after every chunk (checkpoints/), summary.json and learning_curve.png "
-            "into a new run folder. Settings come from the algorithm's defaults, then --config FILE "
+            "Writes config.json, metrics.csv (per seed, per update), eval.csv (every seed evaluated after every "
+            "--eval-every chunks), a checkpoint of the whole training state after every chunk (checkpoints/), "
+            "summary.json, learning_curve.png and eval_curve.png into a new run folder; --log tensorboard,wandb "
+            "also sends every seed's metrics to TensorBoard or Weights & Biases. Settings come from the algorithm's defaults, then --config FILE "
             "(TOML or JSON), then KEY=VALUE overrides such as hparams.learning_rate=1e-3 or "
             "num_envs=8. `pgjax train --list-fields` shows them all. `pgjax train --resume RUN_DIR` "
             "continues a run from its last intact checkpoint with every setting it was started with, bit for bit "
@@ -250,6 +251,9 @@ def run(args) -> int:
     try:
         run_dir, record, algo_name, module, config = _resolve(args)
         require(record["log"])  # a missing tracker package fails before anything compiles
+        if record["eval_mode"] == STOCHASTIC and getattr(module, "DETERMINISTIC_POLICY", False):
+            raise cfg.ConfigError(f"--eval-mode stochastic: {algo_name}'s policy is deterministic (its exploration "
+                                  "noise is a training device), so it would repeat the greedy numbers; drop it")
         trainer = module.make_trainer(config)
         seeds = _Seeds.build(trainer, record)
         _check_memory(trainer, seeds, record["chunks"], args.memory_limit)
