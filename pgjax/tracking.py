@@ -104,6 +104,8 @@ class Sink(Protocol):
 
     def log(self, series: str, step: int, values: dict[str, float]) -> None: ...
 
+    def has(self, series: str) -> bool: ...
+
     def finish(self, series: str) -> None: ...
 
 
@@ -134,6 +136,9 @@ class TensorBoardSink:
         writer = self.writers[series]
         for name, value in values.items():
             writer.add_scalar(name, value, global_step=step)
+
+    def has(self, series: str) -> bool:
+        return series in self.writers
 
     def finish(self, series: str) -> None:
         self.writers.pop(series).close()
@@ -168,6 +173,9 @@ class WandbSink:
         # its last one, and the values are bit-identical anyway.
         self.runs[series].log(values, step=step)
 
+    def has(self, series: str) -> bool:
+        return series in self.runs
+
     def finish(self, series: str) -> None:
         self.runs.pop(series).finish()
 
@@ -184,18 +192,26 @@ class Tracker:
         return bool(self.sinks)
 
     def open(self, series: Iterable[Series]) -> None:
+        """Start these series in every sink; a sink that fails (W&B online without a login,
+        an unwritable folder) raises `TrackingError` with its reason."""
         for s in series:
             if s.name not in self.open_series:
-                for sink in self.sinks:
-                    sink.open(s)
                 self.open_series.add(s.name)
+                for sink in self.sinks:
+                    try:
+                        sink.open(s)
+                    except Exception as err:  # noqa: BLE001 (a tracker's own errors are many and its own)
+                        raise TrackingError(f"{type(sink).__name__} could not start the series {s.name}: {err}"
+                                            + (" (W&B: run `wandb login`, or set WANDB_MODE=offline)"
+                                               if isinstance(sink, WandbSink) else "")) from None
 
     def finish(self, names: Iterable[str]) -> None:
         for name in names:
             if name in self.open_series:
                 self.open_series.discard(name)
                 for sink in self.sinks:
-                    sink.finish(name)
+                    if sink.has(name):
+                        sink.finish(name)
 
     def log_chunk(self, names: Sequence[str], metrics: Mapping[str, np.ndarray]) -> None:
         """`metrics`: name -> `[S, U]` (one row per series in `names`), with `env_steps`."""

@@ -136,6 +136,9 @@ def run(args) -> int:
         stats = sw.run_sweep(sweep_dir, spec["algo"], groups, spec["root_seed"], settings,
                              on_progress=(lambda steps: bar.update(steps)) if bar is not None else None,
                              on_metrics=on_metrics if tracker else None, on_cell=on_cell)
+    except TrackingError as err:
+        print(f"pgjax sweep: {err}; finished cells are kept, continue with --resume {sweep_dir}", file=sys.stderr)
+        return 1
     except MemoryError as err:
         if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
             print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)

@@ -273,7 +273,7 @@ def run(args) -> int:
     try:
         handler = _ChunkHandler(args, config, seeds, run_dir, done, record, meta, wall_before, evaluator)
     except TrackingError as err:
-        return _fail(str(err))
+        return _fail(f"{err}; nothing trained yet, continue with: {resume_command(run_dir)}")
     start = time.perf_counter()
     try:
         with _Signals() as handler.signals:
