@@ -221,3 +221,29 @@ def test_stochastic_evaluation_of_a_deterministic_policy_is_refused(tmp_path, ca
                      "--out", str(tmp_path)]) == 1
     assert "--eval-mode stochastic: td3's policy is deterministic" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before a run folder is made
+
+
+def test_a_resumed_tensorboard_series_purges_the_recomputed_steps(tmp_path, trackers):
+    """A resumed run reopens its series with `purge_step` (the checkpoint's env steps): the
+    new event file starts with TensorBoard's purge marker (a SessionLog START at that step),
+    so the points logged past the checkpoint before the stop are dropped, not drawn twice."""
+    import time
+
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+    from tracker_files import tfrecords
+
+    series = [tracking.Series("seed-0", {"seed": 0})]
+    first = tracking.open_tracker(["tensorboard"], tmp_path, "g", series)
+    first.log_chunk(["seed-0"], {"env_steps": np.array([[10, 20, 30]]), "loss": np.array([[1.0, 2.0, 3.0]])})
+    first.close()
+    time.sleep(1.1)  # event file names carry the second they were opened
+    resumed = tracking.open_tracker(["tensorboard"], tmp_path, "g", series, purge_step=20)
+    resumed.log_chunk(["seed-0"], {"env_steps": np.array([[20, 30]]), "loss": np.array([[2.0, 3.0]])})
+    resumed.close()
+    files = sorted((tmp_path / "tensorboard" / "seed-0").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    events = [Event.FromString(r) for r in tfrecords(files[1])]
+    purges = [e.step for e in events if e.HasField("session_log") and e.session_log.status == SessionLog.START]
+    assert purges == [20]
+    scalars, _ = tensorboard_run(tmp_path / "tensorboard" / "seed-0")
+    assert scalars["train/loss"] == {10: 1.0, 20: 2.0, 30: 3.0}
