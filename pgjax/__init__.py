@@ -8,7 +8,9 @@ itself is cheap: each module in `__all__` is imported on first use as an attribu
 
 On CPU, `pgjax.use_host_devices()` right after `import jax` (before any computation)
 splits the CPU into one JAX device per core, so seeds and sweep cells sharded over the
-devices run in parallel (the `pgjax` commands do this by default).
+devices run in parallel (the `pgjax` commands do this by default). `pgjax.enable_compile_cache()`
+keeps compiled programs on disk for the next run (`pgjax.compile_cache`; the commands do it by
+default), and `pgjax.tracking` sends metrics to TensorBoard or Weights & Biases.
 """
 
 import importlib
@@ -16,14 +18,14 @@ import importlib
 __version__ = "0.1.0"
 
 _MODULES = (
-    "actor_critic", "algos", "animation", "cell_policies", "checkpoint", "config", "diagnostics", "distributions",
-    "envs", "eval_modes", "evaluation", "experiment", "kernel_inputs", "loading", "losses", "networks", "noise",
-    "plotting", "recurrent", "replay", "returns", "reward_scaling", "rollout", "runs", "sac_losses", "sharding",
-    "shuffle", "statistics", "sweep", "sweep_eval", "targets", "trust_region", "types", "unrolled_rng",
+    "actor_critic", "algos", "animation", "cell_policies", "checkpoint", "compile_cache", "config", "diagnostics",
+    "distributions", "envs", "eval_modes", "evaluation", "experiment", "kernel_inputs", "loading", "losses", "networks",
+    "noise", "plotting", "recurrent", "replay", "returns", "reward_scaling", "rollout", "runs", "sac_losses", "sharding",
+    "shuffle", "statistics", "sweep", "sweep_eval", "targets", "tracking", "trust_region", "types", "unrolled_rng",
 )
 # public function -> the module defining it
 _FUNCTIONS = {"load_config": "loading", "register_env": "envs", "use_host_devices": "sharding",
-              "initialize_processes": "sharding"}
+              "initialize_processes": "sharding", "enable_compile_cache": "compile_cache"}
 
 __all__ = sorted([*_MODULES, *_FUNCTIONS])
 

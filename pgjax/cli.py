@@ -6,7 +6,9 @@ adding its module name to `COMMANDS`. Exit codes: 0 success, 2 bad command-line 
 
 The commands that compute (`DEVICE_COMMANDS`) take `--host-devices N`: before JAX starts,
 the CPU is split into N devices (default `$PGJAX_HOST_DEVICES`, else one per usable core;
-1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`). With
+1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`), and
+they keep compiled programs in JAX's persistent compilation cache (`pgjax.compile_cache`;
+`--no-compile-cache` or `PGJAX_COMPILE_CACHE=0` turns it off). With
 `--coordinator HOST:PORT --num-processes N --process-id I` (or `$PGJAX_COORDINATOR`,
 `$PGJAX_NUM_PROCESSES`, `$PGJAX_PROCESS_ID`; `--coordinator auto` on SLURM) the command
 joins JAX's multi-process runtime: started once per process, it shards over the devices
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CPU devices to shard seeds/cells over (default $PGJAX_HOST_DEVICES, else one per usable "
                          "core; 1: off). Results do not depend on it. No effect on GPU")
                 _add_process_arguments(sub.choices[added])
+                sub.choices[added].add_argument(
+                    "--no-compile-cache", action="store_true",
+                    help="compile from scratch, without JAX's persistent compilation cache (default: on, in "
+                         "$PGJAX_COMPILE_CACHE, else $XDG_CACHE_HOME/pgjax/jax or ~/.cache/pgjax/jax; "
+                         "PGJAX_COMPILE_CACHE=0 turns it off)")
     return parser
 
 
@@ -110,9 +117,27 @@ def _start_host_devices(argv: list[str]) -> str | None:
     return None
 
 
+def _start_compile_cache(argv: list[str]) -> None:
+    """JAX's persistent compilation cache for a computing command (`pgjax.compile_cache`),
+    unless `--no-compile-cache` or `PGJAX_COMPILE_CACHE=0`. A folder that cannot be written
+    is reported in a note and the run compiles without it."""
+    from pgjax.compile_cache import configured_cache_dir, enable_compile_cache
+
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in DEVICE_COMMANDS or "-h" in argv or "--help" in argv:
+        return
+    folder = configured_cache_dir(disabled="--no-compile-cache" in argv)
+    if folder is not None:
+        try:
+            enable_compile_cache(folder)
+        except OSError as err:
+            print(f"pgjax {command}: note: {err}; compiling without the cache", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     error = _start_host_devices(argv)
+    _start_compile_cache(argv)
     from pgjax.checkpoint import quiet_orbax_failure_noise
 
     quiet_orbax_failure_noise()  # a damaged checkpoint or failed write is reported in one line, not echoed

@@ -21,6 +21,7 @@ from pgjax.envs import VecEnv, make_vec_env
 from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.recurrent import initial_hidden, is_recurrent, reset_hidden
 from pgjax.types import Array, PRNGKey
+from pgjax.unrolled_rng import unrolled_key
 
 ActFn = Callable[[PRNGKey, Array], Array]  # (key, obs [B, ...]) -> environment actions [B, ...]
 
@@ -72,7 +73,9 @@ def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
     been truncated). Step `t` uses key `split(run_key, max_episode_steps)[t]`.
     """
     reset_key, run_key = jax.random.split(key)
-    step_keys = jax.random.split(run_key, env.max_episode_steps)
+    # Straight-line Threefry (`pgjax.unrolled_rng`): the same bits, without a compiled loop
+    # per draw in every step of the evaluation loop.
+    step_keys = jax.random.split(unrolled_key(run_key), env.max_episode_steps)
     env_state, obs = env.reset(reset_key)
     act_step, hidden = _with_memory(act_fn, env.num_envs)
 
@@ -195,7 +198,7 @@ def record_episode(env: VecEnv, act_fn: ActFn, key: PRNGKey, index: int = 0) -> 
 
     carry = (env_state, obs, jnp.asarray(True), jnp.asarray(False), hidden)
     (_, _, _, truncated, _), (next_obs, rewards, alive) = jax.lax.scan(
-        step, carry, jax.random.split(run_key, env.max_episode_steps)
+        step, carry, jax.random.split(unrolled_key(run_key), env.max_episode_steps)
     )
     observations = jnp.concatenate([obs[index][None], next_obs])
     return Recording(observations, rewards, jnp.sum(alive.astype(jnp.int32)), truncated)

@@ -63,6 +63,16 @@ def remaining_chunk_sizes(num_updates: int, max_chunks: int, done: int) -> list[
     return [] if done >= num_updates else chunk_sizes(num_updates - done, max_chunks)
 
 
+def evaluation_updates(num_updates: int, max_chunks: int, every: int) -> set[int]:
+    """The updates after which a run evaluates: the end of every `every`-th chunk of the
+    run's chunk plan (`chunk_sizes`), and the last update; none when `every` is 0. Fixed by
+    the plan, so a resumed run evaluates at the same points."""
+    if every <= 0:
+        return set()
+    ends = np.cumsum(chunk_sizes(num_updates, max_chunks))
+    return {int(end) for i, end in enumerate(ends) if (i + 1) % every == 0} | {num_updates}
+
+
 def compile_seed_functions(trainer: Any, hparams_batched: bool = False):
     """`(init, run)`: the trainer's `init` and `run` vmapped over a leading seed/cell axis
     and jitted (`run`'s update count is static). Inputs placed with a sharding keep it."""
@@ -230,6 +240,38 @@ def evaluate_seeds(
     return episodes.returns, episodes.lengths
 
 
+class SeedEvaluator:
+    """`evaluation.run_episodes` for every seed of a layout, compiled once and reused: the
+    evaluation during training (after chunks) and the final one of `pgjax train`.
+
+    Every seed plays the same `num_episodes` episodes (start states and action noise from
+    `PRNGKey(eval_seed)`, shared by all training seeds); seeds are grouped as `layout` lays
+    them out, so the numbers do not depend on the device count.
+    """
+
+    def __init__(self, trainer: Any, layout: SeedLayout, num_episodes: int = 32, eval_seed: int = DEFAULT_EVAL_SEED,
+                 deterministic: bool = DEFAULT_MODE == GREEDY, max_episode_steps: int | None = None):
+        env = eval_env(trainer, num_episodes, max_episode_steps)
+
+        def one_seed(key, params, obs_stats):
+            return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
+
+        self.layout, self.mesh = layout, seed_mesh(layout)
+        self._run = sharding.cell_function(one_seed, self.mesh, layout.width)
+        keys = jnp.broadcast_to(jax.random.PRNGKey(eval_seed), (layout.num_seeds, 2))
+        self._keys = place_seeds(keys, layout, self.mesh)
+
+    def placed(self, params: Any, obs_stats: Any) -> Episodes:
+        """Evaluate policies laid out as training runs them (padded, sharded, e.g. the state a
+        chunk returns): NumPy `Episodes`, each `[S, num_episodes]`."""
+        episodes = self._run(self._keys, params, obs_stats)
+        return Episodes(*(np.asarray(x)[: self.layout.num_seeds] for x in sharding.fetch(episodes)))
+
+    def __call__(self, state: Any) -> Episodes:
+        """Evaluate the policies of `[S]` state rows (a checkpoint, a final state)."""
+        return self.placed(*place_seeds((state.params, state.obs_stats), self.layout, self.mesh))
+
+
 def evaluate_layout(
     trainer: Any,
     state: Any,
@@ -243,15 +285,7 @@ def evaluate_layout(
     of `layout.width` per device), so the numbers do not depend on the device count.
     Greedy by default (`evaluation.DEFAULT_MODE`), as every results file.
 
-    `state` holds `[S]` rows; returns NumPy `Episodes`, each `[S, num_episodes]`.
+    `state` holds `[S]` rows; returns NumPy `Episodes`, each `[S, num_episodes]`. Build a
+    `SeedEvaluator` to evaluate several states with one compilation.
     """
-    env = eval_env(trainer, num_episodes, max_episode_steps)
-
-    def one_seed(key, params, obs_stats):
-        return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
-
-    mesh = seed_mesh(layout)
-    keys = jnp.broadcast_to(jax.random.PRNGKey(eval_seed), (layout.num_seeds, 2))
-    placed = place_seeds((keys, state.params, state.obs_stats), layout, mesh)
-    episodes = sharding.fetch(sharding.cell_function(one_seed, mesh, layout.width)(*placed))
-    return Episodes(*(np.asarray(x)[: layout.num_seeds] for x in episodes))
+    return SeedEvaluator(trainer, layout, num_episodes, eval_seed, deterministic, max_episode_steps)(state)

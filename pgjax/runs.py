@@ -24,6 +24,7 @@ class RunFileError(ValueError):
 
 
 CHECKPOINT_DIR = "checkpoints"  # a run folder's checkpoints (`pgjax train` writes, `pgjax eval` reads)
+EVAL_FILE = "eval.csv"  # evaluations during training: seed, update, env_steps, return_mean, ... (`pgjax train`)
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -158,24 +159,28 @@ class MetricsWriter:
         csv.writer(buf).writerows(kept)
         write_text(self.path, buf.getvalue())
 
-    def append(self, metrics: dict[str, np.ndarray]) -> None:
-        """`metrics`: name -> `[S, U_chunk]` for the chunk just computed."""
+    def append(self, metrics: dict[str, np.ndarray], updates: list[int] | None = None) -> None:
+        """`metrics`: name -> `[S, U_chunk]` for the chunk just computed, rows numbered after
+        the updates written so far, or by `updates` (`[U_chunk]`, e.g. the update an
+        evaluation followed)."""
         names = sorted(metrics)
         if self._columns is None:
             self._columns = ["seed", "update", *names]
             with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self._columns)
         num_updates = next(iter(metrics.values())).shape[1]
+        if updates is None:
+            updates = [self.updates_written + u + 1 for u in range(num_updates)]
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)
             for s, seed in enumerate(self.seeds):
                 for u in range(num_updates):
-                    row = [seed, self.updates_written + u + 1]
+                    row = [seed, updates[u]]
                     row += [_fmt(metrics[n][s, u]) for n in names]
                     writer.writerow(row)
             f.flush()
             os.fsync(f.fileno())
-        self.updates_written += num_updates
+        self.updates_written = updates[-1]
 
 
 def _fmt(x) -> str:

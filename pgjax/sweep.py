@@ -376,11 +376,14 @@ def run_sweep(
     *,
     on_progress: Callable[[int], None] | None = None,
     on_cell: Callable[[Cell], None] | None = None,
+    on_metrics: Callable[[list[Cell], dict], None] | None = None,
 ) -> dict:
     """Run every cell not yet written in `out_dir/cells/`, writing each as it finishes.
 
     `on_progress(env_steps)` after each compiled chunk (steps summed over cells);
-    `on_cell(cell)` after each cell file is written. Returns launch statistics.
+    `on_metrics(cells, metrics)` after each chunk too, with the launch's cells and their
+    chunk metrics (name -> `[len(cells), U]`, e.g. for `pgjax.tracking`); `on_cell(cell)`
+    after each cell file is written. Returns launch statistics.
     """
     cells_dir = Path(out_dir) / "cells"
     if sharding.is_writer():
@@ -409,9 +412,11 @@ def run_sweep(
             keys, hparams = sharding.put_cells(padded, mesh)
             batch_steps = runner.trainer.config.env_steps_per_update * len(launch)
 
-            def progress(done, state, metrics, batch_steps=batch_steps):
+            def progress(done, state, metrics, batch_steps=batch_steps, launch=launch):
                 if on_progress is not None:
                     on_progress(metrics_steps(metrics, batch_steps))
+                if on_metrics is not None:  # rows past the launch's cells are padding
+                    on_metrics(launch, {k: v[: len(launch)] for k, v in metrics.items()})
 
             state, metrics = train_seeds(
                 runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,

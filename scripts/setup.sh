@@ -20,6 +20,8 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import pgjax, gymnax, brax, xminigrid' 2>/dev/null; then
   echo "setup.sh: installing pgjax, its dependencies and the brax and xminigrid extras into .venv (a few minutes the first time)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet -e ".[dev,brax,xminigrid]" >&2
+  # [track]: TensorBoard and W&B writers; [brax], [xminigrid]: the environment suites. All are
+  # installed so that CI tests the tracking sinks and the suite adapters.
+  .venv/bin/python -m pip install --quiet -e ".[dev,track,brax,xminigrid]" >&2
   echo "$want" > "$stamp"
 fi

@@ -4,6 +4,9 @@ import sys
 # Two pytest-xdist workers share the two cores: one host device each (pgjax's commands would
 # otherwise split the CPU per process; tests of several devices ask for them explicitly).
 os.environ.setdefault("PGJAX_HOST_DEVICES", "1")
+# The pgjax commands that tests start must not fill the user's ~/.cache with test programs:
+# the persistent compilation cache is off unless a test turns it on in a temporary folder.
+os.environ.setdefault("PGJAX_COMPILE_CACHE", "0")
 
 import jax  # noqa: E402
 

@@ -23,6 +23,7 @@ import pytest
 
 from pgjax import runs
 from pgjax.checkpoint import Checkpointer, CheckpointError, CheckpointWriteError, CorruptCheckpointError
+from pgjax.experiment import evaluation_updates
 
 ROOT = Path(__file__).resolve().parent.parent
 # 24 updates of 4 envs x 64 steps, two seeds: seconds per run, mostly compilation.
@@ -113,8 +114,20 @@ def resume_ok(run_dir: Path, reference: Path, *flags):
     ref = runs.read_json(reference / "summary.json")
     assert summary["final_train_return"] == ref["final_train_return"]
     assert summary["eval_return_mean"] == ref["eval_return_mean"]
+    # Evaluations during training: one per chunk of the run's plan, none lost or repeated
+    # by the stop; each equals the reference's at that update (it evaluates every update).
+    evals, ref_evals = eval_rows(run_dir), eval_rows(reference)
+    chunks = runs.read_json(run_dir / "config.json")["chunks"]
+    expected = sorted((seed, update) for seed in (0, 1) for update in evaluation_updates(24, chunks, 1))
+    assert sorted((int(r.split(b",")[0]), int(r.split(b",")[1])) for r in evals) == expected
+    assert set(evals) <= set(ref_evals)
     no_partial(run_dir)
     return result
+
+
+def eval_rows(run_dir: Path) -> list[bytes]:
+    """eval.csv rows (header dropped), byte for byte."""
+    return (run_dir / runs.EVAL_FILE).read_bytes().splitlines()[1:]
 
 
 def array_files(step_dir: Path) -> list[Path]:
@@ -301,6 +314,7 @@ def test_signal_stops_after_the_chunk_keeps_the_checkpoint_and_says_how_to_resum
 @pytest.mark.parametrize("flag, value, stored", [
     ("--seeds", "0,1,2", "seeds=[0, 1]"), ("--seeds", "3", "seeds=[0, 1]"), ("--root-seed", "5", "root_seed=0"),
     ("--chunks", "7", "chunks=6"), ("--eval-episodes", "9", "eval_episodes=3"), ("--width", "3", "width="),
+    ("--eval-every", "2", "eval_every=1"), ("--eval-mode", "stochastic", "eval_mode=greedy"),
 ])
 def test_resume_refuses_a_flag_that_contradicts_the_run(stopped, flag, value, stored):
     result = pgjax("train", "--resume", stopped, flag, value)

@@ -41,7 +41,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) or sweep folder(s)")
-    parser.add_argument("--metric", default="episode_return", help="metrics.csv column to plot (default episode_return)")
+    parser.add_argument("--metric", default="episode_return",
+                        help="metrics.csv column to plot (default episode_return); eval_return, eval_length or "
+                             "eval_truncated plot the evaluations during training (eval.csv, pgjax train --eval-every)")
     parser.add_argument("--stat", default="iqm", choices=["iqm", "mean", "median"], help="statistic across seeds (default iqm)")
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -72,11 +74,14 @@ class Source(NamedTuple):
     cells: tuple = ()  # sweep grid point: (seed, cell number) of each of its cells
 
 
-def find_sources(path: Path) -> list[Source]:
-    """The curves under `path`: a run folder (metrics.csv), a sweep folder (sweep.json and
-    cells/, one curve per grid point), or a folder holding any of those (sorted)."""
+def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
+    """The curves under `path`: a run folder (metrics.csv; eval.csv for an `eval_` metric,
+    the evaluations during training), a sweep folder (sweep.json and cells/, one curve per
+    grid point), or a folder holding any of those (sorted)."""
     from pgjax import runs
 
+    if metric.startswith("eval_") and (path / runs.EVAL_FILE).is_file():
+        return [Source(path, run_label(path), runs.read_metrics(path / runs.EVAL_FILE), True)]
     if not path.exists():
         raise PlotError(f"run folder {path} does not exist")
     if not path.is_dir():
@@ -88,7 +93,7 @@ def find_sources(path: Path) -> list[Source]:
     below = sorted({p.parent for p in path.rglob("metrics.csv")} | {p.parent.parent for p in path.rglob("cells/cell-*.json")})
     if not below:
         raise PlotError(f"no metrics.csv or sweep cells in {path} or its subfolders: is it a pgjax run folder?")
-    return [source for folder in below for source in find_sources(folder)]
+    return [source for folder in below for source in find_sources(folder, metric)]
 
 
 def sweep_sources(sweep_dir: Path) -> list[Source]:
@@ -237,7 +242,7 @@ def _plot(args) -> int:
         raise PlotError(f"--confidence {args.confidence} must be in (0, 1)")
     if args.resamples < 1 or (args.smoothing is not None and args.smoothing < 1):
         raise PlotError("--resamples and --smoothing must be positive integers")
-    sources = [source for path in args.run_dirs for source in find_sources(path)]
+    sources = [source for path in args.run_dirs for source in find_sources(path, args.metric)]
     labels = labels_for(sources, args.labels)
     out = args.out or default_out(args.run_dirs, args.metric)
     # Everything is computed (and every input error found) before any file is written.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -42,10 +43,44 @@ def register(subparsers) -> None:
     parser.add_argument("--memory-limit", default=None,
                         help="bytes per device for one launch, e.g. 512MB (default: the device's, or half the free RAM)")
     parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=10, help="compiled chunks of updates per launch (progress); default 10")
+    parser.add_argument("--log", type=_sinks, default=None, metavar="SINKS",
+                        help="where metrics go besides the cell files, comma-separated from csv, tensorboard, wandb "
+                             "(default: csv, or the sweep's own when resumed). One series per cell, its grid values "
+                             "and config as hyper-parameters; tensorboard and wandb need: pip install 'pgjax[track]'")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--save-state", action="store_true",
                         help="also keep each cell's whole final training state (cells/cell-N.state.npz); every cell "
                              "keeps its policy (cells/cell-N.policy.npz) for pgjax eval in any case")
+
+
+def _sinks(text: str) -> list[str]:
+    from pgjax.tracking import TrackingError, parse_sinks
+
+    try:
+        return parse_sinks(text)
+    except TrackingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _open_tracker(sweep_dir: Path, spec: dict, sinks: list[str]):
+    """The sweep's tracker and its `on_metrics`/`on_cell` hooks: a series per cell, opened at
+    its launch's first chunk and finished when its cell file is written."""
+    from pgjax import sharding
+    from pgjax.tracking import Series, flat_hparams, open_tracker
+
+    tracker = open_tracker(sinks if sharding.is_writer() else ["csv"], sweep_dir, sweep_dir.name)
+
+    def series(cell) -> Series:
+        grid = flat_hparams({"grid": cell.overrides})
+        return Series(cell.name, {"algo": spec["algo"], "cell": cell.index, "group": cell.group, "seed": cell.seed,
+                                  "root_seed": spec["root_seed"], "vmap_width": spec["width"], **grid,
+                                  **flat_hparams(cfg.to_dict(cell.config), "config.")})
+
+    def on_metrics(cells, metrics):
+        tracker.open(series(c) for c in cells)
+        tracker.log_chunk([c.name for c in cells], metrics)
+
+    return tracker, on_metrics, lambda cell: tracker.finish([cell.name])
 
 
 def _spec(args) -> tuple[Path | None, dict]:
@@ -61,7 +96,7 @@ def _spec(args) -> tuple[Path | None, dict]:
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
     grid = dict(parse_grid_item(item) for item in args.grid)
     return None, {"algo": algo, "base": values, "grid": grid, "seeds": args.seeds, "root_seed": args.root_seed,
-                  "width": args.width, "save_state": args.save_state}
+                  "width": args.width, "save_state": args.save_state, "log": args.log or ["csv"]}
 
 
 def jax_process_index() -> int:
@@ -74,11 +109,18 @@ def run(args) -> int:
     from pgjax import runs, sharding
     from pgjax import sweep as sw
 
+    from pgjax.tracking import TrackingError, require
+
     try:
         sweep_dir, spec = _spec(args)
+        sinks = args.log or spec.get("log", ["csv"])  # a resumed sweep keeps its sinks unless --log is given
+        require(sinks)
         groups = sw.plan(spec["algo"], spec["base"], spec["grid"], spec["seeds"])  # validates every cell
         limit = sw.parse_bytes(args.memory_limit) if args.memory_limit else None
-    except cfg.ConfigError as err:
+    except (cfg.ConfigError, TrackingError) as err:
+        if isinstance(err, TrackingError):
+            print(f"pgjax sweep: {err}", file=sys.stderr)
+            return 1
         print(f"pgjax sweep: config error: {err}", file=sys.stderr)
         return 1
     except runs.RunFileError as err:
@@ -103,10 +145,15 @@ def run(args) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, unit="step", unit_scale=True, desc="sweep", dynamic_ncols=True)
+    tracker, on_metrics, on_cell = _open_tracker(sweep_dir, spec, sinks)
     start = time.perf_counter()
     try:
         stats = sw.run_sweep(sweep_dir, spec["algo"], groups, spec["root_seed"], settings,
-                             on_progress=(lambda steps: bar.update(steps)) if bar is not None else None)
+                             on_progress=(lambda steps: bar.update(steps)) if bar is not None else None,
+                             on_metrics=on_metrics if tracker else None, on_cell=on_cell)
+    except TrackingError as err:
+        print(f"pgjax sweep: {err}; finished cells are kept, continue with --resume {sweep_dir}", file=sys.stderr)
+        return 1
     except MemoryError as err:
         if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
             print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)
@@ -115,6 +162,7 @@ def run(args) -> int:
                   f"--resume {sweep_dir})", file=sys.stderr)
         return 1
     finally:
+        tracker.close()
         if bar is not None:
             bar.close()
     if not sharding.is_writer():

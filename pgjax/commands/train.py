@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pgjax import config as cfg
 from pgjax import runs
+from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
 from pgjax.commands import (
     SEEDS_HELP,
     add_config_arguments,
@@ -28,9 +29,10 @@ def register(subparsers) -> None:
         help="train an algorithm on a gymnax environment (or resume a run)",
         description=(
             "Train over one or more vmapped seeds in compiled chunks, with a progress bar. "
-            "Writes config.json, metrics.csv (per seed, per update), a checkpoint of the whole "
-            "training state after every chunk (checkpoints/), summary.json and learning_curve.png "
-            "into a new run folder. Settings come from the algorithm's defaults, then --config FILE "
+            "Writes config.json, metrics.csv (per seed, per update), eval.csv (every seed evaluated after every "
+            "--eval-every chunks), a checkpoint of the whole training state after every chunk (checkpoints/), "
+            "summary.json, learning_curve.png and eval_curve.png into a new run folder; --log tensorboard,wandb "
+            "also sends every seed's metrics to TensorBoard or Weights & Biases. Settings come from the algorithm's defaults, then --config FILE "
             "(TOML or JSON), then KEY=VALUE overrides such as hparams.learning_rate=1e-3 or "
             "num_envs=8. `pgjax train --list-fields` shows them all. `pgjax train --resume RUN_DIR` "
             "continues a run from its last intact checkpoint with every setting it was started with, bit for bit "
@@ -49,6 +51,17 @@ def register(subparsers) -> None:
     parser.add_argument("--eval-episodes", type=int_at_least(0, "--eval-episodes"), default=None,
                         help="greedy evaluation episodes per seed at the end (default 32; eval seed 10000, recorded in "
                              "summary.json); 0 skips")
+    parser.add_argument("--eval-every", type=int_at_least(0, "--eval-every"), default=None, metavar="K",
+                        help="evaluate every seed after every K-th compiled chunk and after the last (default 1: "
+                             "after every chunk, --chunks points per curve; 0: only at the end), on --eval-episodes "
+                             "episodes from the evaluation seed shared by all seeds; written to eval.csv, the "
+                             "trackers and eval_curve.png")
+    parser.add_argument("--eval-mode", default=None, choices=[GREEDY, STOCHASTIC],
+                        help=f"actions in every evaluation: the policy's mode (greedy) or sampled (default {DEFAULT_MODE})")
+    parser.add_argument("--log", type=_sinks, default=None, metavar="SINKS",
+                        help="where metrics go, comma-separated from csv, tensorboard, wandb (default csv; metrics.csv "
+                             "is always written). One series per seed, the config as its hyper-parameters; "
+                             "tensorboard and wandb need: pip install 'pgjax[track]'")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its last intact checkpoint, with every setting of the run "
                              "(a flag that contradicts one is refused)")
@@ -62,6 +75,15 @@ def register(subparsers) -> None:
     parser.add_argument("--list-fields", action="store_true", help="print every config field with its default and doc, then exit")
     # Stop after this many chunks as if the process were killed (tests of --resume).
     parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _sinks(text: str) -> list[str]:
+    from pgjax.tracking import TrackingError, parse_sinks
+
+    try:
+        return parse_sinks(text)
+    except TrackingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _fail(message: str) -> int:
@@ -97,7 +119,9 @@ def _flatten(values: dict, prefix: str = ""):
 
 # Settings of a run kept in its config.json, with their flags and the defaults of a new run.
 RUN_SETTINGS = {"seeds": ("--seeds", [0]), "root_seed": ("--root-seed", 0), "chunks": ("--chunks", 20),
-                "width": ("--width", None), "eval_episodes": ("--eval-episodes", 32)}
+                "width": ("--width", None), "eval_episodes": ("--eval-episodes", 32),
+                "eval_every": ("--eval-every", 1), "eval_mode": ("--eval-mode", DEFAULT_MODE),
+                "log": ("--log", ["csv"])}
 REQUIRED_RECORD = ("algo", "config", "seeds", "root_seed", "chunks")
 
 
@@ -235,12 +259,18 @@ def run(args) -> int:
 
     if args.list_fields:
         return _list_fields(args)
+    from pgjax.tracking import TrackingError, require
+
     try:
         run_dir, record, algo_name, module, config = _resolve(args)
+        require(record["log"])  # a missing tracker package fails before anything compiles
+        if record["eval_mode"] == STOCHASTIC and getattr(module, "DETERMINISTIC_POLICY", False):
+            raise cfg.ConfigError(f"--eval-mode stochastic: {algo_name}'s policy is deterministic (its exploration "
+                                  "noise is a training device), so it would repeat the greedy numbers; drop it")
         trainer = module.make_trainer(config)
         seeds = _Seeds.build(trainer, record)
         _check_memory(trainer, seeds, record["chunks"], args.memory_limit)
-    except (cfg.ConfigError, MemoryError, runs.RunFileError) as err:
+    except (cfg.ConfigError, MemoryError, runs.RunFileError, TrackingError) as err:
         return _fail(f"config error: {err}" if isinstance(err, cfg.ConfigError) else str(err))
     expected = {"algo": algo_name, "config": cfg.to_dict(config), "num_seeds": len(record["seeds"])}
     meta = {**expected, "seeds": record["seeds"], "root_seed": record["root_seed"]}
@@ -253,7 +283,11 @@ def run(args) -> int:
         print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
     else:
         run_dir, state, done, wall_before = _start(args, record, algo_name, config), None, 0, 0.0
-    handler = _ChunkHandler(args, config, seeds, run_dir, done, record, meta, wall_before)
+    evaluator = _evaluator(trainer, seeds, record)
+    try:
+        handler = _ChunkHandler(args, config, seeds, run_dir, done, record, meta, wall_before, evaluator)
+    except TrackingError as err:
+        return _fail(f"{err}; nothing trained yet, continue with: {resume_command(run_dir)}")
     start = time.perf_counter()
     try:
         with _Signals() as handler.signals:
@@ -269,15 +303,32 @@ def run(args) -> int:
     except OSError as err:
         return handler.abort(err)
     seconds = wall_before + time.perf_counter() - start
-    eval_episodes = record["eval_episodes"]
-    summary = _summarize(run_dir, trainer, seeds, state, record["seeds"], seconds, eval_episodes)
+    summary = _summarize(run_dir, trainer, seeds, state, record, seconds, evaluator,
+                         handler.eval_seconds if handler.eval_at else None)
     if summary is None:  # another process than 0: that one writes and reports
         print(f"done: this process computed its share of {len(record['seeds'])} seeds; process 0 writes {run_dir}")
         return 0
+    title = f"{algo_name} on {config.env_id}"
     summary["plot"] = plot_learning_curve(runs.read_metrics(run_dir / "metrics.csv"), run_dir / "learning_curve.png",
-                                          f"{algo_name} on {config.env_id}")
-    _report(run_dir, summary, seconds, eval_episodes)
+                                          title)
+    if (run_dir / runs.EVAL_FILE).exists():
+        summary["eval_plot"] = plot_learning_curve(
+            runs.read_metrics(run_dir / runs.EVAL_FILE), run_dir / "eval_curve.png",
+            f"{title}: {record['eval_mode']} evaluation, {record['eval_episodes']} episodes", metric="eval_return",
+            smoothing=1)
+    _report(run_dir, summary, seconds, record["eval_episodes"])
     return 0
+
+
+def _evaluator(trainer, seeds: _Seeds, record: dict):
+    """The run's evaluation, compiled once (during training and at the end), or None."""
+    from pgjax.eval_modes import DEFAULT_EVAL_SEED
+    from pgjax.experiment import SeedEvaluator
+
+    if record["eval_episodes"] == 0:
+        return None
+    return SeedEvaluator(trainer, seeds.layout, record["eval_episodes"], DEFAULT_EVAL_SEED,
+                         deterministic=record["eval_mode"] == GREEDY)
 
 
 class _ResumeError(Exception):
@@ -438,13 +489,22 @@ class _ChunkHandler:
     then stop if a signal asked to. `abort` leaves metrics.csv ending at the last checkpoint."""
 
     def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, record: dict, meta: dict,
-                 wall_before: float):
+                 wall_before: float, evaluator):
         from pgjax import sharding
         from pgjax.checkpoint import Checkpointer
+        from pgjax.experiment import evaluation_updates
 
         self.config, self.num_seeds, self.run_dir = config, seeds.layout.num_seeds, run_dir
         self.writes = sharding.is_writer()  # with several processes, process 0 alone writes files
         self.writer = runs.MetricsWriter(run_dir / "metrics.csv", meta["seeds"], resume_at=done) if self.writes else None
+        self.evaluator = evaluator  # every process evaluates (its seeds); process 0 writes the rows
+        self.eval_writer = (runs.MetricsWriter(run_dir / runs.EVAL_FILE, meta["seeds"], resume_at=done)
+                            if self.writes else None)
+        self.eval_at = (evaluation_updates(config.num_updates, record["chunks"], record["eval_every"])
+                        if evaluator is not None else set())
+        self.eval_seconds = 0.0  # spent evaluating during training (this process; the first call compiles)
+        self.tracker = _open_tracker(run_dir, record if self.writes else {**record, "log": ["csv"]}, meta,
+                                     resumed=args.resume is not None, purge_step=done * config.env_steps_per_update)
         self.meta_checkpoints = record["checkpoints"]
         self.checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR) if record["checkpoints"] and self.writes else None
         self.meta, self.stop_after, self.signals = meta, args.stop_after, None
@@ -463,6 +523,9 @@ class _ChunkHandler:
 
         if self.writer is not None:
             self.writer.append(metrics)  # metrics first: a resume drops rows past its checkpoint
+        self.tracker.log_chunk(self.series, metrics)
+        if updates_done in self.eval_at:  # before the checkpoint, which then implies its evaluation row
+            self._evaluate(updates_done, state)
         if self.meta_checkpoints:
             rows = self.rows(state)  # gathers the rows to every process: all take part
             wall = round(self.wall_before + time.perf_counter() - self.start, 2)
@@ -481,13 +544,37 @@ class _ChunkHandler:
         if self.signals is not None:
             self.signals.check_everywhere()
 
+    @property
+    def series(self) -> list[str]:
+        return [f"seed-{s}" for s in self.meta["seeds"]]
+
+    def _evaluate(self, updates_done: int, state) -> None:
+        """Every seed's policy on the shared evaluation episodes: a row per seed in eval.csv
+        and an eval/ point in the trackers, at the env steps trained so far."""
+        import numpy as np
+
+        started = time.perf_counter()
+        episodes = self.evaluator.placed(state.params, state.obs_stats)
+        self.eval_seconds += time.perf_counter() - started
+        env_steps = updates_done * self.config.env_steps_per_update
+        values = {"return": episodes.returns.mean(axis=1), "length": episodes.lengths.mean(axis=1),
+                  "truncated": episodes.truncated.mean(axis=1)}
+        rows = {f"eval_{k}": v[:, None] for k, v in values.items()}
+        rows["env_steps"] = np.full((self.num_seeds, 1), env_steps)
+        if self.eval_writer is not None:
+            self.eval_writer.append(rows, updates=[updates_done])
+        self.tracker.log_eval(self.series, [env_steps] * self.num_seeds, values)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.checkpointer is not None:
-            checkpointer, self.checkpointer = self.checkpointer, None
-            checkpointer.close()
+        try:
+            if self.checkpointer is not None:
+                checkpointer, self.checkpointer = self.checkpointer, None
+                checkpointer.close()
+        finally:
+            self.tracker.close()
 
     def abort(self, err: Exception) -> int:
         """Stop on a signal or a failed write: wait for the pending checkpoint write, cut
@@ -513,6 +600,7 @@ class _ChunkHandler:
                      else "no checkpoint yet, a resume starts at update 0")
             try:
                 self.writer.truncate(kept)
+                self.eval_writer.truncate(kept)
             except OSError as cut:
                 where += f" (metrics.csv not cut back: {cut.strerror or cut}; a resume does it)"
         else:
@@ -521,22 +609,33 @@ class _ChunkHandler:
         return 128 + err.signum if isinstance(err, _Interrupted) else 1
 
 
-def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int], seconds: float,
-               eval_episodes: int) -> dict:
+def _open_tracker(run_dir: Path, record: dict, meta: dict, resumed: bool, purge_step: int):
+    """The run's TensorBoard/W&B sinks (`--log`): a series per seed, its config, seed and
+    run settings as hyper-parameters. A resumed run purges TensorBoard points from its
+    checkpoint on (the resume recomputes them) and continues the same W&B runs."""
+    from pgjax.tracking import Series, flat_hparams, open_tracker
+
+    common = {"algo": meta["algo"], "root_seed": meta["root_seed"], "num_seeds": meta["num_seeds"],
+              **{key: record[key] for key in ("chunks", "eval_every", "eval_episodes", "eval_mode")},
+              **flat_hparams(meta["config"], "config.")}
+    series = [Series(f"seed-{s}", {**common, "seed": s}) for s in meta["seeds"]]
+    return open_tracker(record["log"], run_dir, run_dir.name, series, purge_step=purge_step if resumed else None)
+
+
+def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, record: dict, seconds: float, evaluator,
+               eval_seconds: float | None) -> dict:
     """summary.json: final training return and divergence per seed (from the whole metrics.csv,
     also after a resume), and the evaluation return per seed. With several processes all
     evaluate; process 0 writes and gets the summary, the others None."""
     import numpy as np
 
     from pgjax import sharding
-    from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
-    from pgjax.experiment import evaluate_layout, first_nonfinite_update
+    from pgjax.eval_modes import DEFAULT_EVAL_SEED
+    from pgjax.experiment import first_nonfinite_update
 
+    seed_ids = record["seeds"]
     config = trainer.config
-    episodes = None
-    if eval_episodes > 0:
-        episodes = evaluate_layout(trainer, state, seeds.layout, eval_episodes, DEFAULT_EVAL_SEED,
-                                   deterministic=DEFAULT_MODE == GREEDY)
+    episodes = evaluator(state) if evaluator is not None else None  # every process takes part
     if not sharding.is_writer():
         return None
     by_seed = runs.read_metrics(run_dir / "metrics.csv")
@@ -551,7 +650,9 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, seed_ids: list[int]
         summary["diverged_at_update"][str(seed)] = first_nonfinite_update(finite)[0]
     if episodes is not None:
         summary["eval_return_mean"] = {str(s): float(episodes.returns[i].mean()) for i, s in enumerate(seed_ids)}
-        summary.update(eval_episodes=eval_episodes, eval_mode=DEFAULT_MODE, eval_seed=DEFAULT_EVAL_SEED)
+        summary.update(eval_episodes=record["eval_episodes"], eval_mode=record["eval_mode"], eval_seed=DEFAULT_EVAL_SEED)
+    if eval_seconds is not None:  # the cost of evaluating during training, in this process
+        summary["eval_seconds_during_training"] = round(eval_seconds, 3)
     runs.write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -565,3 +666,5 @@ def _report(run_dir: Path, summary: dict, seconds: float, eval_episodes: int) ->
         print(f"evaluation return per seed ({summary['eval_mode']}, {eval_episodes} episodes, eval seed "
               f"{summary['eval_seed']}): {summary['eval_return_mean']}")
     print(f"metrics: {run_dir / 'metrics.csv'}\nplot:    {summary['plot']}")
+    if "eval_plot" in summary:
+        print(f"evaluations during training: {run_dir / runs.EVAL_FILE}, {summary['eval_plot']}")
