@@ -156,7 +156,8 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
+# One kind of damage in the default run (each resume is a CLI run); the rest with -m slow.
+@pytest.mark.parametrize("damage", [d if i == 0 else pytest.param(d, marks=pytest.mark.slow) for i, d in enumerate(DAMAGE)])
 def test_resume_skips_a_damaged_newest_checkpoint(stopped, reference, damage):
     DAMAGE[damage](stopped / "checkpoints" / "8")
     result = resume_ok(stopped, reference)
@@ -241,6 +242,7 @@ def test_torn_metrics_row_is_dropped_and_the_run_ends_correct(stopped, reference
     assert "deleted the later one(s) at update 8" in result.stderr
 
 
+@pytest.mark.slow  # a CLI run of its own; the default run keeps one case per fault family
 def test_metrics_torn_before_the_first_checkpoint_restarts_from_zero(stopped, reference):
     with (stopped / "metrics.csv").open() as f:
         header, first = f.readline(), f.readline()
@@ -260,6 +262,7 @@ def test_deleted_metrics_csv_is_a_clear_error_and_keeps_the_checkpoints(stopped)
 # --- a run killed before its first checkpoint --------------------------------------------
 
 
+@pytest.mark.slow  # a CLI run of its own; the default run keeps one case per fault family
 def test_run_killed_while_compiling_leaves_no_checkpoints_and_resumes_from_zero(tmp_path, reference):
     proc = popen("train", *TINY, *REF_CHUNKS, "--out", tmp_path)
     deadline = time.time() + 300
@@ -273,6 +276,7 @@ def test_run_killed_while_compiling_leaves_no_checkpoints_and_resumes_from_zero(
     assert "no checkpoint yet" in result.stderr and "after 0 of 24 updates" in result.stdout
 
 
+@pytest.mark.slow  # a CLI run of its own; the default run keeps one case per fault family
 def test_empty_checkpoint_folder_and_half_saved_checkpoint_start_from_zero(stopped, reference):
     shutil.rmtree(stopped / "checkpoints")
     (stopped / "checkpoints" / "4.orbax-checkpoint-tmp-123").mkdir(parents=True)
@@ -284,7 +288,7 @@ def test_empty_checkpoint_folder_and_half_saved_checkpoint_start_from_zero(stopp
 # --- signals -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_signal_stops_after_the_chunk_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, reference, signum):
     proc = popen("train", *TINY, *REF_CHUNKS, "--out", tmp_path)
     deadline = time.time() + 300
@@ -389,6 +393,7 @@ def _unshare_works() -> bool:
 
 
 @pytest.mark.skipif(not _unshare_works(), reason="needs unshare -m and tmpfs mounts (root)")
+@pytest.mark.slow  # a CLI run of its own; the default run keeps one case per fault family
 def test_full_disk_during_a_checkpoint(stopped_run, tmp_path, reference):
     """A tmpfs with room for the run folder and little more than one checkpoint: a later
     save fails with ENOSPC. The run stops with one line; the folder, copied out of the

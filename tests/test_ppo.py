@@ -40,6 +40,7 @@ def test_observation_normalisation_statistics_live_in_the_state():
 # --- configuration ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # tests/test_cli.py::test_every_shipped_config_loads_and_builds covers every config by default
 def test_shipped_configs_load_and_build():
     from pathlib import Path
 

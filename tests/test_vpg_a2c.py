@@ -51,7 +51,7 @@ def _a2c_first_rollout(config, key):
     trainer = a2c.make_trainer(config)
     state = trainer.init(key, config.hparams)
     _, rollout_key = jax.random.split(state.key)  # as a2c._update splits it
-    _, traj, batch = a2c.collect(config, trainer.env, trainer.networks, config.hparams, state, rollout_key)
+    _, traj, batch, _ = a2c.collect(config, trainer.env, trainer.networks, config.hparams, state, rollout_key)
     return trainer, state, traj, batch
 
 
