@@ -15,12 +15,11 @@ Actions are a Box in [-1, 1] (brax rescales to the actuators' control range).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import jax.numpy as jnp
 
-from pgjax.envs.core import ActionSpec, AutoResetVecEnv
+from pgjax.envs.core import ActionSpec, AutoResetVecEnv, unknown_id_error
 from pgjax.types import Array, PRNGKey
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
@@ -47,12 +46,8 @@ def _parse(env_id: str, name: str) -> tuple[str, str | None]:
     env_name, _, backend = name.partition("/")
     valid = env_ids()
     if env_name not in valid:
-        close = difflib.get_close_matches(env_name, valid, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr('brax/' + c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"env_id={env_id!r} is not a brax environment.{hint} Valid ids: "
-            f"{', '.join('brax/' + v for v in valid)} (optionally /BACKEND, one of {', '.join(BACKENDS)})."
-        )
+        raise unknown_id_error(env_id, "a brax environment", env_name, valid, prefix="brax/",
+                               tail=f" (optionally /BACKEND, one of {', '.join(BACKENDS)}).")
     if backend and backend not in BACKENDS:
         raise ValueError(
             f"env_id={env_id!r} names the brax backend {backend!r}; backends: {', '.join(BACKENDS)} "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import difflib
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
@@ -178,3 +179,11 @@ class AutoResetVecEnv(VecEnv):
             next_obs=next_obs,
         )
         return state, timestep
+
+
+def unknown_id_error(env_id: str, what: str, name: str, valid: list[str], prefix: str = "", tail: str = ".") -> ValueError:
+    """The one-line error for an id whose suite has no `name`: up to three close valid names
+    (spelled with `prefix`), then every valid id, then `tail`."""
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
+    return ValueError(f"env_id={env_id!r} is not {what}.{hint} Valid ids: {', '.join(prefix + v for v in valid)}{tail}")

@@ -8,13 +8,12 @@ A user's own environment is added with `register_env`.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 from pgjax.envs import gymnax_suite
-from pgjax.envs.core import AutoResetVecEnv, Env, VecEnv
+from pgjax.envs.core import AutoResetVecEnv, Env, VecEnv, unknown_id_error
 
 
 class Suite:
@@ -96,13 +95,8 @@ def check_env_id(env_id: str) -> None:
         valid = list_env_ids()
         if env_id in valid or name in valid:
             return
-        close = difflib.get_close_matches(env_id, valid, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         others = ", ".join(f"'{s}/...'" for s in SUITES if s != "gymnax")
-        raise ValueError(
-            f"env_id={env_id!r} is not a gymnax environment.{hint} Valid ids: {', '.join(valid)}. "
-            f"Other suites: {others}."
-        )
+        raise unknown_id_error(env_id, "a gymnax environment", env_id, valid, tail=f". Other suites: {others}.")
     module.check_name(env_id, name)
 
 

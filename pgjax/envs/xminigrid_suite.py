@@ -16,12 +16,11 @@ internet by xminigrid and are not wired in.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import jax.numpy as jnp
 
-from pgjax.envs.core import ActionSpec, AutoResetVecEnv
+from pgjax.envs.core import ActionSpec, AutoResetVecEnv, unknown_id_error
 from pgjax.types import Array, PRNGKey
 
 
@@ -38,12 +37,7 @@ def env_ids() -> list[str]:
 def check_name(env_id: str, name: str) -> None:
     valid = env_ids()
     if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr('xminigrid/' + c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"env_id={env_id!r} is not an XLand-MiniGrid environment.{hint} Valid ids: "
-            f"{', '.join('xminigrid/' + v for v in valid)}."
-        )
+        raise unknown_id_error(env_id, "an XLand-MiniGrid environment", name, valid, prefix="xminigrid/")
 
 
 class XMiniGridEnv:
