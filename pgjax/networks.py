@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
-from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from pgjax.distributions import Categorical, DiagGaussian
 from pgjax.types import Array

@@ -47,7 +47,7 @@ def timed_compile(fn, *args) -> dict:
 
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
-    cpu1, wall1 = _cpu_seconds(), time.perf_counter()
+    cpu1 = _cpu_seconds()
     lowered.compile()
     cpu2, wall2 = _cpu_seconds(), time.perf_counter()
     return {

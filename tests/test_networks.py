@@ -84,6 +84,7 @@ def test_deferred_orthogonal_kernels_are_orthogonal_and_haar_distributed():
     rotation-invariant distribution from, say, one biased towards the identity), the
     determinant's sign, and the exact Beta law of a squared entry of a Stiefel column."""
     import scipy.stats
+
     from pgjax.networks import orthogonalize
 
     n, samples = 6, 3000
