@@ -16,7 +16,7 @@ import optax
 
 from pgjax import recurrent, returns
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCritic, torso_spec
+from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCritic, init_networks, torso_spec
 from pgjax.reward_scaling import RewardScaling, scale_rewards
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
@@ -59,7 +59,8 @@ def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
     if isinstance(networks.actor, recurrent.RecurrentNetwork):
         size = networks.actor.core_size
         dummy = recurrent.single_steps(dummy, {"actor": jnp.zeros((1, size)), "critic": jnp.zeros((1, size))})
-    return {"actor": networks.actor.init(actor_key, dummy), "critic": networks.critic.init(critic_key, dummy)}
+    # One orthogonalisation for both networks: fewer Newton-Schulz loops to compile.
+    return init_networks({"actor": (networks.actor, actor_key, (dummy,)), "critic": (networks.critic, critic_key, (dummy,))})
 
 
 def observe(config: Any, obs_stats: RunningStats, obs: Array) -> Array:

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pgjax.networks import MLP, TorsoSpec, orthogonal, torso_features
+from pgjax.networks import MLP, Network, TorsoSpec, orthogonal_deferred, torso_features
 from pgjax.types import Array
 
 CORES = ("none", "gru")
@@ -88,7 +88,7 @@ def initial_hidden(config: Any, num_envs: int) -> Any:
     return {"actor": zeros, "critic": zeros}
 
 
-class RecurrentNetwork(nn.Module):
+class RecurrentNetwork(Network):
     """`Sequences -> head(h) [B, T, ...]`: torso (MLP, or CNN + MLP), GRU core, then `head` on every `h_t`.
 
     The input projection runs on all steps at once; only `gru_step` is inside the scan.
@@ -107,7 +107,7 @@ class RecurrentNetwork(nn.Module):
     def __call__(self, seq: Sequences, return_hidden: bool = False):
         x = MLP(self.hidden_sizes, self.activation)(torso_features(seq.obs, self.torso, self.activation))
         x_proj = nn.Dense(3 * self.core_size, name="input_projection")(x)
-        hidden_kernel = self.param("hidden_kernel", orthogonal(1.0), (self.core_size, 3 * self.core_size))
+        hidden_kernel = self.param("hidden_kernel", orthogonal_deferred(1.0), (self.core_size, 3 * self.core_size))
         hidden_bias = self.param("hidden_bias", nn.initializers.zeros, (self.core_size,))
         hiddens = gru_scan(
             seq.hidden[self.name_in_hidden], jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(seq.resets, 0, 1),

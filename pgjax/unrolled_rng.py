@@ -112,3 +112,14 @@ def unrolled_key(key: PRNGKey) -> PRNGKey:
     if not jax.config.jax_threefry_partitionable:  # the counter layout follows this setting
         return jax.random.wrap_key_data(key, impl="threefry2x32")
     return jax.random.wrap_key_data(key, impl=UNROLLED_THREEFRY)
+
+
+def like(key: PRNGKey, original: PRNGKey) -> PRNGKey:
+    """An unrolled `key` back as JAX's own Threefry key (the same bits), raw or typed as
+    `original` is: for keys a state stores, so its type does not change."""
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key  # unrolled_key passed a key of another kind through
+    data = jax.random.key_data(key)
+    if jnp.issubdtype(original.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(original))
+    return data

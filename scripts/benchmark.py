@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
@@ -191,6 +192,28 @@ ALGO_BENCHMARKS = {
     "sac": AlgoBenchmark("configs/sac_pendulum.toml", "sac", _sac_rejax_kwargs),
     # Discrete SAC: pgjax and the env-only ceiling (its tuned learning rates differ, rejax has one).
     "sac_discrete": AlgoBenchmark("configs/sac_discrete_cartpole.toml"),
+    # PPO with the MinAtar CNN (the GPU preset's image-observation case; rejax has no MinAtar CNN).
+    "ppo_breakout_cnn": AlgoBenchmark("configs/ppo_breakout_minatar_cnn.toml", rollout_setup=_actor_critic_rollout_setup),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetRun:
+    algo: str  # a key of ALGO_BENCHMARKS
+    seeds: int
+    total_timesteps: int | None = None  # per seed; None: the config's
+
+
+# `--preset gpu`: sized to finish in under 8 minutes on one GPU (compiles included; estimated,
+# not yet run on a GPU). Each row also gets its env-only ceiling for the same seed count.
+PRESETS = {
+    "gpu": (
+        PresetRun("ppo", 1),  # CartPole-v1, 5e5 steps
+        PresetRun("ppo", 256),
+        PresetRun("ppo", 4096, 100_000),  # 4.1e8 environment steps in all
+        PresetRun("ppo_breakout_cnn", 64, 1_000_000),  # 6.4e7 steps through the CNN
+        PresetRun("sac", 64),  # Pendulum-v1, 6e3 steps per seed, one update per step
+    ),
 }
 
 
@@ -336,6 +359,94 @@ def bench_vmapped(kind: str, run_fn, config, num_seeds: int) -> dict:
     first, second = keys_pair(num_seeds)
     compile_s, train_s, _ = time_compiled(jax.vmap(run_fn), (first,), (second,))
     return timing_record(kind, config, num_seeds, compile_s, train_s)
+
+
+# --- roofline: the training step's floating-point rate against one large matmul ------------
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0))
+
+
+def _xla_flops_of(closed_jaxpr) -> float:
+    """XLA's cost analysis of one jaxpr, compiled alone (loop bodies counted once)."""
+    args = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed_jaxpr.jaxpr.invars]
+    return _flops(jax.jit(jax_core.jaxpr_as_fun(closed_jaxpr)).lower(*args).compile())
+
+
+def _sub_jaxprs(eqn):
+    for value in eqn.params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, jax_core.ClosedJaxpr):
+                yield item.jaxpr
+            elif isinstance(item, jax_core.Jaxpr):
+                yield item
+
+
+def loop_flops_correction(jaxpr) -> float:
+    """FLOPs XLA's cost analysis misses in `jaxpr`: it counts a loop body once, whatever the
+    trip count. For every `scan` (fori_loops with static bounds are scans) of `length` L:
+    L * (its body's full FLOPs) - (its body counted once). `while` loops with a dynamic trip
+    count stay counted once (none in a training step's hot path)."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            body = eqn.params["jaxpr"]
+            once = _xla_flops_of(body)
+            total += eqn.params["length"] * (once + loop_flops_correction(body.jaxpr)) - once
+        else:
+            for sub in _sub_jaxprs(eqn):
+                total += loop_flops_correction(sub)
+    return total
+
+
+def matmul_flops_per_s(size: int | None = None, repeats: int = 5) -> tuple[float, int]:
+    """The machine's float32 rate on one `size x size` matmul (best of `repeats`), this process."""
+    size = size or (8192 if jax.default_backend() == "gpu" else 2048)
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+    jax.block_until_ready(matmul(a, a))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(matmul(a, a))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best, size
+
+
+def bench_roofline(trainer, num_seeds: int) -> dict:
+    """Achieved FLOP rate of `jit(vmap(train))` for S seeds (one device) against one large matmul.
+
+    FLOPs: XLA's `compiled.cost_analysis()` of the whole program plus, for every `scan`, its
+    body's cost (XLA's too, compiled alone) times the trip count minus the one XLA counted.
+    Time: best of two runs of the compiled program.
+    """
+    hparams = trainer.config.hparams
+    fn = jax.vmap(trainer.train, in_axes=(0, None))
+    first, second = keys_pair(num_seeds)
+    compiled = jax.jit(fn).lower(first, hparams).compile()
+    jax.block_until_ready(compiled(first, hparams))
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(second, hparams))
+    train_s = time.perf_counter() - t0
+    counted_once = _flops(compiled)
+    flops = counted_once + loop_flops_correction(jax.make_jaxpr(fn)(first, hparams).jaxpr)
+    peak, size = matmul_flops_per_s()
+    return {
+        "kind": "roofline", "env_id": trainer.config.env_id, "seeds": num_seeds, "train_s": round(train_s, 3),
+        "flops": flops, "flops_loop_bodies_once": counted_once, "flops_per_s": flops / train_s,
+        "matmul_flops_per_s": peak, "matmul_size": size, "fraction_of_matmul": flops / train_s / peak,
+    }
+
+
+def roofline_line(algo: str, r: dict) -> str:
+    return (f"roofline, {algo} {r['env_id']} S={r['seeds']}: {r['flops'] / 1e9:,.1f} GFLOP per run (XLA cost analysis, "
+            f"loop trip counts applied; {r['flops_loop_bodies_once'] / 1e9:,.2f} with each loop body once) in "
+            f"{r['train_s']:.2f} s = {r['flops_per_s'] / 1e9:,.2f} GFLOP/s, {r['fraction_of_matmul']:.1%} of one "
+            f"{r['matmul_size']}x{r['matmul_size']} float32 matmul's {r['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s "
+            f"on {jax.default_backend()}")
 
 
 # --- the peer -------------------------------------------------------------------------------
@@ -515,6 +626,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="R > 0: instead of the tables above, R alternating rounds of pgjax with default "
                              "devices, pgjax on 1 device and the peer, each in a fresh process; median ratios")
     parser.add_argument("--pgjax-only", action="store_true", help=argparse.SUPPRESS)  # a round's child process
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="a fixed set of (algorithm, seeds, budget) runs instead of --algos/--seeds (gpu: "
+                             "PPO CartPole at 1, 256, 4096 seeds, PPO MinAtar Breakout CNN at 64, SAC Pendulum at 64)")
+    parser.add_argument("--max-seeds", type=int, default=None,
+                        help="cap every preset run's seed count (a CPU smoke test of a preset)")
+    parser.add_argument("--roofline", choices=["auto", "on", "off"], default="auto",
+                        help="the achieved FLOP rate against one large matmul: auto = for PPO at 16 seeds")
     args = parser.parse_args(argv)
     unknown = [a for a in args.algos if a not in ALGO_BENCHMARKS]
     if unknown:
@@ -592,19 +710,33 @@ def main(argv=None) -> int:
     log(f"pgjax on {devices} host device(s)")
     rejax_python = peer_python() if args.peer == "rejax" else None
     log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs; results appended to {args.out}")
-    groups = []
-    for algo in args.algos:
-        bench, trainer = build_trainer(algo, args.total_timesteps)
-        for num_seeds in args.seeds:
-            group = bench_group(algo, bench, trainer, num_seeds, rejax_python)
-            append_jsonl(args.out, group_records(group), info)
-            groups.append(group)
+    groups, rooflines = [], []
+    for algo, num_seeds, total_timesteps in planned_runs(args):
+        bench, trainer = build_trainer(algo, total_timesteps)
+        group = bench_group(algo, bench, trainer, num_seeds, rejax_python)
+        append_jsonl(args.out, group_records(group), info)
+        groups.append(group)
+        if args.roofline == "on" or (args.roofline == "auto" and algo == "ppo" and num_seeds == 16):
+            log(f"[{algo} S={num_seeds}] roofline...")
+            record = bench_roofline(trainer, num_seeds)
+            append_jsonl(args.out, [{"algo": algo, **record}], info)
+            rooflines.append(roofline_line(algo, record))
     tables = [("Training speed and final returns", main_table(groups)),
               ("pgjax / rejax", peer_table(groups)),
               ("Where the time goes (1 seed)", breakdown_table(groups))]
     print(f"jax {info['jax']}, {info['backend']}, {info['cpu_count']} CPUs, {info['date']}\n")
     print("\n\n".join(f"### {title}\n\n{table}" for title, table in tables if table))
+    if rooflines:
+        print("\n" + "\n".join(rooflines))
     return 0
+
+
+def planned_runs(args) -> list[tuple[str, int, int | None]]:
+    """(algorithm, seeds, total_timesteps) of each run: the preset's, or --algos x --seeds."""
+    if args.preset is None:
+        return [(algo, seeds, args.total_timesteps) for algo in args.algos for seeds in args.seeds]
+    cap = args.max_seeds or max(run.seeds for run in PRESETS[args.preset])
+    return [(run.algo, min(run.seeds, cap), args.total_timesteps or run.total_timesteps) for run in PRESETS[args.preset]]
 
 
 if __name__ == "__main__":

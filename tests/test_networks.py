@@ -68,6 +68,77 @@ def test_orthogonal_init_is_orthogonal_without_lapack_qr():
     assert "geqrf" not in jaxpr and "householder_product" not in jaxpr and " qr" not in jaxpr
 
 
+def _deferred_batch(keys, shape, gain):
+    """`len(keys)` deferred kernels of `shape`, boxed as one ensemble (batch axis in front)."""
+    from pgjax.networks import orthogonal_deferred
+
+    return jax.vmap(lambda k: orthogonal_deferred(gain)(k, shape))(keys).replace(batch_dims=1)
+
+
+def test_deferred_orthogonal_kernels_are_orthogonal_and_haar_distributed():
+    """The path every pgjax network takes: Gaussian draws boxed by `orthogonal_deferred`,
+    zero-padded into shared batches and orthogonalised by one loop per group
+    (`orthogonalize`). Checked: Q^T Q = gain^2 I to float32 precision, and against the Haar
+    measure on O(n) drawn by scipy (`ortho_group`, Mezzadri's sign-fixed QR) with two-sample
+    KS tests on a fixed entry, the trace and the eigenvalue phases (the law that tells a
+    rotation-invariant distribution from, say, one biased towards the identity), the
+    determinant's sign, and the exact Beta law of a squared entry of a Stiefel column."""
+    import scipy.stats
+
+    from pgjax.networks import orthogonalize
+
+    n, samples = 6, 3000
+    keys = jax.random.split(jax.random.PRNGKey(3), 3 * samples).reshape(3, samples, 2)
+    boxes = {
+        "square": _deferred_batch(keys[0], (n, n), 2.0),  # thin group, padded to 10 rows
+        "tall": _deferred_batch(keys[1], (10, 3), 0.5),
+        "wide": _deferred_batch(keys[2], (3, 10), 1.0),  # stored transposed
+        "conv": _deferred_batch(keys[0, :50], (3, 3, 4, 20), 1.0),  # 36 x 20: a group of its own
+    }
+    out = jax.jit(orthogonalize)(boxes)
+    assert not any("DeferredOrthogonal" in str(type(x)) for x in jax.tree.leaves(out))
+    square = np.asarray(out["square"], np.float64) / 2.0
+    tall = np.asarray(out["tall"], np.float64) / 0.5
+    wide = np.asarray(out["wide"], np.float64)
+    conv = np.asarray(out["conv"], np.float64).reshape(50, 36, 20)
+    for q, eye in ((square, np.eye(n)), (tall, np.eye(3)), (np.swapaxes(wide, 1, 2), np.eye(3)), (conv, np.eye(20))):
+        assert np.abs(np.einsum("bij,bik->bjk", q, q) - eye).max() < 2e-6
+    # The boxed draw is orthogonal()'s draw: the same key gives the same kernel.
+    from pgjax.networks import orthogonal
+
+    np.testing.assert_allclose(out["square"][5], orthogonal(2.0)(keys[0, 5], (n, n)), atol=2e-6)
+    np.testing.assert_allclose(out["wide"][7], orthogonal(1.0)(keys[2, 7], (3, 10)), atol=2e-6)
+
+    haar = scipy.stats.ortho_group.rvs(n, size=samples, random_state=np.random.default_rng(0))
+
+    def phases(q):
+        return np.abs(np.angle(np.linalg.eigvals(q))).ravel()
+
+    for name, stat in (("entry", lambda q: q[:, 1, 4]), ("trace", lambda q: np.trace(q, axis1=1, axis2=2)),
+                       ("phases", phases)):
+        p = scipy.stats.ks_2samp(stat(square), stat(haar)).pvalue
+        assert p > 1e-3, (name, p)
+    assert abs(np.mean(np.linalg.det(square) < 0) - 0.5) < 0.04  # O(n), not SO(n)
+    # Stiefel: each column is uniform on the sphere S^9, so q_11^2 ~ Beta(1/2, 9/2).
+    assert scipy.stats.kstest(tall[:, 0, 0] ** 2, scipy.stats.beta(0.5, 4.5).cdf).pvalue > 1e-3
+
+
+def test_network_init_returns_plain_orthogonal_kernels():
+    # Network.init and init_networks leave no box behind; the ensemble's members differ.
+    from pgjax.networks import init_networks
+
+    obs, action = jnp.zeros((1, 3)), jnp.zeros((1, 2))
+    ensemble = QEnsemble(2, (8, 8))
+    for params in (ensemble.init(jax.random.PRNGKey(0), obs, action),
+                   init_networks({"q": (ensemble, jax.random.PRNGKey(0), (obs, action))})["q"]):
+        kernels = params["params"]["VmapQCritic_0"]
+        hidden = np.asarray(kernels["MLP_0"]["Dense_1"]["kernel"], np.float64)  # [2, 8, 8]
+        for member in hidden:
+            np.testing.assert_allclose(member.T @ member, 2.0 * np.eye(8), atol=1e-5)
+        assert np.abs(hidden[0] - hidden[1]).max() > 0.1
+        assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(params))
+
+
 # --- torsos: flatten + MLP, CNN, chosen from the observation space ----------------------------
 
 from pgjax.networks import (

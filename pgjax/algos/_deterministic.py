@@ -26,7 +26,7 @@ from pgjax import sac_losses
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
-from pgjax.networks import DeterministicActor, QEnsemble, torso_spec
+from pgjax.networks import DeterministicActor, QEnsemble, init_networks, torso_spec
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey
@@ -91,7 +91,7 @@ def init(networks: Networks, env: VecEnv, key: PRNGKey, hparams) -> DPGState:
     actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     action = jnp.zeros((1, env.action_spec.num_actions), jnp.float32)
-    params = {"actor": networks.actor.init(actor_key, obs), "critic": networks.critic.init(critic_key, obs, action)}
+    params = init_networks({"actor": (networks.actor, actor_key, (obs,)), "critic": (networks.critic, critic_key, (obs, action))})
     actor_opt, critic_opt = _optimizers(hparams)
     return DPGState(
         params=params,

@@ -65,6 +65,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from pgjax import unrolled_rng
 from pgjax.actor_critic import observe
 from pgjax.algos._trainer import assemble_trainer
 from pgjax.config import (
@@ -335,7 +336,9 @@ def _warmup_step(config, env, replay, carry, key):
 
 
 def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
-    key, learner_key, env_key, warmup_key = jax.random.split(key, 4)
+    # Straight-line Threefry for every draw of the loop (the same bits; see pgjax.unrolled_rng):
+    # each environment step draws a few tiny arrays, each a while loop on JAX's implementation.
+    state_key, learner_key, env_key, warmup_key = jax.random.split(unrolled_rng.unrolled_key(key), 4)
     spec = env.action_spec
     buffer = parts.replay.init(example_item(env.obs_shape, spec.shape, spec.discrete))
     carry = (reset_env_carry(env, env_key), buffer, init_running_stats(env.obs_shape))
@@ -349,7 +352,7 @@ def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
         env=env_carry,
         explore=parts.learner.explore_init(env.num_envs),
         obs_stats=obs_stats,
-        key=key,
+        key=unrolled_rng.like(state_key, key),  # stored as JAX's own Threefry key
         update=jnp.zeros((), jnp.int32),
     )
 
@@ -369,7 +372,7 @@ def _gradient_update(config, parts: Parts, hparams, buffer, obs_stats, learner_s
 
 def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
     """One step of every environment, then `updates_per_step` gradient updates."""
-    key, act_key, env_key, update_key = jax.random.split(state.key, 4)
+    key, act_key, env_key, update_key = jax.random.split(unrolled_rng.unrolled_key(state.key), 4)
     learner = parts.learner
     seen = observe(config, state.obs_stats, state.env.obs)
     actions, explore, explore_metrics = learner.explore(state.learner, state.explore, hparams, act_key, seen)
@@ -387,6 +390,7 @@ def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
         **explore_metrics,
         **finished_episode_metrics(finished),
     }
+    key = unrolled_rng.like(key, state.key)
     new_state = OffPolicyState(learner_state, buffer, env_carry, explore, obs_stats, key, state.update)
     return new_state, metrics
 
