@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from contract import contract_trainer, leaves_equal
+from contract import TINY, contract_trainer, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import _deterministic as dpg
@@ -230,6 +230,8 @@ def test_stored_transition_at_a_time_limit_has_the_true_final_obs():
     assert np.all(np.abs(np.asarray(batch.next_obs[:, 2] - batch.obs[:, 2])) < 2.0)
     np.testing.assert_array_equal(carry.episode_stats.episode_length, 0)
 
+TINY_TD3 = TINY["td3"]
+
 
 # --- the loop's counters (the trainer contract, for every algorithm: tests/test_contract.py) --
 
@@ -242,6 +244,56 @@ def test_iterations_count_environment_steps_buffer_and_updates():
     np.testing.assert_array_equal(out.metrics["env_steps"], 64 + 2 * np.arange(1, 13))
     np.testing.assert_array_equal(out.metrics["buffer_size"], np.minimum(64 + 2 * np.arange(1, 13), 128))
     assert int(out.state.learner.updates) == 24
+
+
+def _td3_run_parts(config):
+    env = make_vec_env(config.env_id, config.num_envs)
+    variant = dpg.Variant(config.num_critics, config.policy_delay, target_smoothing=True, exploration=config.exploration)
+    networks = dpg.make_networks(config, env, variant.num_critics)
+    return env, networks, dpg.make_learner(variant, networks, env)
+
+
+def test_td3_delay_keyed_on_the_row_index_is_a_branch_under_vmap_and_matches_the_counter():
+    """The loop keys TD3's delayed actor step on the update's index within its metrics row
+    (unbatched): with states vmapped (chunked `run`, sweeps) the `lax.cond` stays a branch,
+    and the run is the one keyed on the learner's own counter (a `select` there), to rounding."""
+    from pgjax.algos._off_policy import make_off_policy_trainer
+
+    config = cfg.from_dict(td3.TD3Config, {**{k: getattr(TINY_TD3, k) for k in ("env_id", "num_envs", "learning_starts",
+                           "buffer_size", "batch_size", "hidden_sizes")}, "updates_per_step": 1, "policy_delay": 2,
+                           "total_timesteps": 64 + 2 * 12, "log_interval": 2 * 4})
+    assert (config.num_steps, config.num_updates, config.row_alignment) == (4, 3, 2)
+    env, networks, learner = _td3_run_parts(config)
+    by_counter = learner._replace(update=lambda state, hp, key, batch, step: learner.update(state, hp, key, batch))
+    by_row, by_state = (make_off_policy_trainer(config, env, lrn, networks) for lrn in (learner, by_counter))
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    finals = []
+    for trainer in (by_row, by_state):
+        run = jax.vmap(lambda state, hp, trainer=trainer: trainer.run(state, hp, 1), in_axes=(0, None))
+        state = jax.vmap(trainer.init, in_axes=(0, None))(keys, config.hparams)
+        jaxpr = str(jax.make_jaxpr(run)(state, config.hparams))
+        assert jaxpr.count(" cond[") == (1 if trainer is by_row else 0)
+        for _ in range(config.num_updates):  # one compiled chunk per row, state batched
+            state, _ = jax.jit(run)(state, config.hparams)
+        finals.append(state)
+    assert int(finals[0].learner.updates[0]) == 12
+    # The same schedule; the two compiled programs round differently (seen: 5e-10), while an
+    # actor step taken at another update moves the actor by the learning rate's order (1e-3).
+    for a, b in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(finals[1])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+
+
+def test_td3_rows_are_whole_delay_periods():
+    base = {**{k: getattr(TINY_TD3, k) for k in ("env_id", "num_envs", "learning_starts", "buffer_size",
+            "batch_size", "hidden_sizes")}, "updates_per_step": 1, "policy_delay": 3, "total_timesteps": 64 + 2 * 3000}
+    automatic = cfg.from_dict(td3.TD3Config, base)  # 3000 iterations // 1000 rows = 3: already whole periods
+    assert automatic.num_steps == 3
+    rounded = cfg.from_dict(td3.TD3Config, {**base, "policy_delay": 2})  # 3 -> 4
+    assert rounded.num_steps == 4 and rounded.num_updates == 750
+    with pytest.raises(cfg.ConfigError, match=r"log_interval=10 makes metrics rows of 5 iterations x updates_per_step=1 "
+                       r"critic updates, not a whole number of policy_delay=2 periods .*use e.g. log_interval="):
+        cfg.from_dict(td3.TD3Config, {**base, "policy_delay": 2, "log_interval": 10})
+    assert cfg.from_dict(td3.TD3Config, {**base, "policy_delay": 2, "updates_per_step": 2, "log_interval": 10}).num_steps == 5
 
 
 @pytest.mark.parametrize("module, values, message", [

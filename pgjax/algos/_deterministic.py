@@ -168,8 +168,14 @@ def _skip(previous_loss, obs, params, target_params, actor_opt_state):
     return params, target_params, actor_opt_state, previous_loss
 
 
-def update(variant: Variant, networks: Networks, spec: ActionSpec, state: DPGState, hparams, key, batch: Batch):
-    """One critic step; every `policy_delay`-th call also an actor step and target updates."""
+def update(variant: Variant, networks: Networks, spec: ActionSpec, state: DPGState, hparams, key, batch: Batch, step=None):
+    """One critic step; every `policy_delay`-th update also an actor step and target updates.
+
+    Which updates: those with `(step + 1) % policy_delay == 0`, `step` the update's index
+    in its metrics row (the loop's, unbatched; rows are whole delay periods, so this is
+    the run's count too), or the state's own counter `state.updates` if `step` is None
+    (for calls outside the loop). Keyed on `step`, the `lax.cond` stays a branch under
+    `vmap` instead of a `select` that computes the actor step on every update."""
     actions = batch.action.reshape(batch.action.shape[0], -1)
     targets = critic_targets(variant, networks, spec, state.target_params, hparams, key, batch)
     _, critic_opt = _optimizers(hparams)
@@ -184,7 +190,8 @@ def update(variant: Variant, networks: Networks, spec: ActionSpec, state: DPGSta
     if variant.policy_delay == 1:
         params, target_params, actor_opt_state, actor_loss = delayed(*operands)
     else:
-        due = (state.updates + 1) % variant.policy_delay == 0
+        count = state.updates if step is None else step
+        due = (count + 1) % variant.policy_delay == 0
         params, target_params, actor_opt_state, actor_loss = jax.lax.cond(
             due, delayed, functools.partial(_skip, state.actor_loss), *operands
         )

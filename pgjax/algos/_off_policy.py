@@ -37,9 +37,15 @@ become `Trainer.networks`; the learner and the replay buffer are bound into init
         metrics is a flat dict of scalars (e.g. the exploration noise's size).
     explore_reset(explore_state, done [B]) -> explore_state
         Reset what must not cross an episode boundary (e.g. OU noise).
-    update(learner_state, hparams, key, batch: replay.Batch [batch_size]) -> (learner_state, metrics)
+    update(learner_state, hparams, key, batch: replay.Batch [batch_size], step) -> (learner_state, metrics)
         One gradient update. `batch.obs`/`batch.next_obs` are normalised if
         `normalize_obs`; `batch.reward` is already multiplied by `hparams.reward_scale`.
+        `step` (int32 scalar) is the update's index within its metrics row, `0 ..
+        num_steps * updates_per_step - 1`: the loop makes it from the scans' indices, so
+        it is the same for every seed and a `vmap` never batches it. A schedule keyed on
+        it (TD3's delayed actor step) stays a real `lax.cond` under `vmap`, where one keyed
+        on a counter in the (batched) state becomes a `select` that computes both branches.
+        Such a learner sets its config's `row_alignment` so rows start in phase.
         Metrics are a flat dict of scalars; the iteration reports their nan-mean over its
         updates. Keep metrics named like "*loss" finite (the trainer's divergence check
         reads them): report e.g. the most recent delayed actor loss, not nan.
@@ -159,7 +165,16 @@ class OffPolicyConfig:
         `num_steps` of an on-policy rollout, the steps of each environment per update)."""
         if self.log_interval:
             return max(1, self.log_interval // self.num_envs)
-        return max(1, self.learning_iterations // _AUTO_ROWS)
+        automatic = max(1, self.learning_iterations // _AUTO_ROWS)
+        return -(-automatic // self.row_alignment) * self.row_alignment
+
+    @property
+    def row_alignment(self) -> int:
+        """Iterations a metrics row must be a multiple of, so that every row starts at the
+        same phase of the learner's update schedule (1: no schedule). The automatic
+        `log_interval` rounds up to it; a config that overrides it refuses a `log_interval`
+        off it in its `validate`."""
+        return 1
 
     @property
     def num_updates(self) -> int:
@@ -249,7 +264,9 @@ class ExploreReset(Protocol):
 
 
 class LearnerUpdate(Protocol):
-    def __call__(self, learner_state: Any, hparams: Any, key: PRNGKey, batch: Batch) -> tuple[Any, dict[str, Array]]:
+    def __call__(
+        self, learner_state: Any, hparams: Any, key: PRNGKey, batch: Batch, step: Array
+    ) -> tuple[Any, dict[str, Array]]:
         """One gradient update on a prepared replay batch: the new learner state and scalar metrics."""
 
 
@@ -364,14 +381,16 @@ def _prepare_batch(config, hparams, obs_stats: RunningStats, batch: Batch) -> Ba
     return batch._replace(reward=batch.reward * hparams.reward_scale)
 
 
-def _gradient_update(config, parts: Parts, hparams, buffer, obs_stats, learner_state, key):
+def _gradient_update(config, parts: Parts, hparams, buffer, obs_stats, first_step, learner_state, key_and_index):
+    key, index = key_and_index
     sample_key, learn_key = jax.random.split(key)
     batch = _prepare_batch(config, hparams, obs_stats, parts.replay.sample(buffer, sample_key))
-    return parts.learner.update(learner_state, hparams, learn_key, batch)
+    return parts.learner.update(learner_state, hparams, learn_key, batch, first_step + index)
 
 
-def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
-    """One step of every environment, then `updates_per_step` gradient updates."""
+def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, index: Array):
+    """Iteration `index` of a row: one step of every environment, then `updates_per_step`
+    gradient updates (numbered `index * updates_per_step + j` within the row)."""
     key, act_key, env_key, update_key = jax.random.split(unrolled_rng.unrolled_key(state.key), 4)
     learner = parts.learner
     seen = observe(config, state.obs_stats, state.env.obs)
@@ -381,9 +400,11 @@ def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, _):
     buffer = parts.replay.add(state.buffer, batch)
     obs_stats = update_running_stats(state.obs_stats, batch.obs) if config.normalize_obs else state.obs_stats
 
-    step = functools.partial(_gradient_update, config, parts, hparams, buffer, obs_stats)
+    first_step = index * config.updates_per_step
+    step = functools.partial(_gradient_update, config, parts, hparams, buffer, obs_stats, first_step)
+    indices = jnp.arange(config.updates_per_step, dtype=jnp.int32)
     learner_state, learn_metrics = jax.lax.scan(
-        step, state.learner, jax.random.split(update_key, config.updates_per_step)
+        step, state.learner, (jax.random.split(update_key, config.updates_per_step), indices)
     )
     metrics = {
         **{name: jnp.nanmean(values) for name, values in learn_metrics.items()},
@@ -413,7 +434,8 @@ def summarise_iterations(metrics: dict[str, Array]) -> dict[str, Array]:
 def _update(config, env, parts: Parts, hparams, state: OffPolicyState, _):
     """One metrics row: `config.num_steps` iterations in a `lax.scan`, summarised."""
     iteration = functools.partial(_iteration, config, env, parts, hparams)
-    state, per_iteration = jax.lax.scan(iteration, state, None, length=config.num_steps)
+    # The iteration indices come from the scan, not the state: unbatched under `vmap`.
+    state, per_iteration = jax.lax.scan(iteration, state, jnp.arange(config.num_steps, dtype=jnp.int32))
     update = state.update + 1
     metrics = {
         **summarise_iterations(per_iteration),

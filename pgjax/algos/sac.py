@@ -280,8 +280,9 @@ def _apply(optimizer, name: str, grads, params: dict, opt_states: dict) -> tuple
     return {**params, name: optax.apply_updates(params[name], updates)}, {**opt_states, name: opt_state}
 
 
-def update(config: SACConfig, networks: Networks, spec: ActionSpec, state: SACState, hparams, key, batch: Batch):
-    """Critics (and V), then the actor through the updated critics, then alpha, then Polyak."""
+def update(config: SACConfig, networks: Networks, spec: ActionSpec, state: SACState, hparams, key, batch: Batch, step=None):
+    """Critics (and V), then the actor through the updated critics, then alpha, then Polyak
+    (every update: SAC has no schedule, so the loop's `step` is not used)."""
     target_key, value_key, actor_key = jax.random.split(key, 3)
     optimizers = _optimizers(hparams)
     params, opt_states = state.params, state.opt_states

@@ -9,10 +9,13 @@ targets, `y = r + gamma (1 - terminated) min_i Q'_i(s', a')`; target-policy smoo
 
 from __future__ import annotations
 
+import math
+
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
 from pgjax.algos._trainer import train_function
 from pgjax.config import (
+    ConfigError,
     config_dataclass,
     field,
     hparams_dataclass,
@@ -42,6 +45,23 @@ class TD3Config(OffPolicyConfig):
     num_critics: int = field(2, "critics in the ensemble; the target takes their minimum", positive())
     policy_delay: int = field(2, "actor and target-network updates every this many critic updates", positive())
     hparams: TD3HParams = field(TD3HParams(), "traced hyper-parameters")
+
+    @property
+    def row_alignment(self) -> int:
+        # Rows of a whole number of delay periods: the learner's delayed step is keyed on the
+        # update's index within its row (see `_off_policy`, `update`'s `step`).
+        return self.policy_delay // math.gcd(self.policy_delay, self.updates_per_step)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_steps % self.row_alignment:
+            suggestion = self.row_alignment * max(1, round(self.num_steps / self.row_alignment)) * self.num_envs
+            raise ConfigError(
+                f"log_interval={self.log_interval} makes metrics rows of {self.num_steps} iterations x "
+                f"updates_per_step={self.updates_per_step} critic updates, not a whole number of "
+                f"policy_delay={self.policy_delay} periods (every row must start a period); "
+                f"use e.g. log_interval={suggestion}, or 0 (automatic)."
+            )
 
 
 def make_trainer(config: TD3Config) -> Trainer:
