@@ -292,16 +292,41 @@ def test_ppo_learns_brax_fast():
     assert np.median(np.mean(np.asarray(after), axis=1)) >= 0.9 * FAST_MAX_RETURN
 
 
-@pytest.mark.slow
-def test_ppo_trains_on_xminigrid_with_the_cnn_torso():
-    from pgjax.experiment import seed_keys
+def test_a_rollout_resets_an_environment_that_keeps_a_key_in_its_state():
+    """xminigrid keeps a PRNG key in its state; a rollout draws through `pgjax.unrolled_rng`
+    keys. The adapter hands every `Env` raw key words, so reset and carried states have one
+    key type and the automatic reset can pick between them (it crashed before, in any
+    training run on xminigrid). 12 steps of a 5-step limit: resets at steps 5 and 10."""
+    from pgjax.rollout import PolicyStep, reset_env_carry, rollout
 
     require("xminigrid")
-    config = pgjax.load_config("ppo", ["env_id=xminigrid/MiniGrid-Empty-5x5", "num_envs=4", "num_steps=8",
-                                       "total_timesteps=64", "num_minibatches=2", "update_epochs=1",
-                                       "hidden_sizes=[16]", "cnn_channels=[4]"])
+    env = envs.make_vec_env("xminigrid/MiniGrid-Empty-5x5", 2, max_episode_steps=5)
+    carry = reset_env_carry(env, jax.random.PRNGKey(0))
+
+    def turn_in_place(key, obs):
+        action = jnp.ones((obs.shape[0],), jnp.int32)
+        return PolicyStep(action, action, jnp.zeros(obs.shape[0]))
+
+    _, traj = jax.jit(lambda c, k: rollout(env, turn_in_place, c, k, 12))(carry, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(traj.truncated[:, 0])), [4, 9])
+    assert not bool(traj.terminated.any())
+
+
+@pytest.mark.slow
+def test_ppo_learns_xminigrid_empty_with_the_cnn_torso():
+    """configs/ppo_empty5x5_xminigrid.toml, 2 vmapped seeds, 32,768 steps: the greedy policy
+    of every seed reaches the goal by the shortest path (evaluation return >= 0.9 of 8
+    episodes; the optimum from the start is 0.955), where the untrained one (sampled) gets
+    about 0.24. Calibrated: 0.955 for both seeds, 84 CPU-seconds on a loaded 2-core machine."""
+    from pgjax.experiment import evaluate_seeds, seed_keys
+
+    require("xminigrid")
+    config = pgjax.load_config("configs/ppo_empty5x5_xminigrid.toml")
     trainer = pgjax.loading.algorithm_of(config).make_trainer(config)
     assert trainer.networks.actor.torso.kind == "cnn"  # [7, 7, 2] grids: torso = "auto" picks the CNN
-    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(1)))
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(out.state.params))
-    assert all(np.isfinite(np.asarray(v)).all() for k, v in out.metrics.items() if "loss" in k)
+    untrained = jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(0, range(2)), config.hparams)
+    before, _ = evaluate_seeds(trainer, untrained, num_episodes=8)
+    out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(2)))
+    after, _ = evaluate_seeds(trainer, out.state, num_episodes=8, deterministic=True)
+    assert np.mean(np.asarray(before)) < 0.5
+    assert np.all(np.mean(np.asarray(after), axis=1) >= 0.9)

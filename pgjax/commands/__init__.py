@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pgjax import loading
+from pgjax.config import ENV_ID_DOC
 
 SEEDS_HELP = ("seeds: a count N >= 1 (4: seeds 0..3), ids with a comma (0,5,9; one id: 7,) or a range LO:HI "
               "(3:7: seeds 3..6); default: seed 0")
@@ -110,7 +111,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     parser.add_argument("--algo", default=None, choices=sorted(ALGORITHMS), help="algorithm (default: the config's, else ppo)")
     parser.add_argument("--config", type=Path, default=None, help="TOML or JSON config file, e.g. configs/ppo_cartpole.toml")
-    parser.add_argument("--env", default=None, help="gymnax environment id (same as env_id=...)")
+    parser.add_argument("--env", default=None, help=f"{ENV_ID_DOC} (same as env_id=...)")
 
 
 # Config loading is the library's (`pgjax.loading`); the commands use it under these names.

@@ -26,7 +26,7 @@ from pgjax.commands import (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train an algorithm on a gymnax environment (or resume a run)",
+        help="train an algorithm on an environment (gymnax, brax/..., xminigrid/...), or resume a run",
         description=(
             "Train over one or more vmapped seeds in compiled chunks, with a progress bar. "
             "Writes config.json, metrics.csv (per seed, per update), eval.csv (every seed evaluated after every "

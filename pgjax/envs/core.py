@@ -118,6 +118,14 @@ class ClockState(NamedTuple):
     time: Array  # [B] int32, steps taken in the current episode
 
 
+def _raw_keys(keys: Array) -> Array:
+    """Keys as the raw `uint32` words an `Env` gets, whatever implementation the caller's keys
+    are (a rollout's are `pgjax.unrolled_rng` keys): an environment that stores a key in its
+    state (xminigrid does) then has one key type in every state, reset or carried, and
+    `_where` can pick between them. The words are the same bits."""
+    return jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys
+
+
 def _where(done: Array, reset: Any, kept: Any) -> Any:
     """Per environment: the `reset` leaf where `done`, else the `kept` one (any leaf rank)."""
 
@@ -155,20 +163,20 @@ class AutoResetVecEnv(VecEnv):
         return self._max_steps
 
     def reset(self, key: PRNGKey) -> tuple[ClockState, Array]:
-        inner, obs = jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+        inner, obs = jax.vmap(self.env.reset)(_raw_keys(jax.random.split(key, self.num_envs)))
         return ClockState(inner, jnp.zeros((self.num_envs,), jnp.int32)), obs.astype(jnp.float32)
 
     def step(self, key: PRNGKey, env_state: ClockState, action: Array) -> tuple[ClockState, TimeStep]:
         step_key, reset_key = jax.random.split(key)
         inner, next_obs, reward, terminated = jax.vmap(self.env.step)(
-            jax.random.split(step_key, self.num_envs), env_state.inner, action
+            _raw_keys(jax.random.split(step_key, self.num_envs)), env_state.inner, action
         )
         time = env_state.time + 1
         terminated = jnp.asarray(terminated).astype(bool)
         # A step that terminates is a real end even if the clock also ran out.
         truncated = (time >= self._max_steps) & ~terminated
         done = terminated | truncated
-        fresh, fresh_obs = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.num_envs))
+        fresh, fresh_obs = jax.vmap(self.env.reset)(_raw_keys(jax.random.split(reset_key, self.num_envs)))
         next_obs = next_obs.astype(jnp.float32)
         state = ClockState(_where(done, fresh, inner), jnp.where(done, 0, time))
         timestep = TimeStep(
