@@ -199,6 +199,27 @@ def test_brax_truncation_probe_through_an_off_policy_algorithm():
     assert wrong < 7.0
 
 
+@pytest.mark.slow  # a physics compile: about 30 CPU-seconds here
+def test_brax_physics_falls_are_terminations_and_resets_keep_the_final_observation():
+    """Real Brax physics (inverted_pendulum, the spring backend, the cheapest to compile):
+    full force topples the pole, a termination (every 7 steps here), well inside the 50-step
+    limit; where an episode ended the agent acts on a reset observation and `next_obs` keeps
+    the fallen one, elsewhere both are the state reached."""
+    require("brax")
+    name = "brax/inverted_pendulum/spring"
+    env = envs.make_vec_env(name, 4, max_episode_steps=50)
+    assert env.obs_shape == envs.check_spaces(name)
+    env_state, _ = env.reset(jax.random.PRNGKey(0))
+    push = jnp.ones((4, *env.action_spec.shape))
+    run = jax.jit(lambda s, k: jax.lax.scan(lambda s, k: env.step(k, s, push), s, jax.random.split(k, 60)))
+    _, ts = run(env_state, jax.random.PRNGKey(1))
+    terminated, truncated = np.asarray(ts.terminated), np.asarray(ts.truncated)
+    assert np.all(np.isfinite(np.asarray(ts.next_obs)))
+    assert terminated.any() and not truncated.any()
+    same = np.all(np.asarray(ts.next_obs) == np.asarray(ts.obs), axis=-1)
+    np.testing.assert_array_equal(same, ~terminated)
+
+
 # --- XLand-MiniGrid -----------------------------------------------------------------------
 
 

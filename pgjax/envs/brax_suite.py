@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from pgjax.envs.core import ActionSpec, AutoResetVecEnv, unknown_id_error
@@ -70,13 +71,17 @@ class BraxEnv:
         self.action_spec = ActionSpec.box(-1.0, 1.0, (size,))
         self.max_episode_steps = max_episode_steps
 
+    # Brax's own code broadcasts implicitly (e.g. `[3] + [2, 3]` in its spring pipeline): it
+    # runs with rank promotion allowed, whatever the caller set (pgjax's tests set "raise").
     def reset(self, key: PRNGKey) -> tuple[Any, Array]:
-        state = _strong(self.brax_env.reset(key))
+        with jax.numpy_rank_promotion("allow"):
+            state = _strong(self.brax_env.reset(key))
         return state, state.obs
 
     def step(self, key: PRNGKey, state: Any, action: Array) -> tuple[Any, Array, Array, Array]:
         del key  # brax's dynamics are deterministic
-        state = _strong(self.brax_env.step(state, action))
+        with jax.numpy_rank_promotion("allow"):
+            state = _strong(self.brax_env.step(state, action))
         return state, state.obs, state.reward, state.done > 0.5
 
 
