@@ -20,7 +20,6 @@ from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCrit
 from pgjax.reward_scaling import RewardScaling, scale_rewards
 from pgjax.rollout import PolicyStep
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
-from pgjax.unrolled_rng import unrolled_key
 
 
 class ActorCritic(NamedTuple):
@@ -54,7 +53,11 @@ def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
 
 
 def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
-    actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
+    # JAX's own Threefry for the kernels' draws: XLA's CPU compiler stalled (over 30 minutes on
+    # one core) on straight-line `unrolled_rng` draws feeding the Newton-Schulz loop for some
+    # shapes (hidden_sizes=(16,) on a 1-d observation), and no faster compile was measured
+    # from them once the kernels share one loop.
+    actor_key, critic_key = jax.random.split(key)
     dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
     if isinstance(networks.actor, recurrent.RecurrentNetwork):
         size = networks.actor.core_size

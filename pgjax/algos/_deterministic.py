@@ -30,7 +30,6 @@ from pgjax.networks import DeterministicActor, QEnsemble, init_networks, torso_s
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey
-from pgjax.unrolled_rng import unrolled_key
 
 
 @hparams_dataclass
@@ -88,7 +87,7 @@ def _optimizers(hparams):
 
 
 def init(networks: Networks, env: VecEnv, key: PRNGKey, hparams) -> DPGState:
-    actor_key, critic_key = jax.random.split(unrolled_key(key))  # same draws, faster compile
+    actor_key, critic_key = jax.random.split(key)  # JAX's own Threefry: see actor_critic.init_actor_critic
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     action = jnp.zeros((1, env.action_spec.num_actions), jnp.float32)
     params = init_networks({"actor": (networks.actor, actor_key, (obs,)), "critic": (networks.critic, critic_key, (obs, action))})

@@ -364,7 +364,7 @@ def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
         warmup, carry, jax.random.split(warmup_key, config.warmup_iterations)
     )
     return OffPolicyState(
-        learner=parts.learner.init(learner_key, hparams),
+        learner=parts.learner.init(unrolled_rng.like(learner_key, key), hparams),  # networks draw on JAX's Threefry
         buffer=buffer,
         env=env_carry,
         explore=parts.learner.explore_init(env.num_envs),

@@ -53,7 +53,6 @@ from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCrit
 from pgjax.replay import Batch
 from pgjax.targets import bellman_target, polyak_update
 from pgjax.types import Array, PRNGKey, Trainer
-from pgjax.unrolled_rng import unrolled_key
 
 # --- configuration -------------------------------------------------------------------------
 
@@ -142,7 +141,7 @@ def _optimizers(hparams: SACHParams) -> dict:
 
 
 def init(config: SACConfig, networks: Networks, env: VecEnv, key: PRNGKey, hparams: SACHParams) -> SACState:
-    actor_key, critic_key, value_key = jax.random.split(unrolled_key(key), 3)  # same draws, faster compile
+    actor_key, critic_key, value_key = jax.random.split(key, 3)  # JAX's own Threefry: see actor_critic.init_actor_critic
     spec = env.action_spec
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     critic_inputs = (obs,) if spec.discrete else (obs, jnp.zeros((1, spec.num_actions), jnp.float32))
