@@ -4,9 +4,10 @@ many tiny draws of a rollout, faster to run on CPU.
 Why: on CPU, JAX lowers every Threefry-2x32 hash to a `while` loop over its 5 round groups
 (smaller HLO). XLA compiles each loop as its own computation and runs it as one
 iteration-by-iteration loop of small kernels.
-- Initialisation: flax hashes once per parameter (`fold_in` for the parameter's path, then
-  the draw); initialising PPO's actor and critic compiled in about 5 s, almost all of it
-  these loops.
+- Initialisation no longer uses it: once the kernels share one batched Newton-Schulz loop
+  (`pgjax.networks.orthogonalize`) it saved no measurable compile time, and XLA's CPU
+  compiler stalled (over 30 minutes) on straight-line draws feeding that loop for some
+  shapes (PPO with hidden_sizes=(16,) on a 1-d observation).
 - Rollouts: every environment step draws a handful of tiny arrays (the step's keys, the
   action sample, gymnax's reset noise), each a loop of its own. Straight-line, each draw is
   one fused kernel: PPO on CartPole trains about 10% faster with 1 seed and 5% with 16

@@ -249,6 +249,7 @@ def test_eval_stochastic_on_a_deterministic_policy_is_refused_before_restoring(a
     assert code == 1 and "no checkpoint in" in line
 
 
+@pytest.mark.slow  # four CLI runs; test_cli covers the clamp note in the default run
 def test_train_clamps_chunks_with_a_note_and_every_result_names_its_mode(tmp_path):
     """`--chunks 50` on 3 updates runs 3 chunks and says so; summary.json records the greedy
     evaluation, its episodes and seed; `pgjax eval` (greedy by default) reproduces it exactly;

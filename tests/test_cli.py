@@ -127,14 +127,25 @@ def test_sweep_bad_grid_value_exits_1_before_anything_runs(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_every_shipped_config_loads_and_builds():
-    """Walks configs/, so configs added later are covered: strict load, then make_trainer
-    (which validates cross-field rules before anything compiles)."""
+SHIPPED_CONFIGS = sorted((ROOT / "configs").glob("*.toml")) + sorted((ROOT / "configs").glob("*.json"))
+
+
+def test_every_shipped_config_loads_and_validates():
+    """Walks configs/, so configs added later are covered: strict load and every field and
+    cross-field rule (`validate`, environment id and spaces included)."""
     from pgjax.cli import load_config
 
-    files = sorted((ROOT / "configs").glob("*.toml")) + sorted((ROOT / "configs").glob("*.json"))
-    assert files, "no configs shipped"
-    for path in files:
+    assert SHIPPED_CONFIGS, "no configs shipped"
+    for path in SHIPPED_CONFIGS:
         assert "algo" in path.read_text(), f"{path.name} does not name its algo"
+        _, _, config = load_config(None, path, None, [])
+        config.validate()
+
+
+@pytest.mark.slow  # building the Brax configs' environments and networks: about 2 CPU-minutes
+def test_every_shipped_config_builds():
+    from pgjax.cli import load_config
+
+    for path in SHIPPED_CONFIGS:
         _, module, config = load_config(None, path, None, [])
         module.make_trainer(config)

@@ -75,7 +75,14 @@ def reduced_runs(request, tmp_path_factory):
     pool.shutdown(cancel_futures=True)
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.stem)
+# The default run executes the three cheapest notebooks; the three that each take over a
+# CPU-minute on the reduced budget (01 REINFORCE variance, 03 trust regions, 06 MinAtar and
+# memory) run with -m slow. Every notebook's committed copy is checked above either way.
+SLOW_NOTEBOOKS = {"01_reinforce_and_variance", "03_trust_regions", "06_minatar_and_memory"}
+
+
+@pytest.mark.parametrize("source", [pytest.param(s, marks=pytest.mark.slow) if s.stem in SLOW_NOTEBOOKS else s
+                                    for s in SOURCES], ids=lambda s: s.stem)
 def test_notebook_runs_on_the_reduced_budget(source, reduced_runs):
     out_dir, futures = reduced_runs
     result = futures[source.stem].result()

@@ -168,6 +168,7 @@ def test_trpo_learns_pendulum():
     assert np.all(metrics["kl"] <= 0.02)  # max_kl in the config (calibration: at most 0.0199)
 
 
+@pytest.mark.slow  # the default run proves this algorithm learns on CartPole
 def test_npg_learns_pendulum():
     # Calibrated (1.5e5 steps, 4 vmapped seeds): [-164.1, -164.9, -168.2, -181.3], median
     # -166.5 (the config's 4e5 steps: -169.5, no better); 31-48 s at load 2-3. On an AMD EPYC
@@ -181,6 +182,7 @@ def test_npg_learns_pendulum():
     assert 0.01 <= np.median(metrics["kl"]) <= 0.04
 
 
+@pytest.mark.slow  # the default run proves this algorithm learns on CartPole
 def test_ppo_kl_learns_pendulum():
     # Calibrated (1.5e5 steps, 4 vmapped seeds): [-148.8, -149.3, -169.6, -148.4], median
     # -149.0 (the config's 4e5 steps: -144.7); 36-44 s at load 2-3. Bar: median >= -300.
