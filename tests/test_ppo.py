@@ -40,19 +40,6 @@ def test_observation_normalisation_statistics_live_in_the_state():
 # --- configuration ------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # tests/test_cli.py::test_every_shipped_config_loads_and_builds covers every config by default
-def test_shipped_configs_load_and_build():
-    from pathlib import Path
-
-    from pgjax.cli import load_config
-
-    files = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.toml"))
-    assert files, "no configs shipped"
-    for path in files:
-        _, module, config = load_config(None, path, None, [])
-        module.make_trainer(config)
-
-
 @pytest.mark.parametrize("values, message", [
     ({"num_minibatchs": 4}, "unknown config key 'num_minibatchs'. Did you mean 'num_minibatches'?"),
     ({"hparams": {"gama": 0.9}}, "Did you mean 'hparams.gamma'?"),
