@@ -73,8 +73,11 @@ def test_network_initialisation_is_unchanged():
 
 def test_rollout_draws_are_unchanged(monkeypatch):
     # `rollout` runs its per-step draws (step keys, action samples, gymnax's reset noise) on
-    # the unrolled implementation: the transitions equal those of JAX's own Threefry, bit
-    # for bit, over several episodes of auto-resets.
+    # the unrolled implementation: the transitions equal those of JAX's own Threefry over
+    # several episodes of auto-resets. Every discrete leaf (actions, episode ends, lengths)
+    # is bit for bit the same, so every draw was; the float leaves (CartPole's physics, the
+    # log-probabilities) to float32 rounding, as XLA may fuse the same arithmetic of two
+    # different programs differently (jax 0.11.2 gave 1-ulp differences in 7 of 768 values).
     import functools
 
     from pgjax import rollout as rollout_module
@@ -94,12 +97,15 @@ def test_rollout_draws_are_unchanged(monkeypatch):
     plain = jax.jit(lambda key: rollout(env, policy, carry, key, 64))(jax.random.PRNGKey(3))
     assert bool(unrolled[1].episode_done.any())  # auto-resets happened, so reset noise was drawn
     for a, b in zip(jax.tree.leaves(unrolled), jax.tree.leaves(plain), strict=True):
-        np.testing.assert_array_equal(a, b)
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            np.testing.assert_allclose(a, b, rtol=2e-7, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(a, b)
 
 
 def test_off_policy_loop_draws_are_unchanged(monkeypatch):
-    # The off-policy loop (warm-up, exploration, environment steps, learner keys) draws through
-    # unrolled keys: the same bits as JAX's own Threefry. The key chain is equal bit for bit;
+    # The off-policy loop (warm-up, exploration, environment steps) draws through unrolled
+    # keys and hands the learner JAX's own: the same bits as JAX's Threefry throughout. The key chain is equal bit for bit;
     # the floats of two different compiled programs round differently (Pendulum's dynamics,
     # seen: 5e-6 after 30 steps), so they are compared with a tolerance that a different
     # draw (an O(1) change) could not pass.
