@@ -353,8 +353,11 @@ def _warmup_step(config, env, replay, carry, key):
 
 
 def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
-    # Straight-line Threefry for every draw of the loop (the same bits; see pgjax.unrolled_rng):
-    # each environment step draws a few tiny arrays, each a while loop on JAX's implementation.
+    # Straight-line Threefry for the environment side of the loop (the same bits; see
+    # pgjax.unrolled_rng): each environment step draws a few tiny arrays, each a while loop on
+    # JAX's implementation (SAC trains 1.23x faster). The learner's keys (replay sampling, its
+    # losses' draws) go back to JAX's Threefry: unrolled they made SAC's program compile 40%
+    # longer and trained no measurably faster.
     state_key, learner_key, env_key, warmup_key = jax.random.split(unrolled_rng.unrolled_key(key), 4)
     spec = env.action_spec
     buffer = parts.replay.init(example_item(env.obs_shape, spec.shape, spec.discrete))
@@ -403,9 +406,8 @@ def _iteration(config, env, parts: Parts, hparams, state: OffPolicyState, index:
     first_step = index * config.updates_per_step
     step = functools.partial(_gradient_update, config, parts, hparams, buffer, obs_stats, first_step)
     indices = jnp.arange(config.updates_per_step, dtype=jnp.int32)
-    learner_state, learn_metrics = jax.lax.scan(
-        step, state.learner, (jax.random.split(update_key, config.updates_per_step), indices)
-    )
+    update_keys = jax.random.split(unrolled_rng.like(update_key, state.key), config.updates_per_step)
+    learner_state, learn_metrics = jax.lax.scan(step, state.learner, (update_keys, indices))
     metrics = {
         **{name: jnp.nanmean(values) for name, values in learn_metrics.items()},
         **explore_metrics,
