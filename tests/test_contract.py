@@ -177,3 +177,21 @@ def test_hparams_sweep_is_one_trace_and_each_cell_is_its_own_run(tiny):
     # ... and a cell matches a run with its values alone.
     single = tiny.train(keys[1], dataclasses.replace(hp, **{k: v[1] for k, v in columns.items()}))
     _losses_close(tiny.name, jax.tree.map(lambda x: x[1], out.metrics), single.metrics)
+
+
+def test_all_finite_flags_any_non_finite_parameter_or_loss_and_ignores_other_metrics():
+    from types import SimpleNamespace
+
+    from pgjax.algos._trainer import all_finite
+
+    params = {
+        "actor": {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}, "log_std": jnp.zeros(1), "count": jnp.ones((), jnp.int32)
+    }
+    metrics = {"loss": jnp.float32(1.0), "value_loss": jnp.float32(2.0), "episode_return": jnp.float32(jnp.nan)}
+    check = jax.jit(lambda p, m: all_finite(SimpleNamespace(params=p), m))
+    assert bool(check(params, metrics))  # a nan return (no episode finished) is not divergence
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        broken = jax.tree.map(lambda x: x, params)
+        broken["actor"]["w"] = broken["actor"]["w"].at[2, 1].set(bad)
+        assert not bool(check(broken, metrics))
+        assert not bool(check(params, {**metrics, "value_loss": jnp.float32(bad)}))
