@@ -254,6 +254,48 @@ def flatten_obs(obs: Array, obs_rank: int) -> Array:
     return obs.reshape(*batch, -1).astype(jnp.float32)
 
 
+def conv_valid(x: Array, kernel: Array, stride: int = 1) -> Array:
+    """VALID 2-D cross-correlation of `x [N, H, W, C]` with `kernel [kh, kw, C, F]`:
+    `y[n, i, j, f] = sum_{a, b, c} x[n, s*i + a, s*j + b, c] kernel[a, b, c, f]`, computed as
+    one matmul of the patches `[N, H', W', kh*kw*C]` with the kernel as `[kh*kw*C, F]` (im2col;
+    Chellapilla et al., 2006).
+
+    Why not `lax.conv_general_dilated`: vmapped over seeds, each with its own kernel, a
+    convolution becomes a grouped convolution, and on an NVIDIA H200 the gradient of
+    PPO's MinAtar CNN took 3x as long that way (5.65 ms against 1.89 for 64 seeds x 1024
+    samples; 0.30 against 0.10 ms for one seed), and whole PPO training on Breakout-MinAtar
+    ran 5x slower on a 2-core CPU. A batched matmul is what every backend does best.
+    """
+    kh, kw, channels, features = kernel.shape
+    out_h, out_w = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    # Patch features in (a, b, c) order, the row order of the kernel reshaped below.
+    patches = jnp.concatenate(
+        [
+            x[:, a : a + stride * (out_h - 1) + 1 : stride, b : b + stride * (out_w - 1) + 1 : stride, :]
+            for a in range(kh)
+            for b in range(kw)
+        ],
+        axis=-1,
+    )
+    return patches @ kernel.reshape(kh * kw * channels, features)
+
+
+class Conv(nn.Module):
+    """`conv_valid` plus a bias, with `flax.linen.Conv`'s parameters (`kernel [k, k, C, F]`,
+    `bias [F]`) and the torso's initialisation: orthogonal with gain sqrt(2), zero bias."""
+
+    features: int
+    kernel_size: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", orthogonal_deferred(np.sqrt(2.0)), shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return conv_valid(x, kernel, self.stride) + bias[None, None, None, :]
+
+
 class CNN(Network):
     """`obs [..., H, W, C]` (or `[..., H, W]`) -> `[..., features]`: `Conv -> activation` per layer,
     VALID padding, flattened (the MinAtar network: Young & Tian, 2019, one 16-channel 3x3 conv)."""
@@ -271,13 +313,9 @@ class CNN(Network):
         if self.obs_rank == 2:
             x = x[..., None]  # a grid is an image with one channel
         batch = x.shape[:-3]
-        x = x.reshape(-1, *x.shape[-3:])  # nn.Conv wants one batch axis
+        x = x.reshape(-1, *x.shape[-3:])  # one batch axis
         for features, kernel, stride in zip(self.channels, self.kernel_sizes, self.strides):
-            conv = nn.Conv(
-                features, (kernel, kernel), (stride, stride), padding="VALID",
-                kernel_init=orthogonal_deferred(np.sqrt(2.0)), bias_init=nn.initializers.zeros,
-            )
-            x = act(conv(x))
+            x = act(Conv(features, kernel, stride)(x))
         return x.reshape(*batch, -1)
 
 

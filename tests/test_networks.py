@@ -192,6 +192,28 @@ def test_cnn_matches_a_numpy_convolution_with_and_without_jit():
         np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_conv_valid_matches_numpy_and_lax_conv_under_vmap_and_grad():
+    from pgjax.networks import conv_valid
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 9, 11, 4))  # [seeds, N, H, W, C]
+    kernels = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4, 5))  # one 3x3 kernel per seed
+    for stride in (1, 2):
+        expected = np.stack([_conv_valid(np.asarray(x[s], np.float64), np.asarray(kernels[s], np.float64), 0.0, stride)
+                             for s in range(3)])
+        conv = jax.vmap(lambda xs, k: conv_valid(xs, k, stride))
+        for apply in (conv, jax.jit(conv)):
+            np.testing.assert_allclose(apply(x, kernels), expected, rtol=1e-5, atol=1e-5)
+
+        # Gradients against XLA's own convolution (the layer's backward pass is the im2col one).
+        def loss(conv_fn, k):
+            return jnp.sum(jnp.sin(jax.vmap(conv_fn)(x, k)))
+
+        lax_conv = lambda xs, k: jax.lax.conv_general_dilated(  # noqa: E731
+            xs, k, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        ours = jax.jit(jax.grad(lambda k: loss(lambda xs, kk: conv_valid(xs, kk, stride), k)))(kernels)
+        np.testing.assert_allclose(ours, jax.grad(lambda k: loss(lax_conv, k))(kernels), rtol=1e-4, atol=1e-4)
+
+
 def test_cnn_gives_a_grid_one_channel():
     module = CNN((2,), (3,), (1,), "relu", obs_rank=2)
     grid = jax.random.normal(jax.random.PRNGKey(0), (6, 10, 5))  # Catch-like [B, H, W]

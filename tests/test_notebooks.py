@@ -10,7 +10,6 @@ committed notebooks are never touched by the tests.
 import importlib.util
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -56,23 +55,13 @@ def test_committed_notebook_matches_its_source_and_has_full_budget_outputs(sourc
     assert any(out.get("data", {}).get("image/png") for cell in code for out in cell.outputs), "no figure"
 
 
-@pytest.fixture(scope="module")
-def reduced_runs(request, tmp_path_factory):
-    """Start the selected notebooks' reduced-budget runs, two at a time (2 cores; compiling is
-    mostly single-threaded), each in its own `scripts/build_notebooks.py` process and kernel."""
-    out_dir = tmp_path_factory.mktemp("notebooks")
-    selected = [item.callspec.params["source"] for item in request.session.items
-                if item.originalname == "test_notebook_runs_on_the_reduced_budget"]
-
-    def run(source):
-        command = [sys.executable, str(ROOT / "scripts" / "build_notebooks.py"), source.stem, "--budget", "ci",
-                   "--out-dir", str(out_dir), "--env", "JAX_NUMPY_RANK_PROMOTION=raise"]
-        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-
-    pool = ThreadPoolExecutor(max_workers=2)
-    futures = {source.stem: pool.submit(run, source) for source in selected}
-    yield out_dir, futures
-    pool.shutdown(cancel_futures=True)
+def run_reduced(source, out_dir):
+    """One notebook's reduced-budget run in its own `scripts/build_notebooks.py` process and
+    kernel. One per test, so the two test workers run two notebooks at once and no notebook
+    runs twice (a shared fixture started every selected notebook in each worker)."""
+    command = [sys.executable, str(ROOT / "scripts" / "build_notebooks.py"), source.stem, "--budget", "ci",
+               "--out-dir", str(out_dir), "--env", "JAX_NUMPY_RANK_PROMOTION=raise"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
 
 
 # The default run executes the three cheapest notebooks; the three that each take over a
@@ -83,12 +72,11 @@ SLOW_NOTEBOOKS = {"01_reinforce_and_variance", "03_trust_regions", "06_minatar_a
 
 @pytest.mark.parametrize("source", [pytest.param(s, marks=pytest.mark.slow) if s.stem in SLOW_NOTEBOOKS else s
                                     for s in SOURCES], ids=lambda s: s.stem)
-def test_notebook_runs_on_the_reduced_budget(source, reduced_runs):
-    out_dir, futures = reduced_runs
-    result = futures[source.stem].result()
+def test_notebook_runs_on_the_reduced_budget(source, tmp_path):
+    result = run_reduced(source, tmp_path)
     # nbclient's CellExecutionError names the failing cell and carries its traceback.
     assert result.returncode == 0, f"{source.stem} failed:\n{result.stderr[-6000:]}"
-    nb = nbformat.read(out_dir / f"{source.stem}.ipynb", as_version=4)
+    nb = nbformat.read(tmp_path / f"{source.stem}.ipynb", as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code), "a cell did not run"
     assert "budget: ci" in "".join(out.get("text", "") for out in code[0].outputs)
