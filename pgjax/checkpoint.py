@@ -116,7 +116,9 @@ def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
 
 
 def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Task exception was never retrieved")
+    # asyncio words it "Task ..." for a task and "Future ..." for a bare future (the other
+    # pending reads of a failed restore, when they are garbage-collected before exit).
+    return not str(record.msg).startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
 
 
 def _late_read_error(exc: BaseException | None) -> bool:
@@ -128,8 +130,9 @@ def quiet_orbax_failure_noise() -> None:
 
     After a failed restore, tensorstore still completes the other pending reads and calls
     back into orbax's closed event loop ("Event loop is closed", through `sys.excepthook`
-    or `sys.unraisablehook`); a failed background write is logged again by asyncio ("Task
-    exception was never retrieved"). Both are reported once as `CorruptCheckpointError` /
+    or `sys.unraisablehook`), or asyncio logs those reads' errors ("Future exception was
+    never retrieved"); a failed background write is logged again by asyncio ("Task
+    exception was never retrieved"). Each is reported once as `CorruptCheckpointError` /
     `CheckpointWriteError`. This drops exactly those records and passes everything else to
     the previous hooks. It changes process-wide hooks, so the library never calls it: the
     `pgjax` command does, once, at start-up; a notebook may, if the echoes bother it."""

@@ -98,3 +98,19 @@ def test_a_changed_state_structure_is_named_leaf_by_leaf(saved_ppo):
 def test_missing_checkpoint_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         Checkpointer(tmp_path / "none").restore(None, {})
+
+
+def test_the_command_line_drops_exactly_the_echoes_of_a_reported_checkpoint_failure():
+    """`quiet_orbax_failure_noise`'s asyncio filter: the errors of a failed restore's other
+    reads (futures) and of a failed background write (tasks) were already reported once;
+    any other asyncio record passes."""
+    import logging
+
+    from pgjax.checkpoint import _drop_unretrieved_task_errors
+
+    def record(msg):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)
+
+    assert not _drop_unretrieved_task_errors(record("Future exception was never retrieved"))
+    assert not _drop_unretrieved_task_errors(record("Task exception was never retrieved"))
+    assert _drop_unretrieved_task_errors(record("Executing <Task ...> took 0.2 seconds"))
