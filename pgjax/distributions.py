@@ -7,15 +7,20 @@ The last axis of a Gaussian is the action dimension; everything before it is bat
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pgjax.types import Array, PRNGKey
 
-LOG_2PI = jnp.log(2.0 * jnp.pi)
-LOG_2 = jnp.log(2.0)
+# Python floats holding the float32 values `jnp.log` gave (same bits in every formula): a jnp
+# constant here would start JAX's backend on `import pgjax`, before a caller could choose
+# its devices (`--host-devices`, XLA_FLAGS).
+LOG_2PI = float(np.float32(math.log(2.0 * math.pi)))
+LOG_2 = float(np.float32(math.log(2.0)))
 
 # --- categorical ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ else:
 
 import jax  # noqa: E402
 
-from pgjax.compile_cache import configured_cache_dir  # noqa: E402
+from pgjax.compile_cache import configured_cache_dir, enable_compile_cache  # noqa: E402
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))
@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 jax.config.update("jax_numpy_rank_promotion", "raise")
 if (compile_cache_dir := configured_cache_dir()) is not None:
     # Before anything compiles: JAX decides once per process whether the cache is used.
-    jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir))
+    enable_compile_cache(compile_cache_dir)
 
 from probe_envs import register_probes
 

@@ -168,6 +168,29 @@ def test_use_host_devices_once_jax_runs(monkeypatch):
         sharding.use_host_devices(have + 1)
 
 
+# Imports every pgjax module, then says whether a JAX backend (and so its device count) was
+# fixed by the imports alone.
+IMPORT_ALL = textwrap.dedent("""
+    import importlib, pkgutil
+    import jax._src.xla_bridge as xla_bridge
+    import pgjax
+
+    names = [m.name for m in pkgutil.walk_packages(pgjax.__path__, "pgjax.") if m.name != "pgjax.__main__"]
+    for name in names:
+        importlib.import_module(name)
+        assert not xla_bridge._backends, f"importing {name} started a JAX backend"
+    print("imported", len(names))
+""")
+
+
+def test_importing_pgjax_leaves_the_devices_to_choose():
+    """No module computes a JAX array at import: that would start the backend and fix the
+    device count before `use_host_devices` (or a notebook's XLA_FLAGS) could choose it."""
+    done = _run("-c", IMPORT_ALL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 40
+
+
 def test_cli_rejects_a_bad_device_count():
     done = _run("-m", "pgjax", "train", "--host-devices", "0")
     assert done.returncode == 2 and "--host-devices '0': must be a positive integer" in done.stderr
