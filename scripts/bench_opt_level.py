@@ -22,19 +22,15 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from compile_cost import _cpu_seconds  # scripts/compile_cost.py: the same CPU-seconds clock
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(config_file: str, num_seeds: int, total_timesteps: int, level: str) -> dict:
@@ -99,14 +95,15 @@ def main(argv=None) -> int:
                     record = run_child([config, seeds, total, level])
                     print(json.dumps(record), file=sys.stderr, flush=True)
                     records[level].append(record)
-            base = records["default"]
+            medians = {level: {k: statistics.median(x[k] for x in records[level]) for k in ("compile_cpu_s", "run_s")}
+                       for level in levels}
+            base = medians["default"]
             for level in levels:
-                compile_s = statistics.median(x["compile_cpu_s"] for x in records[level])
-                run_s = statistics.median(x["run_s"] for x in records[level])
-                same = {x["digest"] for x in records[level]} == {x["digest"] for x in base}
-                rows.append(f"| {config} | {seeds} | {level} | {compile_s:.1f} | {run_s:.2f} "
-                            f"| {compile_s / statistics.median(x['compile_cpu_s'] for x in base):.2f} "
-                            f"| {run_s / statistics.median(x['run_s'] for x in base):.2f} | {'yes' if same else 'no'} |")
+                m = medians[level]
+                same = {x["digest"] for x in records[level]} == {x["digest"] for x in records["default"]}
+                rows.append(f"| {config} | {seeds} | {level} | {m['compile_cpu_s']:.1f} | {m['run_s']:.2f} "
+                            f"| {m['compile_cpu_s'] / base['compile_cpu_s']:.2f} | {m['run_s'] / base['run_s']:.2f} "
+                            f"| {'yes' if same else 'no'} |")
     print("\n".join(rows))
     return 0
 
