@@ -13,12 +13,14 @@ usage (repository root, pgjax's venv):
     python scripts/compile_cost.py configs --seeds 1            # every shipped config (non-MinAtar)
     python scripts/compile_cost.py peers --algos ppo,sac,td3 --seeds 1,16 --rounds 3
         # pgjax and rejax (../shared/peers, its own venv) alternated, median of the rounds
+    python scripts/compile_cost.py peers --algos ppo --seeds 1 --level 1   # both at LLVM -O1
     python scripts/compile_cost.py configs --pgjax-root /tmp/old-checkout --pgjax-root .
         # two versions of pgjax alternated (before/after a change)
 
 What is compiled: `jax.jit(jax.vmap(train, in_axes=(0, None)))` for S seed keys and the
 config's hyper-parameters passed as traced, shared arguments (as rejax's harness passes its
-algorithm: `vmap(train, in_axes=(None, 0))`), on one CPU device.
+algorithm: `vmap(train, in_axes=(None, 0))`), on one CPU device, at XLA's default LLVM level
+unless `--level N` (`xla_backend_optimization_level`, both libraries alike).
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_compile(fn, *args) -> dict:
-    """Lower and compile `jax.jit(fn)` for `args`: CPU and wall seconds of each phase."""
+def timed_compile(fn, *args, level: int | None = None) -> dict:
+    """Lower and compile `jax.jit(fn)` for `args` (at LLVM level `level`, None: XLA's
+    default): CPU and wall seconds of each phase."""
     import jax
 
+    options = None if level is None else {"xla_backend_optimization_level": level}
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
+    lowered = jax.jit(fn, compiler_options=options).lower(*args)
     cpu1 = _cpu_seconds()
     lowered.compile()
     cpu2, wall2 = _cpu_seconds(), time.perf_counter()
@@ -59,7 +63,7 @@ def timed_compile(fn, *args) -> dict:
 # --- one measurement (child processes) ------------------------------------------------------
 
 
-def measure_pgjax(config_file: str, num_seeds: int) -> dict:
+def measure_pgjax(config_file: str, num_seeds: int, level: int | None = None) -> dict:
     import jax
 
     from pgjax.cli import load_config
@@ -67,11 +71,11 @@ def measure_pgjax(config_file: str, num_seeds: int) -> dict:
     _, module, config = load_config(None, Path(config_file), None, [])
     trainer = module.make_trainer(config)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    result = timed_compile(jax.vmap(trainer.train, in_axes=(0, None)), keys, config.hparams)
-    return {"lib": "pgjax", "config": Path(config_file).name, "seeds": num_seeds, **result}
+    result = timed_compile(jax.vmap(trainer.train, in_axes=(0, None)), keys, config.hparams, level=level)
+    return {"lib": "pgjax", "config": Path(config_file).name, "seeds": num_seeds, "level": level, **result}
 
 
-def measure_rejax(algo_name: str, num_seeds: int, kwargs: dict) -> dict:
+def measure_rejax(algo_name: str, num_seeds: int, kwargs: dict, level: int | None = None) -> dict:
     """rejax's harness (../shared/peers/rejax_train.py) up to its compile, timed in CPU seconds."""
     import jax
     from rejax import get_algo
@@ -80,8 +84,8 @@ def measure_rejax(algo_name: str, num_seeds: int, kwargs: dict) -> dict:
     algo_cls = get_algo(algo_name)
     algo = algo_cls.create(**kwargs).replace(eval_callback=lambda a, ts, rng: ())
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    result = timed_compile(jax.vmap(algo_cls.train, in_axes=(None, 0)), algo, keys)
-    return {"lib": "rejax", "algo": algo_name, "seeds": num_seeds, **result}
+    result = timed_compile(jax.vmap(algo_cls.train, in_axes=(None, 0)), algo, keys, level=level)
+    return {"lib": "rejax", "algo": algo_name, "seeds": num_seeds, "level": level, **result}
 
 
 # --- drivers --------------------------------------------------------------------------------
@@ -120,7 +124,7 @@ def configs_command(args) -> None:
             for r in range(args.rounds):
                 order = roots if r % 2 == 0 else roots[::-1]
                 for root in order:
-                    record = run_child(sys.executable, ["pgjax", str(config), str(seeds)], root)
+                    record = run_child(sys.executable, ["pgjax", str(config), str(seeds), json.dumps(args.level)], root)
                     record.update(root=str(root), round=r)
                     print(json.dumps(record), file=sys.stderr, flush=True)
                     _append(args.out, record)
@@ -141,6 +145,7 @@ def peers_command(args) -> None:
     from pgjax.cli import load_config
 
     rejax_python = benchmark.peer_python()
+    level = json.dumps(args.level)
     rows = ["| algo | seeds | pgjax CPU s | rejax CPU s | pgjax / rejax (median, range) |", "|---|---:|---:|---:|---:|"]
     for algo in args.algos:
         bench = benchmark.ALGO_BENCHMARKS[algo]
@@ -151,9 +156,9 @@ def peers_command(args) -> None:
             for r in range(args.rounds):
                 for lib in (("pgjax", "rejax") if r % 2 == 0 else ("rejax", "pgjax")):
                     if lib == "pgjax":
-                        record = run_child(sys.executable, ["pgjax", str(REPO / bench.config_file), str(seeds)], REPO)
+                        record = run_child(sys.executable, ["pgjax", str(REPO / bench.config_file), str(seeds), level], REPO)
                     else:
-                        record = run_child(rejax_python, ["rejax", bench.rejax_name, str(seeds), kwargs])
+                        record = run_child(rejax_python, ["rejax", bench.rejax_name, str(seeds), kwargs, level])
                     record.update(round=r)
                     print(json.dumps(record), file=sys.stderr, flush=True)
                     _append(args.out, record)
@@ -173,11 +178,11 @@ def _append(path: Path | None, record: dict) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "pgjax" and len(argv) == 3:  # a child: one pgjax measurement
-        print(json.dumps(measure_pgjax(argv[1], int(argv[2]))))
+    if argv and argv[0] == "pgjax" and len(argv) == 4:  # a child: one pgjax measurement
+        print(json.dumps(measure_pgjax(argv[1], int(argv[2]), json.loads(argv[3]))))
         return 0
-    if argv and argv[0] == "rejax" and len(argv) == 4:  # a child in rejax's venv
-        print(json.dumps(measure_rejax(argv[1], int(argv[2]), json.loads(argv[3]))))
+    if argv and argv[0] == "rejax" and len(argv) == 5:  # a child in rejax's venv
+        print(json.dumps(measure_rejax(argv[1], int(argv[2]), json.loads(argv[3]), json.loads(argv[4]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["configs", "peers"])
@@ -187,6 +192,9 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default="", help="configs: comma list of files in configs/ (default all non-MinAtar)")
     parser.add_argument("--pgjax-root", type=Path, action="append",
                         help="configs: a pgjax checkout to measure (repeat to alternate versions; default this one)")
+    parser.add_argument("--level", type=int, default=None,
+                        help="LLVM optimisation level for every program (xla_backend_optimization_level; "
+                             "default: XLA's own, 3)")
     parser.add_argument("--out", type=Path, default=None, help="append every measurement to this JSON-lines file")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
