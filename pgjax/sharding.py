@@ -74,10 +74,9 @@ def use_host_devices(count: int | None = None) -> int:
     """Split the CPU into `count` JAX devices so that work sharded over them runs in parallel.
 
     `count` defaults to `$PGJAX_HOST_DEVICES`, else one device per usable core; 1 turns it
-    off. Call it right after `import jax`, before any JAX computation and before importing
-    pgjax submodules (`pgjax.distributions` builds a JAX constant at import, which starts
-    JAX); it sets `jax_num_cpu_devices`. Without `count` or the variable, an `XLA_FLAGS` that already
-    sets `--xla_force_host_platform_device_count` is left to decide. On a GPU or TPU
+    off. Call it before any JAX computation (importing pgjax modules computes nothing, so
+    they may come first); it sets `jax_num_cpu_devices`. Without `count` or the variable, an
+    `XLA_FLAGS` that already sets `--xla_force_host_platform_device_count` is left to decide. On a GPU or TPU
     nothing changes: the CPU devices are not the default devices. If JAX is already
     running, the devices it has stay; an explicit request for another count raises
     `RuntimeError`. Returns the number of CPU devices JAX will use.

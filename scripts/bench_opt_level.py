@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from compile_cost import _cpu_seconds  # scripts/compile_cost.py: the same CPU-seconds clock
+from compile_cost import _cpu_seconds, level_options  # scripts/compile_cost.py: the same clock and option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def measure(config_file: str, num_seeds: int, total_timesteps: int, level: str) 
     _, module, config = load_config(None, REPO / "configs" / config_file, None, [f"total_timesteps={total_timesteps}"])
     trainer = module.make_trainer(config)
     keys = seed_keys(0, range(num_seeds))
-    options = None if level == "default" else {"xla_backend_optimization_level": int(level)}
+    options = level_options(None if level == "default" else int(level))
     program = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)), compiler_options=options)
     cpu0 = _cpu_seconds()
     compiled = program.lower(keys, config.hparams).compile()

@@ -87,20 +87,19 @@ import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import sharding  # noqa: I001  (before any pgjax module that builds JAX constants at import)
-
-# The host devices must be chosen before JAX starts, and importing pgjax.distributions starts it.
-if __name__ == "__main__":
-    _early = argparse.ArgumentParser(add_help=False)
-    _early.add_argument("--host-devices", type=int, default=None)
-    sharding.use_host_devices(_early.parse_known_args()[0].host_devices)
-
-from pgjax.actor_critic import sample_step  # noqa: E402
+from pgjax import sharding
+from pgjax.actor_critic import sample_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
 from pgjax.experiment import SeedLayout, default_seed_width, evaluate_seeds, place_seeds, seed_keys, seed_mesh, unpad_seeds
 from pgjax.rollout import rollout
 from pgjax.unrolled_rng import unrolled_key
+
+# The host devices must be chosen before JAX starts (importing pgjax does not start it).
+if __name__ == "__main__":
+    _early = argparse.ArgumentParser(add_help=False)
+    _early.add_argument("--host-devices", type=int, default=None)
+    sharding.use_host_devices(_early.parse_known_args()[0].host_devices)
 
 REPO = Path(__file__).resolve().parents[1]
 # /work/shared/peers next to /work/main, or $PGJAX_PEERS_DIR (e.g. from another worktree)

@@ -43,12 +43,17 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def level_options(level: int | None) -> dict | None:
+    """`jax.jit`'s `compiler_options` for LLVM optimisation level `level` (None: XLA's default, 3)."""
+    return None if level is None else {"xla_backend_optimization_level": level}
+
+
 def timed_compile(fn, *args, level: int | None = None) -> dict:
     """Lower and compile `jax.jit(fn)` for `args` (at LLVM level `level`, None: XLA's
     default): CPU and wall seconds of each phase."""
     import jax
 
-    options = None if level is None else {"xla_backend_optimization_level": level}
+    options = level_options(level)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     lowered = jax.jit(fn, compiler_options=options).lower(*args)
     cpu1 = _cpu_seconds()
