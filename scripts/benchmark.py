@@ -87,7 +87,7 @@ import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import sharding
+from pgjax import sharding, sweep
 from pgjax.actor_critic import sample_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
@@ -201,6 +201,7 @@ class PresetRun:
     algo: str  # a key of ALGO_BENCHMARKS
     seeds: int
     total_timesteps: int | None = None  # per seed; None: the config's
+    width: int | None = None  # seeds per vmap group; None: default_seed_width
 
 
 # `--preset gpu`: sized to finish in under 8 minutes on one GPU (compiles included). Each row
@@ -210,6 +211,9 @@ PRESETS = {
     "gpu": (
         PresetRun("ppo", 1),  # CartPole-v1, 5e5 steps
         PresetRun("ppo", 256),
+        # A sweep's fixed vmap width (8) against all 64 cells in one vmap, as `pgjax train` does.
+        PresetRun("ppo", 64, 100_000, width=8),
+        PresetRun("ppo", 64, 100_000),
         PresetRun("ppo", 4096, 100_000),  # 4.1e8 environment steps in all
         PresetRun("sac", 64),  # Pendulum-v1, 6e3 steps per seed, one update per step
         PresetRun("ppo_breakout_cnn", 64, 1_000_000),  # 6.4e7 steps through the CNN: last, the costliest
@@ -224,11 +228,16 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def time_compiled(fn: Callable, first_args: tuple, second_args: tuple) -> tuple[float, float, Any]:
-    """Compile `jit(fn)` for `first_args`, run it on both argument sets.
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    compile_s: float
+    train_s: float  # the better of the two runs
+    output: Any  # of the first run
+    xla_bytes: int | None  # per device: arguments + outputs + temporaries (XLA's memory_analysis)
 
-    Returns (compile seconds, best run seconds, output of the first run).
-    """
+
+def time_compiled(fn: Callable, first_args: tuple, second_args: tuple) -> Timed:
+    """Compile `jit(fn)` for `first_args`, run it on both argument sets."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*first_args).compile()
     t1 = time.perf_counter()
@@ -236,7 +245,13 @@ def time_compiled(fn: Callable, first_args: tuple, second_args: tuple) -> tuple[
     t2 = time.perf_counter()
     jax.block_until_ready(compiled(*second_args))
     t3 = time.perf_counter()
-    return t1 - t0, min(t2 - t1, t3 - t2), out
+    return Timed(t1 - t0, min(t2 - t1, t3 - t2), out, sweep.compiled_bytes(compiled))
+
+
+def device_peak_bytes() -> int | None:
+    """The first device's peak bytes in use since the process started (accelerators only)."""
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else stats.get("peak_bytes_in_use")
 
 
 def keys_pair(num_seeds: int):
@@ -282,19 +297,27 @@ def final_returns(trainer, state) -> dict:
     return out
 
 
-def bench_pgjax(trainer, num_seeds: int, evaluate: bool = True) -> dict:
+def bench_pgjax(trainer, num_seeds: int, evaluate: bool = True, width: int | None = None) -> dict:
     """Time the whole training run for S seeds as `pgjax train` runs them (sharded over this
-    process's devices in vmap groups of `default_seed_width(S)`), then evaluate the final policies."""
-    layout = SeedLayout.plan(num_seeds, default_seed_width(num_seeds), len(jax.devices()))
+    process's devices in vmap groups of `width`, default `default_seed_width(S)`), then
+    evaluate the final policies.
+
+    Memory, per device: XLA's figure for the compiled program, pgjax's estimate for it (state
+    in and out and the metrics, as `pgjax train --memory-limit` checks; no temporaries), and
+    on an accelerator the device's peak so far in this process (all earlier runs included).
+    """
+    layout = SeedLayout.plan(num_seeds, width or default_seed_width(num_seeds), len(jax.devices()))
     mesh = seed_mesh(layout)
     hparams = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (num_seeds,)), trainer.config.hparams)
     train = sharding.cell_function(trainer.train, mesh, layout.width)
     first, second = (place_seeds((keys, hparams), layout, mesh) for keys in keys_pair(num_seeds))
-    compile_s, train_s, output = time_compiled(train, first, second)
-    record = timing_record("pgjax", trainer.config, num_seeds, compile_s, train_s)
-    record.update(host_devices=layout.num_devices, vmap_width=layout.width)
+    timed = time_compiled(train, first, second)
+    record = timing_record("pgjax", trainer.config, num_seeds, timed.compile_s, timed.train_s)
+    estimate = sweep.launch_bytes_estimate(sweep.cell_bytes(trainer, trainer.config.num_updates), layout.per_device)
+    record.update(host_devices=layout.num_devices, vmap_width=layout.width, xla_bytes_per_device=timed.xla_bytes,
+                  estimate_bytes_per_device=estimate, device_peak_bytes=device_peak_bytes())
     if evaluate:
-        record.update(final_returns(trainer, unpad_seeds(output.state, layout)))
+        record.update(final_returns(trainer, unpad_seeds(timed.output.state, layout)))
     record["config"] = to_dict(trainer.config)
     return record
 
@@ -357,8 +380,8 @@ def make_rollout_only(trainer, rollout_setup):
 
 def bench_vmapped(kind: str, run_fn, config, num_seeds: int) -> dict:
     first, second = keys_pair(num_seeds)
-    compile_s, train_s, _ = time_compiled(jax.vmap(run_fn), (first,), (second,))
-    return timing_record(kind, config, num_seeds, compile_s, train_s)
+    timed = time_compiled(jax.vmap(run_fn), (first,), (second,))
+    return timing_record(kind, config, num_seeds, timed.compile_s, timed.train_s)
 
 
 # --- roofline: the training step's floating-point rate against one large matmul ------------
@@ -514,7 +537,8 @@ def main_table(groups: list[dict]) -> str:
     rows = [head, "|" + "---|" * 4 + "---:|" * 8]
     for g in groups:
         limit = g["env_only"]["env_steps_per_s"]
-        runs = [("pgjax", g["pgjax"]), ("rejax", g.get("rejax")), ("env only (random actions)", g["env_only"])]
+        pgjax = "pgjax" if g["width"] is None else f"pgjax, vmap width {g['width']}"
+        runs = [(pgjax, g["pgjax"]), ("rejax", g.get("rejax")), ("env only (random actions)", g["env_only"])]
         for name, r in runs:
             if r is None:
                 continue
@@ -540,6 +564,20 @@ def peer_table(groups: list[dict]) -> str:
             f"| {fmt(ratio(p['compile_s'], r['compile_s']), '.2f')} |"
         )
     return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def memory_table(groups: list[dict]) -> str:
+    """pgjax's bytes per device: XLA's for the compiled run, pgjax's estimate, the device's peak."""
+    rows = ["| algo | env | seeds | vmap width | XLA MB per device | pgjax estimate MB | device peak MB so far |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    megabytes = lambda b: None if b is None else b / 1e6  # noqa: E731
+    for g in groups:
+        r = g["pgjax"]
+        rows.append(f"| {g['algo']} | {g['env_id']} | {g['seeds']} | {r['vmap_width']} "
+                    f"| {fmt(megabytes(r['xla_bytes_per_device']), ',.1f')} "
+                    f"| {fmt(megabytes(r['estimate_bytes_per_device']), ',.1f')} "
+                    f"| {fmt(megabytes(r['device_peak_bytes']), ',.1f')} |")
+    return "\n".join(rows)
 
 
 def breakdown_table(groups: list[dict]) -> str:
@@ -573,12 +611,13 @@ def build_trainer(algo: str, total_timesteps: int | None):
     return bench, module.make_trainer(config)
 
 
-def bench_group(algo: str, bench: AlgoBenchmark, trainer, num_seeds: int, rejax_python: str | None) -> dict:
+def bench_group(algo: str, bench: AlgoBenchmark, trainer, num_seeds: int, rejax_python: str | None,
+                width: int | None = None) -> dict:
     """All measurements for one algorithm and seed count, pgjax first and the peer right after."""
     config = trainer.config
-    group = {"algo": algo, "env_id": config.env_id, "seeds": num_seeds}
+    group = {"algo": algo, "env_id": config.env_id, "seeds": num_seeds, "width": width}
     log(f"[{algo} {config.env_id} S={num_seeds}] pgjax training ({config.num_updates} updates)...")
-    group["pgjax"] = bench_pgjax(trainer, num_seeds)
+    group["pgjax"] = bench_pgjax(trainer, num_seeds, width=width)
     if rejax_python is not None and bench.rejax_kwargs is not None:
         log(f"[{algo} {config.env_id} S={num_seeds}] rejax training...")
         group["rejax"] = bench_rejax(rejax_python, bench, config, num_seeds)
@@ -620,6 +659,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--total-timesteps", type=int, default=None, help="override the config's total_timesteps")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.jsonl"), help="JSON lines file, appended to")
     parser.add_argument("--peer", choices=["none", "rejax"], default="none", help="peer library to run alongside")
+    parser.add_argument("--width", type=int, default=None,
+                        help="seeds per vmap group (default: default_seed_width, as `pgjax train`)")
     parser.add_argument("--host-devices", type=int, default=None,
                         help="CPU devices for pgjax (default: as the pgjax commands, one per usable core)")
     parser.add_argument("--rounds", type=int, default=0,
@@ -628,7 +669,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pgjax-only", action="store_true", help=argparse.SUPPRESS)  # a round's child process
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="a fixed set of (algorithm, seeds, budget) runs instead of --algos/--seeds (gpu: "
-                             "PPO CartPole at 1, 256, 4096 seeds, PPO MinAtar Breakout CNN at 64, SAC Pendulum at 64)")
+                             "PPO CartPole at 1, 256, 4096 seeds and at 64 with vmap width 8 and 64, PPO MinAtar "
+                             "Breakout CNN at 64, SAC Pendulum at 64)")
     parser.add_argument("--max-seeds", type=int, default=None,
                         help="cap every preset run's seed count (a CPU smoke test of a preset)")
     parser.add_argument("--roofline", choices=["auto", "on", "off"], default="auto",
@@ -711,9 +753,9 @@ def main(argv=None) -> int:
     rejax_python = peer_python() if args.peer == "rejax" else None
     log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs; results appended to {args.out}")
     groups, rooflines = [], []
-    for algo, num_seeds, total_timesteps in planned_runs(args):
+    for algo, num_seeds, total_timesteps, width in planned_runs(args):
         bench, trainer = build_trainer(algo, total_timesteps)
-        group = bench_group(algo, bench, trainer, num_seeds, rejax_python)
+        group = bench_group(algo, bench, trainer, num_seeds, rejax_python, width)
         append_jsonl(args.out, group_records(group), info)
         groups.append(group)
         if args.roofline == "on" or (args.roofline == "auto" and algo == "ppo" and num_seeds == 16):
@@ -723,6 +765,7 @@ def main(argv=None) -> int:
             rooflines.append(roofline_line(algo, record))
     tables = [("Training speed and final returns", main_table(groups)),
               ("pgjax / rejax", peer_table(groups)),
+              ("Memory per device (pgjax)", memory_table(groups)),
               ("Where the time goes (1 seed)", breakdown_table(groups))]
     print(f"jax {info['jax']}, {info['backend']}, {info['cpu_count']} CPUs, {info['date']}\n")
     print("\n\n".join(f"### {title}\n\n{table}" for title, table in tables if table))
@@ -731,12 +774,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def planned_runs(args) -> list[tuple[str, int, int | None]]:
-    """(algorithm, seeds, total_timesteps) of each run: the preset's, or --algos x --seeds."""
+def planned_runs(args) -> list[tuple[str, int, int | None, int | None]]:
+    """(algorithm, seeds, total_timesteps, vmap width) of each run: the preset's, or --algos x --seeds."""
     if args.preset is None:
-        return [(algo, seeds, args.total_timesteps) for algo in args.algos for seeds in args.seeds]
+        return [(algo, seeds, args.total_timesteps, args.width) for algo in args.algos for seeds in args.seeds]
     cap = args.max_seeds or max(run.seeds for run in PRESETS[args.preset])
-    return [(run.algo, min(run.seeds, cap), args.total_timesteps or run.total_timesteps) for run in PRESETS[args.preset]]
+    return [(run.algo, min(run.seeds, cap), args.total_timesteps or run.total_timesteps,
+             None if run.width is None else min(run.width, cap)) for run in PRESETS[args.preset]]
 
 
 if __name__ == "__main__":
