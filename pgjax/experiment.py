@@ -137,13 +137,19 @@ def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Calla
     each one `sharding.cell_function`: sharded over `mesh`, a `vmap` over `width` seeds at a
     time. Inputs carry the padded seed axis (`SeedLayout.padded`)."""
     init = sharding.cell_function(trainer.init, mesh, width)
-    compiled: dict[int, Callable] = {}
+    programs: dict[int, Callable] = {}
+
+    def program(size: int) -> Callable:
+        """The jitted `(state, hparams) -> (state, metrics)` of `size` updates (`.lower()` it
+        ahead of a run to see its memory: a later call reuses that compilation)."""
+        if size not in programs:
+            programs[size] = sharding.cell_function(lambda s, h: trainer.run(s, h, size), mesh, width)
+        return programs[size]
 
     def run(state, hparams, size):
-        if size not in compiled:
-            compiled[size] = sharding.cell_function(lambda s, h: trainer.run(s, h, size), mesh, width)
-        return compiled[size](state, hparams)
+        return program(size)(state, hparams)
 
+    run.program = program
     return init, run
 
 

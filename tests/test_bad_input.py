@@ -287,6 +287,19 @@ def test_sweep_memory_limit_failure_leaves_no_sweep_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_train_memory_limit_counts_the_compiled_chunks_temporaries(tmp_path):
+    """A limit between pgjax's estimate from shapes (state in and out and the metrics, about 13
+    MB here) and XLA's count for the compiled chunk (about 32 MB: the CNN's patches and
+    activations are temporaries) is refused before anything trains, naming XLA's count."""
+    tiny_cnn = ["--config", "configs/ppo_breakout_minatar_cnn.toml", "total_timesteps=2048", "num_envs=8",
+                "num_steps=64", "num_minibatches=2", "update_epochs=1"]
+    result = pgjax("train", *tiny_cnn, "--seeds", "1", "--chunks", "4", "--memory-limit", "20MB", "--no-progress", "--out", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert "XLA's count for one chunk" in result.stderr and "raise --memory-limit" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_discard_if_unstarted_keeps_finished_cells_and_foreign_files(tmp_path):
     from pgjax.sweep import discard_if_unstarted
 

@@ -102,3 +102,47 @@ def test_a_cache_filled_on_two_devices_serves_one_device_runs_correctly(tmp_path
     assert one["cache_misses"] >= 2
     _, metrics_plain, evals_plain = train(tmp_path / "c", "0", 1)
     assert metrics1dev == metrics2dev == metrics_plain and evals1dev == evals2dev == evals_plain
+
+
+def test_train_runs_the_chunk_program_its_memory_check_compiled():
+    """`pgjax train` compiles its largest chunk before training, to read XLA's memory count
+    (`_check_memory`); the first chunk of that size must reuse that program, neither traced
+    nor compiled again (a second compile would double every run's compile time)."""
+    import types
+
+    import jax
+    from jax import monitoring
+
+    from pgjax import sweep
+    from pgjax.cli import load_config
+    from pgjax.commands import train as train_command
+
+    overrides = ["total_timesteps=1024", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]
+    _, module, config = load_config(None, ROOT / "configs/ppo_cartpole.toml", None, overrides)
+    real = module.make_trainer(config)
+    traced = []
+
+    def run(state, hparams, size):
+        traced.append(size)
+        return real.run(state, hparams, size)
+
+    trainer = types.SimpleNamespace(init=real.init, run=run, config=real.config)
+    seeds = train_command._Seeds.build(trainer, {"seeds": [0, 1], "width": 1, "root_seed": 0})
+    size = config.num_updates
+    assert sweep.compiled_bytes(seeds.compile_chunk(size)) > 0 and traced == [size]
+    init, run_chunk = seeds.functions
+    state = jax.block_until_ready(init(seeds.keys, seeds.hparams))
+    compiles = []
+    listening = True
+
+    def on_event(event, seconds, **_):
+        if listening and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(seconds)
+
+    monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        jax.block_until_ready(run_chunk(state, seeds.hparams, size))
+    finally:
+        listening = False
+        monitoring.unregister_event_duration_listener(on_event)
+    assert (traced, compiles) == ([size], [])

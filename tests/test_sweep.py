@@ -167,3 +167,12 @@ def test_evaluating_cells_and_ranking_grid_points(reference):
         assert s["n"] == 2 and s["iqm"] == pytest.approx(np.mean([everything[c]["mean_return"] for c in s["cells"]]))
     best = se.best_point(summaries)
     assert summaries[best]["iqm"] == max(s["iqm"] for s in summaries)
+
+
+def test_a_sweep_on_an_accelerator_is_told_when_its_width_leaves_cells_waiting():
+    from pgjax.commands.sweep import narrow_width_note
+
+    assert narrow_width_note("cpu", 8, 64) is None  # one vmap group per core is what a CPU wants
+    assert narrow_width_note("gpu", 8, 8) is None and narrow_width_note("gpu", 64, 16) is None
+    note = narrow_width_note("gpu", 8, 64)
+    assert "--width 8 at a time" in note and "--width 64" in note
