@@ -171,7 +171,7 @@ def test_use_host_devices_once_jax_runs(monkeypatch):
 # Imports every pgjax module, then says whether a JAX backend (and so its device count) was
 # fixed by the imports alone.
 IMPORT_ALL = textwrap.dedent("""
-    import importlib, pkgutil
+    import importlib, pkgutil, sys
     import jax._src.xla_bridge as xla_bridge
     import pgjax
 
@@ -179,13 +179,15 @@ IMPORT_ALL = textwrap.dedent("""
     for name in names:
         importlib.import_module(name)
         assert not xla_bridge._backends, f"importing {name} started a JAX backend"
+    assert "distrax" not in sys.modules, "the library imports distrax, a test-only dependency"
     print("imported", len(names))
 """)
 
 
 def test_importing_pgjax_leaves_the_devices_to_choose():
     """No module computes a JAX array at import: that would start the backend and fix the
-    device count before `use_host_devices` (or a notebook's XLA_FLAGS) could choose it."""
+    device count before `use_host_devices` (or a notebook's XLA_FLAGS) could choose it. Nor
+    does any import distrax, which only the tests use (the GPU image has none)."""
     done = _run("-c", IMPORT_ALL)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) > 40
