@@ -227,3 +227,28 @@ def test_a_run_that_cannot_start_creates_no_run_folder(tmp_path, capsys):
     assert code == 1 and not (tmp_path / "runs").exists()
     err = capsys.readouterr().err
     assert "torso='cnn' needs grid or image observations" in err and "'CartPole-v1'" in err
+
+
+def test_gymnax_gets_seaborn_only_when_something_uses_it():
+    """gymnax imports seaborn (scipy.stats, pandas: about 2 s) to colour one render; pgjax
+    defers it, and the deferred module is the real one on first use (Pong's palette)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        from pgjax import envs
+        envs.make_vec_env("CartPole-v1", 2)
+        seaborn = sys.modules["seaborn"]
+        assert type(seaborn).__name__ == "_DeferredModule", type(seaborn)
+        assert "scipy.stats" not in sys.modules and "pandas" not in sys.modules
+        import seaborn as again  # importing it again does not load it either
+        assert again is seaborn and "pandas" not in sys.modules
+        palette = seaborn.color_palette("cubehelix", 3)  # as gymnax's Pong render uses it
+        assert len(palette) == 3 and "pandas" in sys.modules
+        assert type(sys.modules["seaborn"]).__name__ == "module"
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "ok", done.stderr[-2000:]
