@@ -269,7 +269,7 @@ def run(args) -> int:
                                   "noise is a training device), so it would repeat the greedy numbers; drop it")
         trainer = module.make_trainer(config)
         seeds = _Seeds.build(trainer, record)
-        _check_memory(trainer, seeds, record["chunks"], args.memory_limit)
+        memory = _check_memory(trainer, seeds, record["chunks"], args.memory_limit)
     except (cfg.ConfigError, MemoryError, runs.RunFileError, TrackingError) as err:
         return _fail(f"config error: {err}" if isinstance(err, cfg.ConfigError) else str(err))
     expected = {"algo": algo_name, "config": cfg.to_dict(config), "num_seeds": len(record["seeds"])}
@@ -283,6 +283,7 @@ def run(args) -> int:
         print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
     else:
         run_dir, state, done, wall_before = _start(args, record, algo_name, config), None, 0, 0.0
+    wall_before += memory["compile_seconds"]  # the first chunk's compile, done ahead: run time as before
     evaluator = _evaluator(trainer, seeds, record)
     try:
         handler = _ChunkHandler(args, config, seeds, run_dir, done, record, meta, wall_before, evaluator)
@@ -426,18 +427,22 @@ def _check_memory(trainer, seeds: _Seeds, chunks: int, memory_limit: str | None)
 
     def refuse(need: int, what: str) -> MemoryError:
         return MemoryError(
-            f"{layout.num_seeds} seeds need about {need / 1e6:.2f} MB per device ({what}; {layout.per_device} seeds "
-            f"on each of {layout.num_devices} device(s)), more than the limit {limit / 1e6:.2f} MB; "
+            f"{layout.num_seeds} seeds need about {need / 1e6:.2f} MB per device ({layout.per_device} seeds on each "
+            f"of {layout.num_devices} device(s)) by {what}, more than the limit {limit / 1e6:.2f} MB; "
             "use fewer seeds, more --host-devices, or raise --memory-limit"
         )
 
     estimate = sweep.launch_bytes_estimate(sweep.cell_bytes(trainer, size), layout.per_device)
     if estimate > limit:
-        raise refuse(estimate, "training state and metrics")
+        raise refuse(estimate, "their training state and metrics")
+    if sharding.is_writer():  # compiling takes seconds to minutes: say what the wait is
+        print(f"pgjax: compiling the training program ({size} updates per chunk, {layout.num_seeds} seeds)", flush=True)
+    started = time.perf_counter()
     compiled = sweep.compiled_bytes(seeds.compile_chunk(size))
     if compiled is not None and compiled > limit:
         raise refuse(compiled, f"XLA's count for one chunk of {size} updates, temporaries included")
-    return {"bytes_per_device": estimate, "compiled_bytes_per_device": compiled, "limit": limit}
+    return {"bytes_per_device": estimate, "compiled_bytes_per_device": compiled, "limit": limit,
+            "compile_seconds": time.perf_counter() - started}
 
 
 def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict):
