@@ -136,7 +136,7 @@ def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Calla
     """`(init, run)` as `compile_seed_functions(trainer, hparams_batched=True)` gives them, but
     each one `sharding.cell_function`: sharded over `mesh`, a `vmap` over `width` seeds at a
     time. Inputs carry the padded seed axis (`SeedLayout.padded`)."""
-    init = sharding.cell_function(trainer.init, mesh, width)
+    init = sharding.cell_function(lambda key, hparams: _without_weak_types(trainer.init(key, hparams)), mesh, width)
     programs: dict[int, Callable] = {}
 
     def program(size: int) -> Callable:
@@ -153,13 +153,20 @@ def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Calla
     return init, run
 
 
+def _without_weak_types(tree: Any) -> Any:
+    """Weakly typed leaves (gymnax's step counter, flashbax's index) as ordinary ones, as a
+    state restored from a checkpoint has them: fresh and resumed states then trace one chunk
+    program (the values are the same)."""
+    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype) if jax.typeof(x).weak_type else x, tree)
+
+
 def place_seeds(tree: Any, layout: SeedLayout, mesh: Any) -> Any:
     """`[S, ...]` arrays (PRNG key arrays included) padded to `layout.padded` rows by
     repeating the last and sharded over `mesh`. With several processes each builds the
     global arrays from its identical host copy (`sharding.put_cells`; raw uint32 keys)."""
     if jax.process_count() > 1:
         return sharding.put_cells(sharding.pad_cells(jax.device_get(tree), layout.padded), mesh)
-    place = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(sharding.AXIS))
+    place = sharding.cells_sharding(mesh)
     extra = layout.padded - layout.num_seeds
 
     def pad(x):

@@ -196,9 +196,21 @@ def pad_cells(tree: Any, size: int) -> Any:
     return jax.tree.map(pad, tree)
 
 
+def cells_sharding(mesh: Mesh) -> NamedSharding:
+    """The leading (cell) axis split over the mesh, every other axis whole."""
+    return NamedSharding(mesh, P(AXIS))
+
+
+def abstract_cells(tree: Any, mesh: Mesh) -> Any:
+    """`jax.ShapeDtypeStruct`s of `tree`'s leaves with the cell axis sharded over `mesh`
+    (weak types dropped): the arguments to lower a `cell_function` ahead of a launch."""
+    place = cells_sharding(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=place), tree)
+
+
 def put_cells(tree: Any, mesh: Mesh) -> Any:
     """Global arrays with the leading axis sharded over the mesh, from identical host copies."""
-    sharding = NamedSharding(mesh, P(AXIS))
+    sharding = cells_sharding(mesh)
 
     def put(x):
         x = np.asarray(x)

@@ -271,11 +271,6 @@ class _GroupRunner:
             self._compiled[size] = _COMPILED[cache_key]
         if size not in self._compiled:
             trainer, cells = self.trainer, self.cells_per_launch
-            place = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(sharding.AXIS))
-
-            def abstract(x):
-                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=place)
-
             key = jax.ShapeDtypeStruct((cells, 2), np.uint32)
             hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct((cells,), np.asarray(jax.numpy.asarray(x)).dtype),
                               trainer.config.hparams)
@@ -284,7 +279,8 @@ class _GroupRunner:
                 self._jitted[size] = sharding.cell_function(
                     lambda state, hparams: trainer.run(state, hparams, size), self.mesh, self.width
                 )
-            lowered = self._jitted[size].lower(jax.tree.map(abstract, state), jax.tree.map(abstract, hp))
+            lowered = self._jitted[size].lower(sharding.abstract_cells(state, self.mesh),
+                                               sharding.abstract_cells(hp, self.mesh))
             self._compiled[size] = _COMPILED[cache_key] = lowered.compile()
         return self._compiled[size]
 

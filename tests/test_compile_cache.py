@@ -140,7 +140,8 @@ def test_train_runs_the_chunk_program_its_memory_check_compiled():
     def to_host(x):  # as a checkpoint stores a leaf
         return np.asarray(jax.random.key_data(x) if is_key(x) else x)
 
-    rows = jax.tree.map(to_host, seeds.rows(seeds.fresh_state()))
+    init, _ = seeds.functions
+    rows = jax.tree.map(to_host, seeds.rows(init(seeds.keys, seeds.hparams)))
     restored = jax.tree.map(lambda like, x: jax.random.wrap_key_data(x) if is_key(like) else x,
                             seeds.abstract_state(), rows)
     again = seeds.train(restored, 0, 1, lambda *_: None)

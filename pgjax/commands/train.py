@@ -348,27 +348,16 @@ class _Seeds:
         self.functions = experiment.seed_functions(trainer, self.mesh, layout.width)
         self.keys, self.hparams = experiment.place_seeds((keys, hparams), layout, self.mesh)
 
-    def fresh_state(self):
-        """`init`'s state with no weakly typed leaves (gymnax's step counter, flashbax's
-        index), like a state restored from a checkpoint: fresh and resumed runs then trace
-        the same chunk program, and `compile_chunk` compiles that one."""
-        import jax
-
-        init, _ = self.functions
-        return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype) if x.weak_type else x,
-                            init(self.keys, self.hparams))
-
     def compile_chunk(self, size: int):
         """The compiled program of one chunk of `size` updates, from the shapes of the state
-        `fresh_state` makes (nothing is computed); a later `run` of that size reuses it."""
+        `init` makes (nothing is computed); a later `run` of that size, fresh or resumed,
+        reuses it (`experiment.seed_functions`' `init` gives no weakly typed leaves)."""
         import jax
 
         from pgjax import sharding
 
         init, run = self.functions
-        cells = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(sharding.AXIS))
-        shapes = jax.eval_shape(init, self.keys, self.hparams)
-        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cells), shapes)
+        state = sharding.abstract_cells(jax.eval_shape(init, self.keys, self.hparams), self.mesh)
         return run.program(size).lower(state, self.hparams).compile()
 
     @classmethod
@@ -410,7 +399,7 @@ class _Seeds:
         """Train from `state` (`[S]` rows, None: fresh) after `done` updates; the final `[S]` state."""
         from pgjax.experiment import train_seeds
 
-        state = self.fresh_state() if state is None else self.place(state)
+        state = None if state is None else self.place(state)
         state, _ = train_seeds(self.trainer, self.keys, self.hparams, hparams_batched=True, max_chunks=chunks,
                                on_chunk=handler, state=state, updates_done=done, functions=self.functions,
                                fetch=self.fetch)
