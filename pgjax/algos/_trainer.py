@@ -40,7 +40,31 @@ def run_updates(update, config, env, networks, state, hparams, num_updates: int)
     cell diverged from it, without stopping or perturbing the other cells.
     """
     step = functools.partial(_update_with_finite_check, update, config, env, networks, hparams)
-    return jax.lax.scan(step, state, None, length=num_updates)
+    if num_updates != 1:
+        return jax.lax.scan(step, state, None, length=num_updates)
+    return _one_update_loop(step, state)
+
+
+def _one_update_loop(step, state):
+    """`lax.scan(step, state, None, length=1)`, as a loop XLA cannot see to be of one trip.
+
+    Why: XLA replaces a loop of one trip by its body, which it then fuses with whatever
+    surrounds it; inside a sweep's or a run's group map (`sharding.cell_function`, one seed
+    per group) that body rounded differently from the body of a longer scan (seen on an
+    AVX-512 CPU: the metrics, then the parameters), so a run cut into 1-update chunks
+    drifted from the same run in longer chunks. With a bound XLA cannot read, the loop
+    stays a loop and compiles to the same body as every longer chunk.
+    """
+    rows = jax.eval_shape(lambda s: step(s, None)[1], state)
+    table = jax.tree.map(lambda m: jnp.zeros((1, *m.shape), m.dtype), rows)
+
+    def body(i, carry):
+        state, table = carry
+        state, metrics = step(state, None)
+        return state, jax.tree.map(lambda t, m: jax.lax.dynamic_update_index_in_dim(t, m, i, 0), table, metrics)
+
+    one = jax.lax.optimization_barrier(jnp.int32(1))  # a value, not a constant, for XLA
+    return jax.lax.fori_loop(0, one, body, (state, table))
 
 
 def train(init, update, config, env, networks, key, hparams=None) -> TrainOutput:
