@@ -2,6 +2,7 @@
 tests/test_contract.py)."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,32 @@ def test_observation_normalisation_statistics_live_in_the_state():
     stats = out.state.obs_stats
     assert float(stats.count) == pytest.approx(TINY.num_updates * TINY.batch_size, rel=1e-3)
     assert np.all(np.asarray(stats.var) > 0) and not np.allclose(stats.mean, 0.0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_minibatch_step_reports_the_global_gradient_norm(jit):
+    # loss = 1/2 sum_leaves sum(c * p^2): the gradient of each leaf is c * p, so the norm is
+    # known in closed form; the reference sums in float64, one leaf at a time.
+    rng = np.random.default_rng(0)
+    params = {"actor": {"kernel": rng.normal(size=(3, 4)), "bias": rng.normal(size=4)},
+              "critic": {"kernel": rng.normal(size=(4, 1))}}
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    scale = jax.tree.map(lambda x: jnp.asarray(rng.uniform(0.5, 3.0, size=x.shape), jnp.float32), params)
+
+    def loss_fn(p, batch):
+        loss = 0.5 * sum(jnp.sum(c * x**2) for c, x in zip(jax.tree.leaves(batch), jax.tree.leaves(p)))
+        return loss, {"loss": loss}
+
+    config = dataclasses.replace(TINY, anneal_lr=False)
+    optimizer = ppo.make_optimizer(config, ppo.PPOHParams(max_grad_norm=0.5))
+    step = functools.partial(ppo.minibatch_step, optimizer, loss_fn)
+    step = jax.jit(step) if jit else step
+    (new_params, _), metrics = step((params, optimizer.init(params)), scale)
+    grads = [np.float64(c) * np.float64(x) for c, x in zip(jax.tree.leaves(scale), jax.tree.leaves(params))]
+    expected = np.sqrt(sum(np.sum(g**2) for g in grads))
+    assert expected > 0.5  # the clip is active, so the optimizer computed the same norm
+    np.testing.assert_allclose(float(metrics["grad_norm"]), expected, rtol=1e-6)
+    assert not np.allclose(jax.tree.leaves(new_params)[0], jax.tree.leaves(params)[0])
 
 
 # --- configuration ------------------------------------------------------------------------
