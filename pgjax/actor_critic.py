@@ -46,7 +46,7 @@ def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
     critic = ValueCritic(head_sizes, config.activation, torso=head_torso)
     if not recurrent.is_recurrent(config):
         return ActorCritic(actor, critic)
-    core = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, core_size=config.core_size, torso=torso)
+    core = {"hidden_sizes": config.hidden_sizes, "activation": config.activation, "core_size": config.core_size, "torso": torso}
     return ActorCritic(
         recurrent.RecurrentNetwork(actor, "actor", **core), recurrent.RecurrentNetwork(critic, "critic", **core)
     )

@@ -51,7 +51,15 @@ def in_process(config_file: str, chunks: int = 20, episodes: int = 32) -> None:
     import jax.numpy as jnp
 
     from pgjax import loading
-    from pgjax.experiment import SeedEvaluator, SeedLayout, place_seeds, seed_functions, seed_keys, seed_mesh, train_seeds
+    from pgjax.experiment import (
+        SeedEvaluator,
+        SeedLayout,
+        place_seeds,
+        seed_functions,
+        seed_keys,
+        seed_mesh,
+        train_seeds,
+    )
 
     _, module, config = loading.resolve_config(None, config_file, None, [])
     trainer = module.make_trainer(config)

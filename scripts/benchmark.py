@@ -91,7 +91,15 @@ from pgjax import sharding, sweep
 from pgjax.actor_critic import sample_step
 from pgjax.cli import load_config
 from pgjax.config import to_dict
-from pgjax.experiment import SeedLayout, default_seed_width, evaluate_seeds, place_seeds, seed_keys, seed_mesh, unpad_seeds
+from pgjax.experiment import (
+    SeedLayout,
+    default_seed_width,
+    evaluate_seeds,
+    place_seeds,
+    seed_keys,
+    seed_mesh,
+    unpad_seeds,
+)
 from pgjax.rollout import rollout
 from pgjax.unrolled_rng import unrolled_key
 
@@ -485,7 +493,7 @@ def bench_rejax(python: str, bench: AlgoBenchmark, config, num_seeds: int) -> di
     """Run the rejax harness for S seeds; its JSON line, or None (with a message) if it failed."""
     kwargs = bench.rejax_kwargs(config)
     cmd = [python, str(PEERS_DIR / "rejax_train.py"), bench.rejax_name, str(num_seeds), json.dumps(kwargs)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         log(f"  rejax failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -502,7 +510,7 @@ def bench_rejax(python: str, bench: AlgoBenchmark, config, num_seeds: int) -> di
 def machine_info() -> dict:
     try:
         commit = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
         ).stdout.strip()
     except OSError:
         commit = ""
@@ -570,7 +578,7 @@ def memory_table(groups: list[dict]) -> str:
     """pgjax's bytes per device: XLA's for the compiled run, pgjax's estimate, the device's peak."""
     rows = ["| algo | env | seeds | vmap width | XLA MB per device | pgjax estimate MB | device peak MB so far |",
             "|---|---|---:|---:|---:|---:|---:|"]
-    megabytes = lambda b: None if b is None else b / 1e6  # noqa: E731
+    megabytes = lambda b: None if b is None else b / 1e6
     for g in groups:
         r = g["pgjax"]
         rows.append(f"| {g['algo']} | {g['env_id']} | {g['seeds']} | {r['vmap_width']} "
@@ -701,8 +709,8 @@ def child_pgjax(algo: str, num_seeds: int, host_devices: int | None, total_times
 def compare_rounds(args, info: dict, rejax_python: str | None) -> str:
     """Alternating rounds (default devices, 1 device, rejax; the order reversed every other
     round) per algorithm and seed count; the table of medians and median ratios."""
-    rows = ["| algo | seeds | pgjax, default devices | pgjax, 1 device | rejax | default ÷ rejax | 1 device ÷ rejax "
-            "| default ÷ 1 device |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [("| algo | seeds | pgjax, default devices | pgjax, 1 device | rejax | default ÷ rejax | 1 device ÷ rejax "
+             "| default ÷ 1 device |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for algo in args.algos:
         bench, trainer = build_trainer(algo, args.total_timesteps)
         for num_seeds in args.seeds:

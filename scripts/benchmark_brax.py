@@ -103,7 +103,7 @@ def env_rates(specs: list[str], num_envs: int = 64, num_steps: int = 50) -> None
         name, _, backend = spec.partition(":")
         env = brax_envs.get_environment(name, **({"backend": backend} if backend else {}))
         # brax rewards are weakly typed Python floats after a step: cast, or the second call retraces
-        strong = lambda s: s.replace(reward=s.reward.astype("float32"), done=s.done.astype("float32"))  # noqa: E731
+        strong = lambda s: s.replace(reward=s.reward.astype("float32"), done=s.done.astype("float32"))
         state = strong(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), num_envs)))
 
         def body(s, key, env=env, strong=strong):

@@ -19,9 +19,9 @@ if "PGJAX_COMPILE_CACHE" not in os.environ:
 else:
     SESSION_COMPILE_CACHE = None
 
-import jax  # noqa: E402
+import jax
 
-from pgjax.compile_cache import configured_cache_dir, enable_compile_cache  # noqa: E402
+from pgjax.compile_cache import configured_cache_dir, enable_compile_cache
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))

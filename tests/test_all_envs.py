@@ -29,10 +29,10 @@ def test_every_gymnax_id_is_walked():
 
 @pytest.mark.parametrize("env_id", sorted(REFUSED))
 def test_refused_environments_say_why(env_id, monkeypatch, tmp_path):
-    from pgjax import envs
+    from pgjax.envs import gymnax_suite
 
-    what, url, _, files = envs._DOWNLOADS[env_id]
-    monkeypatch.setitem(envs._DOWNLOADS, env_id, (what, url, str(tmp_path), files))  # nothing downloaded yet
+    what, url, _, files = gymnax_suite._DOWNLOADS[env_id]
+    monkeypatch.setitem(gymnax_suite._DOWNLOADS, env_id, (what, url, str(tmp_path), files))  # nothing downloaded yet
     with pytest.raises(ConfigError, match=REFUSED[env_id]):
         load_config("ppo", None, env_id, TINY)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pgjax import envs
+from pgjax.envs import gymnax_suite
 
 
 def test_gymnax_step_is_the_six_value_api():
@@ -14,7 +15,7 @@ def test_gymnax_step_is_the_six_value_api():
     import gymnax
 
     env, params = gymnax.make("CartPole-v1")
-    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    _obs, state = env.reset(jax.random.PRNGKey(0), params)
     out = env.step(jax.random.PRNGKey(1), state, 0, params)
     assert len(out) == 6
     info = out[5]
@@ -37,7 +38,7 @@ def test_bad_num_envs():
 def _scripted_run(actions):
     """Step the scripted probe with actions `[T, B]`; return the time steps and episode data."""
     env = envs.make_vec_env("Scripted-probe", actions.shape[1])
-    env_state, obs = env.reset(jax.random.PRNGKey(0))
+    env_state, _obs = env.reset(jax.random.PRNGKey(0))
     stats = envs.init_episode_stats(env.num_envs)
     steps, finished = [], []
     for t in range(actions.shape[0]):
@@ -63,7 +64,7 @@ def test_final_observation_and_flags_on_a_scripted_episode():
     # env 0 terminates at step 3, env 1 too (same step), env 2 is truncated at the
     # 5-step limit, env 3 terminates at step 1 then again at step 4.
     actions = SCRIPTED_ACTIONS
-    env, steps, finished = _scripted_run(actions)
+    _env, steps, _finished = _scripted_run(actions)
     ts2 = steps[2]
     np.testing.assert_array_equal(ts2.terminated, [True, True, False, False])
     np.testing.assert_array_equal(ts2.truncated, [False, False, False, False])
@@ -192,8 +193,8 @@ def test_a_download_is_refused_before_gymnax_is_asked(monkeypatch, tmp_path):
         raise AssertionError("gymnax.make called: it would download MNIST")
 
     monkeypatch.setattr(gymnax, "make", no_make)
-    what, url, _, files = envs._DOWNLOADS["MNISTBandit-bsuite"]
-    monkeypatch.setitem(envs._DOWNLOADS, "MNISTBandit-bsuite", (what, url, str(tmp_path), files))
+    what, url, _, files = gymnax_suite._DOWNLOADS["MNISTBandit-bsuite"]
+    monkeypatch.setitem(gymnax_suite._DOWNLOADS, "MNISTBandit-bsuite", (what, url, str(tmp_path), files))
     for check in (envs.check_spaces, lambda e: envs.make_vec_env(e, 2)):
         with pytest.raises(ValueError) as err:
             check("MNISTBandit-bsuite")

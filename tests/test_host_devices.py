@@ -54,7 +54,8 @@ def _run(*args, devices=None):
     env["JAX_PLATFORMS"] = "cpu"
     if devices is not None:
         env[sharding.ENV_VAR] = str(devices)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
+                          check=False)
 
 
 @pytest.fixture(scope="module")

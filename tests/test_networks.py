@@ -32,7 +32,7 @@ def test_gaussian_actor_state_independent_log_std_is_a_parameter():
 def test_gaussian_actor_state_dependent_log_std_is_clamped():
     module = GaussianActor(2, (8,), state_dependent_std=True, log_std_min=-5.0, log_std_max=2.0)
     obs = jnp.ones((4, 3))
-    params, dist = _init_apply(module, obs)
+    params, _dist = _init_apply(module, obs)
     assert "log_std" not in params["params"]
     # Push the log-std head far in both directions: the output stays within the clamp.
     for scale in (1e4, -1e4):
@@ -208,7 +208,7 @@ def test_conv_valid_matches_numpy_and_lax_conv_under_vmap_and_grad():
         def loss(conv_fn, k):
             return jnp.sum(jnp.sin(jax.vmap(conv_fn)(x, k)))
 
-        lax_conv = lambda xs, k: jax.lax.conv_general_dilated(  # noqa: E731
+        lax_conv = lambda xs, k: jax.lax.conv_general_dilated(
             xs, k, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         ours = jax.jit(jax.grad(lambda k: loss(lambda xs, kk: conv_valid(xs, kk, stride), k)))(kernels)
         np.testing.assert_allclose(ours, jax.grad(lambda k: loss(lax_conv, k))(kernels), rtol=1e-4, atol=1e-4)

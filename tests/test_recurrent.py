@@ -23,7 +23,7 @@ from pgjax.experiment import compile_seed_functions, seed_keys
 from pgjax.rollout import PolicyStep, reset_env_carry, rollout
 from pgjax.types import Transition
 
-TINY = dict(env_id="MemoryChain-bsuite", num_envs=4, num_steps=16, hidden_sizes=[8], core="gru", core_size=6)
+TINY = {"env_id": "MemoryChain-bsuite", "num_envs": 4, "num_steps": 16, "hidden_sizes": [8], "core": "gru", "core_size": 6}
 
 
 def _sigmoid(x):
@@ -111,7 +111,7 @@ def _tiny_networks(env_id="MemoryChain-bsuite", num_envs=2):
 def test_truncation_bootstraps_from_the_hidden_state_before_the_reset():
     """`V(s_{t+1})` at a truncated step is `head(GRU(h_t, final_obs))`, computed here with
     explicit one-step calls; the reset hidden state would give another value."""
-    config, env, networks, params = _tiny_networks()
+    config, _env, networks, params = _tiny_networks()
     rng = np.random.default_rng(3)
     t, b = 5, 2
     obs = jnp.asarray(rng.normal(size=(t, b, 3)), jnp.float32)

@@ -53,13 +53,13 @@ def rollout(seed, T, batch_shape=(B,), p_term=0.12, p_trunc=0.12, consistent=Tru
     if consistent:
         ended = terminated | truncated
         next_values[:-1] = np.where(ended[:-1], next_values[:-1], values[1:])
-    return dict(
-        rewards=rewards,
-        values=values,
-        next_values=next_values,
-        terminated=terminated,
-        truncated=truncated,
-    )
+    return {
+        "rewards": rewards,
+        "values": values,
+        "next_values": next_values,
+        "terminated": terminated,
+        "truncated": truncated,
+    }
 
 
 def close(actual, expected, rtol=1e-5):
@@ -187,7 +187,7 @@ def test_identities(seed):
     r, v, nv, te, tr = d["rewards"], d["values"], d["next_values"], d["terminated"], d["truncated"]
     gae, td, lr = kernel("gae", jit), kernel("td_errors", jit), kernel("lambda_returns", jit)
     dr, ns = kernel("discounted_returns", jit), kernel("n_step_returns", jit)
-    tol = dict(rtol=2e-5, atol=2e-5)
+    tol = {"rtol": 2e-5, "atol": 2e-5}
     with jax.numpy_rank_promotion("raise"):
         # lambda = 0: GAE is the TD error.
         np.testing.assert_allclose(gae(r, v, nv, te, tr, GAMMA, 0.0), td(r, v, nv, te, GAMMA), **tol)
@@ -364,9 +364,9 @@ def test_trailing_batch_dims(batch_shape):
         "discounted_returns": ref.discounted_returns(r, te, tr, GAMMA, nv),
         "n_step_returns": ref.n_step_returns(r, nv, te, tr, GAMMA, 3),
     }
-    for name in out:
-        assert out[name].shape == (T, *batch_shape), name
-        close(out[name], expected[name])
+    for name, value in out.items():
+        assert value.shape == (T, *batch_shape), name
+        close(value, expected[name])
     # Each batch column equals the kernel run on that column alone ([T] input).
     if batch_shape:
         for idx in np.ndindex(*batch_shape):
@@ -509,7 +509,7 @@ def test_episode_estimators_match_oracle(jit, gamma):
 
 def test_batch_baseline_is_zero_without_another_running_episode():
     """At t where only one episode runs, its leave-one-out mean has nothing to average."""
-    _, _, mask, lengths = _episodes(1, lengths=(5, 2, 2))
+    _, _, mask, _lengths = _episodes(1, lengths=(5, 2, 2))
     weights = np.ones(mask.shape, np.float32) * np.arange(1, 4, dtype=np.float32)
     got = np.asarray(R.batch_baseline(weights, mask))
     np.testing.assert_array_equal(got[2:5, 0], 0.0)  # episode 0 alone from t = 2

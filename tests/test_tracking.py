@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tracker_files import tensorboard_run, wandb_runs
 
 from pgjax import runs, tracking
 from pgjax.experiment import chunk_sizes, evaluation_updates
-
-from tracker_files import tensorboard_run, wandb_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

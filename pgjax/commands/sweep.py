@@ -128,7 +128,6 @@ def jax_process_index() -> int:
 def run(args) -> int:
     from pgjax import runs, sharding
     from pgjax import sweep as sw
-
     from pgjax.tracking import TrackingError, require
 
     try:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pgjax import config as cfg
 from pgjax import runs
-from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
 from pgjax.commands import (
     SEEDS_HELP,
     add_config_arguments,
@@ -21,6 +20,7 @@ from pgjax.commands import (
     output_folder,
     parse_seeds,
 )
+from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
 
 
 def register(subparsers) -> None:

@@ -15,7 +15,7 @@ is imported by its adapter only, when an id of that suite is first used.
 
 from pgjax.envs.actions import clip_action, rescale_action
 from pgjax.envs.core import ActionSpec, AutoResetVecEnv, ClockState, Env, VecEnv
-from pgjax.envs.gymnax_suite import _DOWNLOADS, SUPPORTED_SPACES, GymnaxVecEnv, action_spec, check_no_download
+from pgjax.envs.gymnax_suite import SUPPORTED_SPACES, GymnaxVecEnv, action_spec, check_no_download
 from pgjax.envs.registry import SUITES, check_env_id, check_spaces, list_env_ids, make_vec_env, register_env
 from pgjax.envs.stats import (
     init_episode_stats,
@@ -26,8 +26,26 @@ from pgjax.envs.stats import (
 )
 
 __all__ = [
-    "ActionSpec", "AutoResetVecEnv", "ClockState", "Env", "GymnaxVecEnv", "SUITES", "SUPPORTED_SPACES", "VecEnv",
-    "action_spec", "check_env_id", "check_no_download", "check_spaces", "clip_action", "init_episode_stats",
-    "init_running_stats", "list_env_ids", "make_vec_env", "normalize_obs", "register_env", "rescale_action",
-    "update_episode_stats", "update_running_stats",
+    "SUITES",
+    "SUPPORTED_SPACES",
+    "ActionSpec",
+    "AutoResetVecEnv",
+    "ClockState",
+    "Env",
+    "GymnaxVecEnv",
+    "VecEnv",
+    "action_spec",
+    "check_env_id",
+    "check_no_download",
+    "check_spaces",
+    "clip_action",
+    "init_episode_stats",
+    "init_running_stats",
+    "list_env_ids",
+    "make_vec_env",
+    "normalize_obs",
+    "register_env",
+    "rescale_action",
+    "update_episode_stats",
+    "update_running_stats",
 ]

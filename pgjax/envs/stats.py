@@ -7,7 +7,6 @@ import jax.numpy as jnp
 
 from pgjax.types import Array, EpisodeStats, RunningStats, TimeStep
 
-
 # --- episode statistics -----------------------------------------------------------------
 
 
