@@ -129,8 +129,8 @@ def minibatch_step(optimizer, loss_fn, carry, batch):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     # The norm of the gradient concatenated in leaf order: the very expression the flattened
-    # optimizer's clip computes, so XLA computes it once (one leaf at a time, it cost a
-    # dozen more reductions per minibatch step to compile and run).
+    # optimizer's clip computes, so XLA computes it once (summed one leaf at a time, the
+    # metric added 25 fusions to PPO's program).
     flat_grads = jnp.concatenate([jnp.reshape(g, [-1]) for g in jax.tree.leaves(grads)])
     return (params, opt_state), {**metrics, "grad_norm": optax.tree.norm(flat_grads)}
 
