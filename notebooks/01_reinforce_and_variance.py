@@ -12,7 +12,7 @@
 #    log-likelihoods, gradient) and checks it is exactly the library's update;
 # 2. trains REINFORCE with three choices of $\psi_t$;
 # 3. measures, for a fixed policy, the mean and the variance of each estimator with
-#    `pgjax.diagnostics`: the same mean with and without a baseline (a baseline adds no bias),
+#    `pgjax.algos.diagnostics`: the same mean with and without a baseline (a baseline adds no bias),
 #    the variance falling from total return to reward-to-go to baseline, and the variance
 #    growing with the horizon.
 #
@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pgjax import diagnostics, losses, returns, rollout
-from pgjax.actor_critic import sample_step
-from pgjax.algos import reinforce
+from pgjax.algos import diagnostics, reinforce, rollout
+from pgjax.algos.actor_critic import sample_step
 from pgjax.envs import make_vec_env
-from pgjax.experiment import seed_keys
+from pgjax.kernels import losses, returns
+from pgjax.runtime.experiment import seed_keys
 
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.4), "axes.grid": True, "grid.alpha": 0.3})
 print("budget:", BUDGET)
@@ -163,7 +163,7 @@ print("gradient norm:", float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leave
 # each is its own compiled program): total return with no baseline, reward-to-go with no
 # baseline (the update of section 4), reward-to-go minus a learned value $V(s_t)$. Curves
 # are the mean over seeds of the average return of each update's 8 episodes, with the
-# min-max band. (`pgjax.experiment.train_seeds` does the same in compiled chunks.)
+# min-max band. (`pgjax.runtime.experiment.train_seeds` does the same in compiled chunks.)
 
 # %%
 VARIANTS = {
@@ -219,7 +219,7 @@ plt.show()
 # policy's Monte Carlo returns by a short run of the value regression.
 
 # %%
-from pgjax.actor_critic import fit_value_function
+from pgjax.algos.actor_critic import fit_value_function
 
 H = 200
 NUM_BATCHES = 40 if CI else 400

@@ -8,10 +8,10 @@
 #
 # 1. reproduces Sutton & Barto (2018, 2nd ed.), **Figure 7.2**: n-step TD prediction on the
 #    19-state random walk, RMS error over the first 10 episodes against the step size
-#    $\alpha$, for $n = 1, 2, 4, \dots, 512$, with the targets from `pgjax.returns.n_step_returns`;
+#    $\alpha$, for $n = 1, 2, 4, \dots, 512$, with the targets from `pgjax.kernels.returns.n_step_returns`;
 # 2. turns GAE's $\lambda$ on a real task: PPO on CartPole with one `vmap` over
 #    $\lambda \times$ seeds (learning curves), and the bias and variance of the GAE policy-gradient
-#    estimate against $\lambda$ for a fixed policy and critic (`pgjax.diagnostics`).
+#    estimate against $\lambda$ for a fixed policy and critic (`pgjax.algos.diagnostics`).
 #
 # The test suite runs this notebook with `PGJAX_NOTEBOOK_BUDGET=ci` (tiny budgets, noisy
 # figures); the committed copy was run with the full budget.
@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pgjax import diagnostics, returns
-from pgjax.algos import ppo
-from pgjax.experiment import seed_keys, train_seeds
+from pgjax.algos import diagnostics, ppo
+from pgjax.kernels import returns
+from pgjax.runtime.experiment import seed_keys, train_seeds
 
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.6), "axes.grid": True, "grid.alpha": 0.3})
 print("budget:", BUDGET)
@@ -171,7 +171,7 @@ print("best alpha and error per n:", {n: (round(a, 2), round(e, 3)) for n, (a, e
 # GAE (Schulman et al., 2016) averages the n-step advantages with weights $(1-\lambda)\lambda^{n-1}$:
 # $\lambda = 0$ is the one-step TD error, $\lambda = 1$ the Monte Carlo return minus $V(s_t)$.
 # $\lambda$ is a traced hyper-parameter of pgjax's PPO, so one compiled program trains every
-# ($\lambda$, seed) pair as one lane of a `vmap`: `pgjax.experiment.train_seeds` with a batched
+# ($\lambda$, seed) pair as one lane of a `vmap`: `pgjax.runtime.experiment.train_seeds` with a batched
 # `hparams`. Everything else is the shipped CartPole configuration (`configs/ppo_cartpole.toml`)
 # on a shorter budget.
 
@@ -196,7 +196,7 @@ curves = metrics["episode_return"].reshape(len(LAMBDAS), len(SEEDS), -1)
 steps = metrics["env_steps"][0]
 
 # %%
-from pgjax.plotting import smooth
+from pgjax.reports.plotting import smooth
 
 fig, ax = plt.subplots()
 for i, lam in enumerate(LAMBDAS):

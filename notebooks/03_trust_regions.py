@@ -8,12 +8,12 @@
 # parametrisation. This notebook
 #
 # 1. draws both vector fields over the plane of a two-parameter policy (the Fisher-vector
-#    product and conjugate gradient of `pgjax.trust_region`, checked against the explicit
+#    product and conjugate gradient of `pgjax.kernels.trust_region`, checked against the explicit
 #    Fisher matrix);
 # 2. runs VPG, NPG, TRPO and PPO on CartPole with the same rollouts per update, and plots
 #    the KL each update moved the policy by, next to the returns;
 # 3. plots PPO's clipped objective against the probability ratio for positive and negative
-#    advantages (`pgjax.losses.ppo_clip_loss`).
+#    advantages (`pgjax.kernels.losses.ppo_clip_loss`).
 #
 # The test suite runs this notebook with `PGJAX_NOTEBOOK_BUDGET=ci` (tiny budgets, noisy
 # figures); the committed copy was run with the full budget.
@@ -33,14 +33,14 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pgjax import trust_region
 from pgjax.algos import npg, ppo, trpo, vpg
-from pgjax.distributions import Categorical
+from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 from pgjax.envs import make_vec_env
-from pgjax.experiment import seed_keys
-from pgjax.losses import ppo_clip_loss
-from pgjax.plotting import smooth
-from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+from pgjax.kernels import trust_region
+from pgjax.kernels.distributions import Categorical
+from pgjax.kernels.losses import ppo_clip_loss
+from pgjax.reports.plotting import smooth
+from pgjax.runtime.experiment import seed_keys
 
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.6), "axes.grid": True, "grid.alpha": 0.3})
 print("budget:", BUDGET)
@@ -49,7 +49,7 @@ print("budget:", BUDGET)
 # ## 1. Vanilla and natural gradient on a two-parameter policy
 #
 # A one-step bandit with three arms paying $r = (1, 0.5, 0)$ and a softmax policy with
-# logits $(\theta_1, \theta_2, 0)$: two parameters, a `Categorical` from `pgjax.distributions`.
+# logits $(\theta_1, \theta_2, 0)$: two parameters, a `Categorical` from `pgjax.kernels.distributions`.
 # The objective is $J(\theta) = \sum_a \pi_\theta(a)\,r_a$. The Fisher matrix is the Hessian
 # of $\theta' \mapsto \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})$ at $\theta' = \theta$;
 # `trust_region.fisher_vector_product` computes $Fv$ from that KL without forming $F$, and

@@ -10,7 +10,7 @@
 #    over a noisy critic overestimates, TD3's clipped double Q counters it;
 # 3. plots SAC's temperature $\alpha$ (tuned toward a target entropy) and its policy's entropy;
 # 4. on a one-step task with a two-peaked reward, shows that the maximum-entropy optimum
-#    $\pi(a) \propto \exp(r(a)/\alpha)$ (SAC's discrete actor loss, `pgjax.sac_losses`) keeps
+#    $\pi(a) \propto \exp(r(a)/\alpha)$ (SAC's discrete actor loss, `pgjax.kernels.sac_losses`) keeps
 #    both peaks, while a deterministic policy climbing $r$ collapses onto one.
 #
 # The test suite runs this notebook with `PGJAX_NOTEBOOK_BUDGET=ci` (tiny budgets, noisy
@@ -32,11 +32,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from pgjax import sac_losses
 from pgjax.algos import ddpg, sac, td3
+from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 from pgjax.envs import make_vec_env
-from pgjax.experiment import seed_keys, train_seeds
-from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+from pgjax.kernels import sac_losses
+from pgjax.runtime.experiment import seed_keys, train_seeds
 
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.6), "axes.grid": True, "grid.alpha": 0.3})
 print("budget:", BUDGET)

@@ -7,13 +7,13 @@
 # same program. This notebook
 #
 # 1. trains PPO on CartPole for 4 learning rates x 5 seeds as one vmapped program
-#    (`pgjax.experiment.train_seeds` with a batched `hparams`);
+#    (`pgjax.runtime.experiment.train_seeds` with a batched `hparams`);
 # 2. evaluates every run and summarises each learning rate with the mean, median and the
 #    interquartile mean (IQM) across seeds, each with a percentile bootstrap confidence
-#    interval (`pgjax.statistics`; Agarwal et al., 2021, recommend the IQM with intervals
+#    interval (`pgjax.reports.statistics`; Agarwal et al., 2021, recommend the IQM with intervals
 #    over a bare mean of a few seeds);
 # 3. draws the figures `pgjax plot` makes: learning curves with bootstrap bands and the
-#    final-performance interval plot (`pgjax.plotting`).
+#    final-performance interval plot (`pgjax.reports.plotting`).
 #
 # The test suite runs this notebook with `PGJAX_NOTEBOOK_BUDGET=ci` (tiny budgets, noisy
 # figures); the committed copy was run with the full budget.
@@ -37,9 +37,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
-from pgjax import statistics
 from pgjax.algos import ppo
-from pgjax.experiment import evaluate_seeds, seed_keys, train_seeds
+from pgjax.reports import statistics
+from pgjax.runtime.experiment import evaluate_seeds, seed_keys, train_seeds
 
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.6), "axes.grid": True, "grid.alpha": 0.3})
 print("budget:", BUDGET)
@@ -116,7 +116,7 @@ plt.show()
 # directly, one curve per learning rate, and write PNG files that we display.
 
 # %%
-from pgjax import plotting
+from pgjax.reports import plotting
 
 out_dir = Path(tempfile.mkdtemp(prefix="pgjax-sweep-"))
 returns_by_run = metrics["episode_return"].reshape(len(LEARNING_RATES), len(SEEDS), -1)

@@ -35,9 +35,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
-from pgjax import plotting, statistics
-from pgjax.experiment import compile_seed_functions, evaluate_seeds, seed_keys, train_seeds
-from pgjax.loading import algorithm_of, load_config
+from pgjax.reports import plotting, statistics
+from pgjax.runtime.experiment import compile_seed_functions, evaluate_seeds, seed_keys, train_seeds
+from pgjax.runtime.loading import algorithm_of, load_config
 
 CONFIGS = Path("..") / "configs"  # the notebook runs in notebooks/
 OUT = Path(tempfile.mkdtemp(prefix="pgjax-nb06-"))

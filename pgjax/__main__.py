@@ -1,5 +1,5 @@
 import sys
 
-from pgjax.cli import main
+from pgjax.commands.cli import main
 
 sys.exit(main())

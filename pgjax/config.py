@@ -7,7 +7,7 @@ check)`; the loader rejects unknown keys (suggesting the closest), wrong types, 
 numbers and out-of-range values with a message that names the field, the value and what is
 allowed. Building a config in Python runs the same per-field rule (`check_field`); the
 rules that relate several fields live in the config's `validate()`, which the loader and
-`make_trainer` call. Loading by algorithm name or file is `pgjax.loading.load_config`.
+`make_trainer` call. Loading by algorithm name or file is `pgjax.runtime.loading.load_config`.
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def describe(cls: type, prefix: str = "") -> list[str]:
 # --- the environment and the network torso, checked for every algorithm ---------------------
 
 ENV_ID_DOC = "environment id: a gymnax id (CartPole-v1), brax/NAME[/BACKEND], xminigrid/NAME, or one given to pgjax.register_env"
-TORSOS = ("auto", "mlp", "cnn")  # see pgjax.networks.resolve_torso; a recurrent core is a later kind
+TORSOS = ("auto", "mlp", "cnn")  # see pgjax.networks.torsos.resolve_torso; a recurrent core is a later kind
 TORSO_DOC = "network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for [H, W, C] observations, else mlp)"
 CNN_DOCS = {
     "cnn_channels": "output channels of each conv layer (torso 'cnn')",
@@ -316,7 +316,7 @@ def check_environment(config: Any) -> None:
     """Raise a ConfigError unless `config.env_id` exists, pgjax supports its observation and
     action spaces (without downloading anything) and the config's torso fits its observations."""
     from pgjax.envs import check_env_id, check_spaces
-    from pgjax.networks import check_torso
+    from pgjax.networks.torsos import check_torso
 
     try:
         check_env_id(config.env_id)

@@ -43,7 +43,7 @@ def child(argv: list[str]) -> None:
 
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     jax.monitoring.register_event_listener(on_event)
-    from pgjax import cli
+    from pgjax.commands import cli
 
     start = time.perf_counter()
     code = cli.main(["train", *argv])

@@ -1,4 +1,4 @@
-"""Why `pgjax.networks.conv_valid` is a matmul of patches: the vmapped convolution, timed.
+"""Why `pgjax.networks.torsos.conv_valid` is a matmul of patches: the vmapped convolution, timed.
 
 One gradient step of the MinAtar network, conv(3x3, 4->16) -> relu -> dense(1024->256) ->
 relu -> dense(256->6), vmapped over S seeds with per-seed weights (as a seed sweep runs it),
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from pgjax.networks import conv_valid  # the patches @ kernel convolution pgjax trains with
+from pgjax.networks.torsos import conv_valid  # the patches @ kernel convolution pgjax trains with
 
 
 def conv_lax(x, k):

@@ -50,8 +50,8 @@ def in_process(config_file: str, chunks: int = 20, episodes: int = 32) -> None:
     import jax
     import jax.numpy as jnp
 
-    from pgjax import loading
-    from pgjax.experiment import (
+    from pgjax.runtime import loading
+    from pgjax.runtime.experiment import (
         SeedEvaluator,
         SeedLayout,
         place_seeds,

@@ -37,8 +37,8 @@ def measure(config_file: str, num_seeds: int, total_timesteps: int, level: str) 
     import jax
     import numpy as np
 
-    from pgjax.cli import load_config
-    from pgjax.experiment import seed_keys
+    from pgjax.commands import load_config
+    from pgjax.runtime.experiment import seed_keys
 
     _, module, config = load_config(None, REPO / "configs" / config_file, None, [f"total_timesteps={total_timesteps}"])
     trainer = module.make_trainer(config)

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import jax
 
-from pgjax.actor_critic import fit_value_function, sample_step
 from pgjax.algos import npg, trpo
-from pgjax.cli import load_config
-from pgjax.rollout import rollout
+from pgjax.algos.actor_critic import fit_value_function, sample_step
+from pgjax.algos.rollout import rollout
+from pgjax.commands import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Off-policy training throughput with and without the unrolled Threefry keys, in one process.
 
 Not a test: it measures and prints. Both programs are built in this process, the "rolled"
-one with `pgjax.unrolled_rng.unrolled_key` replaced by the identity (JAX's own Threefry,
+one with `pgjax.kernels.unrolled_rng.unrolled_key` replaced by the identity (JAX's own Threefry,
 one `while` loop per draw, what the off-policy loop ran before), and timed alternately
 (median of `--repeats` runs each, after one warm-up run), so machine load hits both alike.
 The two draw the same bits (tests/test_unrolled_rng.py), so they train the same run.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import jax
 
-from pgjax import unrolled_rng
-from pgjax.cli import load_config
+from pgjax.commands import load_config
+from pgjax.kernels import unrolled_rng
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"sac": "configs/sac_pendulum.toml", "td3": "configs/td3_pendulum.toml", "ddpg": "configs/ddpg_pendulum.toml"}

@@ -22,7 +22,7 @@ What is measured, for each algorithm and seed count S (settings from configs/<al
 
 - pgjax: the seeds laid out as `pgjax train` lays them out (on CPU one host device per
   usable core unless `--host-devices`, vmap groups of `default_seed_width(S)`, see
-  `pgjax.experiment`); `sharding.cell_function(trainer.train, ...)` lowered and compiled is
+  `pgjax.runtime.experiment`); `sharding.cell_function(trainer.train, ...)` lowered and compiled is
   timed as the compile time; the compiled function then runs twice with different keys and the faster run is the
   train time (`jax.block_until_ready`). The final policies of the first run are evaluated
   afterwards, outside the timed region, on 128 episodes per seed.
@@ -87,11 +87,13 @@ import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import sharding, sweep
-from pgjax.actor_critic import sample_step
-from pgjax.cli import load_config
+from pgjax.algos.actor_critic import sample_step
+from pgjax.algos.rollout import rollout
+from pgjax.commands import load_config
 from pgjax.config import to_dict
-from pgjax.experiment import (
+from pgjax.kernels.unrolled_rng import unrolled_key
+from pgjax.runtime import sharding, sweep
+from pgjax.runtime.experiment import (
     SeedLayout,
     default_seed_width,
     evaluate_seeds,
@@ -100,8 +102,6 @@ from pgjax.experiment import (
     seed_mesh,
     unpad_seeds,
 )
-from pgjax.rollout import rollout
-from pgjax.unrolled_rng import unrolled_key
 
 # The host devices must be chosen before JAX starts (importing pgjax does not start it).
 if __name__ == "__main__":

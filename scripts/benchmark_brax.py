@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 import pgjax
-from pgjax.experiment import seed_keys
+from pgjax.runtime.experiment import seed_keys
 
 # job: config file, overrides, updates per compiled chunk, budget in env steps, budget in seconds
 PRESETS = {
@@ -59,7 +59,7 @@ def run_job(config_file: str, overrides: list[str], chunk: int, max_steps: int, 
     overrides = [*overrides, *([f"env_id={env}"] if env else [])]
     config = pgjax.load_config(config_file, overrides=overrides)
     full = pgjax.load_config(config_file, overrides=[f"env_id={env}"] if env else [])
-    trainer = pgjax.loading.algorithm_of(config).make_trainer(config)
+    trainer = pgjax.runtime.loading.algorithm_of(config).make_trainer(config)
     per_update = config.env_steps_per_update
     updates_wanted = max(1, min(config.num_updates, (max_steps - getattr(config, "learning_starts", 0)) // per_update))
     chunk = min(chunk, updates_wanted)

@@ -71,7 +71,7 @@ def timed_compile(fn, *args, level: int | None = None) -> dict:
 def measure_pgjax(config_file: str, num_seeds: int, level: int | None = None) -> dict:
     import jax
 
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     _, module, config = load_config(None, Path(config_file), None, [])
     trainer = module.make_trainer(config)
@@ -147,7 +147,7 @@ def peers_command(args) -> None:
     sys.path.insert(0, str(REPO))
     import benchmark  # the configs and their translation into rejax's arguments
 
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     rejax_python = benchmark.peer_python()
     level = json.dumps(args.level)

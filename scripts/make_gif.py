@@ -13,10 +13,10 @@ from pathlib import Path
 import jax
 
 from pgjax.algos import ppo
-from pgjax.animation import save_episode_gif
 from pgjax.config import from_dict, read_file
-from pgjax.evaluation import eval_env, policy_act_fn, record_episode
-from pgjax.experiment import seed_keys
+from pgjax.reports.animation import save_episode_gif
+from pgjax.runtime.evaluation import eval_env, policy_act_fn, record_episode
+from pgjax.runtime.experiment import seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 

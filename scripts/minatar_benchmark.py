@@ -26,8 +26,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pgjax.cli import load_config
-from pgjax.experiment import evaluate_seeds, seed_keys
+from pgjax.commands import load_config
+from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 GAMES = {"asterix": 15.0, "breakout": 28.0, "freeway": 58.0, "spaceinvaders": 131.0}  # gymnax README anchors

@@ -21,7 +21,7 @@ else:
 
 import jax
 
-from pgjax.compile_cache import configured_cache_dir, enable_compile_cache
+from pgjax.runtime.compile_cache import configured_cache_dir, enable_compile_cache
 
 # Let tests import the probe environments and the NumPy oracles beside them.
 sys.path.insert(0, os.path.dirname(__file__))

@@ -128,7 +128,7 @@ def train_and_evaluate(config_file, overrides=(), seeds=4, deterministic=False, 
     `finite` metrics checked, then each seed's final policy evaluated on the same 32 episodes
     (`evaluate_seeds`). Returns `(per-seed mean return [seeds], metrics as numpy)`."""
     from pgjax.commands import load_config
-    from pgjax.experiment import evaluate_seeds, seed_keys
+    from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
     _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
     trainer = module.make_trainer(config)

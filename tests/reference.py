@@ -1,4 +1,4 @@
-"""Plain NumPy float64 loop oracles for the return estimators in `pgjax.returns`.
+"""Plain NumPy float64 loop oracles for the return estimators in `pgjax.kernels.returns`.
 
 Written from the definitions, not from the kernels: every oracle is an explicit forward loop
 over the future of each step, so it shares no recursion with the reverse scans it checks.

@@ -12,7 +12,7 @@ import pytest
 
 from pgjax.commands import load_config
 from pgjax.config import ConfigError
-from pgjax.experiment import seed_keys
+from pgjax.runtime.experiment import seed_keys
 
 TINY = ["num_envs=2", "num_steps=4", "total_timesteps=8", "num_minibatches=1", "update_epochs=1",
         "hidden_sizes=[8]", "cnn_channels=[2]"]

@@ -1,7 +1,7 @@
 """Bad input and faults against the command line and the kernels (issue 15): each case asserts the
 one-line message, the exit code, and that nothing already there is lost or half-written.
 
-Argument cases run `pgjax.cli.main` in-process (argparse exits 2 before anything is imported
+Argument cases run `pgjax.commands.cli.main` in-process (argparse exits 2 before anything is imported
 that computes); a few run in a subprocess as a user would, to show no traceback reaches the
 terminal. Exit codes: 2 command line, 1 configuration or input.
 """
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import reference as ref
 
-from pgjax import losses, returns, runs
-from pgjax.cli import main
+from pgjax.commands.cli import main
+from pgjax.kernels import losses, returns
+from pgjax.records import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_PPO = ["--config", "configs/ppo_cartpole.toml", "total_timesteps=768", "num_steps=64", "hidden_sizes=[16]",
@@ -194,7 +195,7 @@ def test_bad_config_values_exit_1(overrides, expected, tmp_path, capsys):
 
 
 def test_learning_starts_equal_to_batch_size_is_accepted():
-    from pgjax.loading import build_config
+    from pgjax.runtime.loading import build_config
 
     _, config = build_config("sac", {"learning_starts": 64, "batch_size": 64})
     assert config.learning_starts == config.batch_size == 64
@@ -301,7 +302,7 @@ def test_train_memory_limit_counts_the_compiled_chunks_temporaries(tmp_path):
 
 
 def test_discard_if_unstarted_keeps_finished_cells_and_foreign_files(tmp_path):
-    from pgjax.sweep import discard_if_unstarted
+    from pgjax.runtime.sweep import discard_if_unstarted
 
     done = tmp_path / "done"
     (done / "cells").mkdir(parents=True)

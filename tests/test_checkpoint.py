@@ -10,8 +10,8 @@ from contract import leaves_equal, tiny_config
 
 from pgjax import config as cfg
 from pgjax.algos import ppo
-from pgjax.checkpoint import Checkpointer, CheckpointError
-from pgjax.experiment import compile_seed_functions, seed_keys
+from pgjax.records.checkpoint import Checkpointer, CheckpointError
+from pgjax.runtime.experiment import compile_seed_functions, seed_keys
 
 NUM_UPDATES = 4
 
@@ -106,7 +106,7 @@ def test_the_command_line_drops_exactly_the_echoes_of_a_reported_checkpoint_fail
     any other asyncio record passes."""
     import logging
 
-    from pgjax.checkpoint import _drop_unretrieved_task_errors
+    from pgjax.records.checkpoint import _drop_unretrieved_task_errors
 
     def record(msg):
         return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)

@@ -137,7 +137,7 @@ def test_every_shipped_config_loads_and_validates():
     cross-field rule (`validate`, environment id and spaces included). The Brax configs are
     loaded by the slow test below: making a Brax environment to check its spaces parses its
     MJCF model, about 23 CPU-seconds each here."""
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     assert SHIPPED_CONFIGS, "no configs shipped"
     for path in SHIPPED_CONFIGS:
@@ -150,7 +150,7 @@ def test_every_shipped_config_loads_and_validates():
 
 @pytest.mark.slow  # the Brax configs' environments and networks: about 2 CPU-minutes
 def test_every_shipped_config_loads_and_builds():
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     for path in SHIPPED_CONFIGS:
         _, module, config = load_config(None, path, None, [])

@@ -1,4 +1,4 @@
-"""JAX's persistent compilation cache as the `pgjax` commands use it (`pgjax.compile_cache`).
+"""JAX's persistent compilation cache as the `pgjax` commands use it (`pgjax.runtime.compile_cache`).
 
 conftest.py turns the cache off for every command the tests start (`PGJAX_COMPILE_CACHE=0`);
 the tests here turn it on in a temporary folder, never in the user's ~/.cache."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgjax import compile_cache
+from pgjax.runtime import compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", "configs/ppo_cartpole.toml", "--seeds", "0,1", "--width", "1", "--no-progress",
@@ -43,7 +43,7 @@ def test_an_unusable_cache_folder_is_named(tmp_path):
 
 CLI_CASES = """
 import json, os, sys, jax
-from pgjax import cli
+from pgjax.commands import cli
 out = []
 for argv, value in json.loads(sys.argv[1]):
     os.environ.pop("PGJAX_COMPILE_CACHE", None)
@@ -114,9 +114,9 @@ def test_train_runs_the_chunk_program_its_memory_check_compiled():
     import jax
     import numpy as np
 
-    from pgjax import sweep
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
     from pgjax.commands import train as train_command
+    from pgjax.runtime import sweep
 
     overrides = ["total_timesteps=1024", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]
     _, module, config = load_config(None, ROOT / "configs/ppo_cartpole.toml", None, overrides)

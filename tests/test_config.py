@@ -1,7 +1,6 @@
 """Configs: one per-field rule for files, overrides and Python construction; `pgjax.load_config`;
-the package's lazy public attributes; the library never importing the command line."""
+the package's lazy public attributes (the import rule is tests/test_layout.py's)."""
 
-import ast
 import dataclasses
 import math
 import subprocess
@@ -142,7 +141,7 @@ def test_load_config_by_name_file_and_overrides_matches_the_command_lines():
     config = pgjax.load_config(str(path), overrides=overrides, env="Acrobot-v1")
     assert (config.hparams.gamma, config.num_envs, config.env_id) == (0.9, 8, "Acrobot-v1")
     assert config == cli_load_config(None, path, "Acrobot-v1", overrides)[2]
-    assert pgjax.loading.algorithm_of(config) is ppo
+    assert pgjax.runtime.loading.algorithm_of(config) is ppo
     assert pgjax.load_config(path, algo="ppo") == pgjax.load_config(path)
 
 
@@ -155,56 +154,28 @@ def test_load_config_errors_name_the_problem(tmp_path):
     assert "Did you mean 'hparams.gamma'" in error_of(lambda: pgjax.load_config("ppo", ["hparams.gama=0.9"]))
 
 
-def _imports(tree):
-    """Every module an AST imports, at any depth (function-level imports included)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = "." * node.level + (node.module or "")
-            yield from (f"{base}.{a.name}" if base else a.name for a in node.names)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module":
-            yield from (a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
-
-
-def _is_command_line(name):
-    """`pgjax.commands...`, `pgjax.cli...` or the same imported relatively."""
-    parts = name.lstrip(".").split(".")
-    if not name.startswith("."):
-        parts = parts[1:] if parts[0] == "pgjax" else []
-    return bool(parts) and parts[0] in ("commands", "cli")
-
-
-def test_the_library_never_imports_the_command_line():
-    package = ROOT / "pgjax"
-    command_line = {"cli.py", "__main__.py"}  # `pgjax ...` and `python -m pgjax`
-    library = [p for p in package.rglob("*.py")
-               if "commands" not in p.relative_to(package).parts and p.name not in command_line]
-    assert len(library) > 20
-    offenders = []
-    for path in library:
-        imported = _imports(ast.parse(path.read_text()))
-        offenders += [f"{path.relative_to(ROOT)}: {n}" for n in imported if _is_command_line(n)]
-    assert not offenders, offenders
-    # the check sees function-level imports: it flags the command line importing itself
-    assert any(_is_command_line(n) for n in _imports(ast.parse((package / "commands" / "train.py").read_text())))
-    assert [_is_command_line(n) for n in ("pgjax.cli.main", ".commands", "..cli", "pgjax.config", "commands")] == [
-        True, True, True, False, False]
-
-
 def test_every_public_name_is_an_attribute_of_the_package():
     assert pgjax.__all__ == sorted(pgjax.__all__)
     for name in pgjax.__all__:
         assert getattr(pgjax, name) is not None, name
-    assert pgjax.load_config is pgjax.loading.load_config
-    assert callable(pgjax.returns.gae)
-    modules = {p.stem for p in (ROOT / "pgjax").glob("*.py")} - {"__init__", "__main__", "cli"}
-    assert modules <= set(pgjax.__all__) | {"algos"}, modules - set(pgjax.__all__)
+    assert pgjax.load_config is pgjax.runtime.loading.load_config
+    assert pgjax.make_trainer(pgjax.load_config("ppo")).config == pgjax.load_config("ppo")
+    assert pgjax.make_env is pgjax.envs.make_vec_env and pgjax.register_env is pgjax.envs.register_env
+    assert callable(pgjax.kernels.returns.gae)
+    # every subpackage but the command line, and the top-level modules, are public
+    subpackages = {p.parent.name for p in (ROOT / "pgjax").glob("*/__init__.py")} - {"commands"}
+    modules = {p.stem for p in (ROOT / "pgjax").glob("*.py")} - {"__init__", "__main__"}
+    assert subpackages | modules <= set(pgjax.__all__), (subpackages | modules) - set(pgjax.__all__)
+    for package in ("kernels", "networks", "records", "reports", "runtime"):
+        modules = {p.stem for p in (ROOT / "pgjax" / package).glob("*.py")} - {"__init__"}
+        assert sorted(modules) == getattr(pgjax, package).__all__, package
     with pytest.raises(AttributeError, match="no_such_thing"):
         _ = pgjax.no_such_thing
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = pgjax.kernels.no_such_thing
 
 
 def test_importing_the_package_stays_cheap():
-    code = "import sys, pgjax; print(sorted(m for m in ('jax', 'numpy', 'pgjax.returns') if m in sys.modules))"
+    code = "import sys, pgjax; print(sorted(m for m in ('jax', 'numpy', 'pgjax.kernels.returns') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

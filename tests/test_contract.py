@@ -21,8 +21,8 @@ import pytest
 from contract import ALGO_NAME, CASES, contract_trainer, hparam_grid, leaves_equal
 
 from pgjax import config as cfg
-from pgjax.checkpoint import Checkpointer
-from pgjax.experiment import seed_keys
+from pgjax.records.checkpoint import Checkpointer
+from pgjax.runtime.experiment import seed_keys
 
 NAMES = list(CASES)
 
@@ -130,7 +130,7 @@ def test_one_update_chunks_of_seed_groups_equal_one_chunk(name):
     metrics then parameters). One on-policy and one off-policy case: the loop is shared."""
     from contract import CASES, TINY
 
-    from pgjax import experiment
+    from pgjax.runtime import experiment
 
     config = TINY[name]
     trainer = CASES[name].make_trainer(config)

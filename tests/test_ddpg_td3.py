@@ -14,12 +14,12 @@ from pgjax import config as cfg
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos import ddpg, td3
 from pgjax.algos._off_policy import env_step, random_actions
+from pgjax.algos.rollout import reset_env_carry
 from pgjax.envs import make_vec_env
-from pgjax.experiment import evaluate_seeds, seed_keys
-from pgjax.networks import QCritic, QEnsemble
-from pgjax.replay import Batch
-from pgjax.rollout import reset_env_carry
-from pgjax.targets import bellman_target, polyak_update
+from pgjax.kernels.replay import Batch
+from pgjax.kernels.targets import bellman_target, polyak_update
+from pgjax.networks.heads import QCritic, QEnsemble
+from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
 # --- NumPy oracles -------------------------------------------------------------------------
 
@@ -321,7 +321,7 @@ def _learn(module, total_timesteps, seeds, **overrides):
     return of the deterministic actor over 16 evaluation episodes."""
     from pathlib import Path
 
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     path = Path(__file__).parent.parent / "configs" / f"{module.__name__.split('.')[-1]}_pendulum.toml"
     extra = [f"{k}={v}" for k, v in overrides.items()]

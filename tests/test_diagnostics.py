@@ -15,12 +15,11 @@ import numpy as np
 import optax
 import pytest
 
-from pgjax import diagnostics
-from pgjax.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, sample_step
-from pgjax.algos import reinforce
+from pgjax.algos import diagnostics, reinforce
+from pgjax.algos.actor_critic import fit_value_function, init_actor_critic, make_actor_critic, sample_step
+from pgjax.algos.rollout import collect_episodes
 from pgjax.envs import init_running_stats, make_vec_env
-from pgjax.returns import reward_to_go
-from pgjax.rollout import collect_episodes
+from pgjax.kernels.returns import reward_to_go
 
 ENV_ID, HORIZON = "CartPole-v1", 200  # a random policy never lasts 200 steps: no truncation
 

@@ -1,4 +1,4 @@
-"""Closed-form distribution kernels in `pgjax.distributions` vs NumPy / SciPy / distrax."""
+"""Closed-form distribution kernels in `pgjax.kernels.distributions` vs NumPy / SciPy / distrax."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from pgjax import distributions as D
+from pgjax.kernels import distributions as D
 
 
 def np_log_softmax(logits):
@@ -274,7 +274,7 @@ def test_naive_tanh_log_det_is_inf_in_float32():
 
 def test_masked_actions_give_finite_entropy_kl_and_gradients():
     """Logit -inf masks an action: 0 log 0 = 0, and no nan in values or gradients (bug found here)."""
-    from pgjax import distributions as D
+    from pgjax.kernels import distributions as D
 
     logits = jnp.array([0.0, -jnp.inf, 1.0])
     p = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
@@ -290,7 +290,7 @@ def test_masked_actions_give_finite_entropy_kl_and_gradients():
 
 
 def test_diag_gaussian_broadcasts_mean_and_log_std():
-    from pgjax.distributions import DiagGaussian
+    from pgjax.kernels.distributions import DiagGaussian
 
     dist = DiagGaussian(jnp.zeros(2), jnp.log(jnp.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])))
     samples = dist.sample(jax.random.PRNGKey(0))

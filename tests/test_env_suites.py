@@ -129,7 +129,7 @@ def test_suite_ids_and_run_folder_names(tmp_path):
     with pytest.raises(ValueError, match="Other suites: 'brax/...'"):
         envs.check_env_id("Ant-v9")
     assert "brax/hopper" in envs.list_env_ids("brax")
-    assert pgjax.runs.new_run_dir(tmp_path, "ppo-brax/ant").parent == tmp_path  # one folder, not brax/
+    assert pgjax.records.runs.new_run_dir(tmp_path, "ppo-brax/ant").parent == tmp_path  # one folder, not brax/
 
 
 # --- Brax ----------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_brax_adapter_meets_the_contract():
 
 
 def _constant_reward_rollout(env_id):
-    from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+    from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 
     env = envs.make_vec_env(env_id, 8)
     carry = reset_env_carry(env, jax.random.PRNGKey(0))
@@ -277,7 +277,7 @@ def _tiny_overrides(algo):
 def test_every_continuous_algorithm_trains_on_brax_from_the_cli(algo, tmp_path):
     import json
 
-    from pgjax.cli import main
+    from pgjax.commands.cli import main
 
     require("brax")
     code = main(["train", "--algo", algo, "--env", "brax/fast", *_tiny_overrides(algo), "--seeds", "1",
@@ -300,11 +300,11 @@ def test_ppo_learns_brax_fast():
     actions) pushes about half the time. Calibrated: both seeds 66,867 (the maximum), greedy
     and sampled; 25 CPU-seconds. With one episode per environment (65,536 steps) the greedy
     policy stayed still at the start state it had not seen since its first updates."""
-    from pgjax.experiment import evaluate_seeds, seed_keys
+    from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
     require("brax")
     config = pgjax.load_config("configs/ppo_fast_brax.toml")
-    trainer = pgjax.loading.algorithm_of(config).make_trainer(config)
+    trainer = pgjax.runtime.loading.algorithm_of(config).make_trainer(config)
     untrained = jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(0, range(2)), config.hparams)
     before, _ = evaluate_seeds(trainer, untrained, num_episodes=8)
     out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(2)))
@@ -314,11 +314,11 @@ def test_ppo_learns_brax_fast():
 
 
 def test_a_rollout_resets_an_environment_that_keeps_a_key_in_its_state():
-    """xminigrid keeps a PRNG key in its state; a rollout draws through `pgjax.unrolled_rng`
+    """xminigrid keeps a PRNG key in its state; a rollout draws through `pgjax.kernels.unrolled_rng`
     keys. The adapter hands every `Env` raw key words, so reset and carried states have one
     key type and the automatic reset can pick between them (it crashed before, in any
     training run on xminigrid). 12 steps of a 5-step limit: resets at steps 5 and 10."""
-    from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+    from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 
     require("xminigrid")
     env = envs.make_vec_env("xminigrid/MiniGrid-Empty-5x5", 2, max_episode_steps=5)
@@ -339,11 +339,11 @@ def test_ppo_learns_xminigrid_empty_with_the_cnn_torso():
     of every seed reaches the goal by the shortest path (evaluation return >= 0.9 of 8
     episodes; the optimum from the start is 0.955), where the untrained one (sampled) gets
     about 0.24. Calibrated: 0.955 for both seeds, 84 CPU-seconds on a loaded 2-core machine."""
-    from pgjax.experiment import evaluate_seeds, seed_keys
+    from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
     require("xminigrid")
     config = pgjax.load_config("configs/ppo_empty5x5_xminigrid.toml")
-    trainer = pgjax.loading.algorithm_of(config).make_trainer(config)
+    trainer = pgjax.runtime.loading.algorithm_of(config).make_trainer(config)
     assert trainer.networks.actor.torso.kind == "cnn"  # [7, 7, 2] grids: torso = "auto" picks the CNN
     untrained = jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(0, range(2)), config.hparams)
     before, _ = evaluate_seeds(trainer, untrained, num_episodes=8)

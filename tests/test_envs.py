@@ -95,7 +95,7 @@ def test_episode_statistics_when_several_envs_finish_together():
 
 
 def test_rollout_episode_metrics_average_every_finished_episode():
-    from pgjax.rollout import PolicyStep, finished_episode_metrics, reset_env_carry, rollout
+    from pgjax.algos.rollout import PolicyStep, finished_episode_metrics, reset_env_carry, rollout
 
     env = envs.make_vec_env("Scripted-probe", 4)
     stop_time = jnp.asarray([2, 2, 99, 1])  # env b terminates when its clock reads stop_time[b]
@@ -221,7 +221,7 @@ def test_an_unsupported_space_names_the_env_the_space_and_what_is_supported():
 
 
 def test_a_run_that_cannot_start_creates_no_run_folder(tmp_path, capsys):
-    from pgjax.cli import main
+    from pgjax.commands.cli import main
 
     # A CNN needs grid or image observations; CartPole's are a vector.
     code = main(["train", "--env", "CartPole-v1", "torso=cnn", "--out", str(tmp_path / "runs"), "--no-progress"])

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.actor_critic import observe
 from pgjax.algos import ppo
+from pgjax.algos.actor_critic import observe
 from pgjax.envs import make_vec_env
-from pgjax.evaluation import evaluate, evaluate_states, record_episode, run_episodes
-from pgjax.experiment import seed_keys
+from pgjax.runtime.evaluation import evaluate, evaluate_states, record_episode, run_episodes
+from pgjax.runtime.experiment import seed_keys
 
 LIMIT = 5
 
@@ -174,8 +174,8 @@ def test_evaluation_seeds_are_shared_across_training_seeds(probe_trainer_and_sta
 def checkpointed_run(tmp_path_factory, probe_trainer_and_state):
     """A run folder as `pgjax train` leaves it: config.json and a checkpoint of 2 seeds (0 and 3),
     here of the hand-set Scripted-probe policies (cheap to compile, returns known)."""
-    from pgjax import checkpoint, runs
     from pgjax import config as cfg
+    from pgjax.records import checkpoint, runs
 
     trainer, state = probe_trainer_and_state
     seeds = [0, 3]
@@ -194,7 +194,7 @@ def test_pgjax_eval_writes_per_seed_results_and_a_gif(checkpointed_run, tmp_path
 
     from PIL import Image
 
-    from pgjax.cli import main
+    from pgjax.commands.cli import main
 
     run_dir, trainer, state = checkpointed_run
     gif = tmp_path / "episode.gif"
@@ -217,7 +217,7 @@ def test_pgjax_eval_writes_per_seed_results_and_a_gif(checkpointed_run, tmp_path
 
 
 def test_pgjax_eval_errors_name_the_problem(checkpointed_run, tmp_path, capsys):
-    from pgjax.cli import main
+    from pgjax.commands.cli import main
 
     run_dir, _, _ = checkpointed_run
     with pytest.raises(SystemExit) as exit_:
@@ -241,7 +241,7 @@ def test_pgjax_eval_errors_name_the_problem(checkpointed_run, tmp_path, capsys):
 def test_classic_control_gif_from_observations(tmp_path):
     from PIL import Image
 
-    from pgjax.animation import frame_indices, save_episode_gif
+    from pgjax.reports.animation import frame_indices, save_episode_gif
 
     steps = 30
     obs = np.zeros((steps + 1, 4))

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import runs
-from pgjax.checkpoint import Checkpointer, CheckpointError, CheckpointWriteError, CorruptCheckpointError
-from pgjax.experiment import evaluation_updates
+from pgjax.records import runs
+from pgjax.records.checkpoint import Checkpointer, CheckpointError, CheckpointWriteError, CorruptCheckpointError
+from pgjax.runtime.experiment import evaluation_updates
 
 ROOT = Path(__file__).resolve().parent.parent
 # 24 updates of 4 envs x 64 steps, two seeds: seconds per run, mostly compilation.
@@ -367,7 +367,7 @@ def failing(self, step, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
     return save(self, step, *args, **kwargs)
 ocp.CheckpointManager.save = failing
-from pgjax.cli import main
+from pgjax.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -434,7 +434,7 @@ WRITE_TWO = """
 import sys
 sys.path.insert(0, "tests")
 from test_faults import EXPECTED, _tiny_state
-from pgjax.checkpoint import Checkpointer
+from pgjax.records.checkpoint import Checkpointer
 ckpt = Checkpointer(sys.argv[1])
 for step in (1, 2):
     ckpt.save(step, _tiny_state(step), EXPECTED)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgjax import sharding
-from pgjax.experiment import SeedLayout, default_seed_width
+from pgjax.runtime import sharding
+from pgjax.runtime.experiment import SeedLayout, default_seed_width
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", "configs/ppo_cartpole.toml", "--seeds", "3", "--width", "1", "--chunks", "3", "--no-progress",
@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
 
-    from pgjax.cli import main
+    from pgjax.commands.cli import main
 
     devices, out, tiny = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     flag = ["--host-devices", devices]
@@ -110,7 +110,7 @@ def test_memory_estimate_is_per_device_and_checked(tmp_path):
     two devices each hold half of the (padded) seeds, so half the bytes."""
     script = textwrap.dedent("""
         import sys
-        from pgjax.cli import main
+        from pgjax.commands.cli import main
         sys.exit(main(sys.argv[1:]))
     """)
     need = {}

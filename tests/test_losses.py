@@ -1,4 +1,4 @@
-"""Losses and diagnostics in `pgjax.losses` vs NumPy float64 implementations."""
+"""Losses and diagnostics in `pgjax.kernels.losses` vs NumPy float64 implementations."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import reference as ref  # tests/ is on sys.path (conftest.py)
 from scipy import special
 
-from pgjax import distributions as D
-from pgjax import losses as L
+from pgjax.kernels import distributions as D
+from pgjax.kernels import losses as L
 
 CLIP = 0.2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pgjax import sharding
+from pgjax.runtime import sharding
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 900
@@ -57,7 +57,7 @@ def _two_processes(argv_of):
 PROBE = textwrap.dedent("""
     import sys
     import jax
-    from pgjax import sharding
+    from pgjax.runtime import sharding
     sharding.use_host_devices()
     sharding.initialize_processes(f"localhost:{sys.argv[2]}", 2, int(sys.argv[1]))
     import numpy as np

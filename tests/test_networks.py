@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.distributions import Categorical, DiagGaussian
-from pgjax.networks import MLP, CategoricalActor, GaussianActor, ValueCritic
+from pgjax.kernels.distributions import Categorical, DiagGaussian
+from pgjax.networks.heads import CategoricalActor, GaussianActor, ValueCritic
+from pgjax.networks.torsos import MLP
 
 
 def _init_apply(module, obs):
@@ -52,7 +53,7 @@ def test_value_critic_and_torso_shapes():
 
 
 def test_orthogonal_init_is_orthogonal_without_lapack_qr():
-    from pgjax.networks import orthogonal
+    from pgjax.networks.initializers import orthogonal
 
     keys = jax.random.split(jax.random.PRNGKey(0), 200)
     for shape in [(64, 64), (4, 64), (64, 2)]:
@@ -70,7 +71,7 @@ def test_orthogonal_init_is_orthogonal_without_lapack_qr():
 
 def _deferred_batch(keys, shape, gain):
     """`len(keys)` deferred kernels of `shape`, boxed as one ensemble (batch axis in front)."""
-    from pgjax.networks import orthogonal_deferred
+    from pgjax.networks.initializers import orthogonal_deferred
 
     return jax.vmap(lambda k: orthogonal_deferred(gain)(k, shape))(keys).replace(batch_dims=1)
 
@@ -85,7 +86,7 @@ def test_deferred_orthogonal_kernels_are_orthogonal_and_haar_distributed():
     determinant's sign, and the exact Beta law of a squared entry of a Stiefel column."""
     import scipy.stats
 
-    from pgjax.networks import orthogonalize
+    from pgjax.networks.initializers import orthogonalize
 
     n, samples = 6, 3000
     keys = jax.random.split(jax.random.PRNGKey(3), 3 * samples).reshape(3, samples, 2)
@@ -104,7 +105,7 @@ def test_deferred_orthogonal_kernels_are_orthogonal_and_haar_distributed():
     for q, eye in ((square, np.eye(n)), (tall, np.eye(3)), (np.swapaxes(wide, 1, 2), np.eye(3)), (conv, np.eye(20))):
         assert np.abs(np.einsum("bij,bik->bjk", q, q) - eye).max() < 2e-6
     # The boxed draw is orthogonal()'s draw: the same key gives the same kernel.
-    from pgjax.networks import orthogonal
+    from pgjax.networks.initializers import orthogonal
 
     np.testing.assert_allclose(out["square"][5], orthogonal(2.0)(keys[0, 5], (n, n)), atol=2e-6)
     np.testing.assert_allclose(out["wide"][7], orthogonal(1.0)(keys[2, 7], (3, 10)), atol=2e-6)
@@ -125,7 +126,7 @@ def test_deferred_orthogonal_kernels_are_orthogonal_and_haar_distributed():
 
 def test_network_init_returns_plain_orthogonal_kernels():
     # Network.init and init_networks leave no box behind; the ensemble's members differ.
-    from pgjax.networks import init_networks
+    from pgjax.networks.initializers import init_networks
 
     obs, action = jnp.zeros((1, 3)), jnp.zeros((1, 2))
     ensemble = QEnsemble(2, (8, 8))
@@ -141,16 +142,8 @@ def test_network_init_returns_plain_orthogonal_kernels():
 
 # --- torsos: flatten + MLP, CNN, chosen from the observation space ----------------------------
 
-from pgjax.networks import (
-    CNN,
-    DeterministicActor,
-    QEnsemble,
-    TorsoSpec,
-    check_torso,
-    flatten_obs,
-    resolve_torso,
-    torso_spec,
-)
+from pgjax.networks.heads import DeterministicActor, QEnsemble
+from pgjax.networks.torsos import CNN, TorsoSpec, check_torso, flatten_obs, resolve_torso, torso_spec
 
 CNN_SPEC = TorsoSpec("cnn", 3, channels=(4, 3), kernel_sizes=(3, 2), strides=(1, 2))
 
@@ -193,7 +186,7 @@ def test_cnn_matches_a_numpy_convolution_with_and_without_jit():
 
 
 def test_conv_valid_matches_numpy_and_lax_conv_under_vmap_and_grad():
-    from pgjax.networks import conv_valid
+    from pgjax.networks.torsos import conv_valid
 
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 9, 11, 4))  # [seeds, N, H, W, C]
     kernels = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4, 5))  # one 3x3 kernel per seed

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax import noise
+from pgjax.kernels import noise
 
 
 @pytest.mark.parametrize("jit", [False, True])

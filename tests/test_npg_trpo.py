@@ -23,7 +23,7 @@ from contract import TINY, contract_trainer, hparam_grid, train_and_evaluate
 
 from pgjax import config as cfg
 from pgjax.algos import npg, ppo_kl, trpo
-from pgjax.experiment import seed_keys
+from pgjax.runtime.experiment import seed_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {"npg": npg, "trpo": trpo, "ppo_kl": ppo_kl}  # small configs, the contract: contract.py, test_contract.py

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgjax import plotting, runs
-from pgjax import statistics as st
-from pgjax.cli import main
+from pgjax.commands.cli import main
+from pgjax.records import runs
+from pgjax.reports import plotting
+from pgjax.reports import statistics as st
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +128,7 @@ def test_pgjax_plot_finds_the_runs_in_a_folder(tmp_path, capsys):
 
 def test_pgjax_plot_draws_one_curve_per_grid_point_of_a_sweep(tmp_path, capsys):
     """A `pgjax sweep` folder: cells/cell-NNNNN.json, one per (grid point, seed)."""
-    from pgjax.sweep import write_cell
+    from pgjax.runtime.sweep import write_cell
 
     sweep_dir = tmp_path / "sweep-ppo"
     (sweep_dir / "cells").mkdir(parents=True)
@@ -166,8 +167,8 @@ def test_pgjax_plot_scores_sweep_points_by_their_evaluations_and_marks_the_best(
     --final scores each grid point by its cells' evaluation returns and marks the point of
     highest IQM; with one point's evaluations missing it falls back to training returns for
     that point, says so, and ranks nothing (scores of different kinds)."""
-    from pgjax import runs
-    from pgjax.sweep import write_cell
+    from pgjax.records import runs
+    from pgjax.runtime.sweep import write_cell
 
     sweep_dir = tmp_path / "sweep-ppo"
     (sweep_dir / "cells").mkdir(parents=True)

@@ -12,15 +12,15 @@ import pytest
 from contract import leaves_equal
 
 from pgjax import config as cfg
-from pgjax import recurrent
-from pgjax.actor_critic import init_actor_critic, make_actor_critic, rollout_values
 from pgjax.algos import a2c, npg, ppo, ppo_kl, reinforce, trpo, vpg
+from pgjax.algos.actor_critic import init_actor_critic, make_actor_critic, rollout_values
 from pgjax.algos.ppo import sgd_epoch
-from pgjax.checkpoint import Checkpointer
+from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 from pgjax.envs import make_vec_env
-from pgjax.evaluation import RecurrentActFn, policy_act_fn, run_episodes
-from pgjax.experiment import compile_seed_functions, seed_keys
-from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+from pgjax.networks import recurrent
+from pgjax.records.checkpoint import Checkpointer
+from pgjax.runtime.evaluation import RecurrentActFn, policy_act_fn, run_episodes
+from pgjax.runtime.experiment import compile_seed_functions, seed_keys
 from pgjax.types import Transition
 
 TINY = {"env_id": "MemoryChain-bsuite", "num_envs": 4, "num_steps": 16, "hidden_sizes": [8], "core": "gru", "core_size": 6}

@@ -17,11 +17,11 @@ from contract import contract_trainer, leaves_equal
 
 from pgjax import config as cfg
 from pgjax.algos import reinforce
+from pgjax.algos.rollout import PolicyStep, collect_episodes, first_episode_metrics
 from pgjax.envs import make_vec_env
-from pgjax.experiment import evaluate_seeds, seed_keys
-from pgjax.losses import episode_policy_loss
-from pgjax.returns import batch_baseline, episode_weights
-from pgjax.rollout import PolicyStep, collect_episodes, first_episode_metrics
+from pgjax.kernels.losses import episode_policy_loss
+from pgjax.kernels.returns import batch_baseline, episode_weights
+from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
 TINY = CONTRACT_TINY["reinforce"]  # 4 episodes of 16 steps per update, 6 updates, CartPole-v1
 
@@ -229,7 +229,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_reinforce_learns_cartpole():
     """Protocol as tests/test_learning.py: seeds 0-3 (seed_keys(0, ...)) vmapped with the shipped
     config, 32 stochastic evaluation episodes per seed, median over seeds of the mean return."""
-    from pgjax.cli import load_config
+    from pgjax.commands import load_config
 
     _, module, config = load_config(None, CONFIGS / "reinforce_cartpole.toml", None, [])
     assert module is reinforce

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.replay import Batch, example_item, make_replay
+from pgjax.kernels.replay import Batch, example_item, make_replay
 
 
 def _items(ids, obs_dim=2):

@@ -1,4 +1,4 @@
-"""Return estimators in `pgjax.returns` against the float64 loop oracles in `reference.py`."""
+"""Return estimators in `pgjax.kernels.returns` against the float64 loop oracles in `reference.py`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import reference as ref  # tests/ is on sys.path (conftest.py, and pytest's default "prepend" import mode)
 
-from pgjax import returns as R
+from pgjax.kernels import returns as R
 
 GAMMA = 0.97
 LAMBDA = 0.9

@@ -1,4 +1,4 @@
-"""Reward scaling (`pgjax.reward_scaling`, config `scale_rewards`): the kernel against SB3's
+"""Reward scaling (`pgjax.kernels.reward_scaling`, config `scale_rewards`): the kernel against SB3's
 VecNormalize reward path as a NumPy loop (tests/reference.py), with and without jit, on
 batches that mix terminations and truncations; the on-policy algorithms train with that
 kernel, keep its statistics in the state and resume bit for bit."""
@@ -14,7 +14,7 @@ from contract import TINY, leaves_equal
 
 from pgjax.algos import ppo
 from pgjax.algos._on_policy import collect_rollout
-from pgjax.reward_scaling import RewardScaling, init_reward_scaling, scale_rewards
+from pgjax.kernels.reward_scaling import RewardScaling, init_reward_scaling, scale_rewards
 from pgjax.types import RunningStats
 
 
@@ -109,7 +109,7 @@ def test_every_on_policy_algorithm_scales_and_resumes_bit_for_bit(name, tmp_path
     """N/2 updates, checkpoint, restore, N/2 updates == N updates, with the statistics moving."""
     from pgjax import config as cfg
     from pgjax.algos import ALGORITHMS
-    from pgjax.checkpoint import Checkpointer
+    from pgjax.records.checkpoint import Checkpointer
 
     config = dataclasses.replace(TINY[name], scale_rewards=True)
     trainer = ALGORITHMS[name].make_trainer(config)

@@ -1,4 +1,4 @@
-"""SAC kernels (`pgjax.sac_losses`) vs NumPy float64 oracles, then the SAC algorithms."""
+"""SAC kernels (`pgjax.kernels.sac_losses`) vs NumPy float64 oracles, then the SAC algorithms."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from contract import contract_trainer, train_and_evaluate
 from scipy import special, stats
 
 from pgjax import config as cfg
-from pgjax import sac_losses as S
 from pgjax.algos import sac
 from pgjax.envs import make_vec_env
-from pgjax.replay import Batch
-from pgjax.targets import bellman_target
+from pgjax.kernels import sac_losses as S
+from pgjax.kernels.replay import Batch
+from pgjax.kernels.targets import bellman_target
 
 GAMMA = 0.9
 ALPHA = 0.3
@@ -273,7 +273,7 @@ def test_discrete_actor_loss_vs_direct_formula(batch, maybe_jit):
 def test_discrete_temperature_loss_with_exact_entropy():
     """Discrete: J = mean alpha (H(pi) - fraction * log|A|); a uniform policy is above any fraction < 1."""
     logits = jnp.zeros((4, 3))
-    from pgjax.distributions import categorical_entropy
+    from pgjax.kernels.distributions import categorical_entropy
 
     target = 0.7 * np.log(3)
     loss, _ = S.temperature_loss(jnp.log(0.5), categorical_entropy(logits), target)

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
 
     import jax
 
-    from pgjax import sweep as sw
+    from pgjax.runtime import sweep as sw
 
     assert jax.device_count() == 4, jax.devices()
     base = {"env_id": "CartPole-v1", "num_envs": 2, "num_steps": 8, "total_timesteps": 64, "update_epochs": 1,

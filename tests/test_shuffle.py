@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pgjax.shuffle import permutation, permutation_rounds
+from pgjax.kernels.shuffle import permutation, permutation_rounds
 
 
 @pytest.mark.parametrize("jit", [False, True])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from pgjax import statistics as st
+from pgjax.reports import statistics as st
 
 
 def _iqm_by_quantile_integral(x):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from contract import leaves_equal
 
-from pgjax import cell_policies
 from pgjax import config as cfg
-from pgjax import sweep as sw
-from pgjax import sweep_eval as se
 from pgjax.algos import ppo
+from pgjax.records import cell_policies
+from pgjax.runtime import sweep as sw
+from pgjax.runtime import sweep_eval as se
 
 BASE = {"env_id": "CartPole-v1", "num_envs": 2, "num_steps": 8, "total_timesteps": 64, "update_epochs": 1,
         "num_minibatches": 1, "hidden_sizes": [8]}
@@ -114,7 +114,7 @@ def test_memory_sizes_parse():
 
 
 def test_cell_metrics_are_written_compactly_and_read_back_exactly():
-    from pgjax.sweep import compact_values
+    from pgjax.runtime.sweep import compact_values
 
     values = (np.random.default_rng(0).normal(size=500) * 10.0 ** np.arange(-20, 30, 0.1)).astype(np.float32)
     values[::7] = np.nan

@@ -1,4 +1,4 @@
-"""Experiment tracking (`pgjax.tracking`) and evaluation during training, read back from
+"""Experiment tracking (`pgjax.records.tracking`) and evaluation during training, read back from
 the files the sinks write: TensorBoard event files and W&B offline runs (no network),
 through the independent readers in `tracker_files.py`."""
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from tracker_files import tensorboard_run, wandb_runs
 
-from pgjax import runs, tracking
-from pgjax.experiment import chunk_sizes, evaluation_updates
+from pgjax.records import runs, tracking
+from pgjax.runtime.experiment import chunk_sizes, evaluation_updates
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -101,7 +101,7 @@ def test_evaluation_updates_follow_the_chunk_plan():
 
 
 def test_bad_log_flag_is_a_usage_error(capsys):
-    from pgjax import cli
+    from pgjax.commands import cli
 
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--log", "csv,mlflow"])
@@ -119,7 +119,7 @@ def test_train_tracks_every_seed_and_evaluates_during_training(tmp_path, tracker
     hold exactly its metrics.csv rows and its eval.csv evaluations; the evaluation after
     a chunk equals an independent evaluation of that chunk's checkpoint."""
     from pgjax.commands.eval import load_run
-    from pgjax.evaluation import evaluate_states
+    from pgjax.runtime.evaluation import evaluate_states
 
     result = subprocess.run([sys.executable, "-m", "pgjax", "train", *TINY, "--chunks", "3", "--out", tmp_path,
                              "--log", "csv,tensorboard,wandb"], capture_output=True, text=True, cwd=ROOT,
@@ -193,8 +193,8 @@ def test_sweep_tracks_every_cell_with_its_grid_values(tmp_path, trackers):
 def test_plot_draws_the_evaluations_during_training(tmp_path):
     """`pgjax plot RUN --metric eval_return` reads eval.csv (rows at the evaluated updates
     only) and draws the IQM across seeds at each evaluation's env steps."""
-    from pgjax import cli
-    from pgjax.statistics import iqm
+    from pgjax.commands import cli
+    from pgjax.reports.statistics import iqm
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -214,7 +214,7 @@ def test_plot_draws_the_evaluations_during_training(tmp_path):
 
 
 def test_stochastic_evaluation_of_a_deterministic_policy_is_refused(tmp_path, capsys):
-    from pgjax import cli
+    from pgjax.commands import cli
 
     assert cli.main(["train", "--algo", "td3", "--env", "Pendulum-v1", "--eval-mode", "stochastic",
                      "--out", str(tmp_path)]) == 1

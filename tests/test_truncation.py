@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import envs, returns
-from pgjax.rollout import PolicyStep, reset_env_carry, rollout
+from pgjax import envs
+from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
+from pgjax.kernels import returns
 
 GAMMA = 0.9
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from pgjax import trust_region as tr
 from pgjax.algos import npg
-from pgjax.networks import CategoricalActor, GaussianActor
+from pgjax.kernels import trust_region as tr
+from pgjax.networks.heads import CategoricalActor, GaussianActor
 
 VARIANTS = {"eager": lambda f: f, "jit": jax.jit}
 

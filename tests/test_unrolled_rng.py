@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.actor_critic import init_actor_critic, make_actor_critic
+from pgjax.algos.actor_critic import init_actor_critic, make_actor_critic
 from pgjax.config import OnPolicyConfig
 from pgjax.envs import make_vec_env
-from pgjax.unrolled_rng import threefry2x32, unrolled_key
+from pgjax.kernels.unrolled_rng import threefry2x32, unrolled_key
 
 DRAWS = {
     "normal": lambda key: jax.random.normal(key, (5, 7)),
@@ -80,10 +80,10 @@ def test_rollout_draws_are_unchanged(monkeypatch):
     # different programs differently (jax 0.11.2 gave 1-ulp differences in 7 of 768 values).
     import functools
 
-    from pgjax import rollout as rollout_module
-    from pgjax.actor_critic import sample_step
+    from pgjax.algos import rollout as rollout_module
+    from pgjax.algos.actor_critic import sample_step
+    from pgjax.algos.rollout import reset_env_carry, rollout
     from pgjax.envs import init_running_stats
-    from pgjax.rollout import reset_env_carry, rollout
 
     env = make_vec_env("CartPole-v1", 3)
     config = OnPolicyConfig(env_id="CartPole-v1", hidden_sizes=(8,))
@@ -109,8 +109,8 @@ def test_off_policy_loop_draws_are_unchanged(monkeypatch):
     # the floats of two different compiled programs round differently (Pendulum's dynamics,
     # seen: 5e-6 after 30 steps), so they are compared with a tolerance that a different
     # draw (an O(1) change) could not pass.
-    from pgjax import unrolled_rng
     from pgjax.algos import td3
+    from pgjax.kernels import unrolled_rng
 
     config = td3.TD3Config(env_id="Pendulum-v1", num_envs=2, total_timesteps=260, learning_starts=200,
                            buffer_size=1000, batch_size=32, hidden_sizes=(8,))

@@ -21,14 +21,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import noise as noise_lib
-from pgjax import sac_losses
 from pgjax.algos._off_policy import Learner, OffPolicyHParams
 from pgjax.config import field, hparams_dataclass, non_negative, positive
 from pgjax.envs import ActionSpec, VecEnv
-from pgjax.networks import DeterministicActor, QEnsemble, init_networks, torso_spec
-from pgjax.replay import Batch
-from pgjax.targets import bellman_target, polyak_update
+from pgjax.kernels import noise as noise_lib
+from pgjax.kernels import sac_losses
+from pgjax.kernels.replay import Batch
+from pgjax.kernels.targets import bellman_target, polyak_update
+from pgjax.networks.heads import DeterministicActor, QEnsemble
+from pgjax.networks.initializers import init_networks
+from pgjax.networks.torsos import torso_spec
 from pgjax.types import Array, PRNGKey
 
 

@@ -4,7 +4,7 @@ One *update* of `Trainer.run` (one `lax.scan` step) is one *iteration*:
 
 1. every one of the `num_envs` environments takes one step with the learner's
    exploration actions (`learner.explore`); the `num_envs` transitions go into the replay
-   buffer (`pgjax.replay`: terminated and truncated kept apart, `next_obs` the true final
+   buffer (`pgjax.kernels.replay`: terminated and truncated kept apart, `next_obs` the true final
    observation of an episode), exploration state is reset where episodes ended
    (`learner.explore_reset`), and the running observation statistics are updated (used
    only if `normalize_obs`);
@@ -71,9 +71,10 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from pgjax import unrolled_rng
-from pgjax.actor_critic import observe
 from pgjax.algos._trainer import assemble_trainer
+from pgjax.algos.actor_critic import observe
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_carry
 from pgjax.config import (
     CNN_DOCS,
     ENV_ID_DOC,
@@ -99,9 +100,9 @@ from pgjax.envs import (
     update_episode_stats,
     update_running_stats,
 )
-from pgjax.replay import Batch, Replay, example_item, make_replay
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.kernels import unrolled_rng
+from pgjax.kernels.replay import Batch, Replay, example_item, make_replay
+from pgjax.types import Array, PRNGKey, RunningStats
 
 # --- configuration -------------------------------------------------------------------------
 
@@ -354,7 +355,7 @@ def _warmup_step(config, env, replay, carry, key):
 
 def _init(config, env, parts: Parts, key: PRNGKey, hparams) -> OffPolicyState:
     # Straight-line Threefry for the environment side of the loop (the same bits; see
-    # pgjax.unrolled_rng): each environment step draws a few tiny arrays, each a while loop on
+    # pgjax.kernels.unrolled_rng): each environment step draws a few tiny arrays, each a while loop on
     # JAX's implementation (SAC trains 1.23x faster). The learner's keys (replay sampling, its
     # losses' draws) go back to JAX's Threefry: unrolled they made SAC's program compile 40%
     # longer and trained no measurably faster.

@@ -16,14 +16,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import act, init_actor_critic, make_actor_critic, sample_step
 from pgjax.algos._trainer import assemble_trainer
+from pgjax.algos.actor_critic import act, init_actor_critic, make_actor_critic, sample_step
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.envs import init_running_stats, make_vec_env
-from pgjax.losses import explained_variance
-from pgjax.recurrent import initial_hidden
-from pgjax.reward_scaling import init_reward_scaling
-from pgjax.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.types import Array, PRNGKey, Trainer, Transition
+from pgjax.kernels.losses import explained_variance
+from pgjax.kernels.reward_scaling import init_reward_scaling
+from pgjax.networks.recurrent import initial_hidden
+from pgjax.types import Array, PRNGKey, Transition
 
 
 def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from pgjax.types import Trainer, TrainOutput
+from pgjax.algos.contract import Trainer, TrainOutput
 
 
 def all_finite(state, metrics) -> jax.Array:

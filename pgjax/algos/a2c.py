@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from pgjax import returns
-from pgjax.actor_critic import flatten_rollout, rollout_values, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import flatten_rollout, rollout_values, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -42,9 +43,9 @@ from pgjax.config import (
     reward_scale_field,
     value_coef_field,
 )
-from pgjax.losses import entropy_bonus, normalize_advantages, policy_gradient_loss, value_loss
-from pgjax.rollout import EnvCarry
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer, Transition
+from pgjax.kernels import returns
+from pgjax.kernels.losses import entropy_bonus, normalize_advantages, policy_gradient_loss, value_loss
+from pgjax.types import Array, PRNGKey, RunningStats, Transition
 
 RMSPROP_DECAY = 0.99  # stable-baselines3's A2C defaults (alpha, eps of torch RMSprop)
 RMSPROP_EPS = 1e-5

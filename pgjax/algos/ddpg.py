@@ -13,9 +13,9 @@ from __future__ import annotations
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
 from pgjax.algos._trainer import train_function
+from pgjax.algos.contract import Trainer
 from pgjax.config import config_dataclass, field, hparams_dataclass, one_of
 from pgjax.envs import make_vec_env
-from pgjax.types import Trainer
 
 
 @hparams_dataclass

@@ -7,7 +7,7 @@ and moves the policy along the natural gradient by the step that fills the KL ra
     theta <- theta + sqrt(2 delta / g^T F^-1 g) F^-1 g,   g = grad_theta mean(r_theta A),
 
 with `F^-1 g` from `cfg.cg_iters` conjugate-gradient iterations on Fisher-vector products
-of the mean KL (`pgjax.trust_region`). The value function is then regressed on the
+of the mean KL (`pgjax.kernels.trust_region`). The value function is then regressed on the
 lambda-returns with `value_iters` Adam steps, as VPG does (`actor_critic.fit_value_function`).
 TRPO (`pgjax.algos.trpo`) is this update with a KL-checked line search on the step:
 `update` takes the step rule as its first argument so both share everything else.
@@ -23,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -38,9 +40,8 @@ from pgjax.config import (
     reward_scale_field,
     unit_interval,
 )
-from pgjax.losses import entropy_bonus, importance_surrogate, normalize_advantages
-from pgjax.rollout import EnvCarry
-from pgjax.trust_region import (
+from pgjax.kernels.losses import entropy_bonus, importance_surrogate, normalize_advantages
+from pgjax.kernels.trust_region import (
     conjugate_gradient,
     fisher_vector_product,
     mean_kl,
@@ -48,7 +49,7 @@ from pgjax.trust_region import (
     subsample,
     tree_vdot,
 )
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.types import Array, PRNGKey, RunningStats
 
 
 @hparams_dataclass

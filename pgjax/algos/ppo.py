@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from pgjax import shuffle
-from pgjax.actor_critic import GAEBatch, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import GAEBatch, gae_batch, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -34,9 +35,9 @@ from pgjax.config import (
     reward_scale_field,
     value_coef_field,
 )
-from pgjax.losses import entropy_bonus, normalize_advantages, ppo_clip_loss, value_loss
-from pgjax.rollout import EnvCarry
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.kernels import shuffle
+from pgjax.kernels.losses import entropy_bonus, normalize_advantages, ppo_clip_loss, value_loss
+from pgjax.types import Array, PRNGKey, RunningStats
 
 
 @hparams_dataclass

@@ -23,10 +23,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
+from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     config_dataclass,
     entropy_coef_field,
@@ -35,15 +37,14 @@ from pgjax.config import (
     non_negative,
     positive,
 )
-from pgjax.losses import (
+from pgjax.kernels.losses import (
     entropy_bonus,
     kl_penalty_loss,
     normalize_advantages,
     value_loss,
 )
-from pgjax.rollout import EnvCarry
-from pgjax.trust_region import dual_update, mean_kl
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.kernels.trust_region import dual_update, mean_kl
+from pgjax.types import Array, PRNGKey, RunningStats
 
 
 @hparams_dataclass

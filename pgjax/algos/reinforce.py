@@ -33,7 +33,7 @@ batch (it is then regressed on `G_t` by `value_iters` full-batch Adam steps, as 
 Schulman et al., 2016, sec. 5). With `total`, `V(s_t)` (fit to `G_t`) is still a valid
 but poorly matched baseline; use `batch_mean` there.
 
-The estimators are library kernels shared with `pgjax.diagnostics` and the notebooks:
+The estimators are library kernels shared with `pgjax.algos.diagnostics` and the notebooks:
 `rollout.collect_episodes` (episodes and their first-episode mask), `returns.episode_weights`,
 `returns.batch_baseline`, `returns.value_baseline`, `returns.reward_to_go` (the critic's
 targets) and `losses.episode_policy_loss`. `make_trainer(config)` gives `init`,
@@ -50,9 +50,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax.actor_critic import fit_value_function, observe, sample_step, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import fit_value_function, observe, sample_step, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import collect_episodes, first_episode_metrics
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -66,11 +68,10 @@ from pgjax.config import (
     positive,
 )
 from pgjax.envs import make_vec_env
-from pgjax.losses import episode_policy_loss
-from pgjax.recurrent import Sequences, apply_time_major, initial_hidden, sequences_from_rollout
-from pgjax.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
-from pgjax.rollout import collect_episodes, first_episode_metrics
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.kernels.losses import episode_policy_loss
+from pgjax.kernels.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
+from pgjax.networks.recurrent import Sequences, apply_time_major, initial_hidden, sequences_from_rollout
+from pgjax.types import Array, PRNGKey, RunningStats
 
 BASELINES = ("none", "batch_mean", "value")
 

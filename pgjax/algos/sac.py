@@ -19,7 +19,7 @@ have no target copies of their own.
 
 Every step bootstraps through time-limit truncations (the buffer's `next_obs` is the true
 final observation); only `terminated` stops the return. The kernels are in
-`pgjax.sac_losses`; this module wires them into a `Learner`.
+`pgjax.kernels.sac_losses`; this module wires them into a `Learner`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pgjax import sac_losses as L
 from pgjax.algos._off_policy import (
     Learner,
     OffPolicyConfig,
@@ -40,6 +39,7 @@ from pgjax.algos._off_policy import (
     make_off_policy_trainer,
 )
 from pgjax.algos._trainer import train_function
+from pgjax.algos.contract import Trainer
 from pgjax.config import (
     ConfigError,
     config_dataclass,
@@ -47,12 +47,15 @@ from pgjax.config import (
     hparams_dataclass,
     positive,
 )
-from pgjax.distributions import categorical_entropy
 from pgjax.envs import ActionSpec, VecEnv, make_vec_env, rescale_action
-from pgjax.networks import CategoricalActor, GaussianActor, QEnsemble, ValueCritic, init_networks, torso_spec
-from pgjax.replay import Batch
-from pgjax.targets import bellman_target, polyak_update
-from pgjax.types import Array, PRNGKey, Trainer
+from pgjax.kernels import sac_losses as L
+from pgjax.kernels.distributions import categorical_entropy
+from pgjax.kernels.replay import Batch
+from pgjax.kernels.targets import bellman_target, polyak_update
+from pgjax.networks.heads import CategoricalActor, GaussianActor, QEnsemble, ValueCritic
+from pgjax.networks.initializers import init_networks
+from pgjax.networks.torsos import torso_spec
+from pgjax.types import Array, PRNGKey
 
 # --- configuration -------------------------------------------------------------------------
 

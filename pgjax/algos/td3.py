@@ -14,6 +14,7 @@ import math
 from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
 from pgjax.algos._trainer import train_function
+from pgjax.algos.contract import Trainer
 from pgjax.config import (
     ConfigError,
     config_dataclass,
@@ -24,7 +25,6 @@ from pgjax.config import (
     positive,
 )
 from pgjax.envs import make_vec_env
-from pgjax.types import Trainer
 
 
 @hparams_dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pgjax.algos import npg
 from pgjax.algos._trainer import train_function
+from pgjax.algos.contract import Trainer
 from pgjax.algos.npg import PolicyProblem
 from pgjax.config import (
     config_dataclass,
@@ -19,8 +20,7 @@ from pgjax.config import (
     positive,
     unit_interval,
 )
-from pgjax.trust_region import backtracking_line_search
-from pgjax.types import Trainer
+from pgjax.kernels.trust_region import backtracking_line_search
 
 
 @hparams_dataclass

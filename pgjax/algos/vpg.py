@@ -19,9 +19,11 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from pgjax.actor_critic import GAEBatch, fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
 from pgjax.algos._trainer import train_function
+from pgjax.algos.actor_critic import GAEBatch, fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.contract import Trainer
+from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -34,9 +36,8 @@ from pgjax.config import (
     positive,
     reward_scale_field,
 )
-from pgjax.losses import approx_kl, entropy_bonus, normalize_advantages, policy_gradient_loss
-from pgjax.rollout import EnvCarry
-from pgjax.types import Array, PRNGKey, RunningStats, Trainer
+from pgjax.kernels.losses import approx_kl, entropy_bonus, normalize_advantages, policy_gradient_loss
+from pgjax.types import Array, PRNGKey, RunningStats
 
 
 @hparams_dataclass

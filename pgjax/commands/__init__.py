@@ -1,7 +1,7 @@
 """Subcommands of the `pgjax` command line, one module each.
 
 Each module exposes `register(subparsers)` (adds its subparser) and `run(args) -> int`
-(exit code). `pgjax.cli.COMMANDS` lists them. Heavy imports (jax, the algorithms) happen
+(exit code). `pgjax.commands.cli.COMMANDS` lists them. Heavy imports (jax, the algorithms) happen
 inside `run`, so `pgjax --help` stays fast. Helpers shared by several commands live here.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
-from pgjax import loading
 from pgjax.config import ENV_ID_DOC
+from pgjax.runtime import loading
 
 SEEDS_HELP = ("seeds: a count N >= 1 (4: seeds 0..3), ids with a comma (0,5,9; one id: 7,) or a range LO:HI "
               "(3:7: seeds 3..6); default: seed 0")
@@ -114,7 +114,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help=f"{ENV_ID_DOC} (same as env_id=...)")
 
 
-# Config loading is the library's (`pgjax.loading`); the commands use it under these names.
+# Config loading is the library's (`pgjax.runtime.loading`); the commands use it under these names.
 load_config_values = loading.config_values
 build_config = loading.build_config
 load_config = loading.resolve_config  # (algo_name, config_file, env, overrides) -> (algo_name, module, config)

@@ -4,11 +4,11 @@ The run's checkpoint (`RUN_DIR/checkpoints/`, written by `pgjax train`) is resto
 algorithm's training state, and every training seed's policy plays the same episodes (start
 states and action noise from `--eval-seed`), greedily (the policy's mode) by default or
 stochastically, in one compiled loop, the seeds sharded over the devices (host devices on
-CPU, see `pgjax.sharding`) in the run's vmap groups. Results go to
+CPU, see `pgjax.runtime.sharding`) in the run's vmap groups. Results go to
 `RUN_DIR/eval_greedy.json` or `RUN_DIR/eval_stochastic.json`.
 
 A sweep folder (`pgjax sweep`) is evaluated from its cells' kept policies: every cell, the
-cells `--cell` names, or those of the grid points `--point` picks (`pgjax.sweep_eval`);
+cells `--cell` names, or those of the grid points `--point` picks (`pgjax.runtime.sweep_eval`);
 each cell's result goes to `SWEEP_DIR/eval/cell-NNNNN-<mode>.json` and a summary per grid
 point (IQM over its seeds with a bootstrap CI, the best point marked) to
 `SWEEP_DIR/eval_<mode>.json`.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pgjax.commands import int_at_least, output_file
-from pgjax.eval_modes import DEFAULT_EVAL_SEED, mode_name
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, mode_name
 
 
 class EvalError(Exception):
@@ -102,14 +102,14 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     `config.json`); the state is restored into the structure `init` gives for that config,
     so a checkpoint of another algorithm or config fails with a message naming the field.
     """
-    from pgjax import checkpoint, runs
+    from pgjax.records import checkpoint, runs
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run folder {run_dir} does not exist")
     if is_sweep(run_dir):
         raise EvalError(f"{run_dir} is a sweep folder: evaluate it with `pgjax eval {run_dir}` (optionally --cell N "
-                        "or --point KEY=VALUE), or pgjax.sweep_eval.evaluate_cells from Python")
+                        "or --point KEY=VALUE), or pgjax.runtime.sweep_eval.evaluate_cells from Python")
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
@@ -150,10 +150,10 @@ def _restore_step(checkpointer, step: int, saved: dict):
     """`(config, trainer, state, meta, seeds)` from one checkpoint; `CorruptCheckpointError` if damaged."""
     import jax
 
-    from pgjax import checkpoint
     from pgjax import config as cfg
     from pgjax.commands import build_config
-    from pgjax.experiment import seed_keys
+    from pgjax.records import checkpoint
+    from pgjax.runtime.experiment import seed_keys
 
     meta = checkpointer.read_meta(step)
     try:
@@ -214,9 +214,10 @@ def _eval(args) -> int:
     import jax
     import numpy as np
 
-    from pgjax import runs, sharding
-    from pgjax import statistics as st
-    from pgjax.experiment import SeedLayout, evaluate_layout
+    from pgjax.records import runs
+    from pgjax.reports import statistics as st
+    from pgjax.runtime import sharding
+    from pgjax.runtime.experiment import SeedLayout, evaluate_layout
 
     _check_args(args)
     if is_sweep(Path(args.run_dir)):
@@ -283,9 +284,10 @@ def _eval(args) -> int:
 def _eval_sweep(args) -> int:
     """Evaluate the kept policies of a sweep's cells; per-cell files and a per-grid-point summary."""
     from pgjax import config as cfg
-    from pgjax import runs, sharding
-    from pgjax import sweep_eval as se
-    from pgjax.sweep import read_cells
+    from pgjax.records import runs
+    from pgjax.runtime import sharding
+    from pgjax.runtime import sweep_eval as se
+    from pgjax.runtime.sweep import read_cells
 
     sweep_dir = Path(args.run_dir)
     for flag, value in (("--step", args.step), ("--gif", args.gif), ("--out", args.out)):
@@ -344,8 +346,8 @@ def save_gif(loaded: LoadedRun, index: int, args) -> tuple[Path, float]:
     import jax
     import numpy as np
 
-    from pgjax.animation import save_episode_gif
-    from pgjax.evaluation import eval_env, policy_act_fn, record_episode
+    from pgjax.reports.animation import save_episode_gif
+    from pgjax.runtime.evaluation import eval_env, policy_act_fn, record_episode
 
     env = eval_env(loaded.trainer, args.episodes, args.max_steps)
     params, obs_stats = jax.tree.map(lambda x: x[index], (loaded.state.params, loaded.state.obs_stats))

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
+from pgjax.runtime.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
 
 # summary.json files from before the evaluation mode was recorded hold a stochastic evaluation.
 LEGACY_SUMMARY_MODE = STOCHASTIC
@@ -78,7 +78,7 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
     """The curves under `path`: a run folder (metrics.csv; eval.csv for an `eval_` metric,
     the evaluations during training), a sweep folder (sweep.json and cells/, one curve per
     grid point), or a folder holding any of those (sorted)."""
-    from pgjax import runs
+    from pgjax.records import runs
 
     if metric.startswith("eval_") and (path / runs.EVAL_FILE).is_file():
         return [Source(path, run_label(path), runs.read_metrics(path / runs.EVAL_FILE), True)]
@@ -190,8 +190,8 @@ def _read_json(path: Path) -> dict:
 def sweep_eval_scores(source: Source, mode: str) -> tuple[dict[int, float], str] | None:
     """Per-seed mean evaluation return of a sweep grid point's cells in `mode` (`pgjax eval
     SWEEP_DIR` writes them to eval/), if every cell of the point has one."""
-    from pgjax import runs
-    from pgjax.sweep_eval import read_cell_evals
+    from pgjax.records import runs
+    from pgjax.runtime.sweep_eval import read_cell_evals
 
     try:
         found = read_cell_evals(source.path, mode)
@@ -236,7 +236,7 @@ def run(args) -> int:
 
 
 def _plot(args) -> int:
-    from pgjax import plotting
+    from pgjax.reports import plotting
 
     if not 0.0 < args.confidence < 1.0:
         raise PlotError(f"--confidence {args.confidence} must be in (0, 1)")
@@ -272,7 +272,7 @@ def _plot(args) -> int:
 
 def collect_curves(args, sources: list[Source], labels: list[str]):
     """Each source's aggregate curve (`plotting.learning_curve`)."""
-    from pgjax import plotting
+    from pgjax.reports import plotting
 
     curves = []
     for source, label in zip(sources, labels):
@@ -289,7 +289,7 @@ def collect_curves(args, sources: list[Source], labels: list[str]):
 
 def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
     """Per source: the final score of each seed, and mean/median/IQM with bootstrap intervals."""
-    from pgjax import statistics as st
+    from pgjax.reports import statistics as st
 
     results = []
     for source, label in zip(sources, labels):
@@ -320,8 +320,9 @@ def mark_best_points(results: list[dict], stat: str) -> None:
 
 
 def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None:
-    from pgjax import plotting, runs
-    from pgjax import statistics as st
+    from pgjax.records import runs
+    from pgjax.reports import plotting
+    from pgjax.reports import statistics as st
 
     stat, name = plotting.STAT_LABELS[args.stat], args.stat
     intervals = [st.Interval(r[name], r[f"{name}_low"], r[f"{name}_high"]) for r in results]

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def _sinks(text: str) -> list[str]:
-    from pgjax.tracking import TrackingError, parse_sinks
+    from pgjax.records.tracking import TrackingError, parse_sinks
 
     try:
         return parse_sinks(text)
@@ -65,8 +65,8 @@ def _sinks(text: str) -> list[str]:
 def _open_tracker(sweep_dir: Path, spec: dict, sinks: list[str]):
     """The sweep's tracker and its `on_metrics`/`on_cell` hooks: a series per cell, opened at
     its launch's first chunk and finished when its cell file is written."""
-    from pgjax import sharding
-    from pgjax.tracking import Series, flat_hparams, open_tracker
+    from pgjax.records.tracking import Series, flat_hparams, open_tracker
+    from pgjax.runtime import sharding
 
     tracker = open_tracker(sinks if sharding.is_writer() else ["csv"], sweep_dir, sweep_dir.name)
 
@@ -84,8 +84,8 @@ def _open_tracker(sweep_dir: Path, spec: dict, sinks: list[str]):
 
 
 def _spec(args) -> tuple[Path | None, dict]:
-    from pgjax import runs
-    from pgjax.sweep import parse_grid_item
+    from pgjax.records import runs
+    from pgjax.runtime.sweep import parse_grid_item
 
     if args.resume is not None:
         if args.config is not None or args.overrides or args.grid or args.env or args.algo:
@@ -126,9 +126,10 @@ def jax_process_index() -> int:
 
 
 def run(args) -> int:
-    from pgjax import runs, sharding
-    from pgjax import sweep as sw
-    from pgjax.tracking import TrackingError, require
+    from pgjax.records import runs
+    from pgjax.records.tracking import TrackingError, require
+    from pgjax.runtime import sharding
+    from pgjax.runtime import sweep as sw
 
     try:
         sweep_dir, spec = _spec(args)

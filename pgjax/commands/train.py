@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from pgjax import config as cfg
-from pgjax import runs
 from pgjax.commands import (
     SEEDS_HELP,
     add_config_arguments,
@@ -20,7 +19,8 @@ from pgjax.commands import (
     output_folder,
     parse_seeds,
 )
-from pgjax.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
+from pgjax.records import runs
+from pgjax.runtime.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
 
 
 def register(subparsers) -> None:
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def _sinks(text: str) -> list[str]:
-    from pgjax.tracking import TrackingError, parse_sinks
+    from pgjax.records.tracking import TrackingError, parse_sinks
 
     try:
         return parse_sinks(text)
@@ -127,7 +127,7 @@ REQUIRED_RECORD = ("algo", "config", "seeds", "root_seed", "chunks")
 
 def _resolve(args):
     """`(run_dir or None, record, algo_name, module, config)` for a new or resumed run."""
-    from pgjax.experiment import default_seed_width
+    from pgjax.runtime.experiment import default_seed_width
 
     if args.resume is None:
         algo_name, module, config = load_config(args.algo, args.config, args.env, args.overrides)
@@ -255,11 +255,11 @@ def resume_command(run_dir: Path) -> str:
 def run(args) -> int:
     """Resolve the config, lay the seeds out on the devices, restore or start the run
     folder, train in chunks, then summarise and report."""
-    from pgjax.plotting import plot_learning_curve
+    from pgjax.reports.plotting import plot_learning_curve
 
     if args.list_fields:
         return _list_fields(args)
-    from pgjax.tracking import TrackingError, require
+    from pgjax.records.tracking import TrackingError, require
 
     try:
         run_dir, record, algo_name, module, config = _resolve(args)
@@ -323,8 +323,8 @@ def run(args) -> int:
 
 def _evaluator(trainer, seeds: _Seeds, record: dict):
     """The run's evaluation, compiled once (during training and at the end), or None."""
-    from pgjax.eval_modes import DEFAULT_EVAL_SEED
-    from pgjax.experiment import SeedEvaluator
+    from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED
+    from pgjax.runtime.experiment import SeedEvaluator
 
     if record["eval_episodes"] == 0:
         return None
@@ -341,7 +341,7 @@ class _Seeds:
     hparams, the sharded init/run, and the conversion of results back to `[S]` rows."""
 
     def __init__(self, trainer, layout, keys, hparams):
-        from pgjax import experiment
+        from pgjax.runtime import experiment
 
         self.trainer, self.layout = trainer, layout
         self.mesh = experiment.seed_mesh(layout)
@@ -354,7 +354,7 @@ class _Seeds:
         reuses it (`experiment.seed_functions`' `init` gives no weakly typed leaves)."""
         import jax
 
-        from pgjax import sharding
+        from pgjax.runtime import sharding
 
         init, run = self.functions
         state = sharding.abstract_cells(jax.eval_shape(init, self.keys, self.hparams), self.mesh)
@@ -365,7 +365,7 @@ class _Seeds:
         import jax
         import jax.numpy as jnp
 
-        from pgjax import experiment
+        from pgjax.runtime import experiment
 
         seeds = record["seeds"]
         layout = experiment.SeedLayout.plan(len(seeds), record["width"], len(jax.devices()))
@@ -380,24 +380,24 @@ class _Seeds:
         return jax.eval_shape(jax.vmap(self.trainer.init), *rows)
 
     def place(self, state):
-        from pgjax import experiment
+        from pgjax.runtime import experiment
 
         return experiment.place_seeds(state, self.layout, self.mesh)
 
     def rows(self, state):
         """`[S]` rows of a padded state, on the first device (checkpoints, evaluation)."""
-        from pgjax import experiment
+        from pgjax.runtime import experiment
 
         return experiment.unpad_seeds(state, self.layout)
 
     def fetch(self, metrics: dict) -> dict:
-        from pgjax import sharding
+        from pgjax.runtime import sharding
 
         return {k: v[: self.layout.num_seeds] for k, v in sharding.fetch(metrics).items()}
 
     def train(self, state, done: int, chunks: int, handler) -> object:
         """Train from `state` (`[S]` rows, None: fresh) after `done` updates; the final `[S]` state."""
-        from pgjax.experiment import train_seeds
+        from pgjax.runtime.experiment import train_seeds
 
         state = None if state is None else self.place(state)
         state, _ = train_seeds(self.trainer, self.keys, self.hparams, hparams_batched=True, max_chunks=chunks,
@@ -416,8 +416,8 @@ def _check_memory(trainer, seeds: _Seeds, chunks: int, memory_limit: str | None)
     XLA's count against 0.83 GB estimated. That program is compiled here, ahead of training;
     the first chunk reuses the compilation.
     """
-    from pgjax import sharding, sweep
-    from pgjax.experiment import chunk_sizes
+    from pgjax.runtime import sharding, sweep
+    from pgjax.runtime.experiment import chunk_sizes
 
     size = max(chunk_sizes(trainer.config.num_updates, chunks))
     layout = seeds.layout
@@ -449,7 +449,7 @@ def _restore(run_dir: Path, trainer, seeds: _Seeds, expected: dict, record: dict
     checkpoint that metrics.csv covers. Checkpoints past it (damaged, or ahead of torn
     metrics) are deleted, since training rewrites them bit for bit; no checkpoint yet
     (killed while compiling, or --no-checkpoint) restarts from update 0."""
-    from pgjax.checkpoint import Checkpointer, CheckpointError
+    from pgjax.records.checkpoint import Checkpointer, CheckpointError
 
     checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR)
     removed = checkpointer.remove_partial()
@@ -502,7 +502,7 @@ def _one_process_resumes() -> None:
 
 def _start(args, record: dict, algo_name: str, config) -> Path:
     """A new run folder with its config.json, made by process 0 (the others learn its name)."""
-    from pgjax import sharding
+    from pgjax.runtime import sharding
 
     run_dir = Path(".")
     if sharding.is_writer():
@@ -520,9 +520,9 @@ class _ChunkHandler:
 
     def __init__(self, args, config, seeds: _Seeds, run_dir: Path, done: int, record: dict, meta: dict,
                  wall_before: float, evaluator):
-        from pgjax import sharding
-        from pgjax.checkpoint import Checkpointer
-        from pgjax.experiment import evaluation_updates
+        from pgjax.records.checkpoint import Checkpointer
+        from pgjax.runtime import sharding
+        from pgjax.runtime.experiment import evaluation_updates
 
         self.config, self.num_seeds, self.run_dir = config, seeds.layout.num_seeds, run_dir
         self.writes = sharding.is_writer()  # with several processes, process 0 alone writes files
@@ -609,7 +609,7 @@ class _ChunkHandler:
     def abort(self, err: Exception) -> int:
         """Stop on a signal or a failed write: wait for the pending checkpoint write, cut
         metrics.csv back to the newest checkpoint, say how to continue. The exit code."""
-        from pgjax.checkpoint import Checkpointer, CheckpointWriteError
+        from pgjax.records.checkpoint import Checkpointer, CheckpointWriteError
 
         try:
             self.close()
@@ -643,7 +643,7 @@ def _open_tracker(run_dir: Path, record: dict, meta: dict, resumed: bool, purge_
     """The run's TensorBoard/W&B sinks (`--log`): a series per seed, its config, seed and
     run settings as hyper-parameters. A resumed run purges TensorBoard points from its
     checkpoint on (the resume recomputes them) and continues the same W&B runs."""
-    from pgjax.tracking import Series, flat_hparams, open_tracker
+    from pgjax.records.tracking import Series, flat_hparams, open_tracker
 
     common = {"algo": meta["algo"], "root_seed": meta["root_seed"], "num_seeds": meta["num_seeds"],
               **{key: record[key] for key in ("chunks", "eval_every", "eval_episodes", "eval_mode")},
@@ -659,9 +659,9 @@ def _summarize(run_dir: Path, trainer, seeds: _Seeds, state, record: dict, secon
     evaluate; process 0 writes and gets the summary, the others None."""
     import numpy as np
 
-    from pgjax import sharding
-    from pgjax.eval_modes import DEFAULT_EVAL_SEED
-    from pgjax.experiment import first_nonfinite_update
+    from pgjax.runtime import sharding
+    from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED
+    from pgjax.runtime.experiment import first_nonfinite_update
 
     seed_ids = record["seeds"]
     config = trainer.config

@@ -120,7 +120,7 @@ class ClockState(NamedTuple):
 
 def _raw_keys(keys: Array) -> Array:
     """Keys as the raw `uint32` words an `Env` gets, whatever implementation the caller's keys
-    are (a rollout's are `pgjax.unrolled_rng` keys): an environment that stores a key in its
+    are (a rollout's are `pgjax.kernels.unrolled_rng` keys): an environment that stores a key in its
     state (xminigrid does) then has one key type in every state, reset or carried, and
     `_where` can pick between them. The words are the same bits."""
     return jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys

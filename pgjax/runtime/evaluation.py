@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, make_vec_env
-from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
-from pgjax.recurrent import initial_hidden, is_recurrent, reset_hidden
+from pgjax.kernels.unrolled_rng import unrolled_key
+from pgjax.networks.recurrent import initial_hidden, is_recurrent, reset_hidden
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.types import Array, PRNGKey
-from pgjax.unrolled_rng import unrolled_key
 
 ActFn = Callable[[PRNGKey, Array], Array]  # (key, obs [B, ...]) -> environment actions [B, ...]
 
@@ -73,7 +73,7 @@ def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
     been truncated). Step `t` uses key `split(run_key, max_episode_steps)[t]`.
     """
     reset_key, run_key = jax.random.split(key)
-    # Straight-line Threefry (`pgjax.unrolled_rng`): the same bits, without a compiled loop
+    # Straight-line Threefry (`pgjax.kernels.unrolled_rng`): the same bits, without a compiled loop
     # per draw in every step of the evaluation loop.
     step_keys = jax.random.split(unrolled_key(run_key), env.max_episode_steps)
     env_state, obs = env.reset(reset_key)

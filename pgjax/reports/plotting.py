@@ -2,7 +2,7 @@
 
 A curve aggregates seeds pointwise: each seed's metric is smoothed (a trailing moving
 average), then at every plotted point the chosen statistic across seeds (IQM by default)
-and its percentile bootstrap interval come from `pgjax.statistics`. The numbers are
+and its percentile bootstrap interval come from `pgjax.reports.statistics`. The numbers are
 returned (and written as CSV/JSON by `pgjax plot`) so a figure can be redrawn elsewhere.
 """
 
@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pgjax import statistics as st
+from pgjax.reports import statistics as st
 
 STAT_LABELS = {"iqm": "IQM", "mean": "mean", "median": "median"}
 

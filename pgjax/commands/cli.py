@@ -6,8 +6,8 @@ adding its module name to `COMMANDS`. Exit codes: 0 success, 2 bad command-line 
 
 The commands that compute (`DEVICE_COMMANDS`) take `--host-devices N`: before JAX starts,
 the CPU is split into N devices (default `$PGJAX_HOST_DEVICES`, else one per usable core;
-1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.sharding`), and
-they keep compiled programs in JAX's persistent compilation cache (`pgjax.compile_cache`;
+1 turns it off) and seeds or sweep cells are sharded over them (`pgjax.runtime.sharding`), and
+they keep compiled programs in JAX's persistent compilation cache (`pgjax.runtime.compile_cache`;
 `--no-compile-cache` or `PGJAX_COMPILE_CACHE=0` turns it off). With
 `--coordinator HOST:PORT --num-processes N --process-id I` (or `$PGJAX_COORDINATOR`,
 `$PGJAX_NUM_PROCESSES`, `$PGJAX_PROCESS_ID`; `--coordinator auto` on SLURM) the command
@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-
-from pgjax.commands import load_config  # noqa: F401  (public: notebooks and tests load configs here)
 
 # Module names under pgjax/commands/, in the order `pgjax --help` lists them.
 COMMANDS = [
@@ -92,7 +90,7 @@ def _positive(text: str) -> int:
 def _start_host_devices(argv: list[str]) -> str | None:
     """`use_host_devices` for a computing command, before anything (even building the parser,
     which imports the algorithms) starts JAX. Returns an error message, or None."""
-    from pgjax.sharding import initialize_processes, use_host_devices
+    from pgjax.runtime.sharding import initialize_processes, use_host_devices
 
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in DEVICE_COMMANDS:
@@ -118,10 +116,10 @@ def _start_host_devices(argv: list[str]) -> str | None:
 
 
 def _start_compile_cache(argv: list[str]) -> None:
-    """JAX's persistent compilation cache for a computing command (`pgjax.compile_cache`),
+    """JAX's persistent compilation cache for a computing command (`pgjax.runtime.compile_cache`),
     unless `--no-compile-cache` or `PGJAX_COMPILE_CACHE=0`. A folder that cannot be written
     is reported in a note and the run compiles without it."""
-    from pgjax.compile_cache import configured_cache_dir, enable_compile_cache
+    from pgjax.runtime.compile_cache import configured_cache_dir, enable_compile_cache
 
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in DEVICE_COMMANDS or "-h" in argv or "--help" in argv:
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     error = _start_host_devices(argv)
     _start_compile_cache(argv)
-    from pgjax.checkpoint import quiet_orbax_failure_noise
+    from pgjax.records.checkpoint import quiet_orbax_failure_noise
 
     quiet_orbax_failure_noise()  # a damaged checkpoint or failed write is reported in one line, not echoed
     args = build_parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""Input checks shared by the numerical kernels (`pgjax.returns`, `pgjax.losses`).
+"""Input checks shared by the numerical kernels (`pgjax.kernels.returns`, `pgjax.kernels.losses`).
 
 Kernels are called from notebooks with Python lists and integer rewards; inside `lax.scan`
 those fail with a misleading rank error. Here what is safe is cast (lists, ints and bools

@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, init_episode_stats, update_episode_stats
-from pgjax.recurrent import reset_hidden
-from pgjax.returns import first_episode_mask
+from pgjax.kernels.returns import first_episode_mask
+from pgjax.kernels.unrolled_rng import unrolled_key
+from pgjax.networks.recurrent import reset_hidden
 from pgjax.types import Array, EpisodeStats, PRNGKey, Transition
-from pgjax.unrolled_rng import unrolled_key
 
 
 class PolicyStep(NamedTuple):
@@ -33,7 +33,7 @@ class EnvCarry(NamedTuple):
     env_state: Any
     obs: Array  # [B, *obs_shape], raw (unnormalised) observations
     episode_stats: EpisodeStats
-    hidden: Any = None  # a recurrent policy's hidden states (pgjax.recurrent); None if feed-forward
+    hidden: Any = None  # a recurrent policy's hidden states (pgjax.networks.recurrent); None if feed-forward
 
 
 def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = None) -> EnvCarry:
@@ -80,7 +80,7 @@ def rollout(
         return EnvCarry(env_state, timestep.obs, episode_stats, hidden), transition
 
     # Same random bits as `key` itself; each step's tiny draws run as straight-line code
-    # instead of one Threefry loop each (see `pgjax.unrolled_rng`).
+    # instead of one Threefry loop each (see `pgjax.kernels.unrolled_rng`).
     return jax.lax.scan(step, carry, jax.random.split(unrolled_key(key), num_steps))
 
 

@@ -7,7 +7,7 @@ one batch. Other keys change shapes or control flow: each combination of them is
 compiled once. Seed `s` uses `fold_in(PRNGKey(root_seed), s)` in every cell, so adding
 seeds or grid values never changes existing cells.
 
-Within a group the cells run as `pgjax.sharding.cell_function`: sharded over all devices,
+Within a group the cells run as `pgjax.runtime.sharding.cell_function`: sharded over all devices,
 a `vmap` over `width` cells at a time, so a cell's result does not depend on the device
 count or on how many cells share a launch. Before launch the memory of a launch is
 estimated (the state and metrics of each cell from `jax.eval_shape`, plus the compiled
@@ -16,7 +16,7 @@ launches, with identical results.
 
 Every finished cell is written atomically to `cells/cell-NNNNN.json` with its config,
 seed, versions and per-update metrics, after its final policy (`cells/cell-NNNNN.policy.npz`:
-parameters and observation statistics, `pgjax.cell_policies`; with `save_state` also the
+parameters and observation statistics, `pgjax.records.cell_policies`; with `save_state` also the
 whole final training state) so that `pgjax eval` can evaluate it. Re-running with `resume` skips the cells already
 written; since results do not depend on batching, the sweep ends byte-identical to an
 uninterrupted one. A cell whose parameters or loss become non-finite is marked
@@ -38,10 +38,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from pgjax import cell_policies, runs, sharding
 from pgjax import config as cfg
-from pgjax.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
-from pgjax.loading import algorithm, build_config
+from pgjax.records import cell_policies, runs
+from pgjax.runtime import sharding
+from pgjax.runtime.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
+from pgjax.runtime.loading import algorithm, build_config
 
 TRACED_PREFIX = "hparams."
 
@@ -378,7 +379,7 @@ def run_sweep(
 
     `on_progress(env_steps)` after each compiled chunk (steps summed over cells);
     `on_metrics(cells, metrics)` after each chunk too, with the launch's cells and their
-    chunk metrics (name -> `[len(cells), U]`, e.g. for `pgjax.tracking`); `on_cell(cell)`
+    chunk metrics (name -> `[len(cells), U]`, e.g. for `pgjax.records.tracking`); `on_cell(cell)`
     after each cell file is written. Returns launch statistics.
     """
     cells_dir = Path(out_dir) / "cells"

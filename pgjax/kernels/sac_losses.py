@@ -17,9 +17,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from pgjax import losses
-from pgjax.distributions import tanh_gaussian_log_prob
-from pgjax.targets import bellman_target
+from pgjax.kernels import losses
+from pgjax.kernels.distributions import tanh_gaussian_log_prob
+from pgjax.kernels.targets import bellman_target
 from pgjax.types import Array, PRNGKey
 
 # --- the squashed Gaussian policy ------------------------------------------------------------

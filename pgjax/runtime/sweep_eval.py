@@ -1,6 +1,6 @@
 """Evaluating the kept policies of a sweep's cells, and comparing its grid points.
 
-A sweep cell keeps its final policy (`pgjax.cell_policies`). `evaluate_cells` restores the
+A sweep cell keeps its final policy (`pgjax.records.cell_policies`). `evaluate_cells` restores the
 policies of chosen cells, grouped by static config (one compiled evaluation each), and plays
 every cell's policy on the same evaluation episodes (`evaluation.evaluate_states`'s
 protocol: start states and action noise from `eval_seed`, greedy or sampled), the cells
@@ -9,7 +9,7 @@ to `SWEEP_DIR/eval/cell-NNNNN-<mode>.json`, so evaluations of different cells ad
 
 `point_summaries` turns those results into one score per cell (its mean evaluation return)
 and, per grid point, the IQM, mean and median over its cells (seeds) with percentile
-bootstrap intervals (`pgjax.statistics`); `best_point` picks the grid point with the
+bootstrap intervals (`pgjax.reports.statistics`); `best_point` picks the grid point with the
 highest value of a stated statistic (default: the IQM).
 """
 
@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from pgjax import cell_policies, runs
-from pgjax import statistics as st
-from pgjax.eval_modes import mode_name
+from pgjax.records import cell_policies, runs
+from pgjax.reports import statistics as st
+from pgjax.runtime.eval_modes import mode_name
 
 EVAL_DIR = "eval"  # SWEEP_DIR/eval/cell-NNNNN-<mode>.json
 
@@ -96,7 +96,7 @@ def load_policies(sweep_dir: str | Path, records: Sequence[dict]) -> list[tuple[
     Each cell's config (its record) builds the trainer; its policy file is read into the
     structure that config's `init` gives. `SweepEvalError` for a cell without a policy file
     (a sweep from before policies were kept) or one that does not match its config."""
-    from pgjax.loading import build_config
+    from pgjax.runtime.loading import build_config
 
     groups: dict[str, list[dict]] = {}
     for record in records:
@@ -134,7 +134,7 @@ def evaluate_cells(
 ) -> list[dict]:
     """Evaluate the kept policy of every cell in `records`; one result dict per cell (in the
     order of `records`), also written to `SWEEP_DIR/eval/cell-NNNNN-<mode>.json` if `write`."""
-    from pgjax.experiment import SeedLayout, evaluate_layout
+    from pgjax.runtime.experiment import SeedLayout, evaluate_layout
 
     mode = mode_name(deterministic)
     results = {}

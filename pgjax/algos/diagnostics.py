@@ -62,12 +62,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from pgjax import returns
-from pgjax.actor_critic import to_env_action
+from pgjax.algos.actor_critic import to_env_action
+from pgjax.algos.rollout import PolicyStep, collect_episodes
 from pgjax.envs import make_vec_env, normalize_obs
-from pgjax.losses import episode_policy_loss
-from pgjax.returns import batch_baseline, episode_weights, times_discount, value_baseline
-from pgjax.rollout import PolicyStep, collect_episodes
+from pgjax.kernels import returns
+from pgjax.kernels.losses import episode_policy_loss
+from pgjax.kernels.returns import batch_baseline, episode_weights, times_discount, value_baseline
 from pgjax.types import Array, PRNGKey, RunningStats
 
 DEFAULT_GAE_LAMBDAS = (0.0, 0.5, 0.9, 0.97, 1.0)

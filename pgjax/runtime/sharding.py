@@ -89,7 +89,7 @@ def use_host_devices(count: int | None = None) -> int:
         have = len(jax.devices("cpu"))
         if explicit and have != wanted:
             raise RuntimeError(f"host devices={wanted}: JAX already runs with {have} CPU device(s); "
-                               "call pgjax.sharding.use_host_devices before any JAX computation")
+                               "call pgjax.runtime.sharding.use_host_devices before any JAX computation")
         return have
     if not explicit and _FORCE_FLAG in os.environ.get("XLA_FLAGS", ""):
         return int(os.environ["XLA_FLAGS"].split(_FORCE_FLAG + "=")[1].split()[0])

@@ -11,7 +11,7 @@ seed (`env_steps`): training metrics as `train/<name>`, evaluations as `eval/<na
 `metrics.csv` is always written (resume and `pgjax plot` read it); "csv" in a sink list
 only names it. From Python::
 
-    from pgjax import tracking
+    from pgjax.records import tracking
     tracker = tracking.open_tracker(["tensorboard", "wandb"], "runs/my-run", "my-run",
                                     [tracking.Series("seed-0", {"lr": 3e-4, "seed": 0})])
     tracker.log_chunk(["seed-0"], metrics)      # name -> [S, U], with an env_steps column

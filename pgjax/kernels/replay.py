@@ -53,7 +53,7 @@ def make_replay(capacity: int, batch_size: int, add_size: int) -> Replay:
     Sampling is uniform with replacement over the filled slots only (the oldest items are
     overwritten once full). It needs at least one item in the buffer: add before sampling.
     """
-    import flashbax  # imported here so `import pgjax.replay` stays light
+    import flashbax  # imported here so `import pgjax.kernels.replay` stays light
 
     for name, value in (("capacity", capacity), ("batch_size", batch_size), ("add_size", add_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

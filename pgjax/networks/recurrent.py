@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pgjax.networks import MLP, Network, TorsoSpec, orthogonal_deferred, torso_features
+from pgjax.networks.initializers import Network, orthogonal_deferred
+from pgjax.networks.torsos import MLP, TorsoSpec, torso_features
 from pgjax.types import Array
 
 CORES = ("none", "gru")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgjax.plotting import pyplot
+from pgjax.reports.plotting import pyplot
 
 Updater = Callable[[int], None]  # draw frame i by moving the artists
 

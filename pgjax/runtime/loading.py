@@ -3,7 +3,7 @@ built strictly into the algorithm's config (`pgjax.config.from_dict`) and valida
 
 `load_config` is the notebook's entry point (`pgjax.load_config("configs/ppo_cartpole.toml",
 overrides=["hparams.gamma=0.9"])`); the command line (`pgjax.commands`) and sweeps
-(`pgjax.sweep`) use the steps below it. Every failure is a `ConfigError` naming the field.
+(`pgjax.runtime.sweep`) use the steps below it. Every failure is a `ConfigError` naming the field.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgjax import config as cfg
+
+if TYPE_CHECKING:
+    from pgjax.algos.contract import Trainer
 
 DEFAULT_ALGO = "ppo"  # when neither the caller nor the config file names one
 
@@ -35,6 +38,11 @@ def algorithm_of(config: Any) -> ModuleType:
         if type(config) is module.CONFIG:
             return module
     raise cfg.ConfigError(f"{type(config).__name__} is the config of no registered algorithm")
+
+
+def make_trainer(config: Any) -> Trainer:
+    """The `Trainer` of `config`'s algorithm: `algorithm_of(config).make_trainer(config)`."""
+    return algorithm_of(config).make_trainer(config)
 
 
 def config_values(algo_name: str | None, config_file: Path | None, env: str | None, overrides: Sequence[str]):
@@ -91,7 +99,7 @@ def load_config(
 
     `load_config("ppo")`, `load_config("configs/ppo_cartpole.toml", ["hparams.gamma=0.9"])`;
     `algo` names the algorithm of a file without `algo = ...`, `env` sets `env_id`.
-    The trainer is `algorithm_of(config).make_trainer(config)`. Raises ConfigError.
+    The trainer is `make_trainer(config)`. Raises ConfigError.
     """
     from pgjax.algos import ALGORITHMS
 

@@ -6,7 +6,7 @@ updates, each one call of the same compiled function, so the host can show progr
 write metrics between chunks; the chunks compose to the same result as one long scan.
 
 Sharded over devices (`SeedLayout`, `seed_functions`), the seeds are cut into groups of a
-fixed `width` like a sweep's cells (`pgjax.sharding`): the width depends on the number of
+fixed `width` like a sweep's cells (`pgjax.runtime.sharding`): the width depends on the number of
 seeds and the machine's cores, never on the devices used, so a seed's result is the same
 bit for bit on one device or on several.
 """
@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import sharding
-from pgjax.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
-from pgjax.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
+from pgjax.runtime import sharding
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
+from pgjax.runtime.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
 from pgjax.types import Array
 
 

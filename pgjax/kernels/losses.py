@@ -10,14 +10,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pgjax import kernel_inputs
+from pgjax.kernels import inputs
 from pgjax.types import Array
 
 
 def _inputs(kernel: str, **arrays) -> list[Array]:
     """The loss's array arguments cast where safe (lists, ints -> float32) and checked for one shape."""
-    cast = {name: kernel_inputs.as_float(kernel, name, x) for name, x in arrays.items()}
-    kernel_inputs.same_shape(kernel, **cast)
+    cast = {name: inputs.as_float(kernel, name, x) for name, x in arrays.items()}
+    inputs.same_shape(kernel, **cast)
     return list(cast.values())
 
 
@@ -44,7 +44,7 @@ def episode_policy_loss(log_probs: Array, psi: Array, mask: Array) -> tuple[Arra
     `returns.first_episode_mask`, `psi` e.g. `returns.episode_weights` minus a baseline.
     """
     log_probs, psi, mask = _inputs("episode_policy_loss", log_probs=log_probs, psi=psi, mask=mask)
-    kernel_inputs.rank_in("episode_policy_loss", "log_probs", log_probs, (2,), "[T, N]")
+    inputs.rank_in("episode_policy_loss", "log_probs", log_probs, (2,), "[T, N]")
     num_episodes = log_probs.shape[1]
     loss = -jnp.sum(mask * log_probs * jax.lax.stop_gradient(psi)) / num_episodes
     return loss, {"policy_loss": loss}

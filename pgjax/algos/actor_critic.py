@@ -14,11 +14,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pgjax import recurrent, returns
+from pgjax.algos.rollout import PolicyStep
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
-from pgjax.networks import CategoricalActor, GaussianActor, TorsoSpec, ValueCritic, init_networks, torso_spec
-from pgjax.reward_scaling import RewardScaling, scale_rewards
-from pgjax.rollout import PolicyStep
+from pgjax.kernels import returns
+from pgjax.kernels.reward_scaling import RewardScaling, scale_rewards
+from pgjax.networks import recurrent
+from pgjax.networks.heads import CategoricalActor, GaussianActor, ValueCritic
+from pgjax.networks.initializers import init_networks
+from pgjax.networks.torsos import TorsoSpec, torso_spec
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
 
 

@@ -5,7 +5,7 @@ Why: on CPU, JAX lowers every Threefry-2x32 hash to a `while` loop over its 5 ro
 (smaller HLO). XLA compiles each loop as its own computation and runs it as one
 iteration-by-iteration loop of small kernels.
 - Initialisation no longer uses it: once the kernels share one batched Newton-Schulz loop
-  (`pgjax.networks.orthogonalize`) it saved no measurable compile time, and XLA's CPU
+  (`pgjax.networks.initializers.orthogonalize`) it saved no measurable compile time, and XLA's CPU
   compiler stalled (over 30 minutes) on straight-line draws feeding that loop for some
   shapes (PPO with hidden_sizes=(16,) on a 1-d observation).
 - Rollouts: every environment step draws a handful of tiny arrays (the step's keys, the

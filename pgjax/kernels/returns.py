@@ -24,19 +24,19 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from pgjax import kernel_inputs
+from pgjax.kernels import inputs
 from pgjax.types import Array
 
 
 def _inputs(kernel: str, floats: dict, flags: dict | None = None, ranks: tuple[int, ...] | None = (1, 2, 3),
             layout: str = "[T, ...] with at most two batch dimensions") -> list[Array]:
     """The kernel's array arguments, in the order given (`floats`, then `flags`), cast where safe
-    (`kernel_inputs`), the first checked for rank and all for one shape."""
-    arrays = {name: kernel_inputs.as_float(kernel, name, x) for name, x in floats.items()}
-    arrays.update({name: kernel_inputs.as_flags(kernel, name, x) for name, x in (flags or {}).items()})
+    (`pgjax.kernels.inputs`), the first checked for rank and all for one shape."""
+    arrays = {name: inputs.as_float(kernel, name, x) for name, x in floats.items()}
+    arrays.update({name: inputs.as_flags(kernel, name, x) for name, x in (flags or {}).items()})
     first = next(iter(arrays))
-    kernel_inputs.rank_in(kernel, first, arrays[first], ranks, layout)
-    kernel_inputs.same_shape(kernel, **arrays)
+    inputs.rank_in(kernel, first, arrays[first], ranks, layout)
+    inputs.same_shape(kernel, **arrays)
     return list(arrays.values())
 
 

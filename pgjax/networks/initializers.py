@@ -1,0 +1,177 @@
+"""Initialisation shared by every pgjax network: orthogonal kernels and the `Network` base.
+
+Initialisation follows the PPO implementation study (Andrychowicz et al., 2021; Huang et
+al., 2022): orthogonal weights with gain sqrt(2) in the torso, 0.01 on the policy output
+(near-uniform initial policy) and 1.0 on the value output.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from pgjax.types import Array
+
+NEWTON_SCHULZ_ITERATIONS = 60  # converges to float32 precision from any Gaussian start
+# Deferred kernels at most this wide (columns of the tall matrix) are zero-padded into one
+# batch; wider ones are batched with kernels of exactly their shape (padding them costs more).
+THIN_COLUMNS = 16
+
+
+def polar_newton_schulz(x: Array, iterations: int = NEWTON_SCHULZ_ITERATIONS) -> Array:
+    """The orthogonal polar factor `U V^T` of each tall matrix `x [n, M, N]` (`M >= N`, full rank).
+
+    Newton-Schulz iteration `X <- 1.5 X - 0.5 X X^T X` from `X_0 = x / ||x||_F` (each
+    matrix's singular values in (0, 1], so they converge to 1; Higham, Functions of Matrices,
+    2008, ch. 8). Zero rows and columns stay zero, so a kernel zero-padded into a larger
+    batch gets the same factor as alone: one loop serves kernels of several shapes.
+    """
+    x = x / jnp.sqrt(jnp.sum(x * x, axis=(-2, -1), keepdims=True))
+
+    def newton_schulz(_, x):
+        return 1.5 * x - 0.5 * x @ (jnp.swapaxes(x, -1, -2) @ x)
+
+    return jax.lax.fori_loop(0, iterations, newton_schulz, x)
+
+
+def _to_tall(kernels: Array, kernel_shape) -> Array:
+    """Kernels `[..., *kernel_shape]` as tall matrices `[n, M, N]`, `M >= N`: a kernel
+    `[..., out]` is the matrix `[prod(...), out]` (a conv kernel `[kh, kw, in, out]` is
+    orthogonal as `[kh * kw * in, out]`, as flax's `orthogonal`), transposed if wide."""
+    rows, cols = math.prod(kernel_shape[:-1]), kernel_shape[-1]
+    x = kernels.reshape(-1, rows, cols)
+    return jnp.swapaxes(x, -1, -2) if rows < cols else x
+
+
+def _from_tall(matrices: Array, shape, kernel_shape) -> Array:
+    """The inverse of `_to_tall`: `[n, M, N]` back to kernels of `shape` (`[..., *kernel_shape]`)."""
+    if math.prod(kernel_shape[:-1]) < kernel_shape[-1]:
+        matrices = jnp.swapaxes(matrices, -1, -2)
+    return matrices.reshape(shape)
+
+
+def _gaussian_kernel(key, shape) -> Array:
+    """The Gaussian draw behind an orthogonal kernel of `shape` (drawn in the tall orientation)."""
+    if len(shape) < 2:
+        raise ValueError(f"orthogonal init needs a kernel of rank >= 2, got shape {shape}")
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    x = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+    return (x.T if rows < cols else x).reshape(shape)
+
+
+def orthogonal(gain: float = 1.0, iterations: int = NEWTON_SCHULZ_ITERATIONS):
+    """Orthogonal initialiser without LAPACK: `gain * polar(A)`, `A` Gaussian.
+
+    The polar factor `U V^T` of a Gaussian matrix is Haar-distributed, like the sign-fixed
+    QR factor that `flax.linen.initializers.orthogonal` uses (Saxe et al., 2014), and is
+    computed by `polar_newton_schulz`. Why not QR: under `vmap` inside `jit` on a 2-core
+    CPU, jaxlib's batched LAPACK QR waits on the same thread pool it runs on and can
+    deadlock (seen in 16-seed runs; gdb shows both pool threads blocked in
+    `QrFactorizationKernel`). pgjax's own networks use `orthogonal_deferred` instead (the
+    same distribution, one loop per network instead of one per kernel).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        q = polar_newton_schulz(_to_tall(_gaussian_kernel(key, shape), shape), iterations)
+        return (gain * _from_tall(q, shape, shape)).astype(dtype)
+
+    return init
+
+
+class DeferredOrthogonal(struct.PyTreeNode, nn.meta.AxisMetadata):
+    """A kernel's Gaussian draw boxed until `orthogonalize` turns it into `gain * polar(draw)`.
+
+    `batch_dims` leading axes were added by `nn.vmap` (an ensemble's members): each member
+    is its own matrix.
+    """
+
+    value: Any
+    gain: float = struct.field(pytree_node=False)
+    batch_dims: int = struct.field(pytree_node=False, default=0)
+
+    def unbox(self):
+        return self.value
+
+    def replace_boxed(self, val):
+        return self.replace(value=val)
+
+    def add_axis(self, index, params):
+        if index != 0:
+            raise ValueError(f"a deferred orthogonal kernel takes new axes in front only, got axis {index}")
+        return self.replace(batch_dims=self.batch_dims + 1)
+
+    def remove_axis(self, index, params):
+        return self.replace(batch_dims=self.batch_dims - 1)
+
+
+def orthogonal_deferred(gain: float = 1.0):
+    """`orthogonal(gain)`'s distribution, computed later: the initialiser returns the Gaussian
+    draw in a `DeferredOrthogonal` box and `orthogonalize` (called by `Network.init` and
+    `init_networks`) orthogonalises every boxed kernel of a network in one batched loop per
+    kernel shape. Why: each Newton-Schulz loop is its own XLA computation, and PPO's six
+    kernels took six loops to compile."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return DeferredOrthogonal(_gaussian_kernel(key, shape).astype(dtype), gain)
+
+    return init
+
+
+def _is_deferred(x) -> bool:
+    return isinstance(x, DeferredOrthogonal)
+
+
+def orthogonalize(variables: Any, iterations: int = NEWTON_SCHULZ_ITERATIONS) -> Any:
+    """Replace every `DeferredOrthogonal` box in `variables` by `gain * polar(draw)`.
+
+    Kernels whose tall matrix is at most `THIN_COLUMNS` wide are zero-padded into one batch,
+    the others batched by shape; each batch is one `polar_newton_schulz` loop. The result
+    is the one `orthogonal(gain)` computes from the same draw, up to float rounding.
+    """
+    leaves, treedef = jax.tree.flatten(variables, is_leaf=_is_deferred)
+    tall, groups = {}, {}
+    for i, box in enumerate(leaves):
+        if _is_deferred(box):
+            tall[i] = _to_tall(box.value.astype(jnp.float32), box.value.shape[box.batch_dims:])
+            rows, cols = tall[i].shape[1:]
+            groups.setdefault("thin" if cols <= THIN_COLUMNS else (rows, cols), []).append(i)
+    for members in groups.values():
+        rows = max(tall[i].shape[1] for i in members)
+        cols = max(tall[i].shape[2] for i in members)
+        padded = [jnp.pad(tall[i], ((0, 0), (0, rows - tall[i].shape[1]), (0, cols - tall[i].shape[2]))) for i in members]
+        q = polar_newton_schulz(jnp.concatenate(padded), iterations)
+        start = 0
+        for i in members:
+            box, (count, r, c) = leaves[i], tall[i].shape
+            kernels = _from_tall(q[start:start + count, :r, :c], box.value.shape, box.value.shape[box.batch_dims:])
+            leaves[i] = (box.gain * kernels).astype(box.value.dtype)
+            start += count
+    return jax.tree.unflatten(treedef, leaves)
+
+
+class Network(nn.Module):
+    """A flax module whose `init` returns orthogonalised kernels (see `orthogonal_deferred`).
+
+    A module of yours that contains pgjax modules gets boxed kernels from its own `init`:
+    pass its variables through `orthogonalize` (or build them with `init_networks`).
+    """
+
+    @nn.nowrap
+    def init(self, rngs, *args, **kwargs):
+        return orthogonalize(nn.Module.init(self, rngs, *args, **kwargs))
+
+
+def init_networks(inits: dict[str, tuple[nn.Module, Any, tuple]]) -> dict[str, Any]:
+    """`{name: module.init(key, *args)}` for `inits = {name: (module, key, args)}`, every
+    deferred kernel of all the modules orthogonalised together (one loop per kernel shape)."""
+    raw = {name: nn.Module.init(module, key, *args) for name, (module, key, args) in inits.items()}
+    return orthogonalize(raw)
+
+
+def dense(features: int, gain: float) -> nn.Dense:
+    return nn.Dense(features, kernel_init=orthogonal_deferred(gain), bias_init=nn.initializers.zeros)

@@ -1,0 +1,15 @@
+"""Running training: trainers over seeds in compiled chunks (`experiment`), sweeps over
+hyper-parameter grids (`sweep`, `sweep_eval`), evaluation (`evaluation`, `eval_modes`), cells
+sharded over devices (`sharding`), the persistent compilation cache (`compile_cache`) and
+configs by algorithm name or file (`loading`).
+"""
+
+import importlib
+
+__all__ = ["compile_cache", "eval_modes", "evaluation", "experiment", "loading", "sharding", "sweep", "sweep_eval"]
+
+
+def __getattr__(name: str):  # PEP 562: a module is imported on first use as an attribute
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
