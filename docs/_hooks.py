@@ -1,0 +1,81 @@
+"""mkdocs hook: tables generated from the code, so the algorithm pages cannot drift from it.
+
+A page may hold these markers, each replaced at build time:
+
+    <!-- pgjax:config-fields ALGO -->     every config field of ALGO: name, default, allowed
+                                          values, doc (what `pgjax train --algo ALGO
+                                          --list-fields` prints)
+    <!-- pgjax:shipped-configs ALGO -->   the files in configs/ with `algo = "ALGO"`: each one's
+                                          header comment, and its settings (collapsed)
+    <!-- pgjax:include PATH -->           the file at PATH, relative to the repository root
+                                          (docs/benchmarks.md includes benchmarks/README.md)
+
+An unknown algorithm or a marker that fails raises, which fails the build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"<!--\s*pgjax:(config-fields|shipped-configs)\s+([a-z0-9_]+)\s*-->")
+INCLUDE = re.compile(r"<!--\s*pgjax:include\s+([\w./-]+)\s*-->")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _rows(config, prefix: str = ""):
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _rows(value, prefix=f"{prefix}{f.name}.")
+            continue
+        check = f.metadata.get("check")
+        allowed = check[1] if check else ""
+        yield f"| `{prefix}{f.name}` | `{value!r}` | {_cell(allowed)} | {_cell(f.metadata.get('doc', ''))} |"
+
+
+def config_fields(algo: str) -> str:
+    import pgjax
+
+    config = pgjax.load_config(algo)
+    head = [
+        (
+            f"Defaults of `{type(config).__name__}` (`pgjax.load_config({algo!r})`); fields under `hparams.` are "
+            "traced (a sweep over them is a `vmap`), the others are static (a change recompiles)."
+        ),
+        "",
+        "| field | default | allowed | what it does |",
+        "|---|---|---|---|",
+    ]
+    return "\n".join(head + list(_rows(config)))
+
+
+def shipped_configs(algo: str) -> str:
+    blocks = []
+    for path in sorted((ROOT / "configs").glob("*.toml")):
+        text = path.read_text()
+        if tomllib.loads(text).get("algo") != algo:
+            continue
+        lines = text.splitlines()
+        header = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+        settings = [line for line in lines if line.strip() and not line.startswith("#")]
+        body = "\n".join("    " + line for line in ["```toml", *settings, "```"])
+        blocks.append(f"**`configs/{path.name}`**: {' '.join(header)}\n\n??? example \"its settings\"\n{body}")
+    if not blocks:
+        raise ValueError(f"no file in configs/ has algo = {algo!r}")
+    return "\n\n".join(blocks)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    def replace(match: re.Match) -> str:
+        kind, algo = match.groups()
+        return config_fields(algo) if kind == "config-fields" else shipped_configs(algo)
+
+    markdown = INCLUDE.sub(lambda match: (ROOT / match.group(1)).read_text(), markdown)
+    return MARKER.sub(replace, markdown)
