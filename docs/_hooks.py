@@ -10,6 +10,8 @@ A page may hold these markers, each replaced at build time:
     <!-- pgjax:include PATH -->           the file at PATH, relative to the repository root
                                           (docs/benchmarks.md includes benchmarks/README.md)
 
+and `on_files` serves the reproduction figures, benchmarks/results/*.png, as results/*.png.
+
 An unknown algorithm or a marker that fails raises, which fails the build.
 """
 
@@ -79,3 +81,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
 
     markdown = INCLUDE.sub(lambda match: (ROOT / match.group(1)).read_text(), markdown)
     return MARKER.sub(replace, markdown)
+
+
+def on_files(files, config):
+    """The reproduction figures (benchmarks/results/*.png) served as results/NAME.png, so
+    docs/results.md shows the committed figures without a copy in docs/."""
+    from mkdocs.structure.files import File
+
+    for png in sorted((ROOT / "benchmarks" / "results").glob("*.png")):
+        files.append(File.generated(config, f"results/{png.name}", abs_src_path=str(png)))
+    return files

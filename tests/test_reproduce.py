@@ -1,0 +1,109 @@
+"""scripts/reproduce.py: a table's rows train, resume, evaluate in both modes and are recorded.
+
+The full tables are hours of compute (benchmarks/results/); here one MinAtar row runs at a
+budget of two updates, stopped after the first and resumed by the script, as after a stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(row: str, task: str, variant: str, greedy: list[float], sampled: list[float]) -> dict:
+    from pgjax.reports import statistics as st
+
+    return {
+        "record_version": 1, "row": row, "task": task, "variant": variant, "seeds": list(range(len(greedy))),
+        "env_steps_per_seed": 1e7, "anchor": 28.0, "anchor_source": "a source", "train_wall_seconds": 100.0,
+        "env_steps_per_second": 12345.0, "host": {"device": "cpu", "cores": 2}, "date": "2026-12-04 20:00 UTC",
+        "commit": "abc1234",
+        "eval": {"greedy": {"per_seed": greedy, **st.summarize(greedy)},
+                 "stochastic": {"per_seed": sampled, **st.summarize(sampled)}},
+    }
+
+
+def test_table_and_figure_come_from_the_records_alone(reproduce, tmp_path):
+    results = tmp_path / "minatar"
+    results.mkdir()
+    records = [_record("breakout-mlp", "Breakout", "MLP", [20.0, 30.0, 25.0], [22.0, 28.0, 26.0]),
+               _record("breakout-cnn", "Breakout", "CNN", [40.0, 50.0, 45.0], [41.0, 49.0, 44.0])]
+    for r in records:
+        with (results / f"{r['row']}_curve.csv").open("w") as f:
+            f.write("env_steps,seed,eval_return\n")
+            for seed in range(3):
+                f.write(f"100,{seed},{seed}\n200,{seed},{10 + seed}\n")
+    md, table = reproduce.write_table("minatar", records, results)
+    text = md.read_text()
+    assert "| breakout-mlp | Breakout | MLP | 3 |" in text
+    assert "25.0 [20.0, 30.0]" in text  # the greedy mean with its bootstrap interval
+    assert "20.0 30.0 25.0" in text  # every seed's value
+    rows = list(csv.DictReader(table.open()))
+    assert [r["row"] for r in rows] == ["breakout-mlp", "breakout-cnn"]
+    assert rows[1]["sampled per seed"] == "41.0 49.0 44.0"
+    png = reproduce.plot_suite("minatar", records, results)
+    assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_a_row_resumes_after_a_stop_and_is_recorded(reproduce, tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    row_dir = runs / "minatar" / "breakout-mlp"
+    row_dir.mkdir(parents=True)
+    # The first session: stopped after one of two chunks (as by a session's end).
+    stopped = subprocess.run(
+        [sys.executable, "-m", "pgjax", "train", "--config", str(ROOT / "configs/ppo_breakout_minatar.toml"),
+         "--seeds", "2", "--out", str(row_dir), "--chunks", "2", "--eval-episodes", "2", "--no-progress",
+         "--stop-after", "1", "total_timesteps=16384"], check=False, capture_output=True, text=True, cwd=ROOT)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    (run_dir,) = [p for p in row_dir.iterdir() if p.is_dir()]
+    assert not (run_dir / "summary.json").exists()
+
+    args = ["minatar", "--rows", "breakout-mlp", "--seeds", "2", "--steps", "16384", "--eval-episodes", "3",
+            "--runs", str(runs), "--results", str(results)]
+    assert reproduce.main(args) == 0
+    record = json.loads((results / "minatar" / "breakout-mlp.json").read_text())
+    assert record["seeds"] == [0, 1] and record["env_steps_per_seed"] == 16384
+    progress = json.loads((row_dir / "progress.json").read_text())
+    assert [(i["updates_from"], i["updates_to"]) for i in progress["invocations"]] == [(1, 2)]
+    for mode in ("greedy", "stochastic"):
+        ev = record["eval"][mode]
+        assert ev["episodes_per_seed"] == 3 and len(ev["per_seed"]) == 2
+        assert ev["mean"] == pytest.approx(np.mean(ev["per_seed"]))
+    saved = json.loads((run_dir / "reproduce_eval_stochastic.json").read_text())
+    assert saved["mode"] == "stochastic"
+    curve = list(csv.DictReader((results / "minatar" / "breakout-mlp_curve.csv").open()))
+    assert sorted({int(r["env_steps"]) for r in curve}) == [8192, 16384] and len(curve) == 4
+    assert (results / "minatar.md").is_file() and (results / "minatar.png").is_file()
+
+    # A finished row is not trained again, and a mismatched request for an unfinished one is refused.
+    log_size = (row_dir / "train.log").stat().st_size
+    assert reproduce.main(args) == 0
+    assert (row_dir / "train.log").stat().st_size == log_size
+
+
+def test_a_mismatched_resume_is_refused(reproduce, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"seeds": [0, 1], "config": {"total_timesteps": 16384}}))
+    with pytest.raises(reproduce.ReproduceError, match="2 seeds, not 5"):
+        reproduce._check_matches(run_dir, 5, None)
+    with pytest.raises(reproduce.ReproduceError, match="total_timesteps=16384, not 8192"):
+        reproduce._check_matches(run_dir, 2, 8192)
