@@ -19,7 +19,7 @@ def as_float(kernel: str, name: str, x) -> Array:
     """`x` as an array; lists, ints and bools become float32 (floats keep their dtype)."""
     try:
         array = jnp.asarray(x)
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: None
         raise TypeError(f"{kernel}: {name} must be numbers (an array, list or scalar), got {_short(x)}") from None
     if not jnp.issubdtype(array.dtype, jnp.floating):
         if not (jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == jnp.bool_):
@@ -28,11 +28,30 @@ def as_float(kernel: str, name: str, x) -> Array:
     return array
 
 
+def as_coefficient(kernel: str, name: str, x, batch_shape: tuple[int, ...]) -> Array | float:
+    """A coefficient such as `gamma` or `lambda_` for time-major arrays `[T, *batch_shape]`:
+    a number or a one-element array-like (`[0.99]`) -> a scalar; one value per column
+    (shape `batch_shape`) -> shape `[1, *batch_shape]`, broadcasting over time. Anything
+    else is one `ValueError` line naming the kernel, the argument and the shapes allowed."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return x  # a Python number stays weakly typed (float64 arrays keep their precision)
+    array = as_float(kernel, name, x)
+    batch_shape = tuple(batch_shape)
+    if array.size == 1:
+        return array.reshape(())
+    if array.shape == batch_shape:
+        return array[None]
+    if array.shape == (1, *batch_shape):
+        return array
+    raise ValueError(f"{kernel}: {name} has shape {list(array.shape)}; expected a number or one value per column "
+                     f"(shape {list(batch_shape)})")
+
+
 def as_flags(kernel: str, name: str, x) -> Array:
     """Episode-end flags as an array (bool, int or float 0/1 all work in the kernels)."""
     try:
         return jnp.asarray(x)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{kernel}: {name} must be flags (bool, 0/1), got {_short(x)}") from None
 
 

@@ -53,6 +53,7 @@ def td_errors(
     """
     rewards, values, next_values, terminated = _inputs(
         "td_errors", {"rewards": rewards, "values": values, "next_values": next_values}, {"terminated": terminated})
+    gamma = inputs.as_coefficient("td_errors", "gamma", gamma, rewards.shape[1:])
     discounts = gamma * (1.0 - _as_float(terminated, rewards))
     return rewards + discounts * next_values - values
 
@@ -75,6 +76,7 @@ def gae(
     rewards, values, next_values, terminated, truncated = _inputs(
         "gae", {"rewards": rewards, "values": values, "next_values": next_values},
         {"terminated": terminated, "truncated": truncated})
+    gamma, lambda_ = (inputs.as_coefficient("gae", n, c, rewards.shape[1:]) for n, c in (("gamma", gamma), ("lambda_", lambda_)))
     deltas = td_errors(rewards, values, next_values, terminated, gamma)
     done = _as_float(jnp.logical_or(terminated, truncated), rewards)
     trace = gamma * lambda_ * (1.0 - done)
@@ -104,6 +106,7 @@ def lambda_returns(
     """
     rewards, next_values, terminated, truncated = _inputs(
         "lambda_returns", {"rewards": rewards, "next_values": next_values}, {"terminated": terminated, "truncated": truncated})
+    gamma, lambda_ = (inputs.as_coefficient("lambda_returns", n, c, rewards.shape[1:]) for n, c in (("gamma", gamma), ("lambda_", lambda_)))
     discounts = gamma * (1.0 - _as_float(terminated, rewards))
     done = _as_float(jnp.logical_or(terminated, truncated), rewards)
     lambdas = lambda_ * (1.0 - done)
@@ -135,6 +138,7 @@ def discounted_returns(
     """
     rewards, terminated, truncated = _inputs(
         "discounted_returns", {"rewards": rewards}, {"terminated": terminated, "truncated": truncated})
+    gamma = inputs.as_coefficient("discounted_returns", "gamma", gamma, rewards.shape[1:])
     if next_values is None:
         next_values = jnp.zeros_like(rewards)
     return lambda_returns(rewards, next_values, terminated, truncated, gamma, 1.0)
@@ -157,6 +161,7 @@ def n_step_returns(
     """
     rewards, next_values, terminated, truncated = _inputs(
         "n_step_returns", {"rewards": rewards, "next_values": next_values}, {"terminated": terminated, "truncated": truncated})
+    gamma = inputs.as_coefficient("n_step_returns", "gamma", gamma, rewards.shape[1:])
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n={n!r} must be a whole number >= 1 (a static Python int)")
     n = int(n)
@@ -202,8 +207,9 @@ def reward_to_go(rewards: Array, mask: Array, gamma: Array | float) -> Array:
 def times_discount(values: Array, gamma: Array | float) -> Array:
     """`gamma^t values_t` for time-major `values [T, ...]`."""
     (values,) = _inputs("times_discount", {"values": values}, ranks=None, layout="[T, ...]")
-    powers = jnp.power(gamma, jnp.arange(values.shape[0], dtype=values.dtype))
-    return values * powers.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
+    gamma = inputs.as_coefficient("times_discount", "gamma", gamma, values.shape[1:])
+    steps = jnp.arange(values.shape[0], dtype=values.dtype).reshape((values.shape[0],) + (1,) * (values.ndim - 1))
+    return values * jnp.power(gamma, steps)
 
 
 def episode_weights(
