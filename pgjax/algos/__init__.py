@@ -1,4 +1,11 @@
-"""Algorithms, each a small module with a config, `make_trainer(config)` and `make_train(config)`."""
+"""Algorithms, each a small module with a config, `make_trainer(config)` and `make_train(config)`.
+
+`ALGORITHMS` maps each name to its module. The pieces they share: the trainer contract every
+`make_trainer` returns (`contract`) and its assembly (`_trainer`), rollouts (`rollout`), the
+on-policy networks and acting (`actor_critic`) and update skeleton (`_on_policy`), the
+off-policy loop (`_off_policy`) with DDPG and TD3's learner (`_deterministic`), and
+gradient-estimator diagnostics (`diagnostics`).
+"""
 
 from pgjax.algos import a2c, ddpg, npg, ppo, ppo_kl, reinforce, sac, td3, trpo, vpg
 
