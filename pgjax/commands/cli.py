@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.choices[added].set_defaults(command_module=module)
             if added in DEVICE_COMMANDS:
                 sub.choices[added].add_argument(
-                    "--host-devices", type=_positive, default=None, metavar="N",
+                    "--host-devices", type=_positive("--host-devices", "1 turns it off"), default=None, metavar="N",
                     help="CPU devices to shard seeds/cells over (default $PGJAX_HOST_DEVICES, else one per usable "
                          "core; 1: off). Results do not depend on it. No effect on GPU")
                 _add_process_arguments(sub.choices[added])
@@ -71,19 +71,39 @@ def _add_process_arguments(parser) -> None:
     group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="address of process 0's coordinator (default $PGJAX_COORDINATOR; 'auto': from the "
                             "cluster, e.g. SLURM); without it the command runs as one process")
-    group.add_argument("--num-processes", type=_positive, default=None, metavar="N",
+    group.add_argument("--num-processes", type=_positive("--num-processes"), default=None, metavar="N",
                        help="processes taking part (default $PGJAX_NUM_PROCESSES)")
-    group.add_argument("--process-id", type=int, default=None, metavar="I",
+    group.add_argument("--process-id", type=_positive("--process-id", "process 0 coordinates", minimum=0), default=None,
+                       metavar="I",
                        help="this process's rank in [0, N); process 0 writes the files (default $PGJAX_PROCESS_ID)")
+    group.add_argument("--coordinator-timeout", type=_seconds, default=None, metavar="SECONDS",
+                       help="how long every process waits for all of them to join before giving up with an error "
+                            "(default $PGJAX_COORDINATOR_TIMEOUT, else 300)")
 
 
-def _positive(text: str) -> int:
+def _positive(flag: str, note: str = "", minimum: int = 1):
+    """An argparse `type`: an integer >= `minimum`, else one line naming `flag`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: must be {allowed}" + (f" ({note})" if note else ""))
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--host-devices {text!r}: must be a positive integer (1 turns it off)")
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--coordinator-timeout {text!r}: must be a number of seconds > 0")
     return value
 
 
@@ -100,16 +120,20 @@ def _start_host_devices(argv: list[str]) -> str | None:
     early.add_argument("--coordinator", default=None)
     early.add_argument("--num-processes", default=None)
     early.add_argument("--process-id", default=None)
+    early.add_argument("--coordinator-timeout", default=None)
     known, _ = early.parse_known_args(argv)
     try:
-        count = None if known.host_devices is None else _positive(known.host_devices)
-        processes = None if known.num_processes is None else _positive(known.num_processes)
-        process_id = None if known.process_id is None else int(known.process_id)
+        count = None if known.host_devices is None else _positive("--host-devices")(known.host_devices)
+        processes = None if known.num_processes is None else _positive("--num-processes")(known.num_processes)
+        process_id = None if known.process_id is None else _positive("--process-id", minimum=0)(known.process_id)
+        timeout = None if known.coordinator_timeout is None else _seconds(known.coordinator_timeout)
     except (argparse.ArgumentTypeError, ValueError):
         return None  # the full parser reports it (exit code 2)
+    if "-h" in argv or "--help" in argv:
+        return None  # help: nothing to join
     try:
         use_host_devices(count)
-        initialize_processes(known.coordinator, processes, process_id)
+        initialize_processes(known.coordinator, processes, process_id, timeout)
     except (ValueError, RuntimeError) as err:
         return f"pgjax {command}: {err}"
     return None
@@ -132,6 +156,26 @@ def _start_compile_cache(argv: list[str]) -> None:
             print(f"pgjax {command}: note: {err}; compiling without the cache", file=sys.stderr)
 
 
+def _is_override(text: str) -> bool:
+    return "=" in text and not text.startswith("-")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, except that `KEY=VALUE` overrides may stand anywhere (before,
+    between and after flags: `train hparams.gamma=0.9 --env X num_envs=8`), and an unknown
+    argument is reported by the subcommand's parser, so the error points to its `--help`."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if _is_override(a)]
+    if overrides and isinstance(getattr(args, "overrides", None), list):
+        args.overrides = [*args.overrides, *overrides]
+        extra = [a for a in extra if not _is_override(a)]
+    if extra:
+        sub = getattr(parser, "_subparsers", None)
+        choices = next((a.choices for a in (sub._group_actions if sub else ()) if a.choices), {})
+        (choices.get(getattr(args, "command", None)) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     error = _start_host_devices(argv)
@@ -139,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from pgjax.records.checkpoint import quiet_orbax_failure_noise
 
     quiet_orbax_failure_noise()  # a damaged checkpoint or failed write is reported in one line, not echoed
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if error is not None:
         print(error, file=sys.stderr)
         return 1

@@ -99,6 +99,36 @@ def use_host_devices(count: int | None = None) -> int:
 
 PROCESS_ENV = {"coordinator": "PGJAX_COORDINATOR", "num_processes": "PGJAX_NUM_PROCESSES",
                "process_id": "PGJAX_PROCESS_ID"}
+TIMEOUT_ENV = "PGJAX_COORDINATOR_TIMEOUT"
+DEFAULT_TIMEOUT = 300  # seconds every process waits for all the others to join
+
+
+def check_coordinator(address: str) -> str:
+    """`HOST:PORT` with a host and a port in 1..65535 (IPv6 as `[::1]:PORT`), else one
+    `ValueError` line naming the flag, the value and what is allowed."""
+    host, colon, port = address.rpartition(":")
+    allowed = "HOST:PORT with a port in 1..65535, e.g. localhost:12345 (or auto on a cluster, e.g. SLURM)"
+    if not colon or not host or host in ("[", "[]"):
+        raise ValueError(f"--coordinator {address!r}: no port; give {allowed}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--coordinator {address!r}: port {port!r} is not a number in 1..65535; give {allowed}")
+    return address
+
+
+def coordinator_timeout(seconds: float | None = None) -> float:
+    """Seconds to wait for the other processes: `seconds`, else `$PGJAX_COORDINATOR_TIMEOUT`, else 300."""
+    source = "--coordinator-timeout"
+    if seconds is None and os.environ.get(TIMEOUT_ENV, "").strip():
+        text, source = os.environ[TIMEOUT_ENV].strip(), TIMEOUT_ENV
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"{TIMEOUT_ENV}={text!r}: must be a number of seconds > 0") from None
+    if seconds is None:
+        return float(DEFAULT_TIMEOUT)
+    if not seconds > 0:
+        raise ValueError(f"{source} {seconds!r}: must be a number of seconds > 0")
+    return float(seconds)
 
 
 def process_settings(coordinator: str | None = None, num_processes: int | None = None,
@@ -121,27 +151,72 @@ def process_settings(coordinator: str | None = None, num_processes: int | None =
         if given["num_processes"] is not None or given["process_id"] is not None:
             raise ValueError("--num-processes/--process-id need --coordinator HOST:PORT (or $PGJAX_COORDINATOR)")
         return None
+    if given["num_processes"] is not None and given["num_processes"] < 1:
+        raise ValueError(f"--num-processes {given['num_processes']}: must be an integer >= 1")
+    if given["process_id"] is not None and given["process_id"] < 0:
+        raise ValueError(f"--process-id {given['process_id']}: must be an integer >= 0 (process 0 coordinates)")
     if given["coordinator"] == "auto":
         return {"coordinator": None, "num_processes": given["num_processes"], "process_id": given["process_id"]}
+    check_coordinator(given["coordinator"])
     if given["num_processes"] is None or given["process_id"] is None:
         raise ValueError(f"--coordinator {given['coordinator']}: give --num-processes and --process-id too "
                          "(or --coordinator auto on a cluster JAX recognises, e.g. SLURM)")
-    if given["num_processes"] < 1 or not 0 <= given["process_id"] < given["num_processes"]:
+    if not 0 <= given["process_id"] < given["num_processes"]:
         raise ValueError(f"--process-id {given['process_id']} must be in [0, {given['num_processes']}) "
                          f"(--num-processes {given['num_processes']})")
     return given
 
 
+def _waiting_line(settings: dict, timeout: float) -> str:
+    """What this process waits for, in one line (printed before the wait)."""
+    n, i, address = settings["num_processes"], settings["process_id"], settings["coordinator"]
+    if address is None:
+        return f"pgjax: joining the cluster's processes (from its environment), waiting up to {timeout:g} s"
+    if i == 0:
+        return (f"pgjax: process 0 of {n}: coordinator at {address}, waiting up to {timeout:g} s for the other "
+                f"{n - 1} process(es) to join")
+    return f"pgjax: process {i} of {n}: waiting up to {timeout:g} s for the coordinator (process 0) at {address}"
+
+
+def _give_up(settings: dict, timeout: float) -> None:
+    """The watchdog's end: JAX's own timeout aborts the interpreter with a C++ stack trace,
+    so the wait is cut here first, with one line saying what did not come."""
+    import sys
+
+    address = settings["coordinator"] or "the cluster's coordinator"
+    print(f"pgjax: error: process {settings['process_id']} of {settings['num_processes']}: the processes did not all "
+          f"join at {address} within {timeout:g} s; start the same command on every process with the same "
+          f"--coordinator, --num-processes and distinct --process-id (or raise --coordinator-timeout / "
+          f"${TIMEOUT_ENV})", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def initialize_processes(coordinator: str | None = None, num_processes: int | None = None,
-                         process_id: int | None = None) -> int:
+                         process_id: int | None = None, timeout: float | None = None) -> int:
     """Join JAX's multi-process runtime (`jax.distributed.initialize`) if a coordinator is
     named (`process_settings`); CPU collectives go through gloo. Call it on every process
-    right after `use_host_devices`, before any JAX computation. Returns the process count."""
+    right after `use_host_devices`, before any JAX computation. Returns the process count.
+
+    It prints (stderr) what this process waits for, and gives up after `timeout` seconds
+    (`coordinator_timeout`: default `$PGJAX_COORDINATOR_TIMEOUT`, else 300) with one line
+    and exit code 1: JAX's own timeout would abort the interpreter with a C++ stack trace."""
+    import sys
+    import threading
+
     settings = process_settings(coordinator, num_processes, process_id)
     if settings is None:
         return 1
+    timeout = coordinator_timeout(timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(settings["coordinator"], settings["num_processes"], settings["process_id"])
+    print(_waiting_line(settings, timeout), file=sys.stderr, flush=True)
+    watchdog = threading.Timer(timeout, _give_up, (settings, timeout))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        jax.distributed.initialize(settings["coordinator"], settings["num_processes"], settings["process_id"],
+                                   initialization_timeout=int(timeout) + 60)
+    finally:
+        watchdog.cancel()
     return jax.process_count()
 
 
