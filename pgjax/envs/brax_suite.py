@@ -30,10 +30,13 @@ EPISODE_LENGTH = 1000  # brax.training's default episode_length
 def _envs():
     import contextlib
     import io
+    import warnings
 
     # brax imports mujoco's MJX, which prints "Failed to import warp" (an optional GPU
-    # backend) on stdout; keep it out of pgjax's output.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # backend) on stdout, and jaxopt, which warns that it is no longer maintained (brax's
+    # dependency, not something a pgjax user can act on); keep both out of pgjax's output.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
         from brax import envs
     return envs
 

@@ -111,6 +111,77 @@ class Env(Protocol):
     def step(self, key: PRNGKey, state: Any, action: Array) -> tuple[Any, Array, Array, Array]: ...
 
 
+def _describe(tree: Any) -> str:
+    leaves = jax.tree.leaves(tree)
+    if len(leaves) == 1 and not isinstance(tree, (tuple, list, dict)):
+        return f"shape {list(leaves[0].shape)} {leaves[0].dtype}"
+    return f"{type(tree).__name__} of {len(leaves)} arrays"
+
+
+def check_env(env_id: str, env: Any) -> None:
+    """Check an `Env` against what it declares, once, without running it (`jax.eval_shape`):
+    `obs_shape`, `action_spec`, `max_episode_steps`, then `reset(key) -> (state, obs)` and
+    `step(key, state, action) -> (state, obs, reward, terminated)` with `obs` of `obs_shape`
+    and scalar `reward` and `terminated`. A mismatch is one `ValueError` line naming the
+    environment, the attribute and what was found; an exception inside `reset` or `step`
+    while tracing is reported the same way."""
+    import numpy as np
+
+    where = f"env_id={env_id!r} ({type(env).__name__})"
+    shape = getattr(env, "obs_shape", None)
+    try:
+        obs_shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in obs_shape) or any(int(d) != d for d in shape):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: obs_shape={shape!r} must be a tuple of non-negative integers, e.g. (4,)") from None
+    spec = getattr(env, "action_spec", None)
+    if not isinstance(spec, ActionSpec):
+        raise ValueError(f"{where}: action_spec={spec!r} must be a pgjax.envs.ActionSpec "
+                         "(ActionSpec.discrete_actions(n) or ActionSpec.box(low, high, shape))")
+    if spec.num_actions < 1:
+        raise ValueError(f"{where}: action_spec has {spec.num_actions} actions; it needs at least 1")
+    steps = getattr(env, "max_episode_steps", None)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{where}: max_episode_steps={steps!r} must be a positive integer (the time limit)")
+    key = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    action = jax.ShapeDtypeStruct((), jnp.int32) if spec.discrete else jax.ShapeDtypeStruct(spec.shape, jnp.float32)
+
+    def traced(name: str, fn, *args):
+        try:
+            return jax.eval_shape(fn, *args)
+        except Exception as err:  # the user's code: name the environment and the call
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ValueError(f"{where}: {name} failed when traced with an abstract key"
+                             f"{' and action' if name.startswith('step') else ''}: {type(err).__name__}: {first}") from err
+
+    out = traced("reset(key)", env.reset, key)
+    if not isinstance(out, tuple) or len(out) != 2:
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+        raise ValueError(f"{where}: reset(key) must return (state, obs); it returned {got}")
+    state, obs = out
+    if not hasattr(obs, "shape") or tuple(obs.shape) != obs_shape:
+        raise ValueError(f"{where}: reset(key) returns obs of {_describe(obs)}, but obs_shape={obs_shape}")
+    out = traced("step(key, state, action)", env.step, key, state, action)
+    if not isinstance(out, tuple) or len(out) != 4:
+        got = f"{len(out)} values" if isinstance(out, tuple) else f"a {type(out).__name__}"
+        raise ValueError(f"{where}: step(key, state, action) must return 4 values (state, obs, reward, terminated); "
+                         f"it returned {got}")
+    new_state, obs, reward, terminated = out
+    if not hasattr(obs, "shape") or tuple(obs.shape) != obs_shape:
+        raise ValueError(f"{where}: step returns obs of {_describe(obs)}, but obs_shape={obs_shape}")
+    for name, value in (("reward", reward), ("terminated", terminated)):
+        if not hasattr(value, "shape") or tuple(value.shape) != ():
+            raise ValueError(f"{where}: step returns {name} of {_describe(value)}; it must be a scalar (shape [])")
+    if jax.tree.structure(new_state) != jax.tree.structure(state):
+        raise ValueError(f"{where}: step returns a state of another structure than reset's "
+                         f"({jax.tree.structure(new_state)} vs {jax.tree.structure(state)})")
+    for old, new in zip(jax.tree.leaves(state), jax.tree.leaves(new_state)):
+        if old.shape != new.shape:
+            raise ValueError(f"{where}: step changes a state leaf's shape from {list(old.shape)} to {list(new.shape)}; "
+                             "the state must keep its shapes (it is carried through lax.scan)")
+
+
 class ClockState(NamedTuple):
     """`AutoResetVecEnv`'s state: the wrapped environments' states and the step counters."""
 

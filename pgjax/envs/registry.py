@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pgjax.envs import gymnax_suite
-from pgjax.envs.core import AutoResetVecEnv, Env, VecEnv, unknown_id_error
+from pgjax.envs.core import AutoResetVecEnv, Env, VecEnv, check_env, unknown_id_error
 
 
 class Suite:
@@ -82,6 +82,30 @@ def list_env_ids(suite: str = "gymnax") -> list[str]:
     return ids + [e for e in _USER_ENVS if e not in ids]
 
 
+# Suite names users reach for that are not pgjax's: the suite they mean.
+SUITE_ALIASES = {"minigrid": "xminigrid", "xland": "xminigrid", "xland-minigrid": "xminigrid", "gym": "gymnax"}
+
+
+def _check_id_form(env_id: str) -> None:
+    """An id's parts are non-empty and its prefix names a suite: `brax/ant/` (an empty part),
+    `Brax/fast` or `minigrid/...` (no such suite) are one line with the id meant."""
+    parts = env_id.split("/")
+    if env_id != env_id.strip() or any(not part.strip() for part in parts):
+        meant = "/".join(part.strip() for part in parts if part.strip())
+        raise ValueError(f"env_id={env_id!r} has an empty part or stray spaces (a trailing or doubled '/'?); "
+                         f"ids are SUITE/NAME or a gymnax name, e.g. {meant!r}")
+    prefix, sep, rest = env_id.partition("/")
+    if sep and prefix not in SUITES:
+        import difflib
+
+        lowered = prefix.lower()
+        suite = SUITE_ALIASES.get(lowered) or (lowered if lowered in SUITES else None)
+        suite = suite or next(iter(difflib.get_close_matches(lowered, list(SUITES), n=1, cutoff=0.6)), None)
+        hint = f" Did you mean {f'{suite}/{rest}' if suite != 'gymnax' else rest!r}?" if suite else ""
+        raise ValueError(f"env_id={env_id!r}: {prefix!r} is not a suite.{hint} Suites (lower case): "
+                         f"{', '.join(SUITES)}; a gymnax id needs no prefix (CartPole-v1).")
+
+
 def check_env_id(env_id: str) -> None:
     """Raise a ValueError naming the closest valid ids when `env_id` is unknown, or the extra
     to install when its suite's package is missing."""
@@ -89,6 +113,7 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"env_id={env_id!r} must be a string such as 'CartPole-v1' or 'brax/ant'")
     if env_id in _USER_ENVS:
         return
+    _check_id_form(env_id)
     suite, name = _suite_of(env_id)
     module = SUITES[suite].module()
     if suite == "gymnax":
@@ -107,6 +132,7 @@ def _user_env(env_id: str, num_envs: int, max_episode_steps: int | None, env_kwa
     elif gymnax_suite.is_gymnax_env(made):
         env, params = made, made.default_params
     elif isinstance(made, Env):
+        check_env(env_id, made)  # traced once per make (jax.eval_shape): cheap, and before any compile
         return AutoResetVecEnv(made, num_envs, env_id, max_episode_steps)
     else:
         raise ValueError(
