@@ -95,12 +95,12 @@ def wandb_run(run_folder: Path) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
 
     (path,) = Path(run_folder).glob("run-*.wandb")
-    out = {"name": None, "group": None, "config": {}, "history": {}}
+    out = {"name": None, "group": None, "id": None, "config": {}, "history": {}}
     for data in wandb_records(path):
         record = pb.Record.FromString(data)
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            out["name"], out["group"] = record.run.display_name, record.run.run_group
+            out["name"], out["group"], out["id"] = record.run.display_name, record.run.run_group, record.run.run_id
             out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
@@ -120,8 +120,9 @@ def wandb_runs(folder: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for path in sorted((Path(folder) / "wandb").glob("offline-run-*")):  # a resumed run adds a folder
         run = wandb_run(path)
-        merged = out.setdefault(run["name"], {**run, "history": {}, "files": 0})
+        merged = out.setdefault(run["name"], {**run, "history": {}, "files": 0, "ids": []})
         merged["files"] += 1
+        merged["ids"].append(run["id"])
         for key, points in run["history"].items():
             merged["history"].setdefault(key, {}).update(points)
     return out

@@ -59,11 +59,63 @@ def parse_sinks(text: str | Iterable[str]) -> list[str]:
 
 
 def require(sinks: Sequence[str]) -> None:
-    """Fail before any work when a chosen sink's package is not installed."""
+    """Fail before any work when a chosen sink's package is not installed, or W&B would need a
+    login it does not have (`check_wandb_login`)."""
     modules = {TENSORBOARD: "tensorboardX", WANDB: "wandb"}
     for sink in sinks:
         if sink in modules:
             _import(modules[sink], sink)
+    if WANDB in sinks:
+        check_wandb_login()
+
+
+def _wandb_settings_mode() -> str:
+    """The `mode` that `wandb offline` / `wandb disabled` wrote into W&B's settings files
+    (`./wandb/settings`, then the global one), or ''."""
+    import configparser
+
+    config_dir = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
+    for path in (Path("wandb") / "settings", config_dir / "settings"):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except (OSError, configparser.Error):
+            continue
+        if parser.has_option("default", "mode"):
+            return parser.get("default", "mode").strip().lower()
+    return ""
+
+
+def _netrc_has(host: str) -> bool:
+    import netrc
+
+    paths = [os.environ["NETRC"]] if os.environ.get("NETRC") else [Path.home() / ".netrc", Path.home() / "_netrc"]
+    for path in paths:
+        try:
+            if netrc.netrc(str(path)).authenticators(host):
+                return True
+        except (OSError, netrc.NetrcParseError):
+            continue
+    return False
+
+
+def check_wandb_login() -> None:
+    """Raise `TrackingError` now, before anything compiles, when `--log wandb` would fail at
+    its first `wandb.init`: online mode (no `WANDB_MODE=offline`/`disabled`, no `wandb
+    offline`) without an API key (`WANDB_API_KEY`, or the `.netrc` entry `wandb login`
+    writes for `$WANDB_BASE_URL`'s host, default api.wandb.ai). Nothing is sent anywhere."""
+    from urllib.parse import urlparse
+
+    mode = (os.environ.get("WANDB_MODE") or _wandb_settings_mode()).strip().lower()
+    if mode in ("offline", "dryrun", "disabled") or os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1"):
+        return
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    if _netrc_has(host):
+        return
+    raise TrackingError(f"--log wandb: not logged in to W&B ({host}: no WANDB_API_KEY and no .netrc entry); "
+                        "run `wandb login`, or log offline with WANDB_MODE=offline (then `wandb sync`)")
 
 
 def _import(module: str, sink: str):
