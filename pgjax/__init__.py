@@ -43,6 +43,8 @@ _FUNCTIONS = {
     "use_host_devices": ("runtime.sharding", "use_host_devices"),
     "initialize_processes": ("runtime.sharding", "initialize_processes"),
     "enable_compile_cache": ("runtime.compile_cache", "enable_compile_cache"),
+    "train": ("runtime.run", "train"),
+    "resume": ("runtime.run", "resume"),
 }
 
 # Built from the two tables above, so it cannot drift from what __getattr__ serves.

@@ -106,7 +106,7 @@ def test_a_cache_filled_on_two_devices_serves_one_device_runs_correctly(tmp_path
 
 def test_train_runs_the_chunk_program_its_memory_check_compiled():
     """`pgjax train` compiles its largest chunk before training, to read XLA's memory count
-    (`_check_memory`). A fresh run and a resumed one must both run that program, not trace
+    (`SeedCells.check_memory`). A fresh run and a resumed one must both run that program, not trace
     (and compile) another: a second compile would double the time to the first chunk. The
     resumed state is `[S]` host rows, as a checkpoint gives them."""
     import types
@@ -115,8 +115,8 @@ def test_train_runs_the_chunk_program_its_memory_check_compiled():
     import numpy as np
 
     from pgjax.commands import load_config
-    from pgjax.commands import train as train_command
     from pgjax.runtime import sweep
+    from pgjax.runtime.run import SeedCells
 
     overrides = ["total_timesteps=1024", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]
     _, module, config = load_config(None, ROOT / "configs/ppo_cartpole.toml", None, overrides)
@@ -128,7 +128,7 @@ def test_train_runs_the_chunk_program_its_memory_check_compiled():
         return real.run(state, hparams, size)
 
     trainer = types.SimpleNamespace(init=real.init, run=run, config=real.config)
-    seeds = train_command._Seeds.build(trainer, {"seeds": [0, 1], "width": 1, "root_seed": 0})
+    seeds = SeedCells.build(trainer, {"seeds": [0, 1], "width": 1, "root_seed": 0})
     size = config.num_updates
     assert sweep.compiled_bytes(seeds.compile_chunk(size)) > 0 and traced == [size]
     fresh = seeds.train(None, 0, 1, lambda *_: None)

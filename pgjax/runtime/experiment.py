@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax.runtime import sharding
+from pgjax.runtime.cells import CellsProgram
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.runtime.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
 from pgjax.types import Array
@@ -135,29 +136,9 @@ def seed_mesh(layout: SeedLayout) -> Any:
 def seed_functions(trainer: Any, mesh: Any, width: int) -> tuple[Callable, Callable]:
     """`(init, run)` as `compile_seed_functions(trainer, hparams_batched=True)` gives them, but
     each one `sharding.cell_function`: sharded over `mesh`, a `vmap` over `width` seeds at a
-    time. Inputs carry the padded seed axis (`SeedLayout.padded`)."""
-    init = sharding.cell_function(lambda key, hparams: _without_weak_types(trainer.init(key, hparams)), mesh, width)
-    programs: dict[int, Callable] = {}
-
-    def program(size: int) -> Callable:
-        """The jitted `(state, hparams) -> (state, metrics)` of `size` updates (`.lower()` it
-        ahead of a run to see its memory: a later call reuses that compilation)."""
-        if size not in programs:
-            programs[size] = sharding.cell_function(lambda s, h: trainer.run(s, h, size), mesh, width)
-        return programs[size]
-
-    def run(state, hparams, size):
-        return program(size)(state, hparams)
-
-    run.program = program
-    return init, run
-
-
-def _without_weak_types(tree: Any) -> Any:
-    """Weakly typed leaves (gymnax's step counter, flashbax's index) as ordinary ones, as a
-    state restored from a checkpoint has them: fresh and resumed states then trace one chunk
-    program (the values are the same)."""
-    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype) if jax.typeof(x).weak_type else x, tree)
+    time (a `cells.CellsProgram` without inputs: `run` jits each chunk size once). Inputs
+    carry the padded seed axis (`SeedLayout.padded`)."""
+    return CellsProgram(trainer, mesh, width).functions
 
 
 def place_seeds(tree: Any, layout: SeedLayout, mesh: Any) -> Any:

@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 
 from pgjax import config as cfg
 from pgjax.records import cell_policies, runs
-from pgjax.runtime import sharding
+from pgjax.runtime import cells, sharding
 from pgjax.runtime.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
 from pgjax.runtime.loading import algorithm, build_config
 
@@ -119,10 +118,10 @@ def plan(algo: str, base_values: dict, grid: dict[str, list], seeds: Sequence[in
             groups.setdefault(group_key, []).append(Cell(index, -1, overrides, int(seed), config))
             index += 1
     out = []
-    for g, (group_key, cells) in enumerate(groups.items()):
-        cells = tuple(dataclasses.replace(c, group=g) for c in cells)
+    for g, (group_key, members) in enumerate(groups.items()):
+        members = tuple(dataclasses.replace(c, group=g) for c in members)
         # Cells of a group differ only in traced fields, so their static config is one.
-        out.append(Group(g, group_static[group_key], _static_part(cells[0].config), cells))
+        out.append(Group(g, group_static[group_key], _static_part(members[0].config), members))
     return out
 
 
@@ -133,28 +132,9 @@ def _static_part(config: Any) -> Any:
 
 # --- memory ------------------------------------------------------------------------------
 
-
-def tree_bytes(tree: Any) -> int:
-    return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
-
-
-def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
-    """Bytes one cell holds: its state and the metrics of one compiled chunk (`jax.eval_shape`)."""
-    key = jax.ShapeDtypeStruct((2,), np.uint32)
-    state = jax.eval_shape(trainer.init, key, trainer.config.hparams)
-    _, metrics = jax.eval_shape(lambda s: trainer.run(s, trainer.config.hparams, updates_per_launch), state)
-    return {"state": tree_bytes(state), "metrics": tree_bytes(metrics)}
-
-
-def default_memory_limit(devices: Sequence[Any]) -> int:
-    """Per-device bytes a launch may use: the accelerator's limit, or half the free host RAM
-    shared among the CPU devices."""
-    mine = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
-    stats = mine[0].memory_stats() if hasattr(mine[0], "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(0.9 * stats["bytes_limit"])
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(0.5 * available / len(devices))
+# The memory helpers live with the compiled-cells program; these names stay for callers.
+tree_bytes, cell_bytes, default_memory_limit = cells.tree_bytes, cells.cell_bytes, cells.default_memory_limit
+launch_bytes_estimate, compiled_bytes = cells.launch_bytes_estimate, cells.compiled_bytes
 
 
 def parse_bytes(text: str) -> int:
@@ -173,22 +153,6 @@ def parse_bytes(text: str) -> int:
         raise cfg.ConfigError(f"--memory-limit {text!r}: use bytes or a size such as 512MB or 2GB") from None
 
 
-def launch_bytes_estimate(per_cell: dict, cells_per_device: int, temp_bytes: int = 0) -> int:
-    """Per-device bytes of a launch: state in and out, metrics out, the program's temporaries."""
-    return cells_per_device * (2 * per_cell["state"] + per_cell["metrics"]) + temp_bytes
-
-
-def compiled_bytes(compiled: Any) -> int | None:
-    """Per-device bytes of a compiled program from XLA's `memory_analysis`, if available."""
-    try:
-        m = compiled.memory_analysis()
-    except (NotImplementedError, RuntimeError, AttributeError):  # not every backend implements it
-        return None
-    if m is None:
-        return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
-
-
 # --- running -------------------------------------------------------------------------------
 
 
@@ -204,30 +168,23 @@ class SweepSettings:
     save_state: bool = False  # also keep each cell's whole final training state (cell-N.state.npz)
 
 
-# Compiled launches, shared by runners of the same static config, width, devices and size.
-_COMPILED: dict[tuple, Any] = {}
-
-
 class _GroupRunner:
-    """The compiled init/run of one group on a mesh, and the launch size that fits memory.
+    """One group's `cells.CellsProgram` on a mesh, at the launch size that fits memory.
 
-    `run` is compiled ahead of time for a launch of `cells_per_launch` cells (the compiled
-    program's `memory_analysis` checks the estimate); every launch is padded to that size,
-    so each chunk length compiles once.
+    The chunk program is compiled ahead of time for a launch of `cells_per_launch` cells
+    (the compiled program's `memory_analysis` checks the estimate); every launch is padded
+    to that size, so each chunk length compiles once. The compilations belong to the
+    runner, which belongs to one `run_sweep` call.
     """
 
     def __init__(self, algo_module: Any, group: Group, settings: SweepSettings, mesh):
-        self.algo = algo_module.__name__
         self.trainer = algo_module.make_trainer(group.config)
         # The vmap width depends on the group's size only, never on what is left to do, so a
         # resumed sweep computes its cells with the same program as an uninterrupted one.
         self.mesh, self.width = mesh, min(settings.width, len(group.cells))
-        self.init = sharding.cell_function(self.trainer.init, mesh, self.width)
-        self._jitted: dict[int, Callable] = {}
-        self._compiled: dict[int, Any] = {}
         self.sizes = chunk_sizes(self.trainer.config.num_updates, settings.max_chunks)
-        self.per_cell = cell_bytes(self.trainer, max(self.sizes))
-        limit = settings.memory_limit or sharding.smallest_over_processes(default_memory_limit(list(mesh.devices.flat)))
+        self.per_cell = cells.cell_bytes(self.trainer, max(self.sizes))
+        limit = cells.memory_limit(mesh, settings.memory_limit)
         units = self._units_by_estimate(len(group.cells), limit)
         estimate = self._fit_launch(units, limit)
         self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
@@ -242,20 +199,28 @@ class _GroupRunner:
         """Units per launch before compiling: as many as the group needs, as many as the
         `eval_shape` estimate fits in `limit`, at least one."""
         units_needed = -(-num_cells // self.unit)
-        fit = limit // max(1, launch_bytes_estimate(self.per_cell, self.width))
+        fit = limit // max(1, cells.launch_bytes_estimate(self.per_cell, self.width))
         return max(1, min(units_needed, fit))
 
+    def _program(self, num_cells: int) -> cells.CellsProgram:
+        """The group's program for launches of `num_cells` cells (abstract, sharded inputs)."""
+        key = jax.ShapeDtypeStruct((num_cells, 2), np.uint32)
+        hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_cells,), np.asarray(jax.numpy.asarray(x)).dtype),
+                          self.trainer.config.hparams)
+        return cells.CellsProgram(self.trainer, self.mesh, self.width, sharding.abstract_cells(key, self.mesh),
+                                  sharding.abstract_cells(hp, self.mesh))
+
     def _fit_launch(self, units: int, limit: int) -> int:
-        """Set `cells_per_launch`, compiling `run` and shrinking the launch until the compiled
-        program's bytes per device fit `limit`; return those bytes. MemoryError if one unit
-        does not fit."""
+        """Set `cells_per_launch` and `program`, compiling the largest chunk and shrinking the
+        launch until the compiled program's bytes per device fit `limit`; return those
+        bytes. MemoryError if one unit does not fit."""
         while True:
             self.cells_per_launch = units * self.unit
-            compiled = self._compile(max(self.sizes))
-            estimate = compiled_bytes(compiled) or launch_bytes_estimate(self.per_cell, units * self.width)
+            self.program = self._program(self.cells_per_launch)
+            estimate = (self.program.compiled_bytes(max(self.sizes))
+                        or cells.launch_bytes_estimate(self.per_cell, units * self.width))
             if estimate <= limit or units == 1:
                 break
-            self._compiled.clear()
             units = max(1, min(units - 1, int(units * limit / estimate)))
         if estimate > limit:
             raise MemoryError(
@@ -265,41 +230,12 @@ class _GroupRunner:
             )
         return estimate
 
-    def _compile(self, size: int) -> Any:
-        """`run` for `size` updates, compiled for one launch (sharded abstract inputs)."""
-        cache_key = (self.algo, self.trainer.config, self.width, tuple(self.mesh.devices.flat), self.cells_per_launch, size)
-        if cache_key in _COMPILED:
-            self._compiled[size] = _COMPILED[cache_key]
-        if size not in self._compiled:
-            trainer, cells = self.trainer, self.cells_per_launch
-            key = jax.ShapeDtypeStruct((cells, 2), np.uint32)
-            hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct((cells,), np.asarray(jax.numpy.asarray(x)).dtype),
-                              trainer.config.hparams)
-            state = jax.eval_shape(jax.vmap(trainer.init), key, hp)
-            if size not in self._jitted:
-                self._jitted[size] = sharding.cell_function(
-                    lambda state, hparams: trainer.run(state, hparams, size), self.mesh, self.width
-                )
-            lowered = self._jitted[size].lower(sharding.abstract_cells(state, self.mesh),
-                                               sharding.abstract_cells(hp, self.mesh))
-            self._compiled[size] = _COMPILED[cache_key] = lowered.compile()
-        return self._compiled[size]
+    @property
+    def init(self):
+        return self.program.init
 
     def run(self, state, hparams, size):
-        return self._compile(size)(state, hparams)
-
-
-_RUNNERS: dict[tuple, _GroupRunner] = {}
-
-
-def _runner(algo_module: Any, group: Group, settings: SweepSettings, mesh) -> _GroupRunner:
-    """Compiled runners are reused across sweeps with the same static config and settings
-    (a notebook re-running a sweep, a resumed sweep in the same process)."""
-    key = (algo_module.__name__, group.config, min(settings.width, len(group.cells)), len(group.cells),
-           settings.max_chunks, settings.memory_limit, tuple(mesh.devices.flat))
-    if key not in _RUNNERS:
-        _RUNNERS[key] = _GroupRunner(algo_module, group, settings, mesh)
-    return _RUNNERS[key]
+        return self.program.run(state, hparams, size)
 
 
 def write_cell(path: Path, record: dict) -> None:
@@ -397,7 +333,7 @@ def run_sweep(
         stats["cells_skipped"] += len(group.cells) - len(todo)
         if not todo:
             continue
-        runner = _runner(algorithm(algo), group, settings, mesh)
+        runner = _GroupRunner(algorithm(algo), group, settings, mesh)
         stats["groups"].append({"group": group.index, "static": group.static, **runner.estimate})
         for start in range(0, len(todo), runner.cells_per_launch):
             launch = todo[start:start + runner.cells_per_launch]
