@@ -33,7 +33,10 @@ def register(subparsers) -> None:
             "num_envs=8. `pgjax train --list-fields` shows them all. `pgjax train --resume RUN_DIR` "
             "continues a run from its last intact checkpoint with every setting it was started with, bit for bit "
             "as if never stopped. Ctrl-C or SIGTERM stops after the current chunk (again: at once) and keeps the "
-            "last checkpoint (exit code 130 or 143). On CPU the seeds "
+            "last checkpoint (exit code 130 or 143). A run in which a seed's parameters or loss became non-finite "
+            "trains the other seeds to the end, keeps that seed's last finite checkpoint in finite_checkpoints/ "
+            "and exits with code 3. One process at a time trains in a run folder (RUN_DIR/run.lock names it). "
+            "On CPU the seeds "
             "are sharded over one host device per core (--host-devices); the numbers do not depend on it."
         ),
     )
@@ -150,14 +153,11 @@ def run(args) -> int:
               f"process 0 writes {result.run_dir}")
         return 0
     _report(result.run_dir, result.summary, result.summary["wall_seconds"], training.record["eval_episodes"])
-    return 0
+    return result.exit_code  # DIVERGED_EXIT when a seed diverged
 
 
 def _report(run_dir: Path, summary: dict, seconds: float, eval_episodes: int) -> None:
     print(f"done in {seconds:.1f} s; final training return per seed: {summary['final_train_return']}")
-    diverged = {s: u for s, u in summary["diverged_at_update"].items() if u is not None}
-    if diverged:
-        print(f"warning: non-finite parameters or loss from update (per seed): {diverged}", file=sys.stderr)
     if "eval_return_mean" in summary:
         print(f"evaluation return per seed ({summary['eval_mode']}, {eval_episodes} episodes, eval seed "
               f"{summary['eval_seed']}): {summary['eval_return_mean']}")

@@ -42,6 +42,11 @@ RUN_SETTINGS = {"seeds": ("--seeds", [0]), "root_seed": ("--root-seed", 0), "chu
                 "log": ("--log", ["csv"])}
 REQUIRED_RECORD = ("algo", "config", "seeds", "root_seed", "chunks")
 PREFIX = "pgjax train"  # how the run's notes and errors begin
+# Exit code of a run that finished with a seed whose parameters or loss became non-finite
+# (the other seeds trained as if it were fine; its last finite state is kept, see
+# `FINITE_DIR`), so that a cluster job can tell.
+DIVERGED_EXIT = 3
+FINITE_DIR = "finite_checkpoints"  # RUN_DIR/finite_checkpoints/<update>/: a diverged seed's last finite state
 
 
 class ResumeError(Exception):
@@ -76,8 +81,22 @@ class TrainResult:
     message: str = ""
 
 
+def diverged_message(diverged: dict[int, int], run_dir: Path) -> str:
+    """One line naming each diverged (seed, update) and where its last finite state is."""
+    kept = sorted((Path(run_dir) / FINITE_DIR).glob("[0-9]*"), key=lambda p: int(p.name))
+    where = (f"the last finite checkpoints are kept in {Path(run_dir) / FINITE_DIR} (updates "
+             f"{', '.join(p.name for p in kept)})" if kept else "no finite checkpoint was kept (none before it)")
+    seeds = ", ".join(f"seed {s} at update {u}" for s, u in sorted(diverged.items()))
+    return f"non-finite parameters or loss: {seeds}; {where}"
+
+
 def resume_command(run_dir: Path) -> str:
     return f"pgjax train --resume {shlex.quote(str(run_dir))}"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 seed`, `2 seeds`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _note(message: str) -> None:
@@ -110,8 +129,24 @@ def new_record(algo_name: str, config: Any, settings: dict, checkpoints: bool = 
     if chunks < settings["chunks"]:
         _note(f"--chunks {settings['chunks']} is more than the {config.num_updates} updates; "
               f"running {chunks} chunks of one update")
+    else:
+        _note_chunk_plan(config.num_updates, chunks)
     return {**settings, "algo": algo_name, "chunks": chunks, "width": min(width, len(seeds)),
             "checkpoints": checkpoints}
+
+
+def _note_chunk_plan(num_updates: int, chunks: int) -> None:
+    """Say so when the chunk plan (`experiment.chunk_sizes`: equal chunks where a divisor
+    of the update count allows, one compilation) has fewer chunks than asked for: each
+    chunk is a progress step, a checkpoint and an evaluation point."""
+    from pgjax.runtime.experiment import chunk_sizes
+
+    sizes = chunk_sizes(num_updates, chunks)
+    if len(sizes) < chunks:
+        shape = (f"{len(sizes)} equal chunks of {sizes[0]} updates" if len(set(sizes)) == 1
+                 else f"{len(sizes)} chunks of {sizes[0]} updates (the last {sizes[-1]})")
+        _note(f"--chunks {chunks}: the {num_updates} updates run as {shape} (chunk sizes are chosen to compile once "
+              f"or twice); a --chunks that divides {num_updates} gives exactly that many")
 
 
 def read_record(run_dir: Path) -> dict:
@@ -144,9 +179,12 @@ def check_same_settings(record: dict, given: dict, run_dir: Path, no_checkpoint:
                               "drop --no-checkpoint")
 
 
-def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo: str | None):
-    """`(module, config)` of a resumed run: its config.json, with `env`/`overrides` applied
-    (so that a changed setting is named by the checkpoint check)."""
+def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo: str | None,
+                   run_dir: Path | None = None):
+    """`(module, config)` of a resumed run: its config.json. `env`, `overrides` and `algo`
+    may only repeat it: one that changes the config is refused here, before anything
+    compiles and whether or not the run has a checkpoint yet, since a resume would train
+    another config in a folder whose config.json, name and plots say the old one."""
     from pgjax.runtime.loading import build_config
 
     if algo is not None and algo != record["algo"]:
@@ -157,7 +195,97 @@ def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo
     for text in overrides:
         path, value = cfg.parse_override(text)
         values = cfg.merge(values, path, value)
-    return build_config(record["algo"], values)
+    module, config = build_config(record["algo"], values)
+    if values is not record["config"]:
+        _, own = build_config(record["algo"], record["config"])
+        changed = config_differences(cfg.to_dict(own), cfg.to_dict(config))
+        if changed:
+            where = run_dir / "config.json" if run_dir is not None else "config.json"
+            given = " ".join([*([f"--env {env}"] if env is not None else []), *overrides])
+            raise cfg.ConfigError(
+                f"{given} changes the config of the run being resumed ({where}, the config its checkpoints "
+                f"hold): {'; '.join(changed)}; a resume continues the run's own config: drop them, or train a new "
+                "run with them")
+    return module, config
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """`name: checkpoint A, this run B` for every field where two `cfg.to_dict`s differ."""
+    lines = []
+    for name in sorted(set(saved) | set(current)):
+        a, b = saved.get(name, "<absent>"), current.get(name, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            lines.append(f"{prefix}{name}: checkpoint {a!r}, this run {b!r}")
+    return lines
+
+
+LOCK_FILE = "run.lock"
+
+
+class RunLock:
+    """`RUN_DIR/run.lock`: held (an exclusive `flock`) by the one process training in a run
+    folder, and naming it (pid, host, start time). A second process is refused with who
+    holds it; a lock left by a process that died is free (the kernel drops its `flock`) and
+    is taken over. Taking it is also the first write into the folder: a read-only folder
+    is refused here with one line."""
+
+    def __init__(self, run_dir: Path):
+        self.path, self._fd = Path(run_dir) / LOCK_FILE, None
+
+    def acquire(self) -> RunLock:
+        import datetime
+        import fcntl
+        import json
+        import os
+        import socket
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ResumeError(f"{self.path.parent} cannot be written ({err.strerror or err}): training writes "
+                              "metrics, evaluations and checkpoints there; copy the folder somewhere writable and "
+                              "resume the copy") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise ResumeError(f"{self.path.parent} is in use by another pgjax process ({holder}); wait for it "
+                              f"to finish or stop it (Ctrl-C, or kill -TERM its pid), then resume") from None
+        previous = _lock_holder(fd)
+        if previous != "unknown":
+            _note(f"taking over {self.path}: its holder ({previous}) is no longer running")
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:  # a folder made read-only meanwhile: the kernel still drops the flock
+                pass
+            os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    """`pid P on host H since T` from a lock file's contents, or "unknown"."""
+    import json
+    import os
+
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+        return f"pid {holder['pid']} on host {holder['host']} since {holder['since']}"
+    except (ValueError, TypeError, KeyError, OSError):
+        return "unknown"
 
 
 class SeedCells:
@@ -261,8 +389,8 @@ class SeedCells:
 
         def refuse(need: int, what: str) -> MemoryError:
             return MemoryError(
-                f"{layout.num_seeds} seeds need about {need / 1e6:.2f} MB per device ({layout.per_device} seeds on "
-                f"each of {layout.num_devices} device(s)) by {what}, more than the limit {limit / 1e6:.2f} MB; "
+                f"{plural(layout.num_seeds, 'seed')} need about {need / 1e6:.2f} MB per device "
+                f"({plural(layout.per_device, 'seed')} on each of {layout.num_devices} device(s)) by {what}, more than the limit {limit / 1e6:.2f} MB; "
                 "use fewer seeds, more --host-devices, or raise --memory-limit"
             )
 
@@ -270,8 +398,8 @@ class SeedCells:
         if estimate > limit:
             raise refuse(estimate, "their training state and metrics")
         if sharding.is_writer():  # compiling takes seconds to minutes: say what the wait is
-            print(f"pgjax: compiling the training program ({size} updates per chunk, {layout.num_seeds} seeds)",
-                  flush=True)
+            print(f"pgjax: compiling the training program ({plural(size, 'update')} per chunk, "
+                  f"{plural(layout.num_seeds, 'seed')})", flush=True)
         started = time.perf_counter()
         compiled = self.program.compiled_bytes(size)
         if compiled is not None and compiled > limit:
@@ -367,6 +495,7 @@ class TrainingRun:
         self.run_dir, self.resuming, self.out = run_dir, run_dir is not None, out
         self.progress = Progress() if progress is True else (progress or None)
         self.stop_after = stop_after
+        self.lock: RunLock | None = None  # held from `open` (a resume) or the new folder on
         require(record["log"])  # a missing tracker package fails before anything compiles
         if record["eval_mode"] == STOCHASTIC and getattr(module, "DETERMINISTIC_POLICY", False):
             raise cfg.ConfigError(f"--eval-mode stochastic: {algo_name}'s policy is deterministic (its exploration "
@@ -389,11 +518,21 @@ class TrainingRun:
              **options) -> TrainingRun:
         """The run in `run_dir`, to be resumed with its settings; `settings`, `overrides`,
         `env`, `algo` given again must agree with the run's (a contradiction is refused)."""
+        from pgjax.runtime import sharding
+
         run_dir = Path(run_dir)
         record = read_record(run_dir)
         check_same_settings(record, settings or {}, run_dir, no_checkpoint)
-        module, config = resumed_config(record, env, overrides, algo)
-        return cls(record["algo"], module, config, record, run_dir=run_dir, **options)
+        module, config = resumed_config(record, env, overrides, algo, run_dir)
+        lock = RunLock(run_dir).acquire() if sharding.is_writer() else None  # before compiling
+        try:
+            run = cls(record["algo"], module, config, record, run_dir=run_dir, **options)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        run.lock = lock
+        return run
 
     @property
     def expected(self) -> dict:
@@ -403,7 +542,16 @@ class TrainingRun:
     def run(self) -> TrainResult:
         """Restore or start the run folder, train the remaining chunks, summarise. Raises
         ResumeError or TrackingError before training; a signal or a failed write during
-        training ends with a `TrainResult` that says how to continue."""
+        training ends with a `TrainResult` that says how to continue. The run folder's lock
+        is released at the end."""
+        try:
+            return self._run()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _run(self) -> TrainResult:
         from pgjax.records.tracking import TrackingError
 
         record, config = self.record, self.config
@@ -441,9 +589,14 @@ class TrainingRun:
             return handler.abort(err)
         seconds = wall_before + time.perf_counter() - start
         summary = self._summarize(state, seconds, evaluator, handler.eval_seconds if handler.eval_at else None)
+        code = 0
         if summary is not None:
             self._plot(summary)
-        return TrainResult(run_dir, "finished", 0, config.num_updates, state=state, summary=summary)
+            diverged = {int(s): u for s, u in summary["diverged_at_update"].items() if u is not None}
+            if diverged:
+                code = DIVERGED_EXIT
+                print(f"{PREFIX}: {diverged_message(diverged, run_dir)}; exit code {DIVERGED_EXIT}", file=sys.stderr)
+        return TrainResult(run_dir, "finished", code, config.num_updates, state=state, summary=summary)
 
     def _evaluator(self):
         """The run's evaluation, compiled once (during training and at the end), or None."""
@@ -463,6 +616,7 @@ class TrainingRun:
         run_dir = Path(".")
         if sharding.is_writer():
             run_dir = runs.new_run_dir(self.out or Path("runs"), f"{self.algo_name}-{config.env_id}")
+            self.lock = RunLock(run_dir).acquire()
             runs.write_json(run_dir / "config.json",
                             {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
         run_dir = Path(sharding.text_from_writer(str(run_dir)))
@@ -492,13 +646,19 @@ class TrainingRun:
         if torn:
             _note(f"{run_dir / 'metrics.csv'}: dropping {torn} torn row(s) (a write cut short); "
                   f"complete rows cover {covered} updates")
+        missing = self._first_missing_evaluation(max(steps, default=0))
+        if missing is not None and missing <= covered:
+            # Continue from a checkpoint before it, so that training recomputes it (bit for bit).
+            _note(f"{run_dir / runs.EVAL_FILE}: the evaluation after update {missing} is missing or torn; "
+                  "continuing from a checkpoint before it to compute it again")
+            covered = missing - 1
         if not steps:
             if record["checkpoints"]:
                 _note("no checkpoint yet (stopped before the first one): training from update 0 with the run's settings")
             return None, 0, 0.0
         if not any(s <= covered for s in steps):
-            _note(f"metrics.csv covers {covered} updates, fewer than the first checkpoint ({steps[0]}): "
-                  "training again from update 0")
+            _note(f"metrics.csv and {runs.EVAL_FILE} cover {covered} updates, fewer than the first checkpoint "
+                  f"({steps[0]}): training again from update 0")
             checkpointer.delete_after(0)
             return None, 0, 0.0
         try:
@@ -514,6 +674,28 @@ class TrainingRun:
             _note(f"continuing from the checkpoint at update {done}; deleted the later one(s) at update "
                   f"{', '.join(map(str, dropped))} (training rewrites them bit for bit)")
         return state, done, float(meta.get("wall_seconds", 0.0))
+
+    def _first_missing_evaluation(self, up_to: int) -> int | None:
+        """The first evaluation point at most `up_to` without a complete row for every seed
+        in eval.csv (the file deleted, or its last rows torn), or None."""
+        from pgjax.runtime.experiment import evaluation_updates
+
+        record = self.record
+        if record["eval_episodes"] == 0:
+            return None
+        due = sorted(u for u in evaluation_updates(self.config.num_updates, record["chunks"], record["eval_every"])
+                     if u <= up_to)
+        if not due:
+            return None
+        present: dict[int, set[int]] = {}
+        path = self.run_dir / runs.EVAL_FILE
+        if path.exists():
+            header, rows, _ = runs._read_rows(path)  # well-formed rows only (torn ones dropped)
+            if header is not None and header[:2] == ["seed", "update"]:
+                for row in rows:
+                    present.setdefault(int(row[1]), set()).add(int(row[0]))
+        seeds = set(record["seeds"])
+        return next((u for u in due if not seeds <= present.get(u, set())), None)
 
     def _summarize(self, state, seconds: float, evaluator, eval_seconds: float | None) -> dict | None:
         """summary.json: final training return and divergence per seed (from the whole
@@ -605,6 +787,7 @@ class ChunkHandler:
         self.wall_before, self.start = wall_before, time.perf_counter()
         self.rows = seeds.rows  # padded state -> [S] rows, what a checkpoint holds
         self.chunks_run, self.updates_done, self.last_return = 0, done, float("nan")
+        self.diverged: dict[int, int] = _diverged_before(run_dir, meta["seeds"]) if done else {}
         self.progress = run.progress
         if self.progress is not None:
             steps = config.env_steps_per_update * self.num_seeds
@@ -618,22 +801,58 @@ class ChunkHandler:
         self.tracker.log_chunk(self.series, metrics)
         if updates_done in self.eval_at:  # before the checkpoint, which then implies its evaluation row
             self._evaluate(updates_done, state)
+        self._keep_last_finite(updates_done, metrics)
         if self.meta_checkpoints:
             rows = self.rows(state)  # gathers the rows to every process: all take part
             wall = round(self.wall_before + time.perf_counter() - self.start, 2)
             if self.checkpointer is not None:
                 self.checkpointer.save(updates_done, rows, {**self.meta, "wall_seconds": wall})
         self.updates_done = updates_done
-        returns = metrics["episode_return"]
-        if np.isfinite(returns).any():
-            self.last_return = float(np.nanmean(returns[:, -max(1, returns.shape[1] // 4):]))
+        recent = metrics["episode_return"][:, -max(1, metrics["episode_return"].shape[1] // 4):]
+        if np.isfinite(recent).any():  # no finished episode yet: nanmean would warn of an empty slice
+            self.last_return = float(np.nanmean(recent))
         if self.progress is not None:
             self.progress.update(updates_done * self.config.env_steps_per_update * self.num_seeds, self.last_return)
         self.chunks_run += 1
         if self.stop_after is not None and self.chunks_run >= self.stop_after:
             raise Stopped
         if self.signals is not None:
+            if updates_done == self.config.num_updates:  # all trained: finish (summary) rather than stop
+                if self.signals.received is not None:
+                    _note(f"{signal.Signals(self.signals.received).name} came after the last update: "
+                          "finishing the run (evaluation and summary; send it again to stop at once)")
+                return
             self.signals.check_everywhere()
+
+    def _keep_last_finite(self, updates_done: int, metrics: dict) -> None:
+        """A seed whose parameters or loss became non-finite in this chunk: copy the previous
+        chunk's checkpoint (the seed's last finite state) to `FINITE_DIR` before the
+        checkpoint rotation deletes it, and say so. The seed trains on as if fine (as a
+        diverged sweep cell); the run ends with exit code `DIVERGED_EXIT`."""
+        import shutil
+
+        from pgjax.runtime.experiment import first_nonfinite_update
+
+        before = updates_done - next(iter(metrics.values())).shape[1]
+        firsts = first_nonfinite_update(metrics, before)
+        new = {s: u for s, u in zip(self.meta["seeds"], firsts, strict=True) if u is not None and s not in self.diverged}
+        if not new:
+            return
+        self.diverged.update(new)
+        kept = ""
+        if self.checkpointer is not None and before > 0:
+            self.checkpointer.close()  # the previous chunk's checkpoint is complete on disk
+            source = self.run_dir / runs.CHECKPOINT_DIR / str(before)
+            target = self.run_dir / FINITE_DIR / str(before)
+            if source.is_dir() and not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                shutil.copytree(source, target.with_name(target.name + ".tmp"))
+                target.with_name(target.name + ".tmp").rename(target)
+            kept = f"; its last finite state is kept in {target}"
+        if self.writes:
+            what = ", ".join(f"seed {s} at update {u}" for s, u in sorted(new.items()))
+            print(f"{PREFIX}: warning: non-finite parameters or loss: {what}{kept}; training the other seeds on",
+                  file=sys.stderr)
 
     @property
     def series(self) -> list[str]:
@@ -701,6 +920,21 @@ class ChunkHandler:
         message = f"{what}; {where}; continue with: {resume_command(self.run_dir)}"
         print(f"{PREFIX}: {message}", file=sys.stderr)
         return TrainResult(self.run_dir, status, code, kept, message=message)
+
+
+def _diverged_before(run_dir: Path, seeds: list[int]) -> dict[int, int]:
+    """Seeds already non-finite in a resumed run's metrics.csv: their first such update."""
+    from pgjax.runtime.experiment import first_nonfinite_update
+
+    by_seed = runs.read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else {}
+    out = {}
+    for seed in seeds:
+        rows = by_seed.get(seed)
+        if rows:
+            (first,) = first_nonfinite_update({k: v[None] for k, v in rows.items()})
+            if first is not None:
+                out[seed] = first
+    return out
 
 
 def _open_tracker(run_dir: Path, record: dict, meta: dict, resumed: bool, purge_step: int):
