@@ -344,7 +344,8 @@ def test_plot_final_uses_one_mode_and_labels_every_bar(tmp_path, capsys):
     # b's only evaluation is stochastic: not put beside a's greedy one; its training return, labelled.
     assert b["kind"] == "training" and b["per_seed"] == {"0": 3.0, "1": 4.0}  # the last update (10% of 3, at least 1)
     printed = capsys.readouterr().out
-    assert "(greedy evaluation: summary.json eval_return_mean)" in printed and "(training: training episode_return" in printed
+    assert "(evaluation: greedy, ? episodes, eval seed ?; from summary.json eval_return_mean)" in printed
+    assert "(training; from training episode_return" in printed
     assert main(["plot", str(greedy), str(legacy), "--final", "--final-source", "eval", "--resamples", "20",
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err

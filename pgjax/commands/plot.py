@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pgjax.runtime.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY, STOCHASTIC
 
 # summary.json files from before the evaluation mode was recorded hold a stochastic evaluation.
 LEGACY_SUMMARY_MODE = STOCHASTIC
@@ -72,6 +72,35 @@ class Source(NamedTuple):
     is_run: bool  # a run folder (may hold evaluation results), not a sweep grid point
     diverged: int = 0  # sweep cells flagged diverged (non-finite values are dropped pointwise)
     cells: tuple = ()  # sweep grid point: (seed, cell number) of each of its cells
+    protocol: dict | None = None  # evaluations during training (eval.csv): mode, episodes, eval seed
+
+
+PROTOCOL_KEYS = ("mode", "episodes", "eval_seed")
+
+
+def protocol_label(protocol: dict | None) -> str:
+    """`"greedy, 32 episodes, eval seed 10000"`: how an evaluation was run (`?` where unknown)."""
+    p = protocol or {}
+
+    def known(key):
+        return "?" if p.get(key) is None else p[key]
+
+    return f"{known('mode')}, {known('episodes')} episodes, eval seed {known('eval_seed')}"
+
+
+def training_eval_protocol(run_dir: Path) -> dict:
+    """The protocol of the evaluations `pgjax train` ran (eval.csv, summary.json): mode and
+    episodes from config.json, the seed from summary.json (training always uses the default)."""
+    def read(name):
+        try:
+            return json.loads((run_dir / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    config, summary = read("config.json"), read("summary.json")
+    return {"mode": summary.get("eval_mode", config.get("eval_mode")),
+            "episodes": summary.get("eval_episodes", config.get("eval_episodes")),
+            "eval_seed": summary.get("eval_seed", DEFAULT_EVAL_SEED)}
 
 
 def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
@@ -81,7 +110,8 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
     from pgjax.records import runs
 
     if metric.startswith("eval_") and (path / runs.EVAL_FILE).is_file():
-        return [Source(path, run_label(path), runs.read_metrics(path / runs.EVAL_FILE), True)]
+        return [Source(path, run_label(path), runs.read_metrics(path / runs.EVAL_FILE), True,
+                       protocol=training_eval_protocol(path))]
     if not path.exists():
         raise PlotError(f"run folder {path} does not exist")
     if not path.is_dir():
@@ -98,6 +128,8 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
 
 def sweep_sources(sweep_dir: Path) -> list[Source]:
     """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the seeds."""
+    from pgjax.runtime.sweep_eval import point_label
+
     records = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
     if not records:
         raise PlotError(f"sweep folder {sweep_dir} has no finished cells yet (cells/ is empty)")
@@ -107,8 +139,7 @@ def sweep_sources(sweep_dir: Path) -> list[Source]:
     sources = []
     for cells in points.values():
         first = cells[0]
-        label = ", ".join(f"{k.removeprefix('hparams.')}={v}" for k, v in sorted(first["overrides"].items()))
-        label = label or f"{first['algo']} {first['config']['env_id']}"
+        label = point_label(first["overrides"]) if first["overrides"] else f"{first['algo']} {first['config']['env_id']}"
         by_seed = {
             int(c["seed"]): {k: np.array([np.nan if v is None else v for v in vals], float)
                              for k, vals in c["metrics"].items()}
@@ -165,18 +196,23 @@ def train_tail_scores(by_seed: dict, metric: str) -> dict[int, float]:
     return out
 
 
-def eval_scores(run_dir: Path, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str] | None:
-    """Per-seed mean evaluation return in `mode` ("greedy" or "stochastic"): from `pgjax eval`'s
+def eval_scores(run_dir: Path, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str, dict] | None:
+    """Per-seed mean evaluation return in `mode` ("greedy" or "stochastic"), where it came
+    from and its protocol (mode, episodes, eval seed): from `pgjax eval`'s
     `eval_<mode>.json`, else `pgjax train`'s summary.json if it evaluated in that mode."""
     path = run_dir / f"eval_{mode}.json"
     if path.is_file():
         saved = _read_json(path)
-        return {int(s): float(v["mean_return"]) for s, v in saved["per_seed"].items()}, path.name
+        protocol = {"mode": saved.get("mode", mode), "episodes": saved.get("episodes_per_seed"),
+                    "eval_seed": saved.get("eval_seed")}
+        return {int(s): float(v["mean_return"]) for s, v in saved["per_seed"].items()}, path.name, protocol
     summary = run_dir / "summary.json"
     if summary.is_file():
         saved = _read_json(summary)
         if saved.get("eval_return_mean") and saved.get("eval_mode", LEGACY_SUMMARY_MODE) == mode:
-            return {int(s): float(v) for s, v in saved["eval_return_mean"].items()}, "summary.json eval_return_mean"
+            protocol = {"mode": mode, "episodes": saved.get("eval_episodes"), "eval_seed": saved.get("eval_seed")}
+            return ({int(s): float(v) for s, v in saved["eval_return_mean"].items()}, "summary.json eval_return_mean",
+                    protocol)
     return None
 
 
@@ -187,9 +223,11 @@ def _read_json(path: Path) -> dict:
         raise PlotError(f"{path} is not readable JSON ({err}); delete it or rerun what wrote it") from None
 
 
-def sweep_eval_scores(source: Source, mode: str) -> tuple[dict[int, float], str] | None:
+def sweep_eval_scores(source: Source, mode: str) -> tuple[dict[int, float], str, dict] | None:
     """Per-seed mean evaluation return of a sweep grid point's cells in `mode` (`pgjax eval
-    SWEEP_DIR` writes them to eval/), if every cell of the point has one."""
+    SWEEP_DIR` writes them to eval/), if every cell of the point has one, with their protocol.
+    Cells evaluated with different protocols (episodes, eval seed, time limit) are not pooled
+    into one statistic: a `PlotError` names them and the command that evaluates them alike."""
     from pgjax.records import runs
     from pgjax.runtime.sweep_eval import read_cell_evals
 
@@ -199,16 +237,33 @@ def sweep_eval_scores(source: Source, mode: str) -> tuple[dict[int, float], str]
         raise PlotError(f"{err}; delete it or run pgjax eval {source.path} again") from None
     if not source.cells or any(cell not in found for _, cell in source.cells):
         return None
-    return {seed: float(found[cell]["mean_return"]) for seed, cell in source.cells}, f"eval/cell-*-{mode}.json"
+    protocols: dict[tuple, list[int]] = {}
+    for _, cell in source.cells:
+        r = found[cell]
+        protocols.setdefault((r.get("episodes"), r.get("eval_seed"), r.get("max_episode_steps")), []).append(cell)
+    if len(protocols) > 1:
+        listed = "; ".join(f"cells {', '.join(map(str, cells))}: {episodes} episodes, eval seed {seed}"
+                           + (f", time limit {limit}" if limit is not None else "")
+                           for (episodes, seed, limit), cells in protocols.items())
+        raise PlotError(f"{source.path} grid point {source.label}: its cells' {mode} evaluations used different "
+                        f"protocols ({listed}), so one statistic over them would mix them; evaluate them alike with "
+                        f"`pgjax eval {source.path}{' --stochastic' if mode == STOCHASTIC else ''} --episodes N "
+                        "--eval-seed S`")
+    (episodes, seed, _), = protocols
+    protocol = {"mode": mode, "episodes": episodes, "eval_seed": seed}
+    return {seed: float(found[cell]["mean_return"]) for seed, cell in source.cells}, f"eval/cell-*-{mode}.json", protocol
 
 
-def final_scores(source: Source, metric: str, choice: str, mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str, str]:
-    """Each seed's final score, where it came from, and its kind (`"<mode> evaluation"` or
-    `"training"`), see --final-source and --eval-mode."""
+def final_scores(source: Source, metric: str, choice: str,
+                 mode: str = DEFAULT_MODE) -> tuple[dict[int, float], str, str, dict | None]:
+    """Each seed's final score, where it came from, its kind (`"<mode> evaluation"` or
+    `"training"`) and the evaluation protocol (None for training scores), see
+    --final-source and --eval-mode."""
     if choice != "train" and metric == "episode_return":
         found = eval_scores(source.path, mode) if source.is_run else sweep_eval_scores(source, mode)
         if found is not None:
-            return (*found, f"{mode} evaluation")
+            scores, origin, protocol = found
+            return scores, origin, f"{mode} evaluation", protocol
     if choice == "eval":
         other = STOCHASTIC if mode == GREEDY else GREEDY
         hint = (f"it has {other} results only: add --eval-mode {other}, or run `pgjax eval {source.path}"
@@ -218,7 +273,8 @@ def final_scores(source: Source, metric: str, choice: str, mode: str = DEFAULT_M
         what = "" if source.is_run else f" for every cell of grid point {source.label}"
         raise PlotError(f"--final-source eval: {source.path} has no {mode} evaluation results{what} for {metric} "
                         f"({hint}; evaluation scores exist only for episode_return)")
-    return train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates", "training"
+    return (train_tail_scores(source.by_seed, metric), f"training {metric}, mean of the last 10% of updates", "training",
+            None)
 
 
 def default_out(paths: list[Path], metric: str) -> Path:
@@ -227,11 +283,38 @@ def default_out(paths: list[Path], metric: str) -> Path:
     return Path(f"compare-{metric}.png")
 
 
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def output_path(out: Path) -> Path:
+    """The figure's file: `--out x` is `x.png` (said so, as written); another suffix than an
+    image format's is refused; the folder must be writable (a read-only run folder is named)."""
+    import os
+
+    from pgjax.commands import _unwritable
+
+    if not out.suffix:
+        out = out.with_name(out.name + ".png")
+    elif out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise PlotError(f"--out {out}: the file name must end in {', '.join(IMAGE_SUFFIXES)} (or have no suffix: .png)")
+    if out.is_dir():
+        raise PlotError(f"--out {out}: is a folder; give a file name")
+    folder = out.parent if out.parent.exists() else None
+    reason = (None if os.access(folder, os.W_OK | os.X_OK) else f"{folder} is not writable") if folder else _unwritable(out)
+    if reason:
+        raise PlotError(f"cannot write {out} ({reason}); give --out a file in a writable folder")
+    return out
+
+
 def run(args) -> int:
     try:
         return _plot(args)
     except PlotError as err:
         print(f"pgjax plot: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the disk filled or the folder became read-only while writing
+        print(f"pgjax plot: cannot write the figures or tables: {err.strerror or err} ({err.filename or ''}); "
+              "give --out a file in a writable folder", file=sys.stderr)
         return 1
 
 
@@ -244,7 +327,12 @@ def _plot(args) -> int:
         raise PlotError("--resamples and --smoothing must be positive integers")
     sources = [source for path in args.run_dirs for source in find_sources(path, args.metric)]
     labels = labels_for(sources, args.labels)
-    out = args.out or default_out(args.run_dirs, args.metric)
+    out = output_path(args.out or default_out(args.run_dirs, args.metric))
+    evaluations = [s.protocol for s in sources if s.protocol is not None]
+    shared = sorted({protocol_label(p) for p in evaluations})
+    if len(shared) > 1:  # evaluations of different protocols on one axis: each curve says which
+        labels = [f"{label} [{protocol_label(s.protocol)}]" if s.protocol is not None else label
+                  for label, s in zip(labels, sources)]
     # Everything is computed (and every input error found) before any file is written.
     curves = collect_curves(args, sources, labels)
     final = collect_final(args, sources, labels) if args.final else None
@@ -252,14 +340,20 @@ def _plot(args) -> int:
     stat = plotting.STAT_LABELS[args.stat]
     seeds = sorted({len(s.by_seed) for s in sources})
     band = f"{stat} over {'/'.join(map(str, seeds))} seeds; band: {args.confidence:.0%} percentile bootstrap CI"
-    png = plotting.plot_curves(curves, out, args.metric.replace("_", " "), args.metric.replace("_", " "), band)
+    title = args.metric.replace("_", " ")
+    if len(shared) == 1:
+        title += f" (evaluation: {shared[0]})"
+    png = plotting.plot_curves(curves, out, title, args.metric.replace("_", " "), band)
     table = png.with_suffix(".csv")
+    protocol_columns = ["eval_mode", "eval_episodes", "eval_seed"] if evaluations else []
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "label", "env_steps", args.stat, "low", "high", "num_seeds"])
+        writer.writerow(["run", "label", "env_steps", args.stat, "low", "high", "num_seeds", *protocol_columns])
         for source, curve in zip(sources, curves):
+            protocol = [(source.protocol or {}).get(k) for k in PROTOCOL_KEYS] if protocol_columns else []
             for row in zip(curve.env_steps, curve.estimate, curve.low, curve.high, curve.num_seeds):
-                writer.writerow([str(source.path), curve.label, int(row[0]), *(f"{v:.7g}" for v in row[1:4]), int(row[4])])
+                writer.writerow([str(source.path), curve.label, int(row[0]), *(f"{v:.7g}" for v in row[1:4]), int(row[4]),
+                                 *protocol])
     print(f"curves: {png}\nnumbers: {table}")
     for source, label in zip(sources, labels):
         if source.diverged:
@@ -293,11 +387,12 @@ def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
 
     results = []
     for source, label in zip(sources, labels):
-        scores, origin, kind = final_scores(source, args.metric, args.final_source, args.eval_mode)
+        scores, origin, kind, protocol = final_scores(source, args.metric, args.final_source, args.eval_mode)
         summary = st.summarize(list(scores.values()), args.confidence, args.resamples, args.bootstrap_seed)
         if summary["n"] == 0:
             raise PlotError(f"{source.path} ({label}): no seed has a finite final {args.metric}")
         results.append({"run": str(source.path), "label": label, "source": origin, "kind": kind,
+                        "protocol": protocol, "protocol_label": None if protocol is None else protocol_label(protocol),
                         "sweep_point": None if source.is_run else source.label,
                         "per_seed": {str(s): v for s, v in scores.items()}, **summary})
     mark_best_points(results, args.stat)
@@ -313,7 +408,7 @@ def mark_best_points(results: list[dict], stat: str) -> None:
         if r["sweep_point"] is not None:
             by_sweep.setdefault(r["run"], []).append(r)
     for points in by_sweep.values():
-        comparable = len(points) > 1 and len({p["kind"] for p in points}) == 1
+        comparable = len(points) > 1 and len({(p["kind"], p["protocol_label"]) for p in points}) == 1
         values = [p[stat] if p[stat] is not None else -np.inf for p in points]
         for i, p in enumerate(points):
             p["best"] = (i == int(np.argmax(values))) if comparable else None
@@ -327,17 +422,20 @@ def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None
     stat, name = plotting.STAT_LABELS[args.stat], args.stat
     intervals = [st.Interval(r[name], r[f"{name}_low"], r[f"{name}_high"]) for r in results]
     final_png = png.with_name(png.stem + "-final.png")
-    kinds = sorted({r["kind"] for r in results})
-    if len(kinds) > 1:  # evaluation and training scores on one axis: every bar says which it is
-        labels = [f"{label} [{r['kind']}]" for label, r in zip(labels, results)]
+    # A bar's kind: "training", or its evaluation protocol (mode, episodes, eval seed).
+    kinds = [r["kind"] if r["protocol"] is None else f"evaluation: {r['protocol_label']}" for r in results]
+    if len(set(kinds)) > 1:  # different kinds or protocols on one axis: every bar says which it is
+        labels = [f"{label} [{kind}]" for label, kind in zip(labels, kinds)]
     labels = [f"* {label} (best {name})" if r.get("best") else label for label, r in zip(labels, results)]
-    what = kinds[0] if len(kinds) == 1 else "per-bar kind in brackets"
+    what = kinds[0] if len(set(kinds)) == 1 else "per-bar kind in brackets"
     xlabel = f"final {args.metric.replace('_', ' ')}, {what} ({stat}, {args.confidence:.0%} bootstrap CI)"
     plotting.plot_final(labels, intervals, final_png, xlabel, "per-seed scores: " + "; ".join(sorted({r["source"] for r in results})))
     final_json = final_png.with_suffix(".json")
+    protocols = sorted({r["protocol_label"] for r in results if r["protocol"] is not None})
     runs.write_json(final_json, {"metric": args.metric, "statistic": name, "eval_mode": args.eval_mode,
+                                 "eval_protocols": protocols,
                                  "best_by": f"highest {name} of the final scores, per sweep", "runs": results})
     print(f"final: {final_png}\nnumbers: {final_json}")
-    for r in results:
+    for r, kind in zip(results, kinds):
         print(f"  {r['label']}: {stat} {r[name]:.4g} [{r[name + '_low']:.4g}, {r[name + '_high']:.4g}] "
-              f"over {r['n']} seeds ({r['kind']}: {r['source']}){'  <- best grid point by ' + stat if r.get('best') else ''}")
+              f"over {r['n']} seeds ({kind}; from {r['source']}){'  <- best grid point by ' + stat if r.get('best') else ''}")

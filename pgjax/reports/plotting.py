@@ -140,9 +140,14 @@ def plot_curves(
 def plot_final(
     labels: list[str], intervals: list[st.Interval], path: str | Path, xlabel: str, title: str = ""
 ) -> Path:
-    """Point estimates with interval bars, one row per run (as rliable's interval plots)."""
+    """Point estimates with interval bars, one row per run (as rliable's interval plots).
+    A long title or x label is wrapped, and the figure grows to hold it (never clipped)."""
+    import textwrap
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.45 * len(labels)), dpi=110)
+    title, xlabel = (textwrap.fill(text, 80) for text in (title, xlabel))
+    extra = 0.18 * (title.count("\n") + xlabel.count("\n") + (1 if title else 0))
+    fig, ax = plt.subplots(figsize=(7, 1.1 + 0.45 * len(labels) + extra), dpi=110)
     rows = np.arange(len(labels))[::-1]
     for row, interval, i in zip(rows, intervals, range(len(labels))):
         color = f"C{i % 10}"
@@ -159,7 +164,11 @@ def plot_final(
 
 
 def _save(fig, plt, path) -> Path:
+    """Write the figure to `path` (no suffix: `path.png`, the file matplotlib writes) and return
+    the path of the file written."""
     path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

@@ -46,8 +46,16 @@ def point_key(overrides: dict) -> str:
     return json.dumps(overrides, sort_keys=True)
 
 
+def format_value(value) -> str:
+    """A grid value for people: floats with at most 6 significant digits (`0.1 + 0.2` is
+    `0.3`, a float32 `0.99` is `0.99`), everything else as written."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 def point_label(overrides: dict) -> str:
-    return ", ".join(f"{k.removeprefix('hparams.')}={v}" for k, v in sorted(overrides.items())) or "(no grid)"
+    return ", ".join(f"{k.removeprefix('hparams.')}={format_value(v)}" for k, v in sorted(overrides.items())) or "(no grid)"
 
 
 def select_cells(records: Sequence[dict], cells: Sequence[int] | None = None,
