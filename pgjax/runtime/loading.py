@@ -8,7 +8,7 @@ overrides=["hparams.gamma=0.9"])`); the command line (`pgjax.commands`) and swee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -61,9 +61,47 @@ def config_values(algo_name: str | None, config_file: Path | None, env: str | No
     if env is not None:
         values["env_id"] = env
     for text in overrides:
-        path, value = cfg.parse_override(text)
+        path, value = cfg.parse_override(text) if isinstance(text, str) else text
+        if path == ["algo"]:
+            raise cfg.ConfigError(
+                f"override algo={value!r}: the algorithm is chosen, not overridden: --algo {value} on the command "
+                f"line, load_config({value!r}, ...) or load_config(..., algo={value!r}) in Python")
         values = cfg.merge(values, path, value)
     return algo_name, values
+
+
+def override_items(overrides: Any) -> list:
+    """`load_config`'s `overrides` as items `config_values` applies in order: `KEY=VALUE`
+    strings as given, and a dict's entries (dotted keys or nested dicts, values as they are,
+    not parsed) as `(path, value)` pairs. Anything else is one `ConfigError` line."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        items: list = []
+
+        def walk(mapping: Mapping, prefix: list[str]) -> None:
+            for key, value in mapping.items():
+                if not isinstance(key, str) or not key.strip():
+                    raise cfg.ConfigError(f"overrides: key {key!r} must be a field name such as 'hparams.gamma'")
+                path = [*prefix, *key.strip().split(".")]
+                if isinstance(value, Mapping) and value:
+                    walk(value, path)
+                else:
+                    items.append((path, value))
+
+        walk(overrides, [])
+        return items
+    allowed = "a list of KEY=VALUE strings (['hparams.gamma=0.9']) or a dict ({'hparams.gamma': 0.9})"
+    if isinstance(overrides, (str, bytes)):
+        raise cfg.ConfigError(f"overrides={overrides!r} must be {allowed}, e.g. [{overrides!r}]")
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise cfg.ConfigError(f"overrides={overrides!r} must be {allowed}") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise cfg.ConfigError(f"overrides: {item!r} is not a KEY=VALUE string; overrides must be {allowed}")
+    return items
 
 
 def build_config(algo_name: str, values: dict):
@@ -98,13 +136,14 @@ def load_config(
     with `KEY=VALUE` overrides applied: what `pgjax train` would run.
 
     `load_config("ppo")`, `load_config("configs/ppo_cartpole.toml", ["hparams.gamma=0.9"])`;
-    `algo` names the algorithm of a file without `algo = ...`, `env` sets `env_id`.
+    `overrides` may also be a dict (`{"hparams.gamma": 0.9}` or `{"hparams": {"gamma": 0.9}}`,
+    values taken as they are). `algo` names the algorithm of a file without `algo = ...`,
+    `env` sets `env_id`.
     The trainer is `make_trainer(config)`. Raises ConfigError.
     """
     from pgjax.algos import ALGORITHMS
 
-    if isinstance(overrides, str):
-        raise cfg.ConfigError(f"overrides={overrides!r} must be a list of KEY=VALUE strings, e.g. [{overrides!r}]")
+    items = override_items(overrides)
     config_file = None
     if isinstance(path_or_algo, str) and path_or_algo in ALGORITHMS:
         if algo is not None and algo != path_or_algo:
@@ -116,4 +155,4 @@ def load_config(
             raise cfg.ConfigError(
                 f"{str(path_or_algo)!r} is neither an algorithm ({', '.join(sorted(ALGORITHMS))}) nor a config file"
             )
-    return resolve_config(algo, config_file, env, list(overrides))[2]
+    return resolve_config(algo, config_file, env, items)[2]
