@@ -125,6 +125,18 @@ def _late_read_error(exc: BaseException | None) -> bool:
     return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
 
+# Where the coroutines of a restore live: their errors when collected after a failure
+# ("Exception ignored in: <coroutine object ...>") are echoes of the one reported.
+_RESTORE_CODE = ("/orbax/", "/tensorstore/", "/array_serialization/", "/asyncio/")
+
+
+def _abandoned_restore_coroutine(obj: Any) -> bool:
+    import inspect
+
+    code = getattr(obj, "cr_code", None) if inspect.iscoroutine(obj) else None
+    return code is not None and any(part in code.co_filename.replace("\\", "/") for part in _RESTORE_CODE)
+
+
 def quiet_orbax_failure_noise() -> None:
     """For command-line programs: silence the echoes of a failure `Checkpointer` already reported.
 
@@ -132,7 +144,9 @@ def quiet_orbax_failure_noise() -> None:
     back into orbax's closed event loop ("Event loop is closed", through `sys.excepthook`
     or `sys.unraisablehook`), or asyncio logs those reads' errors ("Future exception was
     never retrieved"); a failed background write is logged again by asyncio ("Task
-    exception was never retrieved"). Each is reported once as `CorruptCheckpointError` /
+    exception was never retrieved"), or Python reports the restore's abandoned coroutines as
+    they are collected ("Exception ignored in: <coroutine object ...>", for coroutines of
+    orbax, tensorstore, jax's array serialization or asyncio only). Each is reported once as `CorruptCheckpointError` /
     `CheckpointWriteError`. This drops exactly those records and passes everything else to
     the previous hooks. It changes process-wide hooks, so the library never calls it: the
     `pgjax` command does, once, at start-up; a notebook may, if the echoes bother it."""
@@ -150,7 +164,7 @@ def quiet_orbax_failure_noise() -> None:
             previous_except(kind, value, tb)
 
     def unraisablehook(unraisable):
-        if not _late_read_error(unraisable.exc_value):
+        if not (_late_read_error(unraisable.exc_value) or _abandoned_restore_coroutine(unraisable.object)):
             previous_unraisable(unraisable)
 
     excepthook._pgjax_quiet = True
