@@ -300,16 +300,55 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     return lines
 
 
-# --- the environment and the network torso, checked for every algorithm ---------------------
+# --- the environment and the network, checked for every algorithm ------------------------
 
 ENV_ID_DOC = "environment id: a gymnax id (CartPole-v1), brax/NAME[/BACKEND], xminigrid/NAME, or one given to pgjax.register_env"
-TORSOS = ("auto", "mlp", "cnn")  # see pgjax.networks.torsos.resolve_torso; a recurrent core is a later kind
-TORSO_DOC = "network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for [H, W, C] observations, else mlp)"
+TORSO_DOC = ("network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for "
+             "[H, W, C] observations, else mlp), or a name given to pgjax.networks.torsos.register_torso")
 CNN_DOCS = {
     "cnn_channels": "output channels of each conv layer (torso 'cnn')",
     "cnn_kernel_sizes": "square kernel size of each conv layer, VALID padding (torso 'cnn')",
     "cnn_strides": "stride of each conv layer (torso 'cnn')",
 }
+ACTIVATIONS = ("tanh", "relu", "gelu", "elu", "silu")  # pgjax.networks.torsos.ACTIVATIONS
+
+
+def _registered(kind: str, allowed: str) -> Check:
+    """A check that the value names a torso or core registered in `pgjax.networks` (asked
+    at check time, so one registered after this module loads counts) or is `"auto"`."""
+
+    def ok(value: str) -> bool:
+        from pgjax.networks.cores import CORES
+        from pgjax.networks.torsos import TORSOS
+
+        return value == "auto" and kind == "torso" or value in (TORSOS if kind == "torso" else CORES)
+
+    return (ok, allowed)
+
+
+def network_config(default_hidden_sizes: tuple[int, ...], default_activation: str) -> type:
+    """The network settings every algorithm shares, declared once, as a base class whose
+    fields sit in the algorithm config next to its other keys (flat: `hidden_sizes = [64]`,
+    `torso = "cnn"`); `hidden_sizes` and `activation` default to the family's values (the
+    on-policy line's small tanh networks, the off-policy line's 256-unit ReLU ones)."""
+
+    @config_dataclass
+    class NetworkConfig:
+        """Network settings (torso, MLP): see `pgjax.networks`."""
+
+        hidden_sizes: tuple[int, ...] = field(default_hidden_sizes, "hidden layer sizes of every network (actor, critics)")
+        activation: str = field(default_activation, "hidden activation", one_of(*ACTIVATIONS))
+        torso: str = field("auto", TORSO_DOC, _registered("torso", "'auto' or a registered torso ('mlp', 'cnn', or one given to register_torso)"))
+        cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
+        cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
+        cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
+
+        def validate_network(self) -> None:
+            """The network rules between fields (those needing the environment: `check_environment`)."""
+            if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+                raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+
+    return NetworkConfig
 
 
 def check_environment(config: Any) -> None:
@@ -332,31 +371,34 @@ def check_environment(config: Any) -> None:
 
 
 @config_dataclass
-class OnPolicyConfig:
-    """Static settings shared by on-policy algorithms (subclasses add theirs and `hparams`)."""
+class OnPolicyConfig(network_config((64, 64), "tanh")):
+    """Static settings shared by on-policy algorithms (subclasses add theirs and `hparams`);
+    the network's come from `network_config`, its core (`core`, `core_size`) is on-policy only."""
 
     env_id: str = field("CartPole-v1", ENV_ID_DOC)
     num_envs: int = field(4, "environments stepped in parallel", positive())
     num_steps: int = field(128, "steps per environment per rollout", positive())
     total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
-    hidden_sizes: tuple[int, ...] = field((64, 64), "hidden layer sizes of actor and critic")
-    activation: str = field("tanh", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
-    torso: str = field("auto", TORSO_DOC, one_of(*TORSOS))
-    cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
-    cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
-    cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     scale_rewards: bool = field(
         False, "divide rewards by a running std of the discounted return, as SB3's VecNormalize (stats saved in the state)"
     )
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
     core: str = field(
-        "none", "recurrent core after the MLP torso of actor and critic (each its own)", one_of("none", "gru")
+        "none", "network core after the MLP torso of actor and critic (each its own): 'none', 'gru', or a "
+        "name given to pgjax.networks.cores.register_core", _registered("core", "a registered core ('none', 'gru', or one given to register_core)"),
     )
-    core_size: int = field(64, "hidden units of the GRU core (used when core = 'gru')", positive())
+    core_size: int = field(64, "hidden units of the core (its carry's width; unused with core = 'none')", positive())
 
     # Algorithms whose update cannot replay whole sequences set this to False.
     supports_recurrent_core = True
+
+    @property
+    def has_sequential_core(self) -> bool:
+        """Whether the core unrolls over whole environment sequences (has memory: `gru`)."""
+        from pgjax.networks.cores import make_core
+
+        return make_core(self).sequential
 
     @property
     def batch_size(self) -> int:
@@ -378,9 +420,8 @@ class OnPolicyConfig:
                 f"total_timesteps={self.total_timesteps} is smaller than one rollout "
                 f"(num_envs * num_steps = {self.batch_size})."
             )
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
-        if self.core != "none" and not self.supports_recurrent_core:
+        self.validate_network()
+        if self.has_sequential_core and not self.supports_recurrent_core:
             raise ConfigError(
                 f"core={self.core!r} is not supported by {type(self).__name__}; use core = 'none', or a "
                 "recurrent-capable algorithm (ppo, ppo_kl, a2c, vpg, reinforce)."

@@ -76,17 +76,14 @@ from pgjax.algos.actor_critic import observe
 from pgjax.algos.contract import Trainer
 from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_carry
 from pgjax.config import (
-    CNN_DOCS,
     ENV_ID_DOC,
-    TORSO_DOC,
-    TORSOS,
     ConfigError,
     check_environment,
     config_dataclass,
     discount_field,
     field,
     hparams_dataclass,
-    one_of,
+    network_config,
     positive,
     reward_scale_field,
     unit_interval,
@@ -122,8 +119,9 @@ class OffPolicyHParams:
 
 
 @config_dataclass
-class OffPolicyConfig:
-    """Static settings shared by off-policy algorithms (subclasses add theirs and `hparams`)."""
+class OffPolicyConfig(network_config((256, 256), "relu")):
+    """Static settings shared by off-policy algorithms (subclasses add theirs and `hparams`);
+    the network's come from `network_config`."""
 
     # "any", "continuous" or "discrete": which action spaces the algorithm supports.
     action_space: ClassVar[str] = "any"
@@ -135,12 +133,6 @@ class OffPolicyConfig:
     buffer_size: int = field(100_000, "replay buffer capacity in transitions", positive())
     batch_size: int = field(256, "transitions per gradient update (sampled uniformly from the buffer)", positive())
     updates_per_step: int = field(1, "gradient updates after each step of the num_envs environments", positive())
-    hidden_sizes: tuple[int, ...] = field((256, 256), "hidden layer sizes of actor and critics")
-    activation: str = field("relu", "hidden activation", one_of("tanh", "relu", "gelu", "elu", "silu"))
-    torso: str = field("auto", TORSO_DOC, one_of(*TORSOS))
-    cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
-    cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
-    cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     log_interval: int = field(
         0,
@@ -187,8 +179,7 @@ class OffPolicyConfig:
         return self.num_envs * self.num_steps
 
     def validate(self) -> None:
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes={list(self.hidden_sizes)} must be a non-empty list of positive ints")
+        self.validate_network()
         if self.buffer_size < self.batch_size:
             raise ConfigError(
                 f"buffer_size={self.buffer_size} is smaller than batch_size={self.batch_size}: "

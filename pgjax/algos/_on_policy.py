@@ -17,19 +17,18 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.algos._trainer import assemble_trainer
-from pgjax.algos.actor_critic import act, init_actor_critic, make_actor_critic, sample_step
+from pgjax.algos.actor_critic import act, init_actor_critic, initial_carry, make_actor_critic, sample_step
 from pgjax.algos.contract import Trainer
 from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
 from pgjax.envs import init_running_stats, make_vec_env
 from pgjax.kernels.losses import explained_variance
 from pgjax.kernels.reward_scaling import init_reward_scaling
-from pgjax.networks.recurrent import initial_hidden
 from pgjax.types import Array, PRNGKey, Transition
 
 
 def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:
     """The state fields every on-policy algorithm starts with, by name: `params` (actor and
-    critic), `env` (a reset `EnvCarry`, with a recurrent policy's initial hidden state; left
+    critic), `env` (a reset `EnvCarry`, with the networks' initial carry; left
     out with `reset_env=False`, for algorithms that reset every update), `obs_stats` (empty),
     `key`, the update counter `update` (0) and `reward_scaling` (zero returns and empty
     moments if `config.scale_rewards`, else None: no leaves, so the state is unchanged).
@@ -41,7 +40,7 @@ def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) 
         fields = {}
     else:
         key, params_key, env_key = jax.random.split(key, 3)
-        fields = {"env": reset_env_carry(env, env_key, initial_hidden(config, env.num_envs))}
+        fields = {"env": reset_env_carry(env, env_key, initial_carry(networks, env.num_envs))}
     return {
         "params": init_actor_critic(networks, env, params_key),
         **fields,

@@ -151,7 +151,7 @@ def _update(config, env, networks, hparams, state: A2CState, _):
     """One A2C iteration: rollout, advantages, one joint gradient step."""
     key, rollout_key = jax.random.split(state.key)
     env_carry, traj, batch, reward_scaling = collect(config, env, networks, hparams, state, rollout_key)
-    batch = flatten_rollout(batch)
+    batch = flatten_rollout(networks, batch)
 
     loss_fn = functools.partial(_loss, config, networks, hparams)
     grads, losses = jax.grad(loss_fn, has_aux=True)(state.params, batch)

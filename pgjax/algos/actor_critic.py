@@ -18,40 +18,40 @@ from pgjax.algos.rollout import PolicyStep
 from pgjax.envs import VecEnv, clip_action, normalize_obs, update_running_stats
 from pgjax.kernels import returns
 from pgjax.kernels.reward_scaling import RewardScaling, scale_rewards
-from pgjax.networks import recurrent
+from pgjax.networks.cores import Carry, Core, make_core
 from pgjax.networks.heads import CategoricalActor, GaussianActor, ValueCritic
 from pgjax.networks.initializers import init_networks
-from pgjax.networks.torsos import TorsoSpec, torso_spec
+from pgjax.networks.torsos import torso_spec
 from pgjax.types import Array, PRNGKey, RunningStats, Transition
 
 
 class ActorCritic(NamedTuple):
-    actor: Any  # flax module: obs -> Categorical | DiagGaussian
-    critic: Any  # flax module: obs -> V(obs)
+    actor: Any  # flax module: obs -> Categorical | DiagGaussian (through the core)
+    critic: Any  # flax module: obs -> V(obs) (through the core)
+    core: Core  # how both are stepped and unrolled, and the carry they thread (pgjax.networks.cores)
 
 
 def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
     """A categorical or Gaussian actor (by the action space) and a value critic, both on the
-    torso `torso_spec` picks for the observations; with `config.core = "gru"` each is a
-    `recurrent.RecurrentNetwork` (torso, GRU core) around that head."""
-    spec, torso = env.action_spec, torso_spec(config, env.obs_shape)
-    if recurrent.is_recurrent(config):
-        # The torso and hidden layers come before the GRU core: each head is its output layer alone.
-        head_sizes, head_torso = (), TorsoSpec()
-    else:
-        head_sizes, head_torso = config.hidden_sizes, torso
+    torso `torso_spec` picks for the observations, each wrapped by the core `config.core`
+    names (`cores.make_core`: the head itself for `"none"`, a `RecurrentNetwork` for `"gru"`)."""
+    spec, torso, core = env.action_spec, torso_spec(config, env.obs_shape), make_core(config)
     if spec.discrete:
-        actor = CategoricalActor(spec.num_actions, head_sizes, config.activation, torso=head_torso)
+        def actor_head(sizes, head_torso):
+            return CategoricalActor(spec.num_actions, sizes, config.activation, torso=head_torso)
     else:
-        actor = GaussianActor(
-            spec.num_actions, head_sizes, config.activation, init_log_std=config.init_log_std, torso=head_torso
-        )
-    critic = ValueCritic(head_sizes, config.activation, torso=head_torso)
-    if not recurrent.is_recurrent(config):
-        return ActorCritic(actor, critic)
-    core = {"hidden_sizes": config.hidden_sizes, "activation": config.activation, "core_size": config.core_size, "torso": torso}
+        def actor_head(sizes, head_torso):
+            return GaussianActor(
+                spec.num_actions, sizes, config.activation, init_log_std=config.init_log_std, torso=head_torso
+            )
+
+    def critic_head(sizes, head_torso):
+        return ValueCritic(sizes, config.activation, torso=head_torso)
+
     return ActorCritic(
-        recurrent.RecurrentNetwork(actor, "actor", **core), recurrent.RecurrentNetwork(critic, "critic", **core)
+        core.network(actor_head, "actor", config.hidden_sizes, config.activation, torso),
+        core.network(critic_head, "critic", config.hidden_sizes, config.activation, torso),
+        core,
     )
 
 
@@ -61,12 +61,14 @@ def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
     # shapes (hidden_sizes=(16,) on a 1-d observation), and no faster compile was measured
     # from them once the kernels share one loop.
     actor_key, critic_key = jax.random.split(key)
-    dummy = jnp.zeros((1, *env.obs_shape), jnp.float32)
-    if isinstance(networks.actor, recurrent.RecurrentNetwork):
-        size = networks.actor.core_size
-        dummy = recurrent.single_steps(dummy, {"actor": jnp.zeros((1, size)), "critic": jnp.zeros((1, size))})
+    dummy = networks.core.init_input(jnp.zeros((1, *env.obs_shape), jnp.float32))
     # One orthogonalisation for both networks: fewer Newton-Schulz loops to compile.
     return init_networks({"actor": (networks.actor, actor_key, (dummy,)), "critic": (networks.critic, critic_key, (dummy,))})
+
+
+def initial_carry(networks: ActorCritic, num_envs: int) -> Carry:
+    """Both networks' carry before the first step of `num_envs` environments (`()` without memory)."""
+    return networks.core.init_carry(num_envs)
 
 
 def observe(config: Any, obs_stats: RunningStats, obs: Array) -> Array:
@@ -79,58 +81,44 @@ def to_env_action(env: VecEnv, action: Array) -> Array:
     return action if spec.discrete else clip_action(action, spec)
 
 
-def sample_step(config, env, networks, params, obs_stats, key, obs, hidden=None):
-    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob: a `PolicyStep`.
+def sample_step(config, env, networks, params, obs_stats, key, obs, carry=()):
+    """Sample `a ~ pi(.|s)` for a rollout, with its log-prob: `(PolicyStep, carry)`.
 
-    A feed-forward critic is not called here: algorithms that need `V(s)` for a rollout get
-    it afterwards with one batched call over `[T, B]` observations, cheaper than one per
-    step. A recurrent policy also takes and returns its `hidden` states: `(PolicyStep,
-    hidden)`; the critic's state advances too, as the next rollout's value pass starts from it.
+    Both networks' carry advances one step (the critic's too: the next rollout's value pass
+    starts from it). A feed-forward critic's step leaves its empty carry as it is and its
+    value is unused, so the compiled rollout drops it (metrics unchanged, checked): algorithms that need `V(s)` get it afterwards with one batched call over
+    `[T, B]` observations (`rollout_values`), cheaper than one per step.
     """
     obs = observe(config, obs_stats, obs)
-    dist, new_hidden = _actor_step(networks, params, obs, hidden)
+    dist, carry = _actor_step(networks, params, obs, carry)
     action = dist.sample(key)
     step = PolicyStep(action, to_env_action(env, action), dist.log_prob(action))
-    if hidden is None:
-        return step
-    _, new_hidden["critic"] = recurrent.step_network(networks.critic, params["critic"], obs, hidden)
-    return step, new_hidden
+    carry, _ = networks.core.step(networks.critic, params["critic"], carry, obs)
+    return step, carry
 
 
-def _actor_step(networks, params, obs, hidden):
-    """The actor's distribution at (observed) `obs` and, if recurrent, the hidden states
-    with the actor's advanced (else None)."""
-    if hidden is None:
-        return networks.actor.apply(params["actor"], obs), None
-    dist, actor_hidden = recurrent.step_network(networks.actor, params["actor"], obs, hidden)
-    return dist, {**hidden, "actor": actor_hidden}
+def _actor_step(networks, params, obs, carry):
+    """The actor's distribution at (observed) `obs` and the carry with the actor's advanced."""
+    carry, dist = networks.core.step(networks.actor, params["actor"], carry, obs)
+    return dist, carry
 
 
-def rollout_values(config, networks, params, obs_stats, traj, hidden=None) -> tuple[Any, Array, Array]:
-    """`(obs, V(s_t), V(s_{t+1}))` for a rollout `[T, B, ...]` in one batched critic call.
+def rollout_values(config, networks, params, obs_stats, traj, carry) -> tuple[Any, Array, Array]:
+    """`(inputs, V(s_t), V(s_{t+1}))` for a rollout `[T, B, ...]`, the critic run from `carry`
+    (the carry at the rollout's start).
 
-    `obs` is what the networks saw (normalised if `config.normalize_obs`); `V(s_{t+1})` is
-    taken at `traj.next_obs`, the true final observation where an episode ended. With a
-    recurrent critic (`hidden`: the state at the rollout's start) `obs` is the rollout as
-    `recurrent.Sequences` and `V(s_{t+1})` uses the hidden state before the reset.
+    `inputs` is what the networks saw (normalised if `config.normalize_obs`; whole sequences
+    `recurrent.Sequences` for a sequential core); `V(s_{t+1})` is taken at `traj.next_obs`, the
+    true final observation where an episode ended, with the carry before the reset.
     """
     both = observe(config, obs_stats, jnp.stack([traj.obs, traj.next_obs]))
-    if hidden is None:
-        values, next_values = networks.critic.apply(params["critic"], both)
-        return both[0], values, next_values
-    seq = recurrent.sequences_from_rollout(both[0], traj.terminated | traj.truncated, hidden)
-    values, next_values = recurrent.values_and_next_values(
-        networks.critic, params["critic"], seq, jnp.swapaxes(both[1], 0, 1)
-    )
-    return seq, jnp.swapaxes(values, 0, 1), jnp.swapaxes(next_values, 0, 1)
+    return networks.core.rollout_values(networks.critic, params["critic"], carry, both, traj.terminated | traj.truncated)
 
 
-def flatten_rollout(batch: Any) -> Any:
-    """Time-major rollout arrays `[T, B, ...]` as update rows: `[T*B, ...]` steps, or, when
-    `batch.obs` is `recurrent.Sequences` (already batch-major), `[B, T, ...]` sequences."""
-    if isinstance(batch.obs, recurrent.Sequences):
-        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch._replace(obs=None))._replace(obs=batch.obs)
-    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
+def flatten_rollout(networks: ActorCritic, batch: Any) -> Any:
+    """Time-major rollout arrays `[T, B, ...]` as update rows (`core.rows`): `[T*B, ...]`
+    steps, or `[B, T, ...]` whole sequences for a sequential core."""
+    return networks.core.rows(batch)
 
 
 class GAEBatch(NamedTuple):
@@ -144,16 +132,16 @@ class GAEBatch(NamedTuple):
     target: Array  # lambda-returns A + V_old, the value regression target
 
 
-def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition, hidden=None) -> GAEBatch:
+def gae_batch(config, networks, hparams, params, obs_stats, traj: Transition, carry) -> GAEBatch:
     """GAE (`hparams.gamma`, `hparams.gae_lambda`, rewards times `hparams.reward_scale`) on a
     rollout `[T, B]`, bootstrapping truncations from `V(next_obs)`, flattened to `[T*B]`
-    (recurrent: `[B, T]` sequences from `hidden`, the state at the rollout's start)."""
-    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj, hidden)
+    (a sequential core: `[B, T]` sequences from `carry`, the carry at the rollout's start)."""
+    obs, values, next_values = rollout_values(config, networks, params, obs_stats, traj, carry)
     advantages = returns.gae(
         traj.reward * hparams.reward_scale, values, next_values,
         traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda,
     )
-    return flatten_rollout(GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values))
+    return flatten_rollout(networks, GAEBatch(obs, traj.action, traj.log_prob, values, advantages, advantages + values))
 
 
 def scale_rollout_rewards(config, hparams, scaling: RewardScaling | None, traj: Transition,
@@ -177,14 +165,21 @@ def update_obs_stats(config, obs_stats: RunningStats, traj: Transition) -> Runni
     return update_running_stats(obs_stats, traj.obs.reshape(-1, *traj.obs.shape[2:]))
 
 
-def act(config, env, networks, params, obs_stats, key, obs, deterministic=False, hidden=None):
-    """Environment actions for evaluation: the mode if deterministic, else a sample.
+def act_step(config, env, networks, params, obs_stats, key, obs, deterministic, carry):
+    """Environment actions for evaluation (the mode if deterministic, else a sample) and
+    the carry after the step: `(actions, carry)`."""
+    dist, carry = _actor_step(networks, params, observe(config, obs_stats, obs), carry)
+    return to_env_action(env, dist.mode() if deterministic else dist.sample(key)), carry
 
-    A recurrent policy takes its `hidden` state and returns `(actions, hidden)`.
-    """
-    dist, hidden = _actor_step(networks, params, observe(config, obs_stats, obs), hidden)
-    action = to_env_action(env, dist.mode() if deterministic else dist.sample(key))
-    return action if hidden is None else (action, hidden)
+
+def act(config, env, networks, params, obs_stats, key, obs, deterministic=False, *carry):
+    """The trainer's `act`: `act_step`'s `(actions, carry)` when given the policy's `carry`;
+    without one, the actions alone of a step from the initial carry (a memoryless policy's
+    every step, a policy with memory's first)."""
+    if carry:
+        return act_step(config, env, networks, params, obs_stats, key, obs, deterministic, *carry)
+    start = initial_carry(networks, obs.shape[0])
+    return act_step(config, env, networks, params, obs_stats, key, obs, deterministic, start)[0]
 
 
 def fit_value_function(

@@ -108,8 +108,10 @@ def critic_optimizer(hparams: NPGHParams) -> optax.GradientTransformation:
 
 def _rollout_batch(config, networks, hparams, params, obs_stats, traj):
     """VPG's flat GAE batch (`V(next_obs)` bootstraps truncations); advantages standardised
-    here once for the whole rollout if `normalize_advantages` (targets keep the raw ones)."""
-    batch = gae_batch(config, networks, hparams, params, obs_stats, traj)
+    here once for the whole rollout if `normalize_advantages` (targets keep the raw ones).
+    NPG takes no sequential core (`supports_recurrent_core`): its carry is the empty initial one."""
+    carry = networks.core.init_carry(traj.reward.shape[1])
+    batch = gae_batch(config, networks, hparams, params, obs_stats, traj, carry)
     if config.normalize_advantages:
         batch = batch._replace(advantage=normalize_advantages(batch.advantage))
     return batch

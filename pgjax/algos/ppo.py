@@ -74,7 +74,7 @@ class PPOConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.core != "none" and self.num_envs % self.num_minibatches:
+        if self.has_sequential_core and self.num_envs % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches={self.num_minibatches} does not divide num_envs={self.num_envs}: with "
                 f"core={self.core!r} minibatches are whole environment sequences; choose a divisor of {self.num_envs}."

@@ -52,7 +52,14 @@ import optax
 
 from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
 from pgjax.algos._trainer import train_function
-from pgjax.algos.actor_critic import fit_value_function, observe, sample_step, scale_rollout_rewards, update_obs_stats
+from pgjax.algos.actor_critic import (
+    fit_value_function,
+    initial_carry,
+    observe,
+    sample_step,
+    scale_rollout_rewards,
+    update_obs_stats,
+)
 from pgjax.algos.contract import Trainer
 from pgjax.algos.rollout import collect_episodes, first_episode_metrics
 from pgjax.config import (
@@ -70,7 +77,6 @@ from pgjax.config import (
 from pgjax.envs import make_vec_env
 from pgjax.kernels.losses import episode_policy_loss
 from pgjax.kernels.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
-from pgjax.networks.recurrent import Sequences, apply_time_major, initial_hidden, sequences_from_rollout
 from pgjax.types import Array, PRNGKey, RunningStats
 
 BASELINES = ("none", "batch_mean", "value")
@@ -167,7 +173,7 @@ def _psi(config: ReinforceConfig, hparams, rewards: Array, values: Array | None,
 
 
 def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
-    dist = apply_time_major(networks.actor, actor_params, obs)
+    dist = networks.core.apply_time_major(networks.actor, actor_params, obs)
     pg_loss, metrics = episode_policy_loss(dist.log_prob(actions), psi, mask)
     entropies = dist.entropy() * mask
     entropy_per_episode = jnp.sum(entropies) / mask.shape[1]
@@ -176,14 +182,11 @@ def _policy_loss(networks, hparams, actor_params, obs, actions, psi, mask):
 
 
 def _fit_critic(config, networks, hparams, critic_params, opt_state, obs, targets, mask):
-    if isinstance(obs, Sequences):  # whole batch-major sequences, the targets laid out alike
-        return fit_value_function(
-            networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
-            obs, targets.T, config.value_iters, weights=mask.T,
-        )
+    # Update rows (`core.rows`): single steps, or whole batch-major sequences with the targets laid out alike.
+    obs, targets, mask = networks.core.rows((obs, targets, mask))
     return fit_value_function(
         networks.critic, make_value_optimizer(hparams), critic_params, opt_state,
-        obs.reshape(-1, *obs.shape[2:]), targets.reshape(-1), config.value_iters, weights=mask.reshape(-1),
+        obs, targets, config.value_iters, weights=mask,
     )
 
 
@@ -191,19 +194,18 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     """One REINFORCE iteration: N fresh episodes, one policy gradient step, the critic fit."""
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
-    hidden = initial_hidden(config, config.num_envs)
-    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, hidden)
+    carry = initial_carry(networks, config.num_envs)
+    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, carry)
     # Fresh episodes every update: each return starts at zero; masked steps (after the first
     # episode) do not enter the moments.
     scaling = state.reward_scaling
     if scaling is not None:
         scaling = scaling._replace(returns=jnp.zeros_like(scaling.returns))
     traj, reward_scaling = scale_rollout_rewards(config, hparams, scaling, traj, mask)
-    obs = observe(config, state.obs_stats, traj.obs)
-    if hidden is not None:  # a recurrent policy re-runs each environment's steps from the reset
-        obs = sequences_from_rollout(obs, traj.terminated | traj.truncated, hidden)
+    # A sequential core re-runs each environment's steps from the reset carry.
+    obs = networks.core.sequence_inputs(observe(config, state.obs_stats, traj.obs), traj.terminated | traj.truncated, carry)
     # The baseline's V(s_t) for the whole batch in one critic call, before the critic is fit.
-    values = apply_time_major(networks.critic, state.params["critic"], obs) if config.baseline == "value" else None
+    values = networks.core.apply_time_major(networks.critic, state.params["critic"], obs) if config.baseline == "value" else None
 
     psi = _psi(config, hparams, traj.reward, values, mask)
     loss_fn = functools.partial(_policy_loss, networks, hparams)

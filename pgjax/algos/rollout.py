@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -23,8 +24,20 @@ class PolicyStep(NamedTuple):
     log_prob: Array  # log pi(action | obs), [B]
 
 
-PolicyFn = Callable[[PRNGKey, Array], PolicyStep]
-# A recurrent policy also takes and returns its hidden state: (key, obs, hidden) -> (PolicyStep, hidden).
+PolicyFn = Callable[[PRNGKey, Array], PolicyStep]  # a memoryless policy
+# What `rollout` steps: a policy that threads its carry (`pgjax.networks.cores`).
+CarryingPolicyFn = Callable[[PRNGKey, Array, Any], tuple[PolicyStep, Any]]
+
+
+def carrying(policy_fn: PolicyFn | CarryingPolicyFn) -> CarryingPolicyFn:
+    """`policy_fn` as `(key, obs, carry) -> (PolicyStep, carry)`. A function that takes a
+    third argument (`actor_critic.sample_step`) already threads its carry; a memoryless
+    `PolicyFn(key, obs) -> PolicyStep` (a test's or script's policy) passes it through."""
+    try:
+        inspect.signature(policy_fn).bind(None, None, None)
+    except TypeError:
+        return lambda key, obs, carry: (policy_fn(key, obs), carry)
+    return policy_fn
 
 
 class EnvCarry(NamedTuple):
@@ -33,32 +46,30 @@ class EnvCarry(NamedTuple):
     env_state: Any
     obs: Array  # [B, *obs_shape], raw (unnormalised) observations
     episode_stats: EpisodeStats
-    hidden: Any = None  # a recurrent policy's hidden states (pgjax.networks.recurrent); None if feed-forward
+    hidden: Any = ()  # the policy's carry (pgjax.networks.cores); () without memory
 
 
-def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = None) -> EnvCarry:
-    """Fresh episodes in every environment (and a recurrent policy's initial `hidden` state)."""
+def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = ()) -> EnvCarry:
+    """Fresh episodes in every environment (and the policy's initial carry `hidden`)."""
     env_state, obs = env.reset(key)
     return EnvCarry(env_state, obs, init_episode_stats(env.num_envs), hidden)
 
 
 def rollout(
-    env: VecEnv, policy_fn: PolicyFn, carry: EnvCarry, key: PRNGKey, num_steps: int
+    env: VecEnv, policy_fn: PolicyFn | CarryingPolicyFn, carry: EnvCarry, key: PRNGKey, num_steps: int
 ) -> tuple[EnvCarry, Transition]:
     """Run `num_steps` steps of `policy_fn` in every environment.
 
     Returns the carry to continue from and a time-major `Transition` batch `[T, B, ...]`
     holding raw observations, the true next observations, both episode-end flags and the
-    statistics of every episode that finished. With `carry.hidden` set, `policy_fn` is
-    recurrent and its hidden state is reset after every step that ends an episode.
+    statistics of every episode that finished. The policy's carry `carry.hidden` is reset
+    after every step that ends an episode (`terminated | truncated`).
     """
+    policy_fn = carrying(policy_fn)
 
     def step(carry: EnvCarry, step_key: PRNGKey):
         policy_key, env_key = jax.random.split(step_key)
-        if carry.hidden is None:
-            policy_step, hidden = policy_fn(policy_key, carry.obs), None
-        else:
-            policy_step, hidden = policy_fn(policy_key, carry.obs, carry.hidden)
+        policy_step, hidden = policy_fn(policy_key, carry.obs, carry.hidden)
         env_state, timestep = env.step(env_key, carry.env_state, policy_step.env_action)
         episode_stats, (done, finished_return, finished_length) = update_episode_stats(
             carry.episode_stats, timestep
@@ -75,8 +86,7 @@ def rollout(
             episode_return=finished_return,
             episode_length=finished_length,
         )
-        if hidden is not None:
-            hidden = reset_hidden(hidden, timestep.terminated | timestep.truncated)
+        hidden = reset_hidden(hidden, timestep.terminated | timestep.truncated)
         return EnvCarry(env_state, timestep.obs, episode_stats, hidden), transition
 
     # Same random bits as `key` itself; each step's tiny draws run as straight-line code
@@ -85,9 +95,9 @@ def rollout(
 
 
 def collect_episodes(
-    env: VecEnv, policy_fn: PolicyFn, key: PRNGKey, num_steps: int, hidden=None
+    env: VecEnv, policy_fn: PolicyFn | CarryingPolicyFn, key: PRNGKey, num_steps: int, hidden: Any = ()
 ) -> tuple[Transition, Array]:
-    """Reset every environment (and a recurrent policy's `hidden` state) and run `num_steps`
+    """Reset every environment (the policy's carry to `hidden`) and run `num_steps`
     steps: `(transitions [T, N], first-episode mask [T, N])`.
 
     With `num_steps` the episode horizon, each column holds one whole episode; the steps the

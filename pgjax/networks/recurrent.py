@@ -1,5 +1,5 @@
-"""Recurrent (GRU) policies for the on-policy algorithms: the GRU kernel, hidden-state
-resets, networks that unroll over environment sequences, and the rollout-side pieces.
+"""The GRU core (`GRU`, registered as `"gru"` in `pgjax.networks.cores`): the GRU kernel,
+hidden-state resets, networks that unroll over environment sequences, and the rollout-side pieces.
 
 A recurrent network is `obs -> MLP torso -> GRU core -> head`. At step t it sees `obs_t`
 with the hidden state `h_{t-1}`: `h_t = GRU(h_{t-1}, torso(obs_t))` and acts from `h_t`.
@@ -14,8 +14,9 @@ hidden state stored at the rollout's start, with the same resets (`Sequences`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -24,8 +25,6 @@ import jax.numpy as jnp
 from pgjax.networks.initializers import Network, orthogonal_deferred
 from pgjax.networks.torsos import MLP, TorsoSpec, torso_features
 from pgjax.types import Array
-
-CORES = ("none", "gru")
 
 
 class Sequences(NamedTuple):
@@ -38,11 +37,6 @@ class Sequences(NamedTuple):
     obs: Array  # [B, T, *obs_shape], what the networks see
     resets: Array  # [B, T] bool: set the hidden state to zero before step t
     hidden: Any  # {"actor": [B, H], "critic": [B, H]}: the state before step 0
-
-
-def is_recurrent(config: Any) -> bool:
-    """True when an on-policy config asks for a recurrent core."""
-    return getattr(config, "core", "none") != "none"
 
 
 def gru_step(h: Array, x_proj: Array, hidden_kernel: Array, hidden_bias: Array) -> Array:
@@ -82,11 +76,9 @@ def reset_hidden(hidden: Any, done: Array) -> Any:
 
 
 def initial_hidden(config: Any, num_envs: int) -> Any:
-    """Zero hidden states `{"actor", "critic"}: [num_envs, core_size]`, or None if feed-forward."""
-    if not is_recurrent(config):
-        return None
-    zeros = jnp.zeros((num_envs, config.core_size), jnp.float32)
-    return {"actor": zeros, "critic": zeros}
+    """A GRU config's zero hidden states `{"actor", "critic"}: [num_envs, core_size]`
+    (any core's: `pgjax.networks.cores.make_core(config).init_carry(num_envs)`)."""
+    return GRU(config.core_size).init_carry(num_envs)
 
 
 class RecurrentNetwork(Network):
@@ -154,3 +146,49 @@ def values_and_next_values(critic: Any, params: Any, seq: Sequences, next_obs: A
     flat_hidden = {critic.name_in_hidden: hiddens.reshape(b * t, -1)}
     next_values = critic.apply(params, single_steps(next_obs.reshape(b * t, *next_obs.shape[2:]), flat_hidden))
     return values, next_values.reshape(b, t)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU:
+    """Core `"gru"` (`pgjax.networks.cores`): `RecurrentNetwork`s around output-layer heads,
+    a `[B, size]` hidden state per network (`{"actor": ..., "critic": ...}`), update rows
+    that are whole environment sequences `[B, T]` (`Sequences`)."""
+
+    size: int = 64
+    sequential: ClassVar[bool] = True
+
+    def network(self, head, name: str, hidden_sizes, activation, torso) -> nn.Module:
+        # The torso and hidden layers come before the GRU core: the head is its output layer alone.
+        return RecurrentNetwork(head((), TorsoSpec()), name, tuple(hidden_sizes), activation, self.size, torso)
+
+    def init_carry(self, batch: int) -> Any:
+        zeros = jnp.zeros((batch, self.size), jnp.float32)
+        return {"actor": zeros, "critic": zeros}
+
+    def init_input(self, obs: Array) -> Sequences:
+        return single_steps(obs, self.init_carry(obs.shape[0]))
+
+    def step(self, network, params, carry, obs):
+        out, hidden = step_network(network, params, obs, carry)
+        return {**carry, network.name_in_hidden: hidden}, out
+
+    def reset(self, carry, done):
+        return reset_hidden(carry, done)
+
+    def sequence_inputs(self, obs, done, carry) -> Sequences:
+        return sequences_from_rollout(obs, done, carry)
+
+    def apply_time_major(self, network, params, inputs):
+        return apply_time_major(network, params, inputs)
+
+    def rollout_values(self, critic, params, carry, both, done):
+        seq = sequences_from_rollout(both[0], done, carry)
+        values, next_values = values_and_next_values(critic, params, seq, jnp.swapaxes(both[1], 0, 1))
+        return seq, jnp.swapaxes(values, 0, 1), jnp.swapaxes(next_values, 0, 1)
+
+    def rows(self, tree):
+        # Sequences are batch-major already; every other leaf [T, B, ...] becomes [B, T, ...].
+        return jax.tree.map(
+            lambda x: x if isinstance(x, Sequences) else jnp.swapaxes(x, 0, 1), tree,
+            is_leaf=lambda x: isinstance(x, Sequences),
+        )

@@ -1,16 +1,20 @@
 """Torsos: what every head puts between the observation and its output layer (flatten + MLP,
-or CNN + MLP).
+or CNN + MLP), registered by name in `TORSOS`.
 
 Every head takes a `TorsoSpec` (`torso_spec` builds it from the config and the observation
 space, the one place where the network is chosen): observations `[..., *obs_shape]` of any
 rank go in, the MLP of `hidden_sizes` sees them flattened (after the CNN for `kind="cnn"`).
+A torso is a `Torso(features, check)` entry of `TORSOS`: `features(obs, spec, activation)`
+gives the MLP's flat input, `check(spec, obs_shape)` says why it cannot take observations of
+that shape (or None). `register_torso(name, torso)` adds one; the config's `torso` field
+accepts every registered name and `"auto"`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -60,8 +64,10 @@ def torso_spec(config: Any, obs_shape: tuple[int, ...]) -> TorsoSpec:
 def check_torso(config: Any, obs_shape: tuple[int, ...]) -> str | None:
     """Why `config`'s torso cannot take observations of `obs_shape`, or None if it can."""
     spec = torso_spec(config, obs_shape)
-    if spec.kind != "cnn":
-        return None
+    return TORSOS[spec.kind].check(spec, tuple(obs_shape))
+
+
+def _check_cnn(spec: TorsoSpec, obs_shape: tuple[int, ...]) -> str | None:
     if len({len(spec.channels), len(spec.kernel_sizes), len(spec.strides)}) != 1 or not spec.channels:
         return (f"cnn_channels={list(spec.channels)}, cnn_kernel_sizes={list(spec.kernel_sizes)} and "
                 f"cnn_strides={list(spec.strides)} must be non-empty lists of the same length (one entry per conv layer)")
@@ -151,16 +157,40 @@ class CNN(Network):
 
 
 def torso_features(obs: Array, spec: TorsoSpec, activation: str) -> Array:
-    """The flat input of a head's MLP: the CNN's features or the flattened observation.
+    """The flat input of a head's MLP: the registered torso `spec.kind`'s features.
 
     Called inside a head's compact `__call__`, so a CNN is that head's submodule `CNN_0`
     (the MLP keeps its name `MLP_0`: parameters and their initial values are unchanged).
     """
-    if spec.kind == "cnn":
-        return CNN(spec.channels, spec.kernel_sizes, spec.strides, activation, spec.obs_rank)(obs)
-    if spec.kind != "mlp":
-        raise ValueError(f"torso kind={spec.kind!r} is unknown; use one of 'mlp', 'cnn'")
-    return flatten_obs(obs, spec.obs_rank)
+    if spec.kind not in TORSOS:
+        raise ValueError(f"torso kind={spec.kind!r} is unknown; use one of {', '.join(map(repr, TORSOS))}")
+    return TORSOS[spec.kind].features(obs, spec, activation)
+
+
+class Torso(NamedTuple):
+    """A registered torso: `features(obs [..., *obs_shape], spec, activation) -> [..., F]`
+    (called inside a head's compact `__call__`, so its modules are the head's submodules)
+    and `check(spec, obs_shape) -> str | None`, why it cannot take that observation shape."""
+
+    features: Callable[[Array, TorsoSpec, str], Array]
+    check: Callable[[TorsoSpec, tuple[int, ...]], str | None] = lambda spec, obs_shape: None
+
+
+def _cnn_features(obs: Array, spec: TorsoSpec, activation: str) -> Array:
+    return CNN(spec.channels, spec.kernel_sizes, spec.strides, activation, spec.obs_rank)(obs)
+
+
+TORSOS: dict[str, Torso] = {
+    "mlp": Torso(lambda obs, spec, activation: flatten_obs(obs, spec.obs_rank)),
+    "cnn": Torso(_cnn_features, _check_cnn),
+}
+
+
+def register_torso(name: str, torso: Torso) -> None:
+    """Make `torso` available as `config.torso = name` (its `TorsoSpec.kind`)."""
+    if name == "auto":
+        raise ValueError("'auto' is not a torso name: it picks one of the registered torsos")
+    TORSOS[name] = torso
 
 
 class MLP(Network):

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 
 from pgjax.envs import VecEnv, make_vec_env
 from pgjax.kernels.unrolled_rng import unrolled_key
-from pgjax.networks.recurrent import initial_hidden, is_recurrent, reset_hidden
+from pgjax.networks.cores import make_core
+from pgjax.networks.recurrent import reset_hidden
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.types import Array, PRNGKey
 
@@ -27,23 +28,19 @@ ActFn = Callable[[PRNGKey, Array], Array]  # (key, obs [B, ...]) -> environment 
 
 
 class RecurrentActFn(NamedTuple):
-    """A policy with memory, usable wherever an `ActFn` is: its hidden state starts at
-    `initial(num_envs)` and is reset to it after every step that ends an episode."""
+    """A policy with memory, usable wherever an `ActFn` is: its carry starts at
+    `initial(num_envs)` and is reset after every step that ends an episode."""
 
-    step: Callable[[PRNGKey, Array, Any], tuple[Array, Any]]  # (key, obs, hidden) -> (actions, hidden)
-    initial: Callable[[int], Any]  # num_envs -> hidden state
+    step: Callable[[PRNGKey, Array, Any], tuple[Array, Any]]  # (key, obs, carry) -> (actions, carry)
+    initial: Callable[[int], Any]  # num_envs -> carry
 
 
 def _with_memory(act_fn: ActFn | RecurrentActFn, num_envs: int) -> tuple[Callable, Any]:
-    """`(step, hidden)` with `step(key, obs, hidden) -> (actions, hidden)`; hidden is None
-    for a memoryless `ActFn`, so its loops carry nothing extra and stay as they were."""
+    """`(step, carry)` with `step(key, obs, carry) -> (actions, carry)`; a memoryless `ActFn`
+    carries the empty carry `()`, so its loops carry nothing extra and stay as they were."""
     if isinstance(act_fn, RecurrentActFn):
         return act_fn.step, act_fn.initial(num_envs)
-    return (lambda key, obs, _: (act_fn(key, obs), None)), None
-
-
-def _advance_hidden(hidden: Any, ended: Array) -> Any:
-    return None if hidden is None else reset_hidden(hidden, ended)
+    return (lambda key, obs, carry: (act_fn(key, obs), carry)), ()
 
 
 class Episodes(NamedTuple):
@@ -62,7 +59,7 @@ class _Carry(NamedTuple):
     lengths: Array
     truncated: Array
     alive: Array
-    hidden: Any = None  # a recurrent policy's hidden state
+    hidden: Any = ()  # the policy's carry (() without memory)
 
 
 def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
@@ -95,7 +92,7 @@ def run_episodes(env: VecEnv, act_fn: ActFn, key: PRNGKey) -> Episodes:
             lengths=c.lengths + c.alive.astype(jnp.int32),
             truncated=jnp.where(c.alive & ended, ts.truncated, c.truncated),
             alive=c.alive & ~ended,
-            hidden=_advance_hidden(hidden, ended),
+            hidden=reset_hidden(hidden, ended),
         )
 
     b = env.num_envs
@@ -151,13 +148,14 @@ def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = No
 
 def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn | RecurrentActFn:
     """The trained policy as an `ActFn` (greedy if `deterministic`); a `RecurrentActFn`
-    carrying the hidden state for a recurrent policy (`config.core != "none"`)."""
-    if is_recurrent(trainer.config):
+    threading the carry for a policy whose core has memory (`sequential`, e.g. `core="gru"`)."""
+    core = make_core(trainer.config)
+    if core.sequential:
 
-        def step(key, obs, hidden):
-            return trainer.act(params, obs_stats, key, obs, deterministic, hidden)
+        def step(key, obs, carry):
+            return trainer.act(params, obs_stats, key, obs, deterministic, carry)
 
-        return RecurrentActFn(step, functools.partial(initial_hidden, trainer.config))
+        return RecurrentActFn(step, core.init_carry)
 
     def act(key, obs):
         return trainer.act(params, obs_stats, key, obs, deterministic)
@@ -193,7 +191,7 @@ def record_episode(env: VecEnv, act_fn: ActFn, key: PRNGKey, index: int = 0) -> 
         ended = ts.terminated[index] | ts.truncated[index]
         truncated = jnp.where(alive & ended, ts.truncated[index], truncated)
         out = (ts.next_obs[index], jnp.where(alive, ts.reward[index], 0.0), alive)
-        hidden = _advance_hidden(hidden, ts.terminated | ts.truncated)
+        hidden = reset_hidden(hidden, ts.terminated | ts.truncated)
         return (env_state, ts.obs, alive & ~ended, truncated, hidden), out
 
     carry = (env_state, obs, jnp.asarray(True), jnp.asarray(False), hidden)
