@@ -78,6 +78,7 @@ PROBE = textwrap.dedent("""
 def test_two_processes_share_one_mesh_and_process_0_decides():
     outputs = _two_processes(lambda i, port: ["-c", PROBE, str(i), str(port)])
     assert "probe ok 0 True" in outputs[0] and "probe ok 1 False" in outputs[1]
+    assert not any("[Gloo]" in out for out in outputs), outputs  # gloo's connection lines are filtered
 
 
 def test_process_settings_come_from_flags_or_environment(monkeypatch):

@@ -96,3 +96,21 @@ def test_a_process_left_alone_says_what_it_waits_for_and_gives_up(process_id):
     assert "Check failure" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(lines) <= 3, result.stderr  # the waiting line, the error, at most one line of JAX's own
     assert time.monotonic() - start < 120
+
+
+GLOO = b"[Gloo] Rank 1 is connected to 3 peer ranks. Expected number of connected peer ranks is : 3\n"
+
+
+@pytest.mark.parametrize("chunks, expected", [
+    ([b"hello\n" + GLOO + b"world\n"], b"hello\nworld\n"),
+    ([GLOO[:10], GLOO[10:] + b"after\n"], b"after\n"),  # a gloo line split across reads
+    ([b"progress 10%\r", b"progress 20%\r"], b"progress 10%\rprogress 20%\r"),  # unfinished lines pass at once
+    ([b"[Gloo] Rank 0 says something else\n"], b"[Gloo] Rank 0 says something else\n"),  # only that exact line
+    ([b"x " + GLOO], b"x " + GLOO),  # not at the start of a line
+])
+def test_the_gloo_filter_drops_exactly_the_connection_lines(chunks, expected):
+    out, pending = b"", b""
+    for chunk in chunks:
+        now, pending = sharding._gloo_filter(pending + chunk)
+        out += now
+    assert out + pending == expected

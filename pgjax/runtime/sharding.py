@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,6 +192,62 @@ def _give_up(settings: dict, timeout: float) -> None:
     os._exit(1)
 
 
+# What gloo prints on stdout for every communicator it connects (one per device set used):
+# progress chatter, not a result. Only complete lines of exactly this form are dropped.
+_GLOO_LINE = re.compile(rb"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. Expected number of connected peer "
+                        rb"ranks is : \d+\r?")
+_GLOO_PREFIX = b"[Gloo] Rank "
+
+
+def _gloo_filter(pending: bytes) -> tuple[bytes, bytes]:
+    """`(bytes to write now, bytes to hold)`: complete lines pass unless they are gloo's
+    connection line; an unfinished line is held only while it could still become one."""
+    *lines, rest = pending.split(b"\n")
+    out = b"".join(line + b"\n" for line in lines if not _GLOO_LINE.fullmatch(line))
+    if rest and not (rest.startswith(_GLOO_PREFIX) or _GLOO_PREFIX.startswith(rest)):
+        out, rest = out + rest, b""
+    return out, rest
+
+
+def quiet_gloo_connection_lines() -> None:
+    """Drop gloo's "[Gloo] Rank I is connected to N peer ranks ..." lines from this process's
+    stdout (gloo writes them from C++ whenever CPU collectives connect a new set of devices;
+    nothing else is filtered). File descriptor 1 becomes a pipe that a thread forwards to the
+    real stdout; at exit the real stdout is put back and the pipe drained."""
+    import atexit
+    import sys
+    import threading
+
+    sys.stdout.flush()
+    real = os.dup(1)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+
+    def forward():
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            out, pending = _gloo_filter(pending + chunk)
+            if out:
+                os.write(real, out)
+        if pending:
+            os.write(real, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=forward, name="pgjax-gloo-filter", daemon=True)
+    thread.start()
+
+    def restore():
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(real, 1)  # the pipe's last writer closes: the thread reads the end and stops
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+
+
 def initialize_processes(coordinator: str | None = None, num_processes: int | None = None,
                          process_id: int | None = None, timeout: float | None = None) -> int:
     """Join JAX's multi-process runtime (`jax.distributed.initialize`) if a coordinator is
@@ -217,6 +274,7 @@ def initialize_processes(coordinator: str | None = None, num_processes: int | No
                                    initialization_timeout=int(timeout) + 60)
     finally:
         watchdog.cancel()
+    quiet_gloo_connection_lines()
     return jax.process_count()
 
 
