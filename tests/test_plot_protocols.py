@@ -205,3 +205,12 @@ def test_grid_values_are_printed_with_six_significant_digits():
 
     assert point_label({"hparams.learning_rate": 0.1 + 0.2, "hparams.gamma": float(np.float32(0.99)),
                         "num_envs": 8, "activation": "relu"}) == "activation=relu, gamma=0.99, learning_rate=0.3, num_envs=8"
+
+
+def test_help_of_a_sampling_flag_does_not_call_it_greedy(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--stochastic evaluate")  # the option's entry, after the usage line
+    stochastic = text[start:text.index("--eval-seed", start)]
+    assert "sampled" in stochastic and "greedy" not in stochastic

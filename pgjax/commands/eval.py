@@ -56,8 +56,9 @@ def register(subparsers) -> None:
     parser.add_argument("--episodes", type=int_at_least(1, "--episodes"), default=32,
                         help="evaluation episodes per seed (default 32)")
     parser.add_argument("--stochastic", action="store_true",
-                        help="sample actions (default: greedy, the policy's mode, as pgjax train's summary.json); "
-                             "refused for DDPG/TD3, whose policy is deterministic")
+                        help="evaluate with actions sampled from the policy (results in eval_stochastic.json); "
+                             "without it the policy's mode is taken, as in pgjax train's summary.json. Refused for "
+                             "DDPG/TD3, whose policy is deterministic")
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,
                         help=f"seed of the evaluation episodes (default {DEFAULT_EVAL_SEED})")
     parser.add_argument("--max-steps", type=int_at_least(1, "--max-steps"), default=None,
