@@ -269,3 +269,55 @@ def test_the_torso_a_config_gets():
     assert "shrink" in check_torso(cnn, (1, 1))  # SimpleBandit's 1x1 grid under a 3x3 kernel
     ragged = SimpleNamespace(**{**vars(cnn), "cnn_strides": (1, 1)})
     assert "same length" in check_torso(ragged, (10, 10, 4))
+
+
+# --- registries: a torso or core is one registration away from a config choice -------------
+
+
+def test_a_registered_torso_is_a_config_choice_and_builds_the_networks():
+    import pytest
+
+    from pgjax.algos.actor_critic import init_actor_critic, make_actor_critic
+    from pgjax.algos.ppo import PPOConfig
+    from pgjax.config import ConfigError
+    from pgjax.envs import make_vec_env
+    from pgjax.networks import torsos
+
+    with pytest.raises(ConfigError, match="torso='doubled' is out of range: must be 'auto' or a registered torso"):
+        PPOConfig(torso="doubled")
+    torsos.register_torso("doubled", torsos.Torso(lambda obs, spec, act: 2.0 * flatten_obs(obs, spec.obs_rank)))
+    try:
+        config = PPOConfig(torso="doubled", hidden_sizes=(8,))
+        env = make_vec_env("CartPole-v1", 2)
+        networks = make_actor_critic(config, env)
+        params = init_actor_critic(networks, env, jax.random.PRNGKey(0))
+        obs = jnp.ones((2, 4))
+        values = networks.critic.apply(params["critic"], obs)
+        hidden, out = params["critic"]["params"]["MLP_0"]["Dense_0"], params["critic"]["params"]["Dense_0"]
+        features = jnp.tanh(2.0 * obs @ hidden["kernel"] + hidden["bias"][None])
+        np.testing.assert_allclose(values, (features @ out["kernel"])[:, 0] + out["bias"][0], atol=1e-6)
+    finally:
+        del torsos.TORSOS["doubled"]
+
+
+def test_the_feed_forward_core_threads_an_empty_carry():
+    import pytest
+
+    from pgjax.algos.actor_critic import init_actor_critic, make_actor_critic, sample_step
+    from pgjax.algos.ppo import PPOConfig
+    from pgjax.config import ConfigError
+    from pgjax.envs import init_running_stats, make_vec_env
+    from pgjax.networks.cores import CORES, FeedForward, make_core
+
+    assert set(CORES) >= {"none", "gru"} and isinstance(make_core(PPOConfig()), FeedForward)
+    with pytest.raises(ConfigError, match="core='lstm' is out of range: must be a registered core"):
+        PPOConfig(core="lstm")
+    config = PPOConfig(hidden_sizes=(8,))
+    env = make_vec_env("CartPole-v1", 3)
+    networks = make_actor_critic(config, env)
+    params = init_actor_critic(networks, env, jax.random.PRNGKey(0))
+    carry = networks.core.init_carry(3)
+    assert carry == ()
+    step, carry = sample_step(config, env, networks, params, init_running_stats((4,)), jax.random.PRNGKey(1),
+                              jnp.zeros((3, 4)), carry)
+    assert carry == () and step.action.shape == (3,)

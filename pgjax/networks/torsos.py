@@ -56,8 +56,8 @@ def torso_spec(config: Any, obs_shape: tuple[int, ...]) -> TorsoSpec:
     kind = resolve_torso(config.torso, tuple(obs_shape))
     if kind == "mlp":
         return TorsoSpec("mlp", len(obs_shape))
-    return TorsoSpec(
-        "cnn", len(obs_shape), tuple(config.cnn_channels), tuple(config.cnn_kernel_sizes), tuple(config.cnn_strides)
+    return TorsoSpec(  # the cnn's settings, for any other registered torso that wants them
+        kind, len(obs_shape), tuple(config.cnn_channels), tuple(config.cnn_kernel_sizes), tuple(config.cnn_strides)
     )
 
 
