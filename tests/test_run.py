@@ -146,6 +146,7 @@ def test_a_chunk_plan_with_fewer_chunks_than_asked_is_said(capsys):
     err = capsys.readouterr().err
     assert "note: --chunks 4: the 39 updates run as 3 equal chunks of 13 updates" in err
     run_module.new_record("ppo", config, {"chunks": 3})
+    run_module.new_record("ppo", config, {})  # the default 20 becomes 13 chunks of 3 without a word
     assert capsys.readouterr().err == ""
 
 

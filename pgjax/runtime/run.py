@@ -121,6 +121,7 @@ def new_record(algo_name: str, config: Any, settings: dict, checkpoints: bool = 
     keys of `RUN_SETTINGS` (None: the default)."""
     from pgjax.runtime.experiment import default_seed_width
 
+    asked_chunks = settings.get("chunks") is not None  # the plan's note is for a count the user chose
     settings = {key: default if settings.get(key) is None else settings[key]
                 for key, (_, default) in RUN_SETTINGS.items()}
     seeds = settings["seeds"]
@@ -129,7 +130,7 @@ def new_record(algo_name: str, config: Any, settings: dict, checkpoints: bool = 
     if chunks < settings["chunks"]:
         _note(f"--chunks {settings['chunks']} is more than the {config.num_updates} updates; "
               f"running {chunks} chunks of one update")
-    else:
+    elif asked_chunks:
         _note_chunk_plan(config.num_updates, chunks)
     return {**settings, "algo": algo_name, "chunks": chunks, "width": min(width, len(seeds)),
             "checkpoints": checkpoints}
