@@ -107,6 +107,10 @@ GLOO = b"[Gloo] Rank 1 is connected to 3 peer ranks. Expected number of connecte
     ([b"progress 10%\r", b"progress 20%\r"], b"progress 10%\rprogress 20%\r"),  # unfinished lines pass at once
     ([b"[Gloo] Rank 0 says something else\n"], b"[Gloo] Rank 0 says something else\n"),  # only that exact line
     ([b"x " + GLOO], b"x " + GLOO),  # not at the start of a line
+    # two devices' lines interleaved piece by piece (gloo writes from one thread per device)
+    ([(b"[Gloo] Rank [Gloo] Rank 3 is connected to 3 peer ranks. Expected number of connected peer ranks is : 3\n"
+      b"2 is connected to 3 peer ranks. Expected number of connected peer ranks is : 3\nprobe ok\n")], b"probe ok\n"),
+    ([b"42\n", b"7"], b"42\n7"),  # numbers alone are the user's
 ])
 def test_the_gloo_filter_drops_exactly_the_connection_lines(chunks, expected):
     out, pending = b"", b""

@@ -193,18 +193,24 @@ def _give_up(settings: dict, timeout: float) -> None:
 
 
 # What gloo prints on stdout for every communicator it connects (one per device set used):
-# progress chatter, not a result. Only complete lines of exactly this form are dropped.
-_GLOO_LINE = re.compile(rb"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. Expected number of connected peer "
-                        rb"ranks is : \d+\r?")
+# progress chatter, not a result. gloo writes each line in pieces from one thread per
+# device, so two devices' lines can interleave piece by piece: a line is dropped when it is
+# made of those pieces only (and holds at least one that is not a number).
+_GLOO_LINE = re.compile(rb"(?:\[Gloo\] Rank |\d+| is connected to | peer ranks\. Expected number of connected peer "
+                        rb"ranks is : |\r)+")
 _GLOO_PREFIX = b"[Gloo] Rank "
+
+
+def _is_gloo_line(line: bytes) -> bool:
+    return (b"[Gloo] Rank" in line or b" is connected to " in line) and _GLOO_LINE.fullmatch(line) is not None
 
 
 def _gloo_filter(pending: bytes) -> tuple[bytes, bytes]:
     """`(bytes to write now, bytes to hold)`: complete lines pass unless they are gloo's
     connection line; an unfinished line is held only while it could still become one."""
     *lines, rest = pending.split(b"\n")
-    out = b"".join(line + b"\n" for line in lines if not _GLOO_LINE.fullmatch(line))
-    if rest and not (rest.startswith(_GLOO_PREFIX) or _GLOO_PREFIX.startswith(rest)):
+    out = b"".join(line + b"\n" for line in lines if not _is_gloo_line(line))
+    if rest and not (rest.startswith(_GLOO_PREFIX) or _GLOO_PREFIX.startswith(rest) or rest[:1].isdigit()):
         out, rest = out + rest, b""
     return out, rest
 
