@@ -33,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -442,8 +443,8 @@ def plot_suite(suite_name: str, records: list[dict], results: Path) -> Path | No
         ax.legend(fontsize=7, loc="upper left")
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    fig.suptitle(f"{SUITES[suite_name]['title']}: IQM of the greedy evaluations during training, 95% bootstrap band",
-                 fontsize=10)
+    title = f"{SUITES[suite_name]['title']}: IQM of the greedy evaluations during training, 95% bootstrap band"
+    fig.suptitle(textwrap.fill(title, width=int(11 * 4.2 * cols)), fontsize=9)
     fig.tight_layout()
     path = results.parent / f"{suite_name}.png"
     fig.savefig(path)
