@@ -194,6 +194,25 @@ def test_bad_config_values_exit_1(overrides, expected, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("flags, bad", [(["--root-seed", str(2**40)], f"root seed {2**40}"),
+                                        (["--seeds", f"{2**32},"], f"seed {2**32}")])
+def test_seeds_of_2_to_the_32_and_above_are_refused(command, flags, bad, tmp_path, capsys):
+    """PRNGKey and fold_in keep 32 bits: 2**40 would silently train the bytes of seed 0."""
+    code, line = exit_and_line([command, *flags, "--out", str(tmp_path / "runs")], capsys)
+    assert code == 1 and bad in line and "[0, 2**32)" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_seed_keys_refuse_what_would_alias_and_keep_the_rest():
+    from pgjax.runtime.experiment import seed_keys
+
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        seed_keys(2**32, [0])
+    keys = np.asarray(seed_keys(2**32 - 1, [0, 2**32 - 1]))
+    assert not np.array_equal(keys[0], keys[1])
+
+
 def test_learning_starts_equal_to_batch_size_is_accepted():
     from pgjax.runtime.loading import build_config
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def test_tiny_train_writes_metrics_summary_and_plot(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["eval_return_mean"]) == {"0", "3"}
     assert (run_dir / "learning_curve.png").stat().st_size > 10_000
+    # The printed summary: each seed named, 4 significant digits, never a float's 15.
+    assert re.search(r"final training return per seed: seed 0: [-\d.e+]+, seed 3: ", result.stdout), result.stdout
+    assert not re.search(r"\d\.\d{6,}", result.stdout), result.stdout
 
 
 TINY = ["total_timesteps=3072", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]

@@ -103,6 +103,22 @@ def test_ppo_trains_on_the_kernels_scaled_rewards():
 ON_POLICY = ["reinforce", "vpg", "a2c", "npg", "trpo", "ppo", "ppo_kl"]
 
 
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_episode_returns_are_logged_in_raw_rewards_with_scaling_on(name):
+    """CartPole pays 1 per step, so a logged return equals the logged length exactly; the
+    scaled rewards (a few tenths here) would give a smaller return."""
+    from pgjax.algos import ALGORITHMS
+
+    config = dataclasses.replace(TINY[name], scale_rewards=True)
+    trainer = ALGORITHMS[name].make_trainer(config)
+    hp = config.hparams
+    _, metrics = jax.jit(trainer.run, static_argnums=2)(trainer.init(jax.random.PRNGKey(0), hp), hp, config.num_updates)
+    returns, lengths = np.asarray(metrics["episode_return"]), np.asarray(metrics["episode_length"])
+    finished = np.isfinite(returns)
+    assert finished.sum() >= 2
+    np.testing.assert_allclose(returns[finished], lengths[finished], rtol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ON_POLICY)
 def test_every_on_policy_algorithm_scales_and_resumes_bit_for_bit(name, tmp_path):

@@ -195,13 +195,13 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     carry = initial_carry(networks, config.num_envs)
-    traj, mask = collect_episodes(env, policy, rollout_key, config.num_steps, carry)
+    raw, mask = collect_episodes(env, policy, rollout_key, config.num_steps, carry)
     # Fresh episodes every update: each return starts at zero; masked steps (after the first
     # episode) do not enter the moments.
     scaling = state.reward_scaling
     if scaling is not None:
         scaling = scaling._replace(returns=jnp.zeros_like(scaling.returns))
-    traj, reward_scaling = scale_rollout_rewards(config, hparams, scaling, traj, mask)
+    traj, reward_scaling = scale_rollout_rewards(config, hparams, scaling, raw, mask)
     # A sequential core re-runs each environment's steps from the reset carry.
     obs = networks.core.sequence_inputs(observe(config, state.obs_stats, traj.obs), traj.terminated | traj.truncated, carry)
     # The baseline's V(s_t) for the whole batch in one critic call, before the critic is fit.
@@ -231,7 +231,7 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     episode_steps = state.episode_steps + jnp.sum(mask).astype(jnp.int32)
     metrics = {
         **metrics,
-        **first_episode_metrics(traj, mask),
+        **first_episode_metrics(raw, mask),  # the environment's rewards, whatever the scaling
         "env_steps": update * config.batch_size,  # simulated, masked steps included
         "episode_steps": episode_steps,  # first-episode steps that enter the estimate
     }

@@ -85,6 +85,7 @@ def _open_tracker(sweep_dir: Path, spec: dict, sinks: list[str]):
 
 def _spec(args) -> tuple[Path | None, dict]:
     from pgjax.records import runs
+    from pgjax.runtime.experiment import check_seeds
     from pgjax.runtime.sweep import parse_grid_item
 
     if args.resume is not None:
@@ -93,6 +94,10 @@ def _spec(args) -> tuple[Path | None, dict]:
         if not (args.resume / "sweep.json").exists():
             raise cfg.ConfigError(f"--resume {str(args.resume)!r}: no sweep.json there (not a pgjax sweep folder)")
         return args.resume, runs.read_json(args.resume / "sweep.json")
+    try:
+        check_seeds(args.root_seed, args.seeds)
+    except ValueError as exc:
+        raise cfg.ConfigError(str(exc)) from None
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
     grid = dict(parse_grid_item(item) for item in args.grid)
     return None, {"algo": algo, "base": values, "grid": grid, "seeds": args.seeds, "root_seed": args.root_seed,

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=None,
                         help="compiled chunks (progress, metrics, checkpoint after each); default 20, at most one per update")
     parser.add_argument("--eval-episodes", type=int_at_least(0, "--eval-episodes"), default=None,
-                        help="greedy evaluation episodes per seed at the end (default 32; eval seed 10000, recorded in "
+                        help="evaluation episodes per seed at the end, in --eval-mode (default 32; eval seed 10000, recorded in "
                              "summary.json); 0 skips")
     parser.add_argument("--eval-every", type=int_at_least(0, "--eval-every"), default=None, metavar="K",
                         help="evaluate every seed after every K-th compiled chunk and after the last (default 1: "
@@ -156,11 +156,16 @@ def run(args) -> int:
     return result.exit_code  # DIVERGED_EXIT when a seed diverged
 
 
+def _per_seed(values: dict) -> str:
+    """`{seed: value}` as `seed 0: 20.38, seed 1: -` (4 significant digits; None is `-`)."""
+    return ", ".join(f"seed {seed}: {'-' if v is None else f'{v:.4g}'}" for seed, v in values.items())
+
+
 def _report(run_dir: Path, summary: dict, seconds: float, eval_episodes: int) -> None:
-    print(f"done in {seconds:.1f} s; final training return per seed: {summary['final_train_return']}")
+    print(f"done in {seconds:.1f} s; final training return per seed: {_per_seed(summary['final_train_return'])}")
     if "eval_return_mean" in summary:
         print(f"evaluation return per seed ({summary['eval_mode']}, {eval_episodes} episodes, eval seed "
-              f"{summary['eval_seed']}): {summary['eval_return_mean']}")
+              f"{summary['eval_seed']}): {_per_seed(summary['eval_return_mean'])}")
     print(f"metrics: {run_dir / 'metrics.csv'}\nplot:    {summary['plot']}")
     if "eval_plot" in summary:
         print(f"evaluations during training: {run_dir / runs.EVAL_FILE}, {summary['eval_plot']}")

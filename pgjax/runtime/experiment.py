@@ -27,9 +27,20 @@ from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
 from pgjax.runtime.evaluation import Episodes, eval_env, evaluate_states, policy_act_fn, run_episodes
 from pgjax.types import Array
 
+SEED_LIMIT = 2**32  # PRNGKey and fold_in keep the low 32 bits: 2**32 + s would collide with s
+
+
+def check_seeds(root_seed: int, seeds: Sequence[int] = ()) -> None:
+    """Refuse a root seed or seed id outside [0, 2**32), which would silently alias a small one."""
+    for name, value in (("root seed", root_seed), *(("seed", s) for s in seeds)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < SEED_LIMIT:
+            raise ValueError(f"{name} {value!r} is out of range: seeds are integers in [0, 2**32) "
+                             f"(JAX's keys hold 32 bits, so {SEED_LIMIT} + s would repeat seed s)")
+
 
 def seed_keys(root_seed: int, seeds: Sequence[int]) -> Array:
-    """`[len(seeds)]` keys, `fold_in(PRNGKey(root_seed), seed)` for each seed."""
+    """`[len(seeds)]` keys, `fold_in(PRNGKey(root_seed), seed)` for each seed (all in [0, 2**32))."""
+    check_seeds(root_seed, seeds)
     root = jax.random.PRNGKey(root_seed)
     return jnp.stack([jax.random.fold_in(root, int(s)) for s in seeds])
 

@@ -119,12 +119,16 @@ def _seeds_list(seeds: int | Sequence[int] | None) -> list[int] | None:
 def new_record(algo_name: str, config: Any, settings: dict, checkpoints: bool = True) -> dict:
     """The run settings of a new run (config.json without the config): `settings` holds the
     keys of `RUN_SETTINGS` (None: the default)."""
-    from pgjax.runtime.experiment import default_seed_width
+    from pgjax.runtime.experiment import check_seeds, default_seed_width
 
     asked_chunks = settings.get("chunks") is not None  # the plan's note is for a count the user chose
     settings = {key: default if settings.get(key) is None else settings[key]
                 for key, (_, default) in RUN_SETTINGS.items()}
     seeds = settings["seeds"]
+    try:
+        check_seeds(settings["root_seed"], seeds)
+    except ValueError as exc:
+        raise cfg.ConfigError(str(exc)) from None
     width = settings["width"] or default_seed_width(len(seeds))
     chunks = min(settings["chunks"], config.num_updates)  # a chunk holds at least one update
     if chunks < settings["chunks"]:
