@@ -55,15 +55,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _given_or_env(value, name: str, env_var: str, parse, allowed: str):
+    """`(value, source)`: `value` if given, else `$env_var` parsed by `parse` (a bad one is a
+    one-line ValueError naming the variable and `allowed`), else `(None, name)`."""
+    text = os.environ.get(env_var, "").strip()
+    if value is not None or not text:
+        return value, name
+    try:
+        return parse(text), env_var
+    except ValueError:
+        raise ValueError(f"{env_var}={text!r}: {allowed}") from None
+
+
 def host_device_count(requested: int | None = None) -> int:
     """Host devices to create: `requested`, else `$PGJAX_HOST_DEVICES`, else one per usable core."""
-    source = "host devices"
-    if requested is None and os.environ.get(ENV_VAR, "").strip():
-        text, source = os.environ[ENV_VAR].strip(), ENV_VAR
-        try:
-            requested = int(text)
-        except ValueError:
-            raise ValueError(f"{ENV_VAR}={text!r}: must be a positive integer (1 turns host devices off)") from None
+    requested, source = _given_or_env(requested, "host devices", ENV_VAR, int,
+                                      "must be a positive integer (1 turns host devices off)")
     if requested is None:
         return usable_cores()
     if requested < 1:
@@ -118,13 +125,8 @@ def check_coordinator(address: str) -> str:
 
 def coordinator_timeout(seconds: float | None = None) -> float:
     """Seconds to wait for the other processes: `seconds`, else `$PGJAX_COORDINATOR_TIMEOUT`, else 300."""
-    source = "--coordinator-timeout"
-    if seconds is None and os.environ.get(TIMEOUT_ENV, "").strip():
-        text, source = os.environ[TIMEOUT_ENV].strip(), TIMEOUT_ENV
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"{TIMEOUT_ENV}={text!r}: must be a number of seconds > 0") from None
+    seconds, source = _given_or_env(seconds, "--coordinator-timeout", TIMEOUT_ENV, float,
+                                    "must be a number of seconds > 0")
     if seconds is None:
         return float(DEFAULT_TIMEOUT)
     if not seconds > 0:
