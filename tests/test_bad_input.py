@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+from cli_lines import exit_and_line
 
 from pgjax.commands.cli import main
 from pgjax.kernels import losses, returns
@@ -29,18 +30,6 @@ TINY_PPO = ["--config", "configs/ppo_cartpole.toml", "total_timesteps=768", "num
 def pgjax(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "pgjax", *args], check=False, capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=900)
-
-
-def exit_and_line(argv, capsys) -> tuple[int, str]:
-    """`(exit code, stderr)` of `pgjax ARGV` in-process; stderr must be exactly one line."""
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return code, lines[0]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_lines import exit_and_line
 
-from pgjax.commands.cli import main
 from pgjax.runtime import sharding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,17 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def _no_process_environment(monkeypatch):
     for var in (*sharding.PROCESS_ENV.values(), sharding.TIMEOUT_ENV):
         monkeypatch.delenv(var, raising=False)
-
-
-def _exit_and_line(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return code, lines[0]
 
 
 @pytest.mark.parametrize("argv, code, expected", [
@@ -54,7 +43,7 @@ def _exit_and_line(argv, capsys):
     (["--host-devices", "0"], 2, "--host-devices '0': must be a positive integer (1 turns it off)"),
 ])
 def test_bad_process_flags_are_refused_before_starting(argv, code, expected, capsys):
-    got_code, line = _exit_and_line(["train", "--env", "CartPole-v1", *argv], capsys)
+    got_code, line = exit_and_line(["train", "--env", "CartPole-v1", *argv], capsys)
     assert got_code == code and expected in line, line
     assert ("pgjax train" in line) and "IndexError" not in line
 
