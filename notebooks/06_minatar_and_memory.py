@@ -113,9 +113,10 @@ for torso, run in runs.items():
 # it cannot beat chance (success 0.5 in expectation).
 #
 # The memory length is a field of the environment's parameters (`EnvParams.memory_length`,
-# default 5), which pgjax configs do not set; `memory_length(n)` below changes the
-# environment's default parameters while a trainer (and its evaluation environments) are
-# built, which is all it takes: the policy never sees anything else.
+# default 5). A config sets it as `env_kwargs.memory_length = n`; this notebook was run
+# before configs could, so `memory_length(n)` below changes the environment's default
+# parameters while a trainer (and its evaluation environments) are built: the same
+# parameters, and all it takes, since the policy never sees anything else.
 #
 # Protocol. `configs/ppo_gru_memorychain.toml` (16 envs x 60 steps, a 64-unit MLP and a
 # 32-unit GRU) and the same config with `core = "none"`, at half the config's budget

@@ -66,6 +66,24 @@ def one_of(*options: Any) -> Check:
     return (lambda v: v in options, f"one of {', '.join(repr(o) for o in options)}")
 
 
+# The largest count a compiled program holds: JAX computes in 32-bit integers (x64 is off), so
+# step counters, array sizes and optimiser step counts past it wrap around or fail to trace.
+INT32_MAX = 2**31 - 1
+
+
+def countable() -> Check:
+    """A positive count that the compiled program's int32 counters hold."""
+    return (lambda v: 0 < v <= INT32_MAX, f"in [1, {INT32_MAX}] (2**31 - 1: the compiled program counts in int32)")
+
+
+def check_int32(what: str, value: int, fix: str) -> None:
+    """Refuse a product of fields (`what`, e.g. `"num_updates * update_epochs"`) that the
+    compiled program would count past `INT32_MAX`, before anything is traced."""
+    if value > INT32_MAX:
+        raise ConfigError(f"{what} = {value} is past {INT32_MAX} (2**31 - 1), the most the compiled program's "
+                          f"int32 counters hold; {fix}.")
+
+
 # --- traced fields many algorithms share: one default rule and doc each ---------------------
 
 
@@ -123,6 +141,44 @@ def _checked_dataclass(cls, prefix: str):
     return dataclasses.dataclass(frozen=True)(cls)
 
 
+class EnvKwargs(Mapping):
+    """An immutable, hashable table of environment parameters (a config's `env_kwargs`):
+    names to numbers, booleans, strings or tuples of numbers, as a static config needs."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None):
+        self._items = dict(sorted((items or {}).items()))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._items == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def _env_kwarg(name: str, value: Any) -> Any:
+    """One `env_kwargs` value as a static config holds it (lists become tuples); which names
+    and types an environment takes is its adapter's check (`pgjax.envs.kwargs`)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_env_kwarg(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: expected a finite number")
+    if not isinstance(value, (bool, int, float, str)):
+        raise ConfigError(f"{name}={value!r}: expected a number, true or false, a string or a list of numbers")
+    return value
+
+
 # --- loading -----------------------------------------------------------------------------
 
 
@@ -133,6 +189,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotated type `tp`, converting only where lossless."""
     origin = typing.get_origin(tp)
+    if tp is EnvKwargs:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}={value!r}: expected a table of environment parameters, e.g. "
+                              f"{name}.memory_length=10 or [{name}] in a TOML file")
+        return EnvKwargs({key: _env_kwarg(f"{name}.{key}", item) for key, item in value.items()})
     if dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value):
             return value
@@ -212,7 +273,9 @@ def check_fields(obj: Any, prefix: str = "") -> None:
         value = getattr(obj, f.name)
         if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, np.generic):
             value = value.item()
-        if isinstance(value, (bool, int, float, str, tuple, list)):
+        if isinstance(value, Mapping) and not isinstance(value, EnvKwargs):  # a dict given in Python
+            object.__setattr__(obj, f.name, check_field(prefix + f.name, value, tp, f))  # held hashable
+        elif isinstance(value, (bool, int, float, str, tuple, list)):
             check_field(prefix + f.name, value, tp, f)
 
 
@@ -226,13 +289,45 @@ def _annotated_fields(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
 
 def to_dict(obj: Any) -> dict:
     """A JSON-ready dict of a config (tuples become lists)."""
+    return _json_fields(obj, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+
+
+def field_defaults(cls: type) -> dict:
+    """`to_dict` of `cls`'s field defaults, built without constructing (or validating) a `cls`:
+    what a saved config that predates a field is compared as (see `records.checkpoint`)."""
+    values = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+    }
+    return _json_fields(cls, values)
+
+
+def config_differences(saved: dict, current: dict, defaults: dict | None = None, prefix: str = "") -> list[str]:
+    """`name: checkpoint A, this run B` for every field where two `config.to_dict`s differ. A
+    field the saved config lacks (written before the field existed) is its default in
+    `defaults` (`config.field_defaults`), so adding a field does not orphan older runs."""
+    defaults = defaults or {}
+    lines = []
+    for name in sorted(set(saved) | set(current)):
+        a, b = saved.get(name, defaults.get(name, "<absent>")), current.get(name, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            nested = defaults.get(name) if isinstance(defaults.get(name), dict) else None
+            lines += config_differences(a, b, nested, f"{prefix}{name}.")
+        elif a != b:
+            lines.append(f"{prefix}{name}: checkpoint {a!r}, this run {b!r}")
+    return lines
+
+
+def _json_fields(obj_or_cls: Any, values: dict) -> dict:
     out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+    for f in dataclasses.fields(obj_or_cls):
+        value = values[f.name]
         if dataclasses.is_dataclass(value):
             value = to_dict(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, EnvKwargs):
+            value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
         out[f.name] = value
     return out
 
@@ -303,6 +398,24 @@ def describe(cls: type, prefix: str = "") -> list[str]:
 # --- the environment and the network, checked for every algorithm ------------------------
 
 ENV_ID_DOC = "environment id: a gymnax id (CartPole-v1), brax/NAME[/BACKEND], xminigrid/NAME, or one given to pgjax.register_env"
+ENV_KWARGS_DOC = ("environment parameters, a table ([env_kwargs] in TOML, env_kwargs.NAME=VALUE on the command "
+                  "line): the environment's constructor arguments or fields of its params (gymnax's memory_length, "
+                  "brax's ctrl_cost_weight, xminigrid's view_size), checked by name and type against the environment")
+
+
+def env_kwargs_field() -> Any:
+    """The `env_kwargs` table (empty: the environment's defaults)."""
+    return dataclasses.field(default=EnvKwargs(), metadata={"doc": ENV_KWARGS_DOC, "check": None})
+
+
+def make_env(config: Any, num_envs: int, max_episode_steps: int | None = None) -> Any:
+    """`num_envs` copies of the config's environment, `env_id` with its `env_kwargs`
+    (`pgjax.envs.make_vec_env`)."""
+    from pgjax.envs import make_vec_env
+
+    return make_vec_env(config.env_id, num_envs, max_episode_steps, **getattr(config, "env_kwargs", {}))
+
+
 TORSO_DOC = ("network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for "
              "[H, W, C] observations, else mlp), or a name given to pgjax.networks.torsos.register_torso")
 CNN_DOCS = {
@@ -311,6 +424,7 @@ CNN_DOCS = {
     "cnn_strides": "stride of each conv layer (torso 'cnn')",
 }
 ACTIVATIONS = ("tanh", "relu", "gelu", "elu", "silu")  # pgjax.networks.torsos.ACTIVATIONS
+INITS = ("orthogonal", "lecun")  # pgjax.networks.initializers.INITS (config imports no flax)
 
 
 def _registered(kind: str, allowed: str) -> Check:
@@ -342,6 +456,14 @@ def network_config(default_hidden_sizes: tuple[int, ...], default_activation: st
         cnn_channels: tuple[int, ...] = field((16,), CNN_DOCS["cnn_channels"])
         cnn_kernel_sizes: tuple[int, ...] = field((3,), CNN_DOCS["cnn_kernel_sizes"])
         cnn_strides: tuple[int, ...] = field((1,), CNN_DOCS["cnn_strides"])
+        init: str = field(
+            "orthogonal", "kernel initialisation: 'orthogonal' (gain sqrt(2) in the torso, 0.01 on the policy "
+            "output, 1 on the value output; Andrychowicz et al., 2021) or 'lecun' (LeCun-normal everywhere, flax's "
+            "Dense default, as gymnax-blines' networks)", one_of(*INITS),
+        )
+        bias_init_max: float = field(
+            0.0, "biases start uniform in [0, bias_init_max) (gymnax-blines: 0.05); 0 starts them at zero", non_negative()
+        )
 
         def validate_network(self) -> None:
             """The network rules between fields (those needing the environment: `check_environment`)."""
@@ -359,7 +481,7 @@ def check_environment(config: Any) -> None:
 
     try:
         check_env_id(config.env_id)
-        obs_shape = check_spaces(config.env_id)
+        obs_shape = check_spaces(config.env_id, **getattr(config, "env_kwargs", {}))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     problem = check_torso(config, obs_shape)
@@ -376,17 +498,19 @@ class OnPolicyConfig(network_config((64, 64), "tanh")):
     the network's come from `network_config`, its core (`core`, `core_size`) is on-policy only."""
 
     env_id: str = field("CartPole-v1", ENV_ID_DOC)
+    env_kwargs: EnvKwargs = env_kwargs_field()
     num_envs: int = field(4, "environments stepped in parallel", positive())
     num_steps: int = field(128, "steps per environment per rollout", positive())
-    total_timesteps: int = field(500_000, "environment steps over the whole run", positive())
+    total_timesteps: int = field(500_000, "environment steps over the whole run", countable())
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
     scale_rewards: bool = field(
         False, "divide rewards by a running std of the discounted return, as SB3's VecNormalize (stats saved in the state)"
     )
     init_log_std: float = field(0.0, "initial log-std of the Gaussian policy (continuous actions)")
     core: str = field(
-        "none", "network core after the MLP torso of actor and critic (each its own): 'none', 'gru', or a "
-        "name given to pgjax.networks.cores.register_core", _registered("core", "a registered core ('none', 'gru', or one given to register_core)"),
+        "none", "network core after the MLP torso of actor and critic (each its own): 'none', 'gru', 'mingru', "
+        "or a name given to pgjax.networks.cores.register_core",
+        _registered("core", "a registered core ('none', 'gru', 'mingru', or one given to register_core)"),
     )
     core_size: int = field(64, "hidden units of the core (its carry's width; unused with core = 'none')", positive())
 
@@ -424,6 +548,6 @@ class OnPolicyConfig(network_config((64, 64), "tanh")):
         if self.has_sequential_core and not self.supports_recurrent_core:
             raise ConfigError(
                 f"core={self.core!r} is not supported by {type(self).__name__}; use core = 'none', or a "
-                "recurrent-capable algorithm (ppo, ppo_kl, a2c, vpg, reinforce)."
+                "recurrent-capable algorithm (ppo, ppo_kl, spo, vmpo, a2c, vpg, reinforce)."
             )
         check_environment(self)

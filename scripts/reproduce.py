@@ -52,6 +52,7 @@ class Row(NamedTuple):
     anchor: float | None  # the published number this row is compared with
     anchor_source: str
     peer: str | None = None  # trained by a peer library's harness (benchmarks/peers/), not by pgjax
+    overrides: tuple[str, ...] = ()  # KEY=VALUE settings on top of `config` (a one-change experiment)
 
 
 MINATAR_ANCHOR = ("gymnax README (gymnax-blines PPO, flattened 2x256 MLP, 1e7 steps, one seed, "
@@ -67,6 +68,10 @@ def _minatar_rows() -> list[Row]:
         rows.append(Row(f"{game}-mlp", title, "MLP", f"configs/ppo_{game}_minatar.toml", anchor, MINATAR_ANCHOR))
         rows.append(Row(f"{game}-cnn", title, "CNN", f"configs/ppo_{game}_minatar_cnn.toml", anchor,
                         MINATAR_ANCHOR + "; the anchor is the MLP's"))
+    # One change from breakout-mlp: the anchor's initialisation (gymnax-blines' networks: flax's
+    # LeCun-normal kernels, the policy output included, and biases uniform in [0, 0.05)).
+    rows.append(Row("breakout-mlp-lecun", "Breakout", "MLP, anchor's init", "configs/ppo_breakout_minatar.toml",
+                    28.0, MINATAR_ANCHOR, overrides=("init=lecun", "bias_init_max=0.05")))
     # The same work in pgjax and in purejaxrl: purejaxrl's MinAtar settings (64x64 MLP, lr 5e-3).
     rows.append(Row("breakout-pjx", "Breakout", "pgjax, purejaxrl's settings",
                     "configs/ppo_breakout_minatar_purejaxrl.toml", 28.0, MINATAR_ANCHOR))
@@ -155,7 +160,7 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
     extra = ["--no-progress"] + ([f"--host-devices={host_devices}"] if host_devices else [])
     if run_dir is None:
         args = ["train", "--config", str(ROOT / row.config), "--seeds", str(seeds), "--out", str(row_dir),
-                "--chunks", "40", "--eval-episodes", "32", *extra]
+                "--chunks", "40", "--eval-episodes", "32", *extra, *row.overrides]
         if steps is not None:
             args.append(f"total_timesteps={steps}")
     else:
@@ -247,7 +252,8 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
     num_updates = max(1, _updates_done(run_dir))
     record = {
         "record_version": RECORD_VERSION, "row": row.name, "task": row.task, "variant": row.variant,
-        "config": row.config, "algo": saved["algo"], "env_id": saved["config"]["env_id"], "seeds": saved["seeds"],
+        "config": row.config, "overrides": list(row.overrides), "algo": saved["algo"],
+        "env_id": saved["config"]["env_id"], "seeds": saved["seeds"],
         "root_seed": saved["root_seed"], "env_steps_per_seed": steps_per_seed,
         "anchor": row.anchor, "anchor_source": row.anchor_source,
         "train_wall_seconds": round(seconds, 1),

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax import config as cfg
-from pgjax.algos import ALGORITHMS, a2c, ddpg, npg, ppo, ppo_kl, reinforce, sac, td3, trpo, vpg
+from pgjax.algos import ALGORITHMS, a2c, ddpg, npg, ppg, ppo, ppo_kl, reinforce, sac, spo, td3, trpo, vmpo, vpg
 
 # Every trainer the contract covers: the registered algorithms, and SAC on discrete actions
 # (its own networks and losses behind the same algorithm name).
@@ -36,6 +36,10 @@ TINY = {
     "trpo": trpo.TRPOConfig(**_ON_POLICY, cg_iters=5, fvp_fraction=0.5, value_iters=3, backtrack_iters=4),
     "ppo": ppo.PPOConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
     "ppo_kl": ppo_kl.PPOKLConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
+    # Phases of 2 updates: the contract's 3-update chunks end mid-phase.
+    "ppg": ppg.PPGConfig(**_ON_POLICY, num_minibatches=2, policy_iterations=2, aux_epochs=2, aux_minibatches=2),
+    "spo": spo.SPOConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
+    "vmpo": vmpo.VMPOConfig(**_ON_POLICY, update_epochs=2, num_minibatches=2),
     "ddpg": ddpg.DDPGConfig(**_DETERMINISTIC),
     "td3": td3.TD3Config(**_DETERMINISTIC),
     "sac": sac.SACConfig(env_id="Pendulum-v1", **_SAC),

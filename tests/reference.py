@@ -214,6 +214,35 @@ def leave_one_out_baseline(weights, lengths):
     return out
 
 
+def group_baseline_weights(weights, lengths, group_size, weighting, baseline, eps=1e-8):
+    """psi_t^i over every episode of i's group (columns g K .. g K + K - 1), a finished one counted
+    with its weight past its end (its return for total, 0 for reward_to_go): leave_one_out:
+    w_t^i minus the mean of the others' weights; group_norm: (w_t^i - mean) / (population std + eps)
+    over the group, i included. 0 after episode i."""
+    (weights,) = _f64(weights)
+    T, N = weights.shape
+
+    def counted(t, j):
+        if t < lengths[j]:
+            return weights[t, j]
+        return weights[0, j] if weighting == "total" else 0.0
+
+    out = np.zeros((T, N))
+    for i in range(N):
+        first = (i // group_size) * group_size
+        for t in range(lengths[i]):
+            group = [counted(t, j) for j in range(first, first + group_size)]
+            own = counted(t, i)
+            if baseline == "leave_one_out":
+                others = [counted(t, j) for j in range(first, first + group_size) if j != i]
+                out[t, i] = own - sum(others) / len(others)
+            else:
+                mean = sum(group) / len(group)
+                std = np.sqrt(sum((w - mean) ** 2 for w in group) / len(group))
+                out[t, i] = (own - mean) / (std + eps)
+    return out
+
+
 def value_baseline(values, lengths, gamma, discount_weighting=False):
     """b_t^i = V(s_t^i) (times gamma^t with discount_weighting) on the episode's steps, else 0."""
     (values,) = _f64(values)
@@ -245,6 +274,122 @@ def kl_penalty_loss(log_probs, old_log_probs, advantages, kls, kl_coef, max_kl):
     """-(L - lambda (mean KL - delta)), the Lagrangian's negative."""
     mean_kl = sum(np.float64(k) for k in kls) / len(kls)
     return -(importance_surrogate(log_probs, old_log_probs, advantages) - kl_coef * (mean_kl - max_kl))
+
+
+def spo_loss(log_probs, old_log_probs, advantages, eps):
+    """-(1/N) sum_i [r_i A_i - |A_i| / (2 eps) (r_i - 1)^2], r_i = pi / pi_old, one sample at a time."""
+    log_probs, old_log_probs, advantages = _f64(log_probs, old_log_probs, advantages)
+    n = len(log_probs)
+    total = 0.0
+    for i in range(n):
+        r = np.exp(log_probs[i]) / np.exp(old_log_probs[i])
+        total += r * advantages[i] - abs(advantages[i]) / (2 * eps) * (r - 1) ** 2
+    return -total / n
+
+
+def ratio_deviation(log_ratios, eps):
+    """The share of ratios r with |r - 1| > eps, the mean of the excess max(|r - 1| - eps, 0),
+    and the largest |r - 1|, counted one sample at a time."""
+    outside, excess, largest = 0, 0.0, 0.0
+    for log_ratio in np.asarray(log_ratios, np.float64).ravel():
+        deviation = abs(np.exp(log_ratio) - 1)
+        outside += deviation > eps
+        excess += max(deviation - eps, 0.0)
+        largest = max(largest, deviation)
+    n = np.asarray(log_ratios).size
+    return {"ratio_outside_frac": outside / n, "ratio_excess_mean": excess / n, "ratio_deviation_max": largest}
+
+
+# --- phasic policy gradient ------------------------------------------------------------------------
+
+
+def categorical_kl_rows(logits_p, logits_q):
+    """KL(p || q) of each row's softmax, sum_a p(a) log(p(a) / q(a)), one row and action at a time."""
+    logits_p, logits_q = _f64(logits_p, logits_q)
+    out = []
+    for lp, lq in zip(logits_p, logits_q):
+        p, q = np.exp(lp - lp.max()), np.exp(lq - lq.max())
+        p, q = p / p.sum(), q / q.sum()
+        out.append(sum(p[a] * np.log(p[a] / q[a]) for a in range(len(p)) if p[a] > 0))
+    return np.array(out)
+
+
+def diag_gaussian_kl_rows(mean_p, log_std_p, mean_q, log_std_q):
+    """KL(p || q) of diagonal Gaussians per row: the sum over dimensions of the univariate
+    KL log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, one dimension at a time."""
+    mean_p, log_std_p, mean_q, log_std_q = _f64(mean_p, log_std_p, mean_q, log_std_q)
+    out = []
+    for mp, lp, mq, lq in zip(mean_p, log_std_p, mean_q, log_std_q):
+        sp, sq = np.exp(lp), np.exp(lq)
+        out.append(sum(np.log(sq[d] / sp[d]) + (sp[d] ** 2 + (mp[d] - mq[d]) ** 2) / (2 * sq[d] ** 2) - 0.5
+                       for d in range(len(mp))))
+    return np.array(out)
+
+
+def ppg_joint_loss(aux_values, targets, kls, beta_clone):
+    """(L_joint, L_aux, mean KL): L_aux = 1/2 mean (V_aux - V_targ)^2 and L_joint = L_aux +
+    beta_clone mean KL(pi_old || pi), summed one state at a time."""
+    aux_values, targets, kls = _f64(aux_values, targets, kls)
+    n = len(targets)
+    aux = sum(0.5 * (aux_values[i] - targets[i]) ** 2 for i in range(n)) / n
+    kl = sum(kls[i] for i in range(n)) / n
+    return aux + beta_clone * kl, aux, kl
+
+
+# --- V-MPO (Song et al., 2019) ------------------------------------------------------------------
+
+
+def vmpo_top_half(advantages):
+    """Mask of the top half: sort the flattened advantages (largest first, stable), take the
+    k = ceil(N/2)-th as the threshold, keep every advantage >= it (ties at it all kept)."""
+    flat = [float(a) for a in np.asarray(advantages, np.float64).reshape(-1)]
+    k = (len(flat) + 1) // 2
+    threshold = sorted(flat, reverse=True)[k - 1]
+    mask = np.array([1.0 if a >= threshold else 0.0 for a in flat]).reshape(np.shape(advantages))
+    return mask, threshold
+
+
+def vmpo_temperature(advantages, mask, eta, eps_eta):
+    """(L_eta, psi, KL(psi || uniform)) summed over the selected samples one at a time:
+    L_eta = eta eps + eta log((1/n) sum exp(A/eta)), psi = exp(A/eta) / sum exp(A/eta)."""
+    flat_a, flat_m = np.asarray(advantages, np.float64).reshape(-1), np.reshape(mask, -1)
+    chosen = [i for i in range(len(flat_a)) if flat_m[i] > 0]
+    n = len(chosen)
+    total = sum(np.exp(flat_a[i] / eta) for i in chosen)
+    loss = eta * eps_eta + eta * np.log(total / n)
+    psi = np.zeros(len(flat_a))
+    for i in chosen:
+        psi[i] = np.exp(flat_a[i] / eta) / total
+    kl = sum(psi[i] * np.log(psi[i] * n) for i in chosen)
+    return loss, psi.reshape(np.shape(advantages)), kl
+
+
+def vmpo_policy_loss(log_probs, weights):
+    """-sum_i psi_i log pi(a_i|s_i)."""
+    log_probs, weights = _f64(np.reshape(log_probs, -1), np.reshape(weights, -1))
+    return -sum(weights[i] * log_probs[i] for i in range(len(weights)))
+
+
+def vmpo_alpha_loss(kls, alphas, epsilons):
+    """sum_k mean_i [alpha_k (eps_k - KL_ik) + alpha_k KL_ik] (the value; the stop-gradients
+    only shape the derivatives), with the mean KL per constraint. kls [N, K]."""
+    kls = np.asarray(kls, np.float64).reshape(-1, len(alphas))
+    n = kls.shape[0]
+    mean_kls = [sum(kls[i, k] for i in range(n)) / n for k in range(len(alphas))]
+    return sum(alphas[k] * (epsilons[k] - mean_kls[k]) + alphas[k] * mean_kls[k] for k in range(len(alphas))), mean_kls
+
+
+def decoupled_gaussian_kl(mean_old, std_old, mean, std):
+    """KL_mu = sum_d (mu - mu_old)^2 / (2 s_old^2); KL_sigma = sum_d [log(s / s_old) + s_old^2 / (2 s^2) - 1/2],
+    one dimension at a time (last axis), from standard deviations (not log-stds)."""
+    mean_old, std_old, mean, std = _f64(mean_old, std_old, mean, std)
+    kl_mu, kl_sigma = np.zeros(mean.shape[:-1]), np.zeros(mean.shape[:-1])
+    for idx in np.ndindex(*mean.shape[:-1]):
+        for d in range(mean.shape[-1]):
+            so, s, dm = std_old[idx + (d,)], std[idx + (d,)], mean[idx + (d,)] - mean_old[idx + (d,)]
+            kl_mu[idx] += dm**2 / (2 * so**2)
+            kl_sigma[idx] += np.log(s / so) + so**2 / (2 * s**2) - 0.5
+    return kl_mu, kl_sigma
 
 
 # --- reward scaling ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ NAMES = list(CASES)
 _ON_POLICY = ["loss", "episode_return", "episodes", "explained_variance", "env_steps"]
 _VALUE_FIT = ["value_loss", "value_loss_after"]  # a separate critic regression (VPG, NPG, TRPO)
 _NATURAL = ["kl", "surrogate_improvement", "cg_residual", "cg_iterations", "step_norm", "grad_norm", "entropy"]
+_RATIO = ["ratio_outside_frac", "ratio_excess_mean", "ratio_deviation_max"]  # how far r left [1-eps, 1+eps]
 _OFF_POLICY = ["critic_loss", "actor_loss", "q_mean", "episode_return", "episodes", "buffer_size", "env_steps"]
 # Metrics each algorithm must report besides `finite` (an algorithm without an entry: none).
 METRICS = {
@@ -39,9 +40,16 @@ METRICS = {
             "episode_length"],
     "npg": [*_ON_POLICY, *_NATURAL, *_VALUE_FIT, "g_f_inv_g"],
     "trpo": [*_ON_POLICY, *_NATURAL, *_VALUE_FIT, "line_search_steps", "line_search_accepted", "step_fraction"],
-    "ppo": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm"],
+    "ppo": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
+            *_RATIO],
     "ppo_kl": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "approx_kl", "kl", "kl_coef", "kl_coef_next",
-               "surrogate"],
+               "surrogate", *_RATIO],
+    "spo": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", *_RATIO],
+    "vmpo": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "grad_norm", "temperature_loss", "alpha_loss",
+             "eta", "alpha", "kl", "temperature_kl", "advantage_threshold"],
+    "ppg": [*_ON_POLICY, "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
+            "aux_loss", "aux_value_loss", "clone_kl", "joint_loss", "aux_critic_loss", "aux_grad_norm", "aux_phase",
+            "phase_iteration"],
     "ddpg": [*_OFF_POLICY, "target_q_mean", "noise_rms"],
     "td3": [*_OFF_POLICY, "target_q_mean", "noise_rms"],
     "sac": [*_OFF_POLICY, "target_mean", "alpha", "alpha_loss", "entropy"],
@@ -59,6 +67,9 @@ SWEEPS = {
     "trpo": {"max_kl": [0.001, 0.01, 0.05], "damping": [0.01, 0.1, 0.5]},
     "ppo": {"learning_rate": [1e-4, 1e-3, 1e-2], "clip_eps": [0.1, 0.2, 0.3]},
     "ppo_kl": {"max_kl": [0.001, 0.01, 0.05], "kl_coef_lr": [5.0, 50.0, 500.0]},
+    "spo": {"learning_rate": [1e-4, 1e-3, 1e-2], "ratio_eps": [0.1, 0.2, 0.3]},
+    "vmpo": {"epsilon_eta": [0.01, 0.1, 0.5], "epsilon_alpha": [0.001, 0.01, 0.05]},
+    "ppg": {"aux_learning_rate": [1e-4, 1e-3, 1e-2], "beta_clone": [0.1, 1.0, 10.0]},
     "ddpg": {"critic_learning_rate": [1e-4, 1e-3, 1e-2]},
     "td3": {"critic_learning_rate": [1e-4, 1e-3, 1e-2]},
     "sac": {"critic_learning_rate": [3e-4, 1e-3, 1e-2]},

@@ -48,11 +48,11 @@ def policy():
     return SimpleNamespace(networks=networks, actor=params["actor"], critic=critic, initial_critic=params["critic"])
 
 
-def _estimates(policy, critic, gamma=1.0, discount_weighting=False):
+def _estimates(policy, critic, gamma=1.0, discount_weighting=False, group_size=1):
     return diagnostics.gradient_estimates(
         policy.networks, policy.actor, critic, env_id=ENV_ID, key=jax.random.PRNGKey(2), num_batches=200,
         episodes_per_batch=8, horizon=HORIZON, gamma=gamma, gae_lambdas=(0.0, 1.0),
-        discount_weighting=discount_weighting,
+        discount_weighting=discount_weighting, group_size=group_size,
     )
 
 
@@ -112,6 +112,26 @@ def test_variance_ordering_follows_theory(estimates):
     variance = {name: float(diagnostics.summarize(v).total_variance) for name, v in estimates.items()}
     assert variance["total"] > variance["reward_to_go"] > variance["reward_to_go_batch_mean"]
     assert variance["reward_to_go"] > variance["reward_to_go_value"]
+
+
+def test_group_leave_one_out_lowers_the_variance_at_the_same_batch_size(policy, estimates):
+    """8 episodes per batch, 200 batches from fixed keys: 2 groups of 4 episodes from shared start
+    states against 8 independent episodes. Total variance of one batch's estimate, measured here:
+    R(tau) with RLOO 1581; R(tau) alone 3669 on independent episodes (ratio 0.43, bootstrap
+    5-95% 0.31-0.59), 4723 on the grouped ones (0.33). G_t with the group baseline 870 vs G_t
+    alone 1140 on the same episodes (0.76, bootstrap 99% below 0.96) but 857 on independent ones:
+    grouping costs this random-init policy start-state diversity, and for G_t the baseline only
+    wins it back (the notebook's section 6 shows the whole table)."""
+    grouped = _estimates(policy, policy.critic, group_size=4)
+    assert list(grouped) == diagnostics.estimator_names((0.0, 1.0), grouped=True)
+    variance = {name: float(diagnostics.summarize(v).total_variance) for name, v in grouped.items()}
+    independent_total = float(diagnostics.summarize(estimates["total"]).total_variance)
+    assert variance["total_leave_one_out"] < 0.7 * independent_total
+    assert variance["total_leave_one_out"] < 0.5 * variance["total"]  # the same grouped episodes
+    assert variance["reward_to_go_leave_one_out"] < variance["reward_to_go"]
+    # Unbiased: the same mean as the total-return estimator on the same grouped episodes.
+    for name in ["total_leave_one_out", "reward_to_go_leave_one_out"]:
+        assert (np.abs(_paired_z(grouped["total"], grouped[name])) < 4).mean() > 0.98, name
 
 
 def test_gae_lambda_one_equals_reward_to_go_minus_value_without_truncation(estimates):

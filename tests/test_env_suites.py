@@ -255,7 +255,7 @@ def test_xminigrid_adapter_meets_the_contract():
 
 # --- every continuous-action algorithm on Brax, from the command line; learning ------------
 
-CONTINUOUS = ["ppo", "trpo", "npg", "ppo_kl", "a2c", "vpg", "reinforce", "ddpg", "td3", "sac"]
+CONTINUOUS = ["ppo", "trpo", "npg", "ppo_kl", "vmpo", "a2c", "vpg", "reinforce", "ddpg", "td3", "sac"]
 
 
 def _tiny_overrides(algo):

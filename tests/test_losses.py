@@ -69,6 +69,84 @@ def test_ppo_clip_loss_gradient(ppo_batch):
     np.testing.assert_array_equal(g_adv, 0.0)
 
 
+# --- SPO's penalised surrogate and the ratio-deviation diagnostic -----------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_spo_loss_and_ratio_deviation_vs_numpy(ppo_batch, jit):
+    new, old, adv = ppo_batch
+    spo_fn = jax.jit(L.spo_loss) if jit else L.spo_loss
+    with jax.numpy_rank_promotion("raise"):
+        loss, metrics = spo_fn(new, old, adv, CLIP)
+    np.testing.assert_allclose(loss, ref.spo_loss(new, old, adv, CLIP), rtol=1e-5, atol=1e-6)
+    assert float(metrics["policy_loss"]) == float(loss)
+    expected = ref.ratio_deviation(np.float64(new) - np.float64(old), CLIP)
+    assert 0.1 < expected["ratio_outside_frac"] < 0.9  # the batch exercises both regimes
+    for name, value in expected.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+    np.testing.assert_allclose(metrics["approx_kl"], L.approx_kl(new - old), rtol=1e-6)
+    # PPO reports the same diagnostic, and its clip fraction is the outside fraction.
+    _, ppo_metrics = L.ppo_clip_loss(new, old, adv, CLIP)
+    for name in expected:
+        assert float(ppo_metrics[name]) == float(metrics[name]), name
+    assert float(ppo_metrics["clip_fraction"]) == float(metrics["ratio_outside_frac"])
+    # Identical policies: no penalty, loss = -mean(A), nothing outside.
+    loss0, m0 = spo_fn(old, old, adv, CLIP)
+    assert float(loss0) == pytest.approx(-np.mean(np.float64(adv)), abs=1e-6)
+    assert all(float(m0[name]) == 0.0 for name in expected)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_ratio_deviation_vs_numpy_on_any_shape(jit):
+    rng = np.random.default_rng(7)
+    log_ratios = rng.normal(scale=0.3, size=(16, 8, 3)).astype(np.float32)  # [T, B, ...]
+    fn = jax.jit(L.ratio_deviation) if jit else L.ratio_deviation
+    for eps in (0.05, 0.2, 0.5):
+        metrics = fn(log_ratios, eps)
+        for name, value in ref.ratio_deviation(log_ratios, eps).items():
+            np.testing.assert_allclose(metrics[name], value, rtol=1e-5, atol=1e-7, err_msg=f"{name} eps={eps}")
+    wide = fn(log_ratios, 1e3)  # every ratio inside: nothing outside, no excess, the max unchanged
+    assert float(wide["ratio_outside_frac"]) == 0.0 and float(wide["ratio_excess_mean"]) == 0.0
+    assert float(wide["ratio_deviation_max"]) == pytest.approx(np.abs(np.expm1(np.float64(log_ratios))).max(), rel=1e-5)
+    # A diagnostic: no gradient flows through it.
+    g = jax.grad(lambda x: sum(fn(x, 0.2).values()))(jnp.asarray(log_ratios))
+    np.testing.assert_array_equal(g, 0.0)
+
+
+def test_spo_loss_gradient(ppo_batch):
+    """d/dlog pi_i of -mean(r A - |A| (r - 1)^2 / (2 eps)) is -(A_i - |A_i| (r_i - 1) / eps) r_i / N."""
+    new, old, adv = ppo_batch
+    n = len(new)
+    r, a = np.exp(np.float64(new) - np.float64(old)), np.float64(adv)
+    grad = jax.grad(lambda lp: L.spo_loss(lp, old, adv, CLIP)[0])(jnp.asarray(new))
+    np.testing.assert_allclose(grad, -(a - np.abs(a) * (r - 1) / CLIP) * r / n, rtol=1e-4, atol=1e-9)
+    # The penalty's own gradient, (|A| (r - 1) / eps) r / N, has the sign of r - 1: it always
+    # pulls the ratio back towards 1 ...
+    surrogate = jax.grad(lambda lp: -L.importance_surrogate(lp, old, adv))(jnp.asarray(new))
+    penalty = np.asarray(grad, np.float64) - np.asarray(surrogate, np.float64)
+    np.testing.assert_allclose(penalty, np.abs(a) * (r - 1) * r / (CLIP * n), rtol=1e-3, atol=1e-8)
+    assert np.all(np.sign(penalty) == np.sign(r - 1))
+    # ... and is zero at r = 1: the first step from the rollout's policy is the policy gradient.
+    at_old = jax.grad(lambda lp: L.spo_loss(lp, old, adv, CLIP)[0])(jnp.asarray(old))
+    np.testing.assert_array_equal(at_old, -np.asarray(adv) / n)
+    # Past the boundary in the advantage's direction, (r - 1) sign(A) > eps, the loss gradient
+    # has the sign of A (a descent step moves r back), where PPO's clipped gradient is zero;
+    # short of it, the sign of -A (a descent step moves r out towards the boundary).
+    past = (r - 1) * np.sign(a) > CLIP
+    assert past.sum() > 10 and (~past).sum() > 10
+    assert np.all(np.sign(np.asarray(grad)[past]) == np.sign(a[past]))
+    assert np.all(np.sign(np.asarray(grad)[~past]) == -np.sign(a[~past]))
+    ppo_grad = jax.grad(lambda lp: L.ppo_clip_loss(lp, old, adv, CLIP)[0])(jnp.asarray(new))
+    assert np.all(np.asarray(ppo_grad)[past] == 0.0)
+    # On the boundary, r = 1 + sign(A) eps, the objective is at its maximum: zero gradient.
+    boundary = jnp.asarray(old + np.log1p(np.sign(a) * CLIP), jnp.float32)
+    g_b = jax.grad(lambda lp: L.spo_loss(lp, old, adv, CLIP)[0])(boundary)
+    np.testing.assert_allclose(g_b, 0.0, atol=1e-7)
+    # Advantages are constants.
+    g_adv = jax.grad(lambda A: L.spo_loss(new, old, A, CLIP)[0])(jnp.asarray(adv))
+    np.testing.assert_array_equal(g_adv, 0.0)
+
+
 def test_approx_kl_is_kl_old_new_estimator():
     """mean((r - 1) - log r) with actions from the old policy estimates KL(old || new)."""
     rng = np.random.default_rng(1)

@@ -309,7 +309,7 @@ def test_the_feed_forward_core_threads_an_empty_carry():
     from pgjax.envs import init_running_stats, make_vec_env
     from pgjax.networks.cores import CORES, FeedForward, make_core
 
-    assert set(CORES) >= {"none", "gru"} and isinstance(make_core(PPOConfig()), FeedForward)
+    assert set(CORES) >= {"none", "gru", "mingru"} and isinstance(make_core(PPOConfig()), FeedForward)
     with pytest.raises(ConfigError, match="core='lstm' is out of range: must be a registered core"):
         PPOConfig(core="lstm")
     config = PPOConfig(hidden_sizes=(8,))

@@ -1,4 +1,5 @@
-"""PPO: continuous actions, observation statistics, strict config (the trainer contract is
+"""PPO: continuous actions, observation statistics, the ratio-deviation metrics it shares with
+SPO (its update with another policy term), strict config (the trainer contract is
 tests/test_contract.py)."""
 
 import dataclasses
@@ -8,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref  # tests/ is on sys.path (conftest.py)
 from contract import TINY as CONTRACT_TINY
 
 from pgjax import config as cfg
-from pgjax.algos import ppo
+from pgjax.algos import ppo, spo
 
 TINY = CONTRACT_TINY["ppo"]  # the trainer contract (determinism, chunks, vmap, checkpoints): test_contract.py
 
@@ -64,6 +66,38 @@ def test_minibatch_step_reports_the_global_gradient_norm(jit):
     assert not np.allclose(jax.tree.leaves(new_params)[0], jax.tree.leaves(params)[0])
 
 
+def _recording(policy_loss, seen):
+    """`policy_loss` that also hands each minibatch's log-ratios to the host (test only)."""
+    def recorded(hparams, log_probs, old_log_probs, advantages):
+        jax.debug.callback(lambda x: seen.append(np.asarray(x, np.float64)), log_probs - old_log_probs)
+        return policy_loss(hparams, log_probs, old_log_probs, advantages)
+    return recorded
+
+
+@pytest.mark.parametrize("objective", ["clip", "spo"])
+def test_ratio_deviation_metrics_cover_every_minibatch_of_the_update(objective):
+    """An update logs how far the ratio left [1 - eps, 1 + eps] over all its epochs'
+    minibatches, each measured before its gradient step: the fraction outside and the mean
+    excess over every sample seen, and the largest deviation (NumPy oracle on the pooled
+    log-ratios). A large step size and a narrow band put many ratios outside."""
+    module, eps_field = (ppo, "clip_eps") if objective == "clip" else (spo, "ratio_eps")
+    policy_loss = ppo.clip_objective if objective == "clip" else spo.penalty_objective
+    config = cfg.from_dict(module.CONFIG, {k: v for k, v in cfg.to_dict(TINY).items() if k != "hparams"})
+    hp = dataclasses.replace(config.hparams, learning_rate=0.05, **{eps_field: 0.02})
+    trainer = module.make_trainer(config)
+    state = trainer.init(jax.random.PRNGKey(0), hp)
+    seen = []
+    update = functools.partial(ppo.surrogate_update, _recording(policy_loss, seen), config, trainer.env,
+                               trainer.networks)
+    _, metrics = jax.jit(update)(hp, state, None)
+    jax.effects_barrier()
+    assert len(seen) == config.update_epochs * config.num_minibatches
+    expected = ref.ratio_deviation(np.concatenate(seen), 0.02)
+    assert 0.05 < expected["ratio_outside_frac"] < 0.95
+    for name, value in expected.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 # --- configuration ------------------------------------------------------------------------
 
 
@@ -82,6 +116,17 @@ def test_minibatch_step_reports_the_global_gradient_norm(jit):
 def test_bad_config_values_are_named(values, message):
     with pytest.raises(cfg.ConfigError) as err:
         cfg.from_dict(ppo.PPOConfig, values)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"hparams": {"ratio_eps": 0.0}}, "hparams.ratio_eps=0.0 is out of range: must be > 0"),
+    ({"hparams": {"clip_eps": 0.2}}, "unknown config key 'hparams.clip_eps'"),  # SPO has no clip
+    ({"num_envs": 3, "num_steps": 5, "num_minibatches": 4}, "num_minibatches=4 does not divide the batch"),
+])
+def test_spo_bad_config_values_are_named(values, message):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_dict(spo.SPOConfig, values)
     assert message in str(err.value)
 
 

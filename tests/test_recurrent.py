@@ -1,6 +1,7 @@
 """Recurrent (GRU) policies: the GRU scan against a NumPy loop, hidden-state resets in the
 rollout, the truncation bootstrap from the pre-reset state, whole-sequence minibatches,
-chunking, seed vmaps, checkpoints, evaluation and config errors."""
+chunking, seed vmaps, checkpoints, evaluation and config errors. The tests of a trainer run
+for every recurrent core (`CORE_NAMES`; minGRU's own numerics are in test_mingru.py)."""
 
 import dataclasses
 import functools
@@ -24,6 +25,11 @@ from pgjax.runtime.experiment import compile_seed_functions, seed_keys
 from pgjax.types import Transition
 
 TINY = {"env_id": "MemoryChain-bsuite", "num_envs": 4, "num_steps": 16, "hidden_sizes": [8], "core": "gru", "core_size": 6}
+CORE_NAMES = ["gru", "mingru"]
+# minGRU keeps the GRU core's carry, resets and update rows (`mingru.MinGRU` subclasses `GRU`);
+# only its network differs. Where a test checks the carry's plumbing alone (seed vmaps,
+# checkpoints, REINFORCE's chunks), its minGRU compilation runs with -m slow.
+CORES_CARRY_ONLY = ["gru", pytest.param("mingru", marks=pytest.mark.slow)]
 
 
 def _sigmoid(x):
@@ -101,17 +107,19 @@ def test_rollout_resets_the_hidden_state_exactly_where_an_episode_ends():
     np.testing.assert_array_equal(final.hidden["actor"][:, 0], expected)
 
 
-def _tiny_networks(env_id="MemoryChain-bsuite", num_envs=2):
-    config = cfg.from_dict(ppo.CONFIG, {**TINY, "env_id": env_id, "num_envs": num_envs, "num_minibatches": 1})
+def _tiny_networks(env_id="MemoryChain-bsuite", num_envs=2, core="gru"):
+    config = cfg.from_dict(ppo.CONFIG, {**TINY, "env_id": env_id, "num_envs": num_envs, "num_minibatches": 1,
+                                        "core": core})
     env = make_vec_env(config.env_id, num_envs)
     networks = make_actor_critic(config, env)
     return config, env, networks, init_actor_critic(networks, env, jax.random.PRNGKey(2))
 
 
-def test_truncation_bootstraps_from_the_hidden_state_before_the_reset():
+@pytest.mark.parametrize("core", CORE_NAMES)
+def test_truncation_bootstraps_from_the_hidden_state_before_the_reset(core):
     """`V(s_{t+1})` at a truncated step is `head(GRU(h_t, final_obs))`, computed here with
     explicit one-step calls; the reset hidden state would give another value."""
-    config, _env, networks, params = _tiny_networks()
+    config, _env, networks, params = _tiny_networks(core=core)
     rng = np.random.default_rng(3)
     t, b = 5, 2
     obs = jnp.asarray(rng.normal(size=(t, b, 3)), jnp.float32)
@@ -175,15 +183,16 @@ def _ppo_tiny(**changes):
 
 # PPO's whole-sequence minibatches and REINFORCE's reset episodes run by default; PPO-KL, A2C and
 # VPG share PPO's rollout and value pass, so their compilations run with -m slow.
-@pytest.mark.parametrize("module", [
-    ppo, reinforce,
-    *(pytest.param(m, marks=pytest.mark.slow) for m in (ppo_kl, a2c, vpg)),
-], ids=lambda m: m.__name__.split(".")[-1])
-def test_chunked_run_equals_whole_run(module):
+@pytest.mark.parametrize("module, core", [
+    (ppo, "gru"), (ppo, "mingru"), (reinforce, "gru"),
+    pytest.param(reinforce, "mingru", marks=pytest.mark.slow),
+    *(pytest.param(m, c, marks=pytest.mark.slow) for m in (ppo_kl, a2c, vpg) for c in CORE_NAMES),
+], ids=lambda m: m if isinstance(m, str) else m.__name__.split(".")[-1])
+def test_chunked_run_equals_whole_run(module, core):
     fields = {f.name for f in dataclasses.fields(module.CONFIG)}
     wanted = {"num_minibatches": 2, "update_epochs": 2, "value_iters": 2, "max_episode_steps": 16}
     extra = {k: v for k, v in wanted.items() if k in fields}
-    config = cfg.from_dict(module.CONFIG, {**TINY, **extra, "total_timesteps": 4 * 4 * 16})
+    config = cfg.from_dict(module.CONFIG, {**TINY, **extra, "total_timesteps": 4 * 4 * 16, "core": core})
     trainer = module.make_trainer(config)
     whole = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     run = jax.jit(trainer.run, static_argnums=2)
@@ -196,8 +205,9 @@ def test_chunked_run_equals_whole_run(module):
     np.testing.assert_array_equal(np.concatenate([first["loss"], rest["loss"]]), whole.metrics["loss"])
 
 
-def test_seed_vmap_matches_single_seeds():
-    config = _ppo_tiny()
+@pytest.mark.parametrize("core", CORES_CARRY_ONLY)
+def test_seed_vmap_matches_single_seeds(core):
+    config = _ppo_tiny(core=core)
     trainer = ppo.make_trainer(config)
     keys = seed_keys(0, [0, 1])
     batched = jax.jit(jax.vmap(trainer.train))(keys)
@@ -208,8 +218,9 @@ def test_seed_vmap_matches_single_seeds():
     assert not np.allclose(batched.state.env.hidden["actor"][0], batched.state.env.hidden["actor"][1])
 
 
-def test_checkpoint_round_trip_is_bit_exact(tmp_path):
-    config = _ppo_tiny()
+@pytest.mark.parametrize("core", CORES_CARRY_ONLY)
+def test_checkpoint_round_trip_is_bit_exact(tmp_path, core):
+    config = _ppo_tiny(core=core)
     trainer = ppo.make_trainer(config)
     keys, hp = seed_keys(0, [0, 1]), config.hparams
     init, run = compile_seed_functions(trainer)
@@ -227,10 +238,11 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert leaves_equal(end, end_restored) and leaves_equal(second, second_restored)
 
 
-def test_evaluation_carries_and_resets_the_hidden_state():
+@pytest.mark.parametrize("core", CORE_NAMES)
+def test_evaluation_carries_and_resets_the_hidden_state(core):
     """`policy_act_fn` of a recurrent trainer carries the state: its episodes equal a
     Python loop over `trainer.act` that threads the hidden state by hand."""
-    config = _ppo_tiny()
+    config = _ppo_tiny(core=core)
     trainer = ppo.make_trainer(config)
     state = trainer.init(jax.random.PRNGKey(0), config.hparams)
     act_fn = policy_act_fn(trainer, state.params, state.obs_stats, deterministic=False)
@@ -254,10 +266,11 @@ def test_evaluation_carries_and_resets_the_hidden_state():
     np.testing.assert_allclose(episodes.returns, returns)
 
 
+@pytest.mark.parametrize("core", CORE_NAMES)
 @pytest.mark.parametrize("module", [npg, trpo], ids=lambda m: m.__name__.split(".")[-1])
-def test_unsupported_algorithms_say_so(module):
-    with pytest.raises(cfg.ConfigError, match="core='gru' is not supported by"):
-        cfg.from_dict(module.CONFIG, {"core": "gru"})
+def test_unsupported_algorithms_say_so(module, core):
+    with pytest.raises(cfg.ConfigError, match=f"core='{core}' is not supported by"):
+        cfg.from_dict(module.CONFIG, {"core": core})
 
 
 def test_minibatches_must_split_the_environments():

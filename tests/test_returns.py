@@ -522,3 +522,66 @@ def test_episode_weights_reject_bad_settings():
         R.episode_weights(rewards, mask, 0.9, "rtg")
     with pytest.raises(ValueError, match="discount_weighting applies to 'reward_to_go'"):
         R.episode_weights(rewards, mask, 0.9, "total", True)
+
+
+# --- group baselines: episodes from one start state (RLOO, GRPO) --------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("group_size", [2, 4, 8])
+@pytest.mark.parametrize("weighting", R.WEIGHTINGS)
+@pytest.mark.parametrize("baseline", R.GROUP_BASELINES)
+def test_group_baseline_weights_match_oracle(baseline, weighting, group_size, jit):
+    # Varied lengths: members end at different steps; episode 0's partner ends at t = 3.
+    rewards, _, mask, lengths = _episodes(3, lengths=(9, 3, 1, 6, 9, 9, 2, 5))
+    weights = R.episode_weights(rewards, mask, 0.9, weighting)
+    np.testing.assert_allclose(weights, ref.episode_weights(rewards, lengths, 0.9, weighting), rtol=1e-5, atol=1e-5)
+    kernel = _maybe_jit(R.group_baseline_weights, jit, static_argnums=(2, 3, 4))
+    got = np.asarray(kernel(weights, mask, weighting, group_size, baseline))
+    want = ref.group_baseline_weights(np.asarray(weights), lengths, group_size, weighting, baseline)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if group_size == 2:  # the finished partner still counts: with R_1 (total) or with 0 (reward-to-go)
+        own, partner = np.asarray(weights)[3:9, 0], (np.asarray(weights)[0, 1] if weighting == "total" else 0.0)
+        expected = own - partner if baseline == "leave_one_out" else np.sign(own - partner)
+        np.testing.assert_allclose(got[3:9, 0], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("K", [2, 3, 5])
+def test_leave_one_out_identities(K, jit):
+    """b_k = (sum_j R_j - R_k)/(K-1), by a loop; sum_k (R_k - b_k) = 0; R_k - b_k = K/(K-1) (R_k - mean R)."""
+    returns = np.random.default_rng(K).normal(3.0, 2.0, size=(6, K)).astype(np.float32)  # 6 groups of K
+    got = np.asarray(_maybe_jit(R.leave_one_out_baseline, jit)(returns), np.float64)
+    loop = np.array([[sum(row[j] for j in range(K) if j != k) / (K - 1) for k in range(K)] for row in returns.astype(float)])
+    np.testing.assert_allclose(got, loop, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose((returns - got).sum(axis=-1), 0.0, atol=1e-5)
+    centred = returns - returns.mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(returns - got, K / (K - 1) * centred, rtol=1e-5, atol=1e-5)
+    if K == 2:  # each member's baseline is the other's return
+        np.testing.assert_allclose(got, returns[:, ::-1], rtol=1e-6)
+    normalized = np.asarray(_maybe_jit(R.group_normalized_advantages, jit)(returns), np.float64)
+    np.testing.assert_allclose(normalized, centred / (returns.std(axis=-1, keepdims=True) + 1e-8), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(normalized.mean(axis=-1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normalized.std(axis=-1), 1.0, rtol=1e-5)
+    if K == 2:  # a pair normalises to +-1
+        np.testing.assert_allclose(normalized, np.sign(returns - returns[:, ::-1]), rtol=1e-5)
+
+
+def test_equal_returns_normalise_to_zero():
+    assert np.array_equal(R.group_normalized_advantages(np.full((2, 4), 7.0, np.float32)), np.zeros((2, 4)))
+
+
+def test_groups_of_one_and_uneven_groups_are_refused():
+    returns = np.ones((3, 1), np.float32)
+    for kernel in (R.leave_one_out_baseline, R.group_normalized_advantages):
+        with pytest.raises(ValueError, match=r"shape \[3, 1\], groups of 1 episode; a group .* needs at least 2"):
+            kernel(returns)
+    weights = np.ones((4, 6), np.float32)
+    with pytest.raises(ValueError, match="group_size=1 must be a whole number >= 2"):
+        R.group_baseline_weights(weights, weights, "total", 1, "leave_one_out")
+    with pytest.raises(ValueError, match=r"6 episodes \(shape \[4, 6\]\) do not split into groups of 4"):
+        R.group_baseline_weights(weights, weights, "total", 4, "leave_one_out")
+    with pytest.raises(ValueError, match="baseline='rloo': expected one of"):
+        R.group_baseline_weights(weights, weights, "total", 2, "rloo")
+    with pytest.raises(ValueError, match="weighting='rtg': expected one of"):
+        R.group_baseline_weights(weights, weights, "rtg", 2, "leave_one_out")

@@ -88,7 +88,7 @@ def test_ppo_trains_on_the_kernels_scaled_rewards():
     hp = dataclasses.replace(PPO_SCALED.hparams, gamma=0.9)
     state = trainer.init(jax.random.PRNGKey(0), hp)
     after, _ = jax.jit(trainer.run, static_argnums=2)(state, hp, 1)
-    _, rollout_key, _ = jax.random.split(state.key, 3)  # as ppo._update splits it
+    _, rollout_key, _ = jax.random.split(state.key, 3)  # as ppo.surrogate_update splits it
     _, traj = jax.jit(collect_rollout, static_argnums=(0, 1, 2))(PPO_SCALED, trainer.env, trainer.networks, state,
                                                                  rollout_key)
     _, expected = scale_rewards(init_reward_scaling(PPO_SCALED.num_envs), traj.reward, traj.terminated,
@@ -100,7 +100,7 @@ def test_ppo_trains_on_the_kernels_scaled_rewards():
     assert plain.reward_scaling is None and len(jax.tree.leaves(plain)) == len(jax.tree.leaves(after)) - 4
 
 
-ON_POLICY = ["reinforce", "vpg", "a2c", "npg", "trpo", "ppo", "ppo_kl"]
+ON_POLICY = ["reinforce", "vpg", "a2c", "npg", "trpo", "ppo", "ppo_kl", "vmpo"]
 
 
 @pytest.mark.parametrize("name", ON_POLICY)

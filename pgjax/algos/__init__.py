@@ -7,7 +7,7 @@ off-policy loop (`_off_policy`) with DDPG and TD3's learner (`_deterministic`), 
 gradient-estimator diagnostics (`diagnostics`).
 """
 
-from pgjax.algos import a2c, ddpg, npg, ppo, ppo_kl, reinforce, sac, td3, trpo, vpg
+from pgjax.algos import a2c, ddpg, npg, ppg, ppo, ppo_kl, reinforce, sac, spo, td3, trpo, vmpo, vpg
 
 ALGORITHMS = {
     # the on-policy line, in the textbook order
@@ -18,6 +18,9 @@ ALGORITHMS = {
     "trpo": trpo,
     "ppo": ppo,
     "ppo_kl": ppo_kl,
+    "ppg": ppg,  # PPO's policy phase, then value distillation into the policy network
+    "spo": spo,
+    "vmpo": vmpo,  # policy iteration: top-half E-step, weighted maximum likelihood M-step
     # off-policy actor-critics on a replay buffer
     "ddpg": ddpg,
     "td3": td3,

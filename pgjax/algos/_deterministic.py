@@ -88,11 +88,12 @@ def _optimizers(hparams):
     return optax.adam(hparams.actor_learning_rate), optax.adam(hparams.critic_learning_rate)
 
 
-def init(networks: Networks, env: VecEnv, key: PRNGKey, hparams) -> DPGState:
+def init(networks: Networks, env: VecEnv, key: PRNGKey, hparams, network_init: tuple[str, float] = ("orthogonal", 0.0)) -> DPGState:
     actor_key, critic_key = jax.random.split(key)  # JAX's own Threefry: see actor_critic.init_actor_critic
     obs = jnp.zeros((1, *env.obs_shape), jnp.float32)
     action = jnp.zeros((1, env.action_spec.num_actions), jnp.float32)
-    params = init_networks({"actor": (networks.actor, actor_key, (obs,)), "critic": (networks.critic, critic_key, (obs, action))})
+    inits = {"actor": (networks.actor, actor_key, (obs,)), "critic": (networks.critic, critic_key, (obs, action))}
+    params = init_networks(inits, *network_init)
     actor_opt, critic_opt = _optimizers(hparams)
     return DPGState(
         params=params,
@@ -212,10 +213,13 @@ def act(networks: Networks, spec: ActionSpec, params, key, obs, deterministic=Fa
     return mu.reshape(mu.shape[:-1] + spec.shape)
 
 
-def make_learner(variant: Variant, networks: Networks, env: VecEnv) -> Learner:
+def make_learner(
+    variant: Variant, networks: Networks, env: VecEnv, network_init: tuple[str, float] = ("orthogonal", 0.0)
+) -> Learner:
+    """DDPG's or TD3's learner; `network_init` is the config's `(init, bias_init_max)`."""
     spec = env.action_spec
     return Learner(
-        init=functools.partial(init, networks, env),
+        init=functools.partial(init, networks, env, network_init=network_init),
         explore_init=functools.partial(explore_init, env),
         explore=functools.partial(explore, variant, networks, spec),
         explore_reset=explore_reset,

@@ -78,11 +78,16 @@ from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_ca
 from pgjax.config import (
     ENV_ID_DOC,
     ConfigError,
+    EnvKwargs,
     check_environment,
+    check_int32,
     config_dataclass,
+    countable,
     discount_field,
+    env_kwargs_field,
     field,
     hparams_dataclass,
+    make_env,
     network_config,
     positive,
     reward_scale_field,
@@ -92,7 +97,6 @@ from pgjax.envs import (
     ActionSpec,
     VecEnv,
     init_running_stats,
-    make_vec_env,
     normalize_obs,
     update_episode_stats,
     update_running_stats,
@@ -127,10 +131,11 @@ class OffPolicyConfig(network_config((256, 256), "relu")):
     action_space: ClassVar[str] = "any"
 
     env_id: str = field("Pendulum-v1", ENV_ID_DOC)
+    env_kwargs: EnvKwargs = env_kwargs_field()
     num_envs: int = field(1, "environments stepped in parallel; each iteration stores num_envs transitions", positive())
-    total_timesteps: int = field(20_000, "environment steps over the whole run (all environments together)", positive())
+    total_timesteps: int = field(20_000, "environment steps over the whole run (all environments together)", countable())
     learning_starts: int = field(1_000, "environment steps of uniformly random actions before learning starts", (lambda v: v >= 0, ">= 0"))
-    buffer_size: int = field(100_000, "replay buffer capacity in transitions", positive())
+    buffer_size: int = field(100_000, "replay buffer capacity in transitions", countable())
     batch_size: int = field(256, "transitions per gradient update (sampled uniformly from the buffer)", positive())
     updates_per_step: int = field(1, "gradient updates after each step of the num_envs environments", positive())
     normalize_obs: bool = field(False, "running observation normalisation (stats saved in the state)")
@@ -212,19 +217,21 @@ class OffPolicyConfig(network_config((256, 256), "relu")):
                 f"log_interval={self.log_interval} is longer than the {self.learning_iterations * self.num_envs} "
                 "learning steps the budget leaves: lower log_interval (0: automatic) or raise total_timesteps."
             )
+        check_int32("the gradient updates (total_timesteps - learning_starts) / num_envs * updates_per_step",
+                    self.learning_iterations * self.updates_per_step, "lower updates_per_step or total_timesteps")
         check_environment(self)
         if self.action_space != "any":
-            check_action_space(self.env_id, self.action_space, type(self).__name__)
+            check_action_space(self, self.action_space, type(self).__name__)
 
 
-def check_action_space(env_id: str, required: str, who: str) -> None:
-    """Raise a ConfigError if `env_id`'s actions are not `required` ('continuous'/'discrete')."""
-    spec = make_vec_env(env_id, 1).action_spec
+def check_action_space(config, required: str, who: str) -> None:
+    """Raise a ConfigError if the actions of `config`'s environment are not `required` ('continuous'/'discrete')."""
+    spec = make_env(config, 1).action_spec
     kind = "discrete" if spec.discrete else "continuous"
     if kind != required:
         example = "Pendulum-v1" if required == "continuous" else "CartPole-v1"
         raise ConfigError(
-            f"env_id={env_id!r} has {kind} actions, but {who} needs {required} "
+            f"env_id={config.env_id!r} has {kind} actions, but {who} needs {required} "
             f"({'Box' if required == 'continuous' else 'Discrete'}) actions; "
             f"use an environment such as {example!r}."
         )

@@ -1,4 +1,4 @@
-"""The skeleton every on-policy algorithm shares (REINFORCE, VPG, A2C, NPG, TRPO, PPO, PPO-KL).
+"""The skeleton every on-policy algorithm shares (REINFORCE, VPG, A2C, NPG, TRPO, PPO, PPO-KL, SPO).
 
 One update of an on-policy algorithm is: roll out the current policy (`collect_rollout`),
 estimate advantages, change the parameters (the algorithm's own part), fold the rollout into
@@ -20,7 +20,8 @@ from pgjax.algos._trainer import assemble_trainer
 from pgjax.algos.actor_critic import act, init_actor_critic, initial_carry, make_actor_critic, sample_step
 from pgjax.algos.contract import Trainer
 from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_carry, rollout
-from pgjax.envs import init_running_stats, make_vec_env
+from pgjax.config import make_env
+from pgjax.envs import init_running_stats
 from pgjax.kernels.losses import explained_variance
 from pgjax.kernels.reward_scaling import init_reward_scaling
 from pgjax.types import Array, PRNGKey, Transition
@@ -42,7 +43,7 @@ def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) 
         key, params_key, env_key = jax.random.split(key, 3)
         fields = {"env": reset_env_carry(env, env_key, initial_carry(networks, env.num_envs))}
     return {
-        "params": init_actor_critic(networks, env, params_key),
+        "params": init_actor_critic(networks, env, params_key, config.init, config.bias_init_max),
         **fields,
         "obs_stats": init_running_stats(env.obs_shape),
         "key": key,
@@ -71,9 +72,9 @@ def rollout_metrics(config, update: Array, traj: Transition, batch) -> dict[str,
 
 def actor_critic_trainer(config, init, update, **env_options) -> Trainer:
     """The on-policy algorithms' `make_trainer`: validate `config` (before anything
-    compiles), build its batched environment (`make_vec_env(..., **env_options)`) and
+    compiles), build its batched environment (`make_env(config, ..., **env_options)`) and
     actor-critic networks, and assemble the `Trainer`."""
     config.validate()
-    env = make_vec_env(config.env_id, config.num_envs, **env_options)
+    env = make_env(config, config.num_envs, **env_options)
     networks = make_actor_critic(config, env)
     return assemble_trainer(config, env, networks, init, update, functools.partial(act, config, env, networks))

@@ -34,15 +34,19 @@ class ActorCritic(NamedTuple):
 def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
     """A categorical or Gaussian actor (by the action space) and a value critic, both on the
     torso `torso_spec` picks for the observations, each wrapped by the core `config.core`
-    names (`cores.make_core`: the head itself for `"none"`, a `RecurrentNetwork` for `"gru"`)."""
+    names (`cores.make_core`: the head itself for `"none"`, a `RecurrentNetwork` for `"gru"`).
+    A config whose class sets `policy_aux_value_head = True` (PPG) gives the actor an
+    auxiliary value head (`heads.CategoricalActor`)."""
     spec, torso, core = env.action_spec, torso_spec(config, env.obs_shape), make_core(config)
+    aux_value = getattr(config, "policy_aux_value_head", False)
     if spec.discrete:
         def actor_head(sizes, head_torso):
-            return CategoricalActor(spec.num_actions, sizes, config.activation, torso=head_torso)
+            return CategoricalActor(spec.num_actions, sizes, config.activation, torso=head_torso, aux_value=aux_value)
     else:
         def actor_head(sizes, head_torso):
             return GaussianActor(
-                spec.num_actions, sizes, config.activation, init_log_std=config.init_log_std, torso=head_torso
+                spec.num_actions, sizes, config.activation, init_log_std=config.init_log_std, torso=head_torso,
+                aux_value=aux_value,
             )
 
     def critic_head(sizes, head_torso):
@@ -55,7 +59,8 @@ def make_actor_critic(config: Any, env: VecEnv) -> ActorCritic:
     )
 
 
-def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
+def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey, init: str = "orthogonal", bias_init_max: float = 0.0) -> dict:
+    """Both networks' parameters, initialised as `init` and `bias_init_max` say (`init_networks`)."""
     # JAX's own Threefry for the kernels' draws: XLA's CPU compiler stalled (over 30 minutes on
     # one core) on straight-line `unrolled_rng` draws feeding the Newton-Schulz loop for some
     # shapes (hidden_sizes=(16,) on a 1-d observation), and no faster compile was measured
@@ -63,7 +68,8 @@ def init_actor_critic(networks: ActorCritic, env: VecEnv, key: PRNGKey) -> dict:
     actor_key, critic_key = jax.random.split(key)
     dummy = networks.core.init_input(jnp.zeros((1, *env.obs_shape), jnp.float32))
     # One orthogonalisation for both networks: fewer Newton-Schulz loops to compile.
-    return init_networks({"actor": (networks.actor, actor_key, (dummy,)), "critic": (networks.critic, critic_key, (dummy,))})
+    inits = {"actor": (networks.actor, actor_key, (dummy,)), "critic": (networks.critic, critic_key, (dummy,))}
+    return init_networks(inits, init, bias_init_max)
 
 
 def initial_carry(networks: ActorCritic, num_envs: int) -> Carry:

@@ -14,8 +14,7 @@ from pgjax.algos import _deterministic as dpg
 from pgjax.algos._off_policy import OffPolicyConfig, make_off_policy_trainer
 from pgjax.algos._trainer import train_function
 from pgjax.algos.contract import Trainer
-from pgjax.config import config_dataclass, field, hparams_dataclass, one_of
-from pgjax.envs import make_vec_env
+from pgjax.config import config_dataclass, field, hparams_dataclass, make_env, one_of
 
 
 @hparams_dataclass
@@ -36,10 +35,10 @@ class DDPGConfig(OffPolicyConfig):
 def make_trainer(config: DDPGConfig) -> Trainer:
     """Build DDPG's functions for `config` (validated here, before anything compiles)."""
     config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
+    env = make_env(config, config.num_envs)
     variant = dpg.Variant(num_critics=1, policy_delay=1, target_smoothing=False, exploration=config.exploration)
     networks = dpg.make_networks(config, env, variant.num_critics)
-    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
+    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env, (config.init, config.bias_init_max)), networks)
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)

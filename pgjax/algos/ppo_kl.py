@@ -11,8 +11,10 @@ with the multiplier moved by projected dual ascent instead of doubling/halving):
    `lambda <- max(0, lambda + kl_coef_lr (KL_bar - delta))` (`trust_region.dual_update`).
 
 The multiplier is part of the training state (so checkpoints resume it) and is logged per
-update with the measured KL. Everything else is PPO's (`pgjax.algos.ppo`: its config,
-optimiser, minibatching rules and value loss).
+update with the measured KL. With no clip range of its own, the ratio-deviation diagnostic
+(`losses.ratio_deviation`: how far `r` strays outside `[1 - eps, 1 + eps]`) is measured at
+`RATIO_EPS = 0.2`, PPO's default `clip_eps`. Everything else is PPO's (`pgjax.algos.ppo`:
+its config, optimiser, minibatching rules and value loss).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initia
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, make_optimizer, sgd_epoch
+from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, epoch_metrics, make_optimizer, sgd_epoch
 from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     config_dataclass,
@@ -41,10 +43,13 @@ from pgjax.kernels.losses import (
     entropy_bonus,
     kl_penalty_loss,
     normalize_advantages,
+    ratio_deviation,
     value_loss,
 )
 from pgjax.kernels.trust_region import dual_update, mean_kl
 from pgjax.types import Array, PRNGKey, RunningStats
+
+RATIO_EPS = 0.2  # the band [1 - eps, 1 + eps] the ratio-deviation metrics measure: PPO's default clip_eps
 
 
 @hparams_dataclass
@@ -93,13 +98,24 @@ class Batch(NamedTuple):
     old_dist: Any  # the rollout policy's distribution at each state (for the closed-form KL)
 
 
+def trust_region_batch(config, networks, hparams, state, traj) -> Batch:
+    """The rollout's GAE batch (`gae_batch`, from `state`'s parameters, statistics and
+    carry) with the rollout policy's distribution at each state, for a closed-form KL
+    against it. Shared with V-MPO (`pgjax.algos.vmpo`)."""
+    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
+    old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
+    return Batch(**base._asdict(), old_dist=old_dist)
+
+
 def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
     """Minus the Lagrangian `mean(r A) - lambda (KL - delta)`, plus value loss minus entropy."""
     dist = networks.actor.apply(params["actor"], batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
+    log_probs = dist.log_prob(batch.action)
     policy_loss, metrics = kl_penalty_loss(
-        dist.log_prob(batch.action), batch.log_prob, advantages, batch.old_dist.kl(dist), kl_coef, hparams.max_kl
+        log_probs, batch.log_prob, advantages, batch.old_dist.kl(dist), kl_coef, hparams.max_kl
     )
+    metrics = {**metrics, **ratio_deviation(log_probs - batch.log_prob, RATIO_EPS)}
     values = networks.critic.apply(params["critic"], batch.obs)
     clip = hparams.value_clip_eps if config.clip_value_loss else None
     v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
@@ -113,9 +129,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     env_carry, traj = collect_rollout(config, env, networks, state, rollout_key)
     traj, reward_scaling = scale_rollout_rewards(config, hparams, state.reward_scaling, traj)
-    base = gae_batch(config, networks, hparams, state.params, state.obs_stats, traj, state.env.hidden)
-    old_dist = jax.lax.stop_gradient(networks.actor.apply(state.params["actor"], base.obs))
-    batch = Batch(**base._asdict(), old_dist=old_dist)
+    batch = trust_region_batch(config, networks, hparams, state, traj)
 
     optimizer = make_optimizer(config, hparams)
     loss_fn = functools.partial(_loss, config, networks, hparams, state.kl_coef)
@@ -129,7 +143,7 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
 
     update = state.update + 1
     metrics = {
-        **jax.tree.map(jnp.mean, losses),
+        **epoch_metrics(losses),
         "kl": kl,  # mean KL(old || new) over the rollout after the primal steps
         "kl_coef": state.kl_coef,  # the multiplier these primal steps used
         "kl_coef_next": kl_coef,  # after the dual step

@@ -18,6 +18,8 @@ episodes, NOT a mean over steps), whose gradient is the Monte Carlo estimate of
     baseline="none"            psi_t <- psi_t
     baseline="batch_mean"      psi_t^i <- psi_t^i - mean_{j != i, m_t^j = 1} psi_t^j
     baseline="value"           psi_t <- psi_t - V(s_t)   (gamma^t V(s_t) with discount_weighting)
+    baseline="leave_one_out"   psi_t^k <- psi_t^k - mean_{j in group(k), j != k} psi_t^j
+    baseline="group_norm"      psi_t^k <- (psi_t^k - mean_j psi_t^j) / (std_j psi_t^j + 1e-8), j in group(k)
 
 Returns are true episode returns: nothing is bootstrapped, so a time-limit-truncated
 episode's return is the (discounted) sum of the rewards it got.
@@ -27,18 +29,32 @@ Which gradient is estimated (Sutton & Barto, 2018, sec. 13.3; Nota & Thomas, 202
 (`R(tau)` already carries the discount). `reward_to_go` is unbiased for the same gradient
 when `gamma = 1` or with `discount_weighting`; without it and `gamma < 1` it is the common
 "discounted" estimator, which is not the gradient of any objective (Nota & Thomas, 2020)
-but is what most implementations use. Both baselines keep the estimate unbiased: the leave-one-out batch mean does not
-depend on episode `i`, and the value baseline uses the critic as it was before this
+but is what most implementations use. The batch-mean and value baselines keep the estimate
+unbiased: the leave-one-out batch mean does not depend on episode `i`, and the value baseline uses the critic as it was before this
 batch (it is then regressed on `G_t` by `value_iters` full-batch Adam steps, as in VPG,
 Schulman et al., 2016, sec. 5). With `total`, `V(s_t)` (fit to `G_t`) is still a valid
 but poorly matched baseline; use `batch_mean` there.
 
+Group baselines (`group_size = K >= 2`, `num_envs` a multiple of K): each update resets
+`num_envs` environments and copies the first state of each group of K consecutive ones into
+the other K - 1 (`rollout.share_start_states`), so a group's K episodes start from one state
+and part only by their own policy (and environment) draws. Each column scores only its first
+episode (the mask above), so every episode that enters the estimate starts from its group's
+shared state; what the auto-reset simulates after it is masked out and never compared.
+At step t every member of the group counts, a finished one with its weight past its end:
+R(tau) for `total`, 0 for `reward_to_go` (measured on CartPole, this beats averaging only the
+members still running, which leaves late steps of long episodes with a noisy baseline or
+none). `leave_one_out` is Kool et al.'s (2019) RLOO baseline, `R_k - mean_{j != k} R_j` with
+`total`, unbiased because, given the start state, the other episodes are independent of
+episode k. `group_norm` is GRPO's group-normalised advantage (Shao et al., 2024), biased: its
+mean and std include episode k (`returns.group_baseline_weights`).
+
 The estimators are library kernels shared with `pgjax.algos.diagnostics` and the notebooks:
 `rollout.collect_episodes` (episodes and their first-episode mask), `returns.episode_weights`,
-`returns.batch_baseline`, `returns.value_baseline`, `returns.reward_to_go` (the critic's
-targets) and `losses.episode_policy_loss`. `make_trainer(config)` gives `init`,
-`run(state, hparams, num_updates)` and `train`, all pure: the whole run is one `jit`,
-chunks compose bit for bit.
+`returns.batch_baseline`, `returns.value_baseline`, `returns.group_baseline_weights`,
+`returns.reward_to_go` (the critic's targets) and `losses.episode_policy_loss`.
+`make_trainer(config)` gives `init`, `run(state, hparams, num_updates)` and `train`, all pure:
+the whole run is one `jit`, chunks compose bit for bit.
 """
 
 from __future__ import annotations
@@ -70,16 +86,24 @@ from pgjax.config import (
     entropy_coef_field,
     field,
     hparams_dataclass,
+    make_env,
     non_negative,
     one_of,
     positive,
 )
-from pgjax.envs import make_vec_env
 from pgjax.kernels.losses import episode_policy_loss
-from pgjax.kernels.returns import WEIGHTINGS, batch_baseline, episode_weights, reward_to_go, value_baseline
+from pgjax.kernels.returns import (
+    GROUP_BASELINES,
+    WEIGHTINGS,
+    batch_baseline,
+    episode_weights,
+    group_baseline_weights,
+    reward_to_go,
+    value_baseline,
+)
 from pgjax.types import Array, PRNGKey, RunningStats
 
-BASELINES = ("none", "batch_mean", "value")
+BASELINES = ("none", "batch_mean", "value", *GROUP_BASELINES)
 
 
 @hparams_dataclass
@@ -104,8 +128,11 @@ class ReinforceConfig(OnPolicyConfig):
     weighting: str = field("reward_to_go", "weight of grad log pi(a_t|s_t): total return R(tau) or reward-to-go G_t",
                            one_of(*WEIGHTINGS))
     discount_weighting: bool = field(False, "multiply reward-to-go weights by gamma^t (the discounted objective)")
-    baseline: str = field("value", "subtracted from the weights: none, leave-one-out batch mean, or learned V(s_t)",
+    baseline: str = field("value", "subtracted from the weights: none, leave-one-out batch mean, learned V(s_t), or "
+                          "over each group of group_size episodes: leave-one-out mean or group normalisation",
                           one_of(*BASELINES))
+    group_size: int = field(1, "episodes per shared start state (consecutive environments); leave_one_out and "
+                            "group_norm need >= 2, and num_envs must be a multiple", positive())
     value_iters: int = field(20, "full-batch critic Adam steps per update (baseline='value')", positive())
     hparams: ReinforceHParams = field(ReinforceHParams(), "traced hyper-parameters")
 
@@ -116,6 +143,17 @@ class ReinforceConfig(OnPolicyConfig):
             raise ConfigError(
                 "discount_weighting=true applies to weighting='reward_to_go' only: the total return "
                 "R(tau) = sum_t gamma^t r_t already weights the discounted objective. Set discount_weighting=false."
+            )
+        if self.num_envs % self.group_size:
+            raise ConfigError(
+                f"num_envs={self.num_envs} must be a multiple of group_size={self.group_size}: each group of "
+                f"group_size episodes shares a start state. Set num_envs to a multiple of {self.group_size}."
+            )
+        if self.baseline in GROUP_BASELINES and self.group_size < 2:
+            raise ConfigError(
+                f"baseline={self.baseline!r} needs group_size >= 2 (got group_size={self.group_size}): it compares "
+                f"each episode with the others from its start state. Set group_size to a divisor >= 2 of "
+                f"num_envs={self.num_envs}."
             )
         horizon = episode_horizon(self)
         if self.num_steps != horizon:
@@ -133,7 +171,7 @@ def episode_horizon(config: ReinforceConfig) -> int:
     if config.max_episode_steps:
         return config.max_episode_steps
     try:
-        return make_vec_env(config.env_id, 1).max_episode_steps
+        return make_env(config, 1).max_episode_steps
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
@@ -169,6 +207,8 @@ def _psi(config: ReinforceConfig, hparams, rewards: Array, values: Array | None,
         return weights - batch_baseline(weights, mask)
     if config.baseline == "value":
         return weights - value_baseline(values, mask, hparams.gamma, config.discount_weighting)
+    if config.baseline in GROUP_BASELINES:
+        return group_baseline_weights(weights, mask, config.weighting, config.group_size, config.baseline)
     return weights
 
 
@@ -195,7 +235,7 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
     key, rollout_key = jax.random.split(state.key)
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)
     carry = initial_carry(networks, config.num_envs)
-    raw, mask = collect_episodes(env, policy, rollout_key, config.num_steps, carry)
+    raw, mask = collect_episodes(env, policy, rollout_key, config.num_steps, carry, config.group_size)
     # Fresh episodes every update: each return starts at zero; masked steps (after the first
     # episode) do not enter the moments.
     scaling = state.reward_scaling

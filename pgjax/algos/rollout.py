@@ -49,10 +49,30 @@ class EnvCarry(NamedTuple):
     hidden: Any = ()  # the policy's carry (pgjax.networks.cores); () without memory
 
 
-def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = ()) -> EnvCarry:
-    """Fresh episodes in every environment (and the policy's initial carry `hidden`)."""
+def reset_env_carry(env: VecEnv, key: PRNGKey, hidden: Any = (), group_size: int = 1) -> EnvCarry:
+    """Fresh episodes in every environment (and the policy's initial carry `hidden`); with
+    `group_size > 1`, each group of that many consecutive environments starts from one state."""
     env_state, obs = env.reset(key)
+    if group_size > 1:
+        env_state, obs = share_start_states(env, (env_state, obs), group_size)
     return EnvCarry(env_state, obs, init_episode_stats(env.num_envs), hidden)
+
+
+def share_start_states(env: VecEnv, reset: Any, group_size: int) -> Any:
+    """Copy the first environment of each group of `group_size` consecutive ones into the rest.
+
+    `reset` is what `env.reset` returned (`(env_state, obs)`), every leaf batched `[B, ...]`:
+    the copies are the same state pytree, so the group's episodes start identically and part
+    only by their own random draws (the policy's, and the environment's through its step keys).
+    """
+    if env.num_envs % group_size:
+        raise ValueError(f"num_envs={env.num_envs} is not a multiple of group_size={group_size}")
+    for leaf in jax.tree.leaves(reset):
+        if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != env.num_envs:
+            raise ValueError(f"{env.env_id}: a reset state leaf of shape {list(jnp.shape(leaf))} is not batched "
+                             f"over the {env.num_envs} environments, so start states cannot be shared")
+    leaders = (jnp.arange(env.num_envs) // group_size) * group_size
+    return jax.tree.map(lambda leaf: leaf[leaders], reset)
 
 
 def rollout(
@@ -95,16 +115,20 @@ def rollout(
 
 
 def collect_episodes(
-    env: VecEnv, policy_fn: PolicyFn | CarryingPolicyFn, key: PRNGKey, num_steps: int, hidden: Any = ()
+    env: VecEnv, policy_fn: PolicyFn | CarryingPolicyFn, key: PRNGKey, num_steps: int, hidden: Any = (),
+    group_size: int = 1,
 ) -> tuple[Transition, Array]:
     """Reset every environment (the policy's carry to `hidden`) and run `num_steps`
     steps: `(transitions [T, N], first-episode mask [T, N])`.
 
     With `num_steps` the episode horizon, each column holds one whole episode; the steps the
-    auto-reset simulates after it are masked out (`returns.first_episode_mask`).
+    auto-reset simulates after it are masked out (`returns.first_episode_mask`). With
+    `group_size = K > 1`, columns `gK .. gK + K - 1` start from one reset state
+    (`share_start_states`): K episodes per start state, each scored once.
     """
     reset_key, run_key = jax.random.split(key)
-    _, transitions = rollout(env, policy_fn, reset_env_carry(env, reset_key, hidden), run_key, num_steps)
+    carry = reset_env_carry(env, reset_key, hidden, group_size)
+    _, transitions = rollout(env, policy_fn, carry, run_key, num_steps)
     return transitions, first_episode_mask(transitions.terminated, transitions.truncated)
 
 

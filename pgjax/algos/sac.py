@@ -45,9 +45,10 @@ from pgjax.config import (
     config_dataclass,
     field,
     hparams_dataclass,
+    make_env,
     positive,
 )
-from pgjax.envs import ActionSpec, VecEnv, make_vec_env, rescale_action
+from pgjax.envs import ActionSpec, VecEnv, rescale_action
 from pgjax.kernels import sac_losses as L
 from pgjax.kernels.distributions import categorical_entropy
 from pgjax.kernels.replay import Batch
@@ -151,7 +152,7 @@ def init(config: SACConfig, networks: Networks, env: VecEnv, key: PRNGKey, hpara
     inits = {"actor": (networks.actor, actor_key, (obs,)), "critic": (networks.critic, critic_key, critic_inputs)}
     if config.value_network:
         inits["value"] = (networks.value, value_key, (obs,))
-    params = init_networks(inits)  # one orthogonalisation for all networks: fewer loops to compile
+    params = init_networks(inits, config.init, config.bias_init_max)  # one orthogonalisation for all networks: fewer loops to compile
     if config.value_network:
         target_params = {"value": params["value"]}
     else:
@@ -340,7 +341,7 @@ def make_learner(config: SACConfig, networks: Networks, env: VecEnv) -> Learner:
 def make_trainer(config: SACConfig) -> Trainer:
     """Build SAC's functions for `config` (validated here, before anything compiles)."""
     config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
+    env = make_env(config, config.num_envs)
     networks = make_networks(config, env)
     return make_off_policy_trainer(config, env, make_learner(config, networks, env), networks)
 

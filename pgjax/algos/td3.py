@@ -20,11 +20,11 @@ from pgjax.config import (
     config_dataclass,
     field,
     hparams_dataclass,
+    make_env,
     non_negative,
     one_of,
     positive,
 )
-from pgjax.envs import make_vec_env
 
 
 @hparams_dataclass
@@ -67,10 +67,10 @@ class TD3Config(OffPolicyConfig):
 def make_trainer(config: TD3Config) -> Trainer:
     """Build TD3's functions for `config` (validated here, before anything compiles)."""
     config.validate()
-    env = make_vec_env(config.env_id, config.num_envs)
+    env = make_env(config, config.num_envs)
     variant = dpg.Variant(config.num_critics, config.policy_delay, target_smoothing=True, exploration=config.exploration)
     networks = dpg.make_networks(config, env, variant.num_critics)
-    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env), networks)
+    return make_off_policy_trainer(config, env, dpg.make_learner(variant, networks, env, (config.init, config.bias_init_max)), networks)
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pgjax.commands import int_at_least, output_file
-from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, mode_name
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, mode_name, sampling_refused
 
 
 class EvalError(Exception):
@@ -115,6 +115,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     if not ckpt_dir.is_dir():
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
     saved = {}
+    runs.recover_run_file(run_dir, "pgjax eval", required=False)  # a deleted config.json, from a checkpoint's copy
     if (run_dir / "config.json").is_file():
         try:
             saved = runs.read_json(run_dir / "config.json")
@@ -165,7 +166,8 @@ def _restore_step(checkpointer, step: int, saved: dict):
     trainer = module.make_trainer(config)
     keys = seed_keys(int(meta.get("root_seed", saved.get("root_seed", 0))), seeds)
     abstract = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, config.hparams)
-    expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "num_seeds": len(seeds)}
+    expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "config_defaults": cfg.field_defaults(type(config)),
+                "num_seeds": len(seeds)}
     try:
         state, meta = checkpointer.restore(abstract, expected, meta["updates_done"])
     except checkpoint.CorruptCheckpointError:
@@ -206,9 +208,9 @@ def _check_stochastic(algo: str | None) -> None:
     """Refuse `--stochastic` for an algorithm whose policy is deterministic (DDPG, TD3)."""
     from pgjax.algos import ALGORITHMS
 
-    if algo in ALGORITHMS and getattr(ALGORITHMS[algo], "DETERMINISTIC_POLICY", False):
-        raise EvalError(f"--stochastic: {algo}'s policy is deterministic (its exploration noise is a training "
-                        "device, not part of the policy), so it would give exactly the greedy numbers; drop --stochastic")
+    refused = sampling_refused("--stochastic", algo, ALGORITHMS[algo]) if algo in ALGORITHMS else None
+    if refused:
+        raise EvalError(refused)
 
 
 def _eval(args) -> int:

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) or sweep folder(s)")
     parser.add_argument("--metric", default="episode_return",
                         help="metrics.csv column to plot (default episode_return); eval_return, eval_length or "
-                             "eval_truncated plot the evaluations during training (eval.csv, pgjax train --eval-every)")
+                             "eval_truncated plot the evaluations during training (eval.csv, pgjax train --eval-every; a "
+                             "sweep's cell files, pgjax sweep --eval-every)")
     parser.add_argument("--stat", default="iqm", choices=["iqm", "mean", "median"], help="statistic across seeds (default iqm)")
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -109,6 +110,8 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
     grid point), or a folder holding any of those (sorted)."""
     from pgjax.records import runs
 
+    if (path / "metrics.csv").is_file():  # a run folder: a deleted config.json back from a checkpoint's copy
+        runs.recover_run_file(path, "pgjax plot", required=False)
     if metric.startswith("eval_") and (path / runs.EVAL_FILE).is_file():
         return [Source(path, run_label(path), runs.read_metrics(path / runs.EVAL_FILE), True,
                        protocol=training_eval_protocol(path))]
@@ -119,20 +122,28 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
     if (path / "metrics.csv").is_file():
         return [Source(path, run_label(path), runs.read_metrics(path / "metrics.csv"), True)]
     if (path / "cells").is_dir():
-        return sweep_sources(path)
+        return sweep_sources(path, metric)
     below = sorted({p.parent for p in path.rglob("metrics.csv")} | {p.parent.parent for p in path.rglob("cells/cell-*.json")})
     if not below:
         raise PlotError(f"no metrics.csv or sweep cells in {path} or its subfolders: is it a pgjax run folder?")
     return [source for folder in below for source in find_sources(folder, metric)]
 
 
-def sweep_sources(sweep_dir: Path) -> list[Source]:
-    """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the seeds."""
+def sweep_sources(sweep_dir: Path, metric: str = "episode_return") -> list[Source]:
+    """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the
+    seeds. An `eval_` metric reads each cell's evaluations during training (`sweep --eval-every`)."""
     from pgjax.runtime.sweep_eval import point_label
 
     records = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
     if not records:
         raise PlotError(f"sweep folder {sweep_dir} has no finished cells yet (cells/ is empty)")
+    evaluated = metric.startswith("eval_")
+    if evaluated:
+        missing = [r["cell"] for r in records if "eval_metrics" not in r]
+        if missing:
+            raise PlotError(f"--metric {metric}: cells {', '.join(map(str, missing))} of {sweep_dir} were not evaluated "
+                            "during training (sweep without --eval-every K); pgjax eval "
+                            f"{sweep_dir} evaluates their final policies (pgjax plot --final)")
     points: dict[str, list[dict]] = {}
     for record in records:
         points.setdefault(json.dumps(record["overrides"], sort_keys=True), []).append(record)
@@ -142,11 +153,12 @@ def sweep_sources(sweep_dir: Path) -> list[Source]:
         label = point_label(first["overrides"]) if first["overrides"] else f"{first['algo']} {first['config']['env_id']}"
         by_seed = {
             int(c["seed"]): {k: np.array([np.nan if v is None else v for v in vals], float)
-                             for k, vals in c["metrics"].items()}
+                             for k, vals in c["eval_metrics" if evaluated else "metrics"].items()}
             for c in cells
         }
+        protocol = {k: first["eval_protocol"].get(k) for k in PROTOCOL_KEYS} if evaluated else None
         sources.append(Source(sweep_dir, label, by_seed, False, sum(bool(c.get("diverged")) for c in cells),
-                              tuple((int(c["seed"]), int(c["cell"])) for c in cells)))
+                              tuple((int(c["seed"]), int(c["cell"])) for c in cells), protocol))
     return sources
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs.core import ActionSpec, AutoResetVecEnv, unknown_id_error
+from pgjax.envs.kwargs import check_env_kwargs, parameter_defaults, takes_any_keyword
 from pgjax.types import Array, PRNGKey
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
@@ -94,15 +95,31 @@ def _strong(state: Any) -> Any:
     return state.replace(reward=jnp.asarray(state.reward, jnp.float32), done=jnp.asarray(state.done, jnp.float32))
 
 
+def _allowed_kwargs(env_id: str, env_name: str, env_kwargs: dict) -> dict:
+    """`env_kwargs` checked against the brax environment's constructor (its reward weights,
+    noise scales, ...) and, where it passes the rest on, brax's `PipelineEnv` (`n_frames`,
+    `debug`); the backend is part of the id."""
+    envs = _envs()
+    if "backend" in env_kwargs:
+        raise ValueError(f"env_kwargs.backend: the brax backend is part of the id, e.g. 'brax/{env_name}/positional' "
+                         f"(backends: {', '.join(BACKENDS)}).")
+    cls = envs._envs[env_name]
+    allowed = parameter_defaults(cls, skip=("backend",))
+    if takes_any_keyword(cls):
+        allowed = {**parameter_defaults(envs.PipelineEnv, skip=("sys", "backend")), **allowed}
+    return check_env_kwargs(env_id, env_kwargs, allowed)
+
+
 def _make_brax(env_id: str, name: str, **env_kwargs) -> Any:
     env_name, backend = _parse(env_id, name)
+    env_kwargs = _allowed_kwargs(env_id, env_name, env_kwargs) if env_kwargs else {}
     if backend is not None:
         env_kwargs = {"backend": backend, **env_kwargs}
     return _envs().get_environment(env_name, **env_kwargs)
 
 
-def check_spaces(env_id: str, name: str) -> tuple[int, ...]:
-    env = _make_brax(env_id, name)
+def check_spaces(env_id: str, name: str, **env_kwargs) -> tuple[int, ...]:
+    env = _make_brax(env_id, name, **env_kwargs)
     if not isinstance(env.observation_size, int):
         raise ValueError(
             f"env_id={env_id!r} has dictionary observations ({env.observation_size}), which pgjax cannot train "

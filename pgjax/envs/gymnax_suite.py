@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax.envs.core import ActionSpec, VecEnv
+from pgjax.envs.kwargs import check_env_kwargs, parameter_defaults, params_fields
 from pgjax.types import Array, PRNGKey, TimeStep
 
 SUPPORTED_SPACES = {
@@ -142,12 +143,27 @@ def check_no_download(env_id: str) -> None:
         )
 
 
-def check_spaces(env_id: str, name: str) -> tuple[int, ...]:
+def check_spaces(env_id: str, name: str, **env_kwargs) -> tuple[int, ...]:
     """Raise a ValueError naming `env_id`, the space and what is supported unless pgjax can
-    train on the gymnax environment `name`; return its observation shape."""
+    train on the gymnax environment `name` (made with `env_kwargs`); return its observation shape."""
     check_no_download(name)
-    env, params = _gymnax().make(name)
+    env, params = _make_with(env_id, name, env_kwargs)
     return check_gymnax_spaces(env_id, env, params)
+
+
+def _make_with(env_id: str, name: str, env_kwargs: dict) -> tuple[Any, Any]:
+    """gymnax's environment `name` and its params with `env_kwargs`: a name of the
+    constructor's (MemoryChain's `num_bits`) is passed to it, a field of the params
+    dataclass (`memory_length`, `max_steps_in_episode`) replaces the default's value."""
+    env, params = _gymnax().make(name)
+    if not env_kwargs:
+        return env, params
+    constructor = parameter_defaults(type(env))
+    kwargs = check_env_kwargs(env_id, env_kwargs, {**params_fields(params), **constructor})
+    built = {k: v for k, v in kwargs.items() if k in constructor}
+    if built:
+        env, params = _gymnax().make(name, **built)
+    return env, params.replace(**{k: v for k, v in kwargs.items() if k not in constructor})
 
 
 def check_gymnax_spaces(env_id: str, env: Any, params: Any) -> tuple[int, ...]:
@@ -171,7 +187,7 @@ def with_time_limit(params: Any, max_episode_steps: int | None) -> Any:
 def make(env_id: str, name: str, num_envs: int, max_episode_steps: int | None = None, **env_kwargs) -> GymnaxVecEnv:
     """`num_envs` copies of the gymnax environment `name` (registered as `env_id`)."""
     check_no_download(name)
-    env, params = _gymnax().make(name, **env_kwargs)
+    env, params = _make_with(env_id, name, env_kwargs)
     return GymnaxVecEnv(env=env, params=with_time_limit(params, max_episode_steps), num_envs=num_envs, env_id=env_id)
 
 

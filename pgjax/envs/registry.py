@@ -14,6 +14,7 @@ from typing import Any
 
 from pgjax.envs import gymnax_suite
 from pgjax.envs.core import AutoResetVecEnv, Env, VecEnv, check_env, unknown_id_error
+from pgjax.envs.kwargs import check_env_kwargs, parameter_defaults, takes_any_keyword
 
 
 class Suite:
@@ -126,7 +127,10 @@ def check_env_id(env_id: str) -> None:
 
 
 def _user_env(env_id: str, num_envs: int, max_episode_steps: int | None, env_kwargs: dict) -> VecEnv:
-    made = _USER_ENVS[env_id](**env_kwargs)
+    make = _USER_ENVS[env_id]
+    if env_kwargs and not takes_any_keyword(make):
+        env_kwargs = check_env_kwargs(env_id, env_kwargs, parameter_defaults(make))
+    made = make(**env_kwargs)
     if isinstance(made, tuple) and len(made) == 2 and gymnax_suite.is_gymnax_env(made[0]):
         env, params = made
     elif gymnax_suite.is_gymnax_env(made):
@@ -154,7 +158,9 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
     """`num_envs` copies of the environment `env_id`, stepped together with automatic reset.
 
     `max_episode_steps` replaces the environment's time limit (its episodes are then
-    truncated at that many steps); `env_kwargs` go to the suite's constructor.
+    truncated at that many steps); `env_kwargs` set the environment's parameters (a config's
+    `env_kwargs`): its constructor's keyword arguments or fields of its parameter dataclass,
+    checked by the suite's adapter (`pgjax.envs.kwargs`).
     """
     check_env_id(env_id)
     _check_count("num_envs", num_envs)
@@ -165,14 +171,14 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
     return SUITES[suite].module().make(env_id, name, num_envs, max_episode_steps, **env_kwargs)
 
 
-def check_spaces(env_id: str) -> tuple[int, ...]:
+def check_spaces(env_id: str, **env_kwargs) -> tuple[int, ...]:
     """Raise a ValueError naming `env_id`, the space and what is supported unless pgjax can
     train on the environment's observation and action spaces (nothing is downloaded);
-    return the observation shape."""
+    return the observation shape. `env_kwargs` are checked as `make_vec_env` takes them."""
     if env_id in _USER_ENVS:
-        env = make_vec_env(env_id, 1)
+        env = make_vec_env(env_id, 1, **env_kwargs)
         if isinstance(env, gymnax_suite.GymnaxVecEnv):
             return gymnax_suite.check_gymnax_spaces(env_id, env.env, env.params)
         return env.obs_shape
     suite, name = _suite_of(env_id)
-    return SUITES[suite].module().check_spaces(env_id, name)
+    return SUITES[suite].module().check_spaces(env_id, name, **env_kwargs)

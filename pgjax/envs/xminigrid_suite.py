@@ -21,6 +21,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from pgjax.envs.core import ActionSpec, AutoResetVecEnv, unknown_id_error
+from pgjax.envs.kwargs import check_env_kwargs, params_fields
 from pgjax.types import Array, PRNGKey
 
 
@@ -60,16 +61,19 @@ class XMiniGridEnv:
         return timestep, timestep.observation, jnp.asarray(timestep.reward, jnp.float32), terminated
 
 
-def _make_env(name: str, max_episode_steps: int | None, **env_kwargs) -> XMiniGridEnv:
-    env, params = _xminigrid().make(name, **env_kwargs)
+def _make_env(env_id: str, name: str, max_episode_steps: int | None, **env_kwargs) -> XMiniGridEnv:
+    """The xminigrid environment `name`; `env_kwargs` replace fields of its params (`height`,
+    `width`, `view_size`, `max_steps`, ...), as `xminigrid.make` does."""
+    env, params = _xminigrid().make(name)
+    params = params.replace(**check_env_kwargs(env_id, env_kwargs, params_fields(params)))
     if max_episode_steps is not None:
         params = params.replace(max_steps=max_episode_steps)
     return XMiniGridEnv(env, params)
 
 
-def check_spaces(env_id: str, name: str) -> tuple[int, ...]:
+def check_spaces(env_id: str, name: str, **env_kwargs) -> tuple[int, ...]:
     check_name(env_id, name)
-    env = _make_env(name, None)
+    env = _make_env(env_id, name, None, **env_kwargs)
     if len(env.obs_shape) != 3:
         raise ValueError(
             f"env_id={env_id!r} has observations of shape {env.obs_shape}, which pgjax cannot train on; "
@@ -81,4 +85,4 @@ def check_spaces(env_id: str, name: str) -> tuple[int, ...]:
 def make(env_id: str, name: str, num_envs: int, max_episode_steps: int | None = None, **env_kwargs) -> AutoResetVecEnv:
     """`num_envs` copies of the xminigrid environment `name`, with pgjax's time limit and reset."""
     check_name(env_id, name)
-    return AutoResetVecEnv(_make_env(name, max_episode_steps, **env_kwargs), num_envs, env_id)
+    return AutoResetVecEnv(_make_env(env_id, name, max_episode_steps, **env_kwargs), num_envs, env_id)

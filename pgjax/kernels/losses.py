@@ -70,10 +70,55 @@ def ppo_clip_loss(
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
     loss = -jnp.mean(jnp.minimum(unclipped, clipped))
+    deviation = ratio_deviation(log_ratio, clip_eps)
     metrics = {
         "policy_loss": loss,
         "approx_kl": jax.lax.stop_gradient(approx_kl(log_ratio)),
-        "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+        "clip_fraction": deviation["ratio_outside_frac"],  # CleanRL's name for the same fraction
+        **deviation,
+    }
+    return loss, metrics
+
+
+def ratio_deviation(log_ratio: Array, eps: float) -> dict:
+    """How far the probability ratio `r = exp(log_ratio)` strays outside `[1 - eps, 1 + eps]`.
+
+    `ratio_outside_frac = mean(|r - 1| > eps)`, `ratio_excess_mean = mean(max(|r - 1| - eps, 0))`
+    and `ratio_deviation_max = max |r - 1|`: the trust region that PPO's clip (Schulman et al.,
+    2017, eq. 7) and SPO's penalty (Xie et al., 2025) are meant to hold the ratio in, and by how
+    much it is left. Any shape; diagnostics only (no gradient).
+    """
+    deviation = jnp.abs(jnp.exp(jax.lax.stop_gradient(log_ratio)) - 1.0)
+    return {
+        "ratio_outside_frac": jnp.mean((deviation > eps).astype(jnp.float32)),
+        "ratio_excess_mean": jnp.mean(jnp.maximum(deviation - eps, 0.0)),
+        "ratio_deviation_max": jnp.max(deviation),
+    }
+
+
+def spo_loss(
+    log_probs: Array, old_log_probs: Array, advantages: Array, eps: float
+) -> tuple[Array, dict]:
+    """SPO's penalised surrogate `L = -mean(r A - |A| / (2 eps) (r - 1)^2)`, `r = pi/pi_old`.
+
+    Xie et al. (2025, "Simple Policy Optimization", ICML; arXiv 2401.16025), the SPO objective,
+    eq. 16. Per sample the objective is a concave parabola in `r` whose maximum lies on the
+    trust-region boundary, `r* = 1 + sign(A) eps`; beyond it the gradient pulls `r` back,
+    where PPO's clip only stops pushing. At `r = 1` the penalty's gradient is zero, so the
+    first step is the policy gradient. Inputs `[N]` (any shape, all the same). Metrics:
+    approx-KL and `ratio_deviation`'s.
+    """
+    log_probs, old_log_probs, advantages = _inputs(
+        "spo_loss", log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
+    advantages = jax.lax.stop_gradient(advantages)
+    log_ratio = log_probs - old_log_probs
+    ratio = jnp.exp(log_ratio)
+    penalty = jnp.abs(advantages) / (2.0 * eps) * (ratio - 1.0) ** 2
+    loss = -jnp.mean(ratio * advantages - penalty)
+    metrics = {
+        "policy_loss": loss,
+        "approx_kl": jax.lax.stop_gradient(approx_kl(log_ratio)),
+        **ratio_deviation(log_ratio, eps),
     }
     return loss, metrics
 
@@ -126,6 +171,27 @@ def value_loss(
         squared = jnp.maximum(squared, (clipped_values - targets) ** 2)
     loss = 0.5 * jnp.mean(squared)
     return loss, {"value_loss": loss}
+
+
+def ppg_joint_loss(aux_values: Array, targets: Array, old_dist, dist, beta_clone: Array) -> tuple[Array, dict]:
+    """PPG's auxiliary-phase loss on the policy network, `L_joint = L_aux + beta_clone KL_bar`:
+
+        L_aux  = 1/2 mean_i (V_aux(s_i) - V_targ_i)^2
+        KL_bar = mean_i KL(pi_old(.|s_i) || pi_theta(.|s_i))
+
+    (Cobbe et al., 2021, "Phasic Policy Gradient", sec. 3: the joint loss and the auxiliary
+    value loss of Algorithm 1). The value head on the policy's features learns the value
+    targets while the behaviour-cloning KL keeps the policy where the auxiliary phase found
+    it. `aux_values`, `targets [N]`; `old_dist` (held constant) and `dist` are `Categorical`
+    or `DiagGaussian` over the same N states, the KL their closed form (`distributions`).
+    Metrics: `aux_value_loss` (L_aux), `clone_kl` (KL_bar) and `joint_loss`.
+    """
+    aux_loss, _ = value_loss(aux_values, targets)
+    kls = jax.lax.stop_gradient(old_dist).kl(dist)
+    inputs.same_shape("ppg_joint_loss", aux_values=jnp.asarray(aux_values), kls=kls)
+    kl = jnp.mean(kls)
+    loss = aux_loss + beta_clone * kl
+    return loss, {"aux_value_loss": aux_loss, "clone_kl": kl, "joint_loss": loss}
 
 
 def entropy_bonus(entropies: Array) -> tuple[Array, dict]:

@@ -242,9 +242,14 @@ def batch_baseline(weights: Array, mask: Array) -> Array:
     masked steps.
     """
     weights, mask = _inputs("batch_baseline", {"weights": weights, "mask": mask}, ranks=(2,), layout="[T, N]")
-    live = weights * mask
-    others_sum = jnp.sum(live, axis=1, keepdims=True) - live
-    others_count = jnp.sum(mask, axis=1, keepdims=True) - mask
+    return _leave_one_out_mean(weights, mask)
+
+
+def _leave_one_out_mean(values: Array, mask: Array) -> Array:
+    """Over the last axis: the mean of the other members with `mask = 1` (0 if none), zero where `mask = 0`."""
+    live = values * mask
+    others_sum = jnp.sum(live, axis=-1, keepdims=True) - live
+    others_count = jnp.sum(mask, axis=-1, keepdims=True) - mask
     return jnp.where(others_count > 0, others_sum / jnp.maximum(others_count, 1.0), 0.0) * mask
 
 
@@ -256,3 +261,78 @@ def value_baseline(values: Array, mask: Array, gamma: Array | float, discount_we
     values, mask = _inputs("value_baseline", {"values": values, "mask": mask}, ranks=None, layout="[T, ...]")
     baseline = values * mask
     return times_discount(baseline, gamma) if discount_weighting else baseline
+
+
+# --- groups of episodes from one start state (Kool et al., 2019; Shao et al., 2024) ------------
+
+GROUP_BASELINES = ("leave_one_out", "group_norm")
+
+
+def _group(kernel: str, values: Array) -> Array:
+    """`values [..., K]` as a float array, the last axis a group of K >= 2 episodes."""
+    (values,) = _inputs(kernel, {"values": values}, ranks=None, layout="[..., K], the last axis a group of K episodes")
+    if values.shape[-1] < 2:
+        raise ValueError(f"{kernel}: values has shape {list(values.shape)}, groups of {values.shape[-1]} episode; "
+                         f"a group (the last axis) needs at least 2 episodes")
+    return values
+
+
+def leave_one_out_baseline(values: Array) -> Array:
+    """Leave-one-out (RLOO) baseline over a group: `b_k = (sum_j x_j - x_k) / (K - 1)`.
+
+    So `x_k - b_k = K/(K-1) (x_k - mean_j x_j)`, and the `x_k - b_k` sum to zero over the group.
+    Given the shared start state the group's episodes are independent and `b_k` never looks
+    at episode `k`, so subtracting it leaves the gradient estimate unbiased (Kool et al., 2019,
+    "Buy 4 REINFORCE samples, get a baseline for free!"). Shapes `[..., K]`, the group the
+    last axis, `K >= 2`.
+    """
+    values = _group("leave_one_out_baseline", values)
+    return _leave_one_out_mean(values, jnp.ones_like(values))
+
+
+def group_normalized_advantages(values: Array, eps: float = 1e-8) -> Array:
+    """Group-normalised advantages `A_k = (x_k - mean_j x_j) / (std_j x_j + eps)` over a group.
+
+    Population standard deviation (ddof 0); equal values give zeros. GRPO's outcome advantage
+    (Shao et al., 2024, DeepSeekMath, sec. 4.1.2). Biased: the mean includes `x_k` itself
+    (shrinking the estimate by `(K-1)/K`) and the std, a statistic of every member with
+    episode `k` included, rescales each group by a different, data-dependent factor.
+    Shapes `[..., K]`, the group the last axis, `K >= 2`.
+    """
+    values = _group("group_normalized_advantages", values)
+    centred = values - jnp.mean(values, axis=-1, keepdims=True)
+    return centred / (jnp.sqrt(jnp.mean(centred**2, axis=-1, keepdims=True)) + eps)
+
+
+def in_groups(x: Array, group_size: int) -> Array:
+    """`[..., N] -> [..., N / K, K]`: consecutive columns `gK, ..., gK + K - 1` form group `g`."""
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or group_size < 2:
+        raise ValueError(f"group_size={group_size!r} must be a whole number >= 2 (a static Python int)")
+    if x.shape[-1] % group_size:
+        raise ValueError(f"{x.shape[-1]} episodes (shape {list(x.shape)}) do not split into groups of {group_size}")
+    return x.reshape(x.shape[:-1] + (x.shape[-1] // group_size, group_size))
+
+
+def group_baseline_weights(weights: Array, mask: Array, weighting: str, group_size: int, baseline: str) -> Array:
+    """`psi [T, N]` from `episode_weights` `[T, N]` whose groups of `group_size` consecutive episodes
+    share a start state.
+
+    At each step `t`, every member of the group counts, a finished one with its weight past its
+    end: its return `R(tau)` for `weighting="total"`, 0 for `"reward_to_go"` (no reward is left).
+    `"leave_one_out"` gives `w_t^k - leave_one_out_baseline(w_t)_k` (with `total`, Kool et al.'s
+    `R_k - mean_{j != k} R_j` at every step); `"group_norm"` gives
+    `group_normalized_advantages(w_t)_k`. Zero on masked steps. `weighting`, `group_size` and
+    `baseline` are static.
+    """
+    weights, mask = _inputs("group_baseline_weights", {"weights": weights, "mask": mask}, ranks=(2,), layout="[T, N]")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting={weighting!r}: expected one of {WEIGHTINGS}")
+    # Row 0 holds every episode's R(tau): each column's first episode starts at t = 0.
+    counted = in_groups(jnp.broadcast_to(weights[0], weights.shape) if weighting == "total" else weights, group_size)
+    if baseline == "leave_one_out":
+        psi = counted - leave_one_out_baseline(counted)
+    elif baseline == "group_norm":
+        psi = group_normalized_advantages(counted)
+    else:
+        raise ValueError(f"baseline={baseline!r}: expected one of {GROUP_BASELINES}")
+    return psi.reshape(weights.shape) * mask

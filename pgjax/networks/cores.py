@@ -21,7 +21,8 @@ The carry is reset to its initial value after every step that ends an episode
 final observation, computed with the carry BEFORE that reset (`rollout_values`).
 
 Adding a core is one file (its flax module and a class with the methods above; see
-`pgjax.networks.recurrent.GRU`) and one line: `register_core(name, cls)`. The config's
+`pgjax.networks.recurrent.GRU`, or `pgjax.networks.mingru.MinGRU`, which keeps the GRU core's
+carry and swaps its network) and one line: `register_core(name, cls)`. The config's
 `core` field accepts every registered name and `core_size` sets `cls(size=core_size)`.
 """
 
@@ -34,6 +35,7 @@ from typing import Any, ClassVar, Protocol
 import flax.linen as nn
 import jax
 
+from pgjax.networks.mingru import MinGRU
 from pgjax.networks.recurrent import GRU
 from pgjax.networks.torsos import TorsoSpec
 from pgjax.types import Array
@@ -111,6 +113,7 @@ def register_core(name: str, core: type) -> None:
 
 register_core("none", FeedForward)
 register_core("gru", GRU)
+register_core("mingru", MinGRU)
 
 
 def make_core(config: Any) -> Core:

@@ -10,23 +10,39 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from pgjax.kernels.distributions import Categorical, DiagGaussian
-from pgjax.networks.initializers import Network, dense
+from pgjax.networks.initializers import Network, dense, orthogonal_deferred
 from pgjax.networks.torsos import MLP, TorsoSpec, torso_features
 from pgjax.types import Array
 
 
+def _with_aux_value(module: nn.Module, features: Array, dist, with_aux_value: bool):
+    """`dist`, or `(dist, V_aux(obs) [...])` with `with_aux_value`: the auxiliary value head a
+    PPG policy network carries on its own features (Cobbe et al., 2021, sec. 3). The head runs
+    whenever `module.aux_value`, so `init` creates its parameters on the plain call (an unused
+    value costs nothing under `jit`)."""
+    if not module.aux_value:
+        if with_aux_value:
+            raise ValueError(f"{type(module).__name__} has no auxiliary value head: build it with aux_value=True")
+        return dist
+    head = nn.Dense(1, kernel_init=orthogonal_deferred(1.0), bias_init=nn.initializers.zeros, name="aux_value")
+    value = head(features)[..., 0]
+    return (dist, value) if with_aux_value else dist
+
+
 class CategoricalActor(Network):
-    """`obs [..., *obs_shape] -> Categorical(logits [..., num_actions])`."""
+    """`obs [..., *obs_shape] -> Categorical(logits [..., num_actions])`; with `aux_value`, also
+    `V_aux(obs) [...]` when called `with_aux_value=True`."""
 
     num_actions: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     torso: TorsoSpec = TorsoSpec()
+    aux_value: bool = False
 
     @nn.compact
-    def __call__(self, obs: Array) -> Categorical:
+    def __call__(self, obs: Array, with_aux_value: bool = False):
         x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
-        return Categorical(logits=dense(self.num_actions, 0.01)(x))
+        return _with_aux_value(self, x, Categorical(logits=dense(self.num_actions, 0.01)(x)), with_aux_value)
 
 
 class GaussianActor(Network):
@@ -34,7 +50,8 @@ class GaussianActor(Network):
 
     With `state_dependent_std=False` the log-std is one free parameter per action dimension
     (PPO/TRPO style); otherwise a second head predicts it, clamped to
-    `[log_std_min, log_std_max]` (SAC style).
+    `[log_std_min, log_std_max]` (SAC style). With `aux_value`, also `V_aux(obs) [...]` when
+    called `with_aux_value=True` (as `CategoricalActor`).
     """
 
     action_dim: int
@@ -45,9 +62,10 @@ class GaussianActor(Network):
     log_std_min: float = -20.0
     log_std_max: float = 2.0
     torso: TorsoSpec = TorsoSpec()
+    aux_value: bool = False
 
     @nn.compact
-    def __call__(self, obs: Array) -> DiagGaussian:
+    def __call__(self, obs: Array, with_aux_value: bool = False):
         x = MLP(self.hidden_sizes, self.activation)(torso_features(obs, self.torso, self.activation))
         mean = dense(self.action_dim, 0.01)(x)
         if self.state_dependent_std:
@@ -58,7 +76,7 @@ class GaussianActor(Network):
                 "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
             )
             log_std = jnp.broadcast_to(log_std, mean.shape)
-        return DiagGaussian(mean=mean, log_std=log_std)
+        return _with_aux_value(self, x, DiagGaussian(mean=mean, log_std=log_std), with_aux_value)
 
 
 class ValueCritic(Network):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.types import Array
+from pgjax.types import Array, PRNGKey
 
 NEWTON_SCHULZ_ITERATIONS = 60  # converges to float32 precision from any Gaussian start
 # Deferred kernels at most this wide (columns of the tall matrix) are zero-padded into one
@@ -166,10 +166,39 @@ class Network(nn.Module):
         return orthogonalize(nn.Module.init(self, rngs, *args, **kwargs))
 
 
-def init_networks(inits: dict[str, tuple[nn.Module, Any, tuple]]) -> dict[str, Any]:
+INITS = ("orthogonal", "lecun")
+
+
+def redraw(variables: Any, key: PRNGKey, init: str = "orthogonal", bias_init_max: float = 0.0) -> Any:
+    """`variables` with every `kernel` redrawn LeCun-normal if `init == "lecun"` (flax's
+    `Dense` default: truncated normal, variance 1/fan_in; LeCun et al., 1998) and every `bias`
+    drawn uniform in `[0, bias_init_max)` if `bias_init_max > 0` (gymnax-blines' networks use
+    both, with 0.05). Other parameters (a Gaussian policy's `log_std`) are kept."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(variables, is_leaf=_is_deferred)
+    out = []
+    for i, (path, leaf) in enumerate(leaves):
+        name = getattr(path[-1], "key", None)
+        leaf_key = jax.random.fold_in(key, i)
+        if name == "kernel" and init == "lecun":
+            batch_dims = leaf.batch_dims if _is_deferred(leaf) else 0
+            value = leaf.value if _is_deferred(leaf) else leaf
+            lecun = nn.initializers.lecun_normal(batch_axis=tuple(range(batch_dims)))
+            leaf = lecun(leaf_key, value.shape, value.dtype)
+        elif name == "bias" and bias_init_max > 0:
+            leaf = jax.random.uniform(leaf_key, leaf.shape, leaf.dtype, 0.0, bias_init_max)
+        out.append(leaf)
+    return jax.tree.unflatten(treedef, out)
+
+
+def init_networks(
+    inits: dict[str, tuple[nn.Module, Any, tuple]], init: str = "orthogonal", bias_init_max: float = 0.0
+) -> dict[str, Any]:
     """`{name: module.init(key, *args)}` for `inits = {name: (module, key, args)}`, every
-    deferred kernel of all the modules orthogonalised together (one loop per kernel shape)."""
+    deferred kernel of all the modules orthogonalised together (one loop per kernel shape),
+    or kernels and biases redrawn as `init` and `bias_init_max` say (`redraw`)."""
     raw = {name: nn.Module.init(module, key, *args) for name, (module, key, args) in inits.items()}
+    if init != "orthogonal" or bias_init_max > 0:
+        raw = {name: redraw(raw[name], jax.random.fold_in(key, 1), init, bias_init_max) for name, (_, key, _) in inits.items()}
     return orthogonalize(raw)
 
 

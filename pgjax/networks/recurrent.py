@@ -84,7 +84,8 @@ def initial_hidden(config: Any, num_envs: int) -> Any:
 class RecurrentNetwork(Network):
     """`Sequences -> head(h) [B, T, ...]`: torso (MLP, or CNN + MLP), GRU core, then `head` on every `h_t`.
 
-    The input projection runs on all steps at once; only `gru_step` is inside the scan.
+    The input projection runs on all steps at once; only `gru_step` is inside the scan. A
+    subclass that overrides `unroll` is a network with another core (`mingru.MinGRUNetwork`).
     `return_hidden=True` also returns `h_t` `[B, T, H]` (before any reset after step t).
     `name_in_hidden` picks this network's state out of `Sequences.hidden`.
     """
@@ -99,16 +100,18 @@ class RecurrentNetwork(Network):
     @nn.compact
     def __call__(self, seq: Sequences, return_hidden: bool = False):
         x = MLP(self.hidden_sizes, self.activation)(torso_features(seq.obs, self.torso, self.activation))
+        hiddens = self.unroll(x, seq.hidden[self.name_in_hidden], seq.resets)
+        out = self.head(hiddens)
+        return (out, hiddens) if return_hidden else out
+
+    def unroll(self, x: Array, h0: Array, resets: Array) -> Array:
+        """The core over torso features `x [B, T, F]` from `h0 [B, H]`, the state zeroed before
+        step t where `resets [B, T]`: `h_t` `[B, T, H]`. Another core's network overrides this."""
         x_proj = nn.Dense(3 * self.core_size, name="input_projection")(x)
         hidden_kernel = self.param("hidden_kernel", orthogonal_deferred(1.0), (self.core_size, 3 * self.core_size))
         hidden_bias = self.param("hidden_bias", nn.initializers.zeros, (self.core_size,))
-        hiddens = gru_scan(
-            seq.hidden[self.name_in_hidden], jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(seq.resets, 0, 1),
-            hidden_kernel, hidden_bias,
-        )
-        hiddens = jnp.swapaxes(hiddens, 0, 1)
-        out = self.head(hiddens)
-        return (out, hiddens) if return_hidden else out
+        hiddens = gru_scan(h0, jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(resets, 0, 1), hidden_kernel, hidden_bias)
+        return jnp.swapaxes(hiddens, 0, 1)
 
 
 def single_steps(obs: Array, hidden: Any) -> Sequences:
@@ -156,10 +159,11 @@ class GRU:
 
     size: int = 64
     sequential: ClassVar[bool] = True
+    module: ClassVar[type] = RecurrentNetwork  # a subclass with its own `unroll` is another core
 
     def network(self, head, name: str, hidden_sizes, activation, torso) -> nn.Module:
-        # The torso and hidden layers come before the GRU core: the head is its output layer alone.
-        return RecurrentNetwork(head((), TorsoSpec()), name, tuple(hidden_sizes), activation, self.size, torso)
+        # The torso and hidden layers come before the recurrent core: the head is its output layer alone.
+        return self.module(head((), TorsoSpec()), name, tuple(hidden_sizes), activation, self.size, torso)
 
     def init_carry(self, batch: int) -> Any:
         zeros = jnp.zeros((batch, self.size), jnp.float32)

@@ -76,12 +76,27 @@ def _check_cnn(spec: TorsoSpec, obs_shape: tuple[int, ...]) -> str | None:
     if len(obs_shape) not in (2, 3):
         return (f"torso='cnn' needs grid or image observations of shape [H, W] or [H, W, C], "
                 f"got shape {tuple(obs_shape)}; use torso='mlp'")
-    height, width = obs_shape[:2]
-    for kernel, stride in zip(spec.kernel_sizes, spec.strides):
+    return cnn_grid_problem(spec.kernel_sizes, spec.strides, tuple(obs_shape[:2]))
+
+
+def cnn_grid_problem(kernel_sizes: Sequence[int], strides: Sequence[int], grid: tuple[int, int]) -> str | None:
+    """Why VALID conv layers of `kernel_sizes` and `strides` cannot take a `grid = (H, W)`
+    observation, or None: a kernel larger than the grid a layer sees leaves a zero-size
+    feature map, and a stride larger than that grid less the kernel (`(H - k) // s + 1 = 1`
+    while `k < H`) leaves one window, so the rest of the grid is never seen."""
+    height, width = grid
+    for layer, (kernel, stride) in enumerate(zip(kernel_sizes, strides), start=1):
+        sees = f"the {grid[0]}x{grid[1]} observation grid" if layer == 1 else (
+            f"the {height}x{width} grid that layer {layer} sees (the {grid[0]}x{grid[1]} observation grid after the layers before)")
+        if kernel > min(height, width):
+            return (f"cnn_kernel_sizes={list(kernel_sizes)} with cnn_strides={list(strides)}: layer {layer}'s {kernel}x{kernel} "
+                    f"kernel is larger than {sees}, which it would shrink to nothing; allowed there: a kernel <= {min(height, width)}")
+        slack = min(extent - kernel for extent in (height, width) if extent > kernel) if max(height, width) > kernel else 0
+        if stride > 1 and slack and stride > slack:
+            return (f"cnn_strides={list(strides)}: layer {layer}'s stride {stride} is larger than {sees} less its "
+                    f"{kernel}x{kernel} kernel, so the layer takes one window and never sees the rest of the grid; "
+                    f"allowed there: a stride <= {slack}")
         height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
-        if min(height, width) < 1:
-            return (f"cnn_kernel_sizes={list(spec.kernel_sizes)} with cnn_strides={list(spec.strides)} "
-                    f"shrink the {tuple(obs_shape[:2])} observation grid to nothing; use smaller kernels")
     return None
 
 
@@ -149,6 +164,9 @@ class CNN(Network):
         x = obs.astype(jnp.float32)
         if self.obs_rank == 2:
             x = x[..., None]  # a grid is an image with one channel
+        problem = cnn_grid_problem(self.kernel_sizes, self.strides, tuple(x.shape[-3:-1]))
+        if problem is not None:  # a network built without a checked config (shapes are static)
+            raise ValueError(problem)
         batch = x.shape[:-3]
         x = x.reshape(-1, *x.shape[-3:])  # one batch axis
         for features, kernel, stride in zip(self.channels, self.kernel_sizes, self.strides):

@@ -31,6 +31,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from pgjax import config as cfg
+
 FORMAT = 1  # bump when the layout of `meta` changes
 
 
@@ -78,24 +80,13 @@ def _key_data(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def _describe_difference(what: str, saved: dict, current: dict, prefix: str = "") -> list[str]:
-    lines = []
-    for name in sorted(set(saved) | set(current)):
-        a, b = saved.get(name, "<absent>"), current.get(name, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            lines += _describe_difference(what, a, b, f"{prefix}{name}.")
-        elif a != b:
-            lines.append(f"{prefix}{name}: checkpoint {a!r}, {what} {b!r}")
-    return lines
-
-
 def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
     """Raise `CheckpointError` naming every difference between a checkpoint and a run."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint format {meta.get('format')!r} is not {FORMAT} (written by another pgjax)")
     if meta["algo"] != expected["algo"]:
         raise CheckpointError(f"checkpoint is for algo={meta['algo']!r}, not {expected['algo']!r}")
-    diffs = _describe_difference("this run", meta["config"], expected["config"])
+    diffs = cfg.config_differences(meta["config"], expected["config"], expected.get("config_defaults"))
     if diffs:
         raise CheckpointError("checkpoint config differs from this run's config:\n  " + "\n  ".join(diffs))
     if meta.get("num_seeds") != expected.get("num_seeds"):

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ class RunFileError(ValueError):
 
 
 CHECKPOINT_DIR = "checkpoints"  # a run folder's checkpoints (`pgjax train` writes, `pgjax eval` reads)
+RUN_FILE = "config.json"  # a run folder's settings and config (`pgjax train` writes it first)
+RUN_FILE_COPY = "run_file"  # the key of config.json's copy in every checkpoint's record
 EVAL_FILE = "eval.csv"  # evaluations during training: seed, update, env_steps, return_mean, ... (`pgjax train`)
 
 
@@ -79,6 +82,51 @@ def read_json(path: str | Path) -> Any:
         raise RunFileError(f"{path} is damaged, not valid JSON ({err})") from None
     except OSError as err:
         raise RunFileError(f"{path} does not read: {err.strerror or err}") from None
+
+
+def recover_run_file(run_dir: str | Path, prefix: str, required: bool) -> bool:
+    """Write a missing `run_dir/config.json` back (atomically) from the newest readable
+    checkpoint, which keeps a copy of it, saying so in one line on stderr; True if written.
+
+    Checkpoints written before they kept the copy hold the config but not the run's settings
+    (chunks, evaluation, trackers): with `required` (a resume) that is a `RunFileError`
+    naming them, else (evaluation, plots: they read the config from the checkpoint) False.
+    Nothing is done, False, when config.json is there or there is no checkpoint."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if path.exists() or not (run_dir / CHECKPOINT_DIR).is_dir():
+        return False  # (before orbax is imported: plots and evaluations of whole folders stay quick)
+    from pgjax.records.checkpoint import Checkpointer, CheckpointError
+
+    checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR)
+    steps = checkpointer.steps()
+    if not steps:
+        return False
+    try:
+        for step in reversed(steps):
+            try:
+                copy = checkpointer.read_meta(step).get(RUN_FILE_COPY)
+            except CheckpointError:
+                continue  # a damaged record: an older checkpoint may still hold the copy
+            if isinstance(copy, dict):
+                try:
+                    write_json(path, copy)
+                except OSError as err:
+                    if required:
+                        raise RunFileError(f"{path} is missing and cannot be written back from the checkpoint at "
+                                           f"update {step}: {err.strerror or err}") from None
+                    return False
+                print(f"{prefix}: note: {path} was missing: recovered it from the checkpoint at update {step}",
+                      file=sys.stderr)
+                return True
+    finally:
+        checkpointer.close()
+    if required:
+        raise RunFileError(
+            f"{path} is missing, and the checkpoints in {checkpointer.directory} (updates {', '.join(map(str, steps))}) "
+            "do not keep a copy of it (written by an older pgjax, or damaged), so the run's settings (chunks, "
+            "evaluation, trackers) are lost; restore config.json, or train a new run")
+    return False
 
 
 def _jsonable(x):

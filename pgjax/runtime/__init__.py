@@ -1,14 +1,14 @@
 """Running training: a run folder started or resumed (`run`: `train`, `resume`), trainers over
 seeds in compiled chunks (`experiment`) as one compiled-cells program (`cells`), sweeps over
 hyper-parameter grids (`sweep`, `sweep_eval`), evaluation (`evaluation`, `eval_modes`), cells
-sharded over devices (`sharding`), the persistent compilation cache (`compile_cache`) and
-configs by algorithm name or file (`loading`).
+sharded over devices (`sharding`), stopping on signals and resuming (`resumable`), the
+persistent compilation cache (`compile_cache`) and configs by algorithm name or file (`loading`).
 """
 
 import importlib
 
-__all__ = ["cells", "compile_cache", "eval_modes", "evaluation", "experiment", "loading", "run", "sharding", "sweep",
-           "sweep_eval"]
+__all__ = ["cells", "compile_cache", "eval_modes", "evaluation", "experiment", "loading", "resumable", "run", "sharding",
+           "sweep", "sweep_eval"]
 
 
 def __getattr__(name: str):  # PEP 562: a module is imported on first use as an attribute

@@ -32,12 +32,50 @@ def tree_bytes(tree: Any) -> int:
     return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
-def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
-    """Bytes one cell holds: its state and the metrics of one compiled chunk (`jax.eval_shape`)."""
+def cell_shapes(trainer: Any, updates_per_launch: int) -> tuple[Any, dict]:
+    """`(state, metrics of one compiled chunk)` of one cell, as shapes (`jax.eval_shape`)."""
     key = jax.ShapeDtypeStruct((2,), np.uint32)
     state = jax.eval_shape(trainer.init, key, trainer.config.hparams)
     _, metrics = jax.eval_shape(lambda s: trainer.run(s, trainer.config.hparams, updates_per_launch), state)
+    return state, metrics
+
+
+def cell_bytes(trainer: Any, updates_per_launch: int) -> dict:
+    """Bytes one cell holds: its state and the metrics of one compiled chunk."""
+    state, metrics = cell_shapes(trainer, updates_per_launch)
     return {"state": tree_bytes(state), "metrics": tree_bytes(metrics)}
+
+
+def largest_parts(trainer: Any, updates_per_launch: int, cell_need: int | None = None, count: int = 2) -> str:
+    """The `count` largest parts of one cell's memory, each named by the config fields that
+    size it (what a refused launch should change), largest first: the replay buffer
+    (`buffer_size` x one transition), the environments' states (`num_envs`), the networks
+    with their optimiser state (`hidden_sizes`), one chunk's metrics (updates per chunk).
+    Given `cell_need`, XLA's count for one cell of the compiled chunk, also its temporaries:
+    an on-policy rollout's observations (`num_envs` x `num_steps` x the observation size,
+    before and after each step) and the rest of the program's intermediate values."""
+    config = trainer.config
+    state, metrics = cell_shapes(trainer, updates_per_launch)
+    fields = dict(state._asdict()) if hasattr(state, "_asdict") else {"state": state}
+    buffer, envs = tree_bytes(fields.pop("buffer", ())), tree_bytes(fields.pop("env", ()))
+    chunk = f"{updates_per_launch} updates x {len(metrics)} metrics: more --chunks make chunks shorter"
+    parts = [(tree_bytes(fields), f"the networks and their optimiser state (hidden_sizes={list(config.hidden_sizes)})"),
+             (envs, f"the environments' states (num_envs={config.num_envs})"),
+             (tree_bytes(metrics), f"one chunk's metrics ({chunk})")]
+    if buffer:
+        row = buffer // config.buffer_size
+        parts.append((buffer, f"the replay buffer (buffer_size={config.buffer_size} transitions x {row} bytes)"))
+    if cell_need is not None:
+        if not buffer:  # on-policy: the rollout `[num_steps, num_envs]`, a temporary of the chunk program
+            obs_size = math.prod(trainer.env.obs_shape)
+            sizes = f"num_envs={config.num_envs} x num_steps={config.num_steps} x {obs_size} floats"
+            parts.append((2 * config.num_envs * config.num_steps * obs_size * 4,
+                          f"one rollout's observations ({sizes}, before and after each step)"))
+        rest = cell_need - tree_bytes(state) - sum(size for size, _ in parts)  # the state comes in and goes out
+        grow = "they grow with num_envs x num_steps and the network's sizes"
+        parts.append((rest, f"the compiled update's other intermediate values ({grow})"))
+    parts.sort(key=lambda part: -part[0])
+    return ", ".join(f"{what} {size / 1e6:.2f} MB" for size, what in parts[:count])
 
 
 def default_memory_limit(devices: Sequence[Any]) -> int:

@@ -7,6 +7,8 @@ actions as in training (what the learning tests measure), is asked for explicitl
 results file records the mode, the episode count and the evaluation seed with its numbers.
 """
 
+from typing import Any
+
 GREEDY, STOCHASTIC = "greedy", "stochastic"
 DEFAULT_MODE = GREEDY
 DEFAULT_EVAL_SEED = 10_000
@@ -15,3 +17,13 @@ DEFAULT_EVAL_SEED = 10_000
 def mode_name(deterministic: bool) -> str:
     """`"greedy"` for the policy's mode, `"stochastic"` for sampled actions."""
     return GREEDY if deterministic else STOCHASTIC
+
+
+def sampling_refused(flag: str, algo_name: str, module: Any) -> str | None:
+    """One line refusing `flag` (sampled evaluation actions) for an algorithm whose policy is
+    deterministic (DDPG, TD3: `DETERMINISTIC_POLICY`), where sampling would repeat the greedy
+    numbers; None for the others."""
+    if not getattr(module, "DETERMINISTIC_POLICY", False):
+        return None
+    return (f"{flag}: {algo_name}'s policy is deterministic (its exploration noise is a training device, not part "
+            f"of the policy), so it would give exactly the greedy numbers; drop {flag}")

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pgjax.envs import VecEnv, make_vec_env
+from pgjax.config import make_env
+from pgjax.envs import VecEnv
 from pgjax.kernels.unrolled_rng import unrolled_key
 from pgjax.networks.cores import make_core
 from pgjax.networks.recurrent import reset_hidden
@@ -143,7 +144,7 @@ def _seed_batched_evaluator(trainer, num_episodes, deterministic, max_episode_st
 
 def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = None) -> VecEnv:
     """`num_episodes` copies of the trainer's environment (its time limit unless replaced)."""
-    return make_vec_env(trainer.config.env_id, num_episodes, max_episode_steps)
+    return make_env(trainer.config, num_episodes, max_episode_steps)
 
 
 def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn | RecurrentActFn:

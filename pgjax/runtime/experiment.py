@@ -255,13 +255,15 @@ class SeedEvaluator:
     """
 
     def __init__(self, trainer: Any, layout: SeedLayout, num_episodes: int = 32, eval_seed: int = DEFAULT_EVAL_SEED,
-                 deterministic: bool = DEFAULT_MODE == GREEDY, max_episode_steps: int | None = None):
+                 deterministic: bool = DEFAULT_MODE == GREEDY, max_episode_steps: int | None = None,
+                 mesh: Any = None):
         env = eval_env(trainer, num_episodes, max_episode_steps)
 
         def one_seed(key, params, obs_stats):
             return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
 
-        self.layout, self.mesh = layout, seed_mesh(layout)
+        # `mesh`: the one training runs on (a sweep's cells), else the layout's devices.
+        self.layout, self.mesh = layout, seed_mesh(layout) if mesh is None else mesh
         self._run = sharding.cell_function(one_seed, self.mesh, layout.width)
         keys = jnp.broadcast_to(jax.random.PRNGKey(eval_seed), (layout.num_seeds, 2))
         self._keys = place_seeds(keys, layout, self.mesh)
@@ -271,6 +273,13 @@ class SeedEvaluator:
         chunk returns): NumPy `Episodes`, each `[S, num_episodes]`."""
         episodes = self._run(self._keys, params, obs_stats)
         return Episodes(*(np.asarray(x)[: self.layout.num_seeds] for x in sharding.fetch(episodes)))
+
+    def means(self, params: Any, obs_stats: Any) -> dict[str, np.ndarray]:
+        """`placed`'s episodes as each seed's mean `return`, `length` and `truncated` (the
+        fraction ended by the time limit), each `[S]`: an evaluation row during training."""
+        episodes = self.placed(params, obs_stats)
+        return {"return": episodes.returns.mean(axis=1), "length": episodes.lengths.mean(axis=1),
+                "truncated": episodes.truncated.mean(axis=1)}
 
     def __call__(self, state: Any) -> Episodes:
         """Evaluate the policies of `[S]` state rows (a checkpoint, a final state)."""

@@ -23,7 +23,7 @@ reused by training; the program belongs to the run and goes with it.
 from __future__ import annotations
 
 import dataclasses
-import shlex
+import functools
 import signal
 import sys
 import time
@@ -33,7 +33,8 @@ from typing import Any
 
 from pgjax import config as cfg
 from pgjax.records import runs
-from pgjax.runtime.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC
+from pgjax.runtime.eval_modes import DEFAULT_MODE, GREEDY, STOCHASTIC, sampling_refused
+from pgjax.runtime.resumable import Interrupted, Signals, continue_with, refuse_contradictions
 
 # Settings of a run kept in its config.json, with their flags and the defaults of a new run.
 RUN_SETTINGS = {"seeds": ("--seeds", [0]), "root_seed": ("--root-seed", 0), "chunks": ("--chunks", 20),
@@ -55,14 +56,6 @@ class ResumeError(Exception):
 
 class Stopped(Exception):
     """`stop_after` chunks were run (tests of resume)."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: the run stops with exit code 128 + signal number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 @dataclasses.dataclass
@@ -88,10 +81,6 @@ def diverged_message(diverged: dict[int, int], run_dir: Path) -> str:
              f"{', '.join(p.name for p in kept)})" if kept else "no finite checkpoint was kept (none before it)")
     seeds = ", ".join(f"seed {s} at update {u}" for s, u in sorted(diverged.items()))
     return f"non-finite parameters or loss: {seeds}; {where}"
-
-
-def resume_command(run_dir: Path) -> str:
-    return f"pgjax train --resume {shlex.quote(str(run_dir))}"
 
 
 def plural(count: int, noun: str) -> str:
@@ -157,7 +146,7 @@ def _note_chunk_plan(num_updates: int, chunks: int) -> None:
 def read_record(run_dir: Path) -> dict:
     """A run folder's config.json, checked for the entries a resume needs."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / "config.json").exists() and not runs.recover_run_file(run_dir, PREFIX, required=True):
         raise cfg.ConfigError(f"--resume {str(run_dir)!r}: no config.json there (not a pgjax run folder)")
     record = runs.read_json(run_dir / "config.json")
     missing = [key for key in REQUIRED_RECORD if not isinstance(record, dict) or key not in record]
@@ -172,13 +161,7 @@ def read_record(run_dir: Path) -> dict:
 def check_same_settings(record: dict, given: dict, run_dir: Path, no_checkpoint: bool = False) -> None:
     """A setting given with a resume must repeat the run's; one that differs is refused.
     Settings the run's config.json lacks (older runs) are taken from `given` or defaults."""
-    for key, (flag, default) in RUN_SETTINGS.items():
-        value = given.get(key)
-        if key not in record:
-            record[key] = default if value is None else value
-        elif value is not None and value != record[key]:
-            raise cfg.ConfigError(f"{flag} {value} contradicts {key}={record[key]} of the run being resumed "
-                                  f"({run_dir / 'config.json'}); drop {flag}")
+    refuse_contradictions(record, given, RUN_SETTINGS, "run", run_dir / "config.json")
     if no_checkpoint and record["checkpoints"]:
         raise cfg.ConfigError("--no-checkpoint contradicts the run being resumed, which writes checkpoints; "
                               "drop --no-checkpoint")
@@ -203,7 +186,7 @@ def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo
     module, config = build_config(record["algo"], values)
     if values is not record["config"]:
         _, own = build_config(record["algo"], record["config"])
-        changed = config_differences(cfg.to_dict(own), cfg.to_dict(config))
+        changed = cfg.config_differences(cfg.to_dict(own), cfg.to_dict(config))
         if changed:
             where = run_dir / "config.json" if run_dir is not None else "config.json"
             given = " ".join([*([f"--env {env}"] if env is not None else []), *overrides])
@@ -212,18 +195,6 @@ def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo
                 f"hold): {'; '.join(changed)}; a resume continues the run's own config: drop them, or train a new "
                 "run with them")
     return module, config
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """`name: checkpoint A, this run B` for every field where two `cfg.to_dict`s differ."""
-    lines = []
-    for name in sorted(set(saved) | set(current)):
-        a, b = saved.get(name, "<absent>"), current.get(name, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            lines += config_differences(a, b, f"{prefix}{name}.")
-        elif a != b:
-            lines.append(f"{prefix}{name}: checkpoint {a!r}, this run {b!r}")
-    return lines
 
 
 LOCK_FILE = "run.lock"
@@ -382,6 +353,8 @@ class SeedCells:
         estimate, `benchmarks/README.md`). That program is compiled here, ahead of
         training; the first chunk runs it.
         """
+        import jax
+
         from pgjax.runtime import cells, sharding
         from pgjax.runtime.experiment import chunk_sizes
         from pgjax.runtime.sweep import parse_bytes
@@ -392,74 +365,31 @@ class SeedCells:
             memory_limit = parse_bytes(memory_limit)
         limit = cells.memory_limit(self.mesh, memory_limit)
 
-        def refuse(need: int, what: str) -> MemoryError:
+        def refuse(need: int, what: str, compiled: bool = False) -> MemoryError:
+            parts = cells.largest_parts(self.trainer, size, need // layout.per_device if compiled else None)
+            # Fewer seeds, or seeds spread over more CPU devices, help only where a device holds several.
+            fixes = ["lower those"] + (["use fewer seeds"] if layout.num_seeds > 1 else [])
+            if layout.per_device > 1 and jax.default_backend() == "cpu":
+                fixes.append("spread the seeds over more --host-devices")
             return MemoryError(
-                f"{plural(layout.num_seeds, 'seed')} need about {need / 1e6:.2f} MB per device "
-                f"({plural(layout.per_device, 'seed')} on each of {layout.num_devices} device(s)) by {what}, more than the limit {limit / 1e6:.2f} MB; "
-                "use fewer seeds, more --host-devices, or raise --memory-limit"
+                f"{plural(layout.num_seeds, 'seed')} need{'s' if layout.num_seeds == 1 else ''} about "
+                f"{need / 1e6:.2f} MB per device ({plural(layout.per_device, 'seed')} on each of {layout.num_devices} "
+                f"device(s)) by {what}, more than the limit {limit / 1e6:.2f} MB; the largest parts of one seed: "
+                f"{parts}; {', '.join(fixes)}, or raise --memory-limit"
             )
 
         estimate = self.program.estimated_bytes(size)
         if estimate > limit:
-            raise refuse(estimate, "their training state and metrics")
+            raise refuse(estimate, "the training state and metrics")
         if sharding.is_writer():  # compiling takes seconds to minutes: say what the wait is
             print(f"pgjax: compiling the training program ({plural(size, 'update')} per chunk, "
                   f"{plural(layout.num_seeds, 'seed')})", flush=True)
         started = time.perf_counter()
         compiled = self.program.compiled_bytes(size)
         if compiled is not None and compiled > limit:
-            raise refuse(compiled, f"XLA's count for one chunk of {size} updates, temporaries included")
+            raise refuse(compiled, f"XLA's count for one chunk of {size} updates, temporaries included", True)
         return {"bytes_per_device": estimate, "compiled_bytes_per_device": compiled, "limit": limit,
                 "compile_seconds": time.perf_counter() - started}
-
-
-class Signals:
-    """While training, the first SIGINT/SIGTERM asks to stop after the current chunk (its
-    metrics and checkpoint are written first); a second one stops at once. Outside the
-    main thread (where handlers cannot be set) it does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signal handlers can only be set from the main thread
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            raise Interrupted(signum)
-        self.received = signum
-        print(f"\n{PREFIX}: {signal.Signals(signum).name} received: stopping after this chunk "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
-
-    def check(self) -> None:
-        if self.received is not None:
-            raise Interrupted(self.received)
-
-    def check_everywhere(self) -> None:
-        """`check`, with several processes after agreeing: a signal to any one stops all
-        after the same chunk (they must run the same launches)."""
-        import jax
-
-        if jax.process_count() > 1:
-            import numpy as np
-            from jax.experimental import multihost_utils
-
-            received = multihost_utils.process_allgather(np.array([self.received or 0]))
-            self.received = self.received or (int(np.max(received)) or None)
-        self.check()
 
 
 class Progress:
@@ -502,9 +432,9 @@ class TrainingRun:
         self.stop_after = stop_after
         self.lock: RunLock | None = None  # held from `open` (a resume) or the new folder on
         require(record["log"])  # a missing tracker package fails before anything compiles
-        if record["eval_mode"] == STOCHASTIC and getattr(module, "DETERMINISTIC_POLICY", False):
-            raise cfg.ConfigError(f"--eval-mode stochastic: {algo_name}'s policy is deterministic (its exploration "
-                                  "noise is a training device), so it would repeat the greedy numbers; drop it")
+        refused = sampling_refused("--eval-mode stochastic", algo_name, module)
+        if record["eval_mode"] == STOCHASTIC and refused:
+            raise cfg.ConfigError(refused)
         self.trainer = module.make_trainer(config)
         self.seeds = SeedCells.build(self.trainer, record)
         self.memory = self.seeds.check_memory(record["chunks"], memory_limit)
@@ -542,7 +472,14 @@ class TrainingRun:
     @property
     def expected(self) -> dict:
         """What the run's checkpoints must match."""
-        return {"algo": self.algo_name, "config": cfg.to_dict(self.config), "num_seeds": len(self.record["seeds"])}
+        return {"algo": self.algo_name, "config": cfg.to_dict(self.config),
+                "config_defaults": cfg.field_defaults(type(self.config)), "num_seeds": len(self.record["seeds"])}
+
+    @functools.cached_property
+    def run_file(self) -> dict:
+        """config.json: the run's settings, its config and the versions it started with. Every
+        checkpoint keeps a copy, from which a deleted config.json comes back (`runs.recover_run_file`)."""
+        return {**self.record, "config": cfg.to_dict(self.config), "versions": self.record.get("versions") or runs.versions()}
 
     def run(self) -> TrainResult:
         """Restore or start the run folder, train the remaining chunks, summarise. Raises
@@ -560,7 +497,8 @@ class TrainingRun:
         from pgjax.records.tracking import TrackingError
 
         record, config = self.record, self.config
-        meta = {**self.expected, "seeds": record["seeds"], "root_seed": record["root_seed"]}
+        meta = {**self.expected, "seeds": record["seeds"], "root_seed": record["root_seed"],
+                runs.RUN_FILE_COPY: self.run_file}
         if self.resuming:
             run_dir = self.run_dir
             try:
@@ -577,10 +515,10 @@ class TrainingRun:
         try:
             handler = ChunkHandler(self, done, meta, wall_before, evaluator)
         except TrackingError as err:
-            raise TrackingError(f"{err}; nothing trained yet, continue with: {resume_command(run_dir)}") from None
+            raise TrackingError(f"{err}; nothing trained yet, {continue_with(run_dir)}") from None
         start = time.perf_counter()
         try:
-            with Signals() as handler.signals:
+            with Signals(PREFIX) as handler.signals:
                 state = self.seeds.train(state, done, record["chunks"], handler)
         except Stopped:
             handler.close()
@@ -622,8 +560,7 @@ class TrainingRun:
         if sharding.is_writer():
             run_dir = runs.new_run_dir(self.out or Path("runs"), f"{self.algo_name}-{config.env_id}")
             self.lock = RunLock(run_dir).acquire()
-            runs.write_json(run_dir / "config.json",
-                            {**record, "config": cfg.to_dict(config), "versions": runs.versions()})
+            runs.write_json(run_dir / "config.json", self.run_file)
         run_dir = Path(sharding.text_from_writer(str(run_dir)))
         print(f"pgjax: {self.algo_name} on {config.env_id}, seeds {record['seeds']}, "
               f"{config.num_updates} updates x {config.env_steps_per_update} steps -> {run_dir}")
@@ -869,11 +806,9 @@ class ChunkHandler:
         import numpy as np
 
         started = time.perf_counter()
-        episodes = self.evaluator.placed(state.params, state.obs_stats)
+        values = self.evaluator.means(state.params, state.obs_stats)
         self.eval_seconds += time.perf_counter() - started
         env_steps = updates_done * self.config.env_steps_per_update
-        values = {"return": episodes.returns.mean(axis=1), "length": episodes.lengths.mean(axis=1),
-                  "truncated": episodes.truncated.mean(axis=1)}
         rows = {f"eval_{k}": v[:, None] for k, v in values.items()}
         rows["env_steps"] = np.full((self.num_seeds, 1), env_steps)
         if self.eval_writer is not None:
@@ -922,7 +857,7 @@ class ChunkHandler:
         else:
             kept = 0
             where = f"metrics.csv holds {self.writer.updates_written} updates, no checkpoints (a resume starts at update 0)"
-        message = f"{what}; {where}; continue with: {resume_command(self.run_dir)}"
+        message = f"{what}; {where}; {continue_with(self.run_dir)}"
         print(f"{PREFIX}: {message}", file=sys.stderr)
         return TrainResult(self.run_dir, status, code, kept, message=message)
 

@@ -21,6 +21,13 @@ whole final training state) so that `pgjax eval` can evaluate it. Re-running wit
 written; since results do not depend on batching, the sweep ends byte-identical to an
 uninterrupted one. A cell whose parameters or loss become non-finite is marked
 `diverged` with the first such update; the other cells are computed as if it were fine.
+
+With `eval_every` K, every cell's policy is evaluated after every K-th chunk and after the
+last (`experiment.evaluation_updates`, as `pgjax train` does), on the same episodes for all
+cells (`experiment.SeedEvaluator`: mode, episode count, evaluation seed), and the rows go
+into its cell file (`eval_metrics`, with `eval_protocol`). A SIGINT or SIGTERM stops the
+sweep after the current chunk (`pgjax.runtime.resumable.Signals`): the finished cells are
+kept, the unfinished launch's cells run again on resume.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,10 +48,26 @@ import numpy as np
 from pgjax import config as cfg
 from pgjax.records import cell_policies, runs
 from pgjax.runtime import cells, sharding
-from pgjax.runtime.experiment import chunk_sizes, first_nonfinite_update, seed_keys, train_seeds
+from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY
+from pgjax.runtime.experiment import (
+    SeedEvaluator,
+    SeedLayout,
+    chunk_sizes,
+    evaluation_updates,
+    first_nonfinite_update,
+    seed_keys,
+    train_seeds,
+)
 from pgjax.runtime.loading import algorithm, build_config
+from pgjax.runtime.resumable import Signals, refuse_contradictions
 
 TRACED_PREFIX = "hparams."
+PREFIX = "pgjax sweep"  # how the sweep's notes begin
+# Settings of a sweep kept in its sweep.json, with their flags and the defaults of a new sweep;
+# `resumed_spec` refuses a flag that contradicts one.
+SWEEP_SETTINGS = {"seeds": ("--seeds", [0]), "root_seed": ("--root-seed", 0), "width": ("--width", 8),
+                  "chunks": ("--chunks", 10), "eval_every": ("--eval-every", 0),
+                  "eval_episodes": ("--eval-episodes", 32), "eval_mode": ("--eval-mode", DEFAULT_MODE)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +112,33 @@ def parse_grid_item(text: str) -> tuple[str, list]:
     if len({repr(v) for v in values}) != len(values):
         raise cfg.ConfigError(f"--grid {key}={values!r}: values repeat")
     return key, values
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list]:
+    """Every `--grid` item (`parse_grid_item`) as one grid; a key given twice is refused
+    rather than the last one silently winning."""
+    grid: dict[str, list] = {}
+    given: dict[str, str] = {}
+    for item in items:
+        key, values = parse_grid_item(item)
+        if key in grid:
+            raise cfg.ConfigError(f"--grid {key} is given twice ({given[key]!r} and {item!r}); give all its values "
+                                  f"in one --grid {key}=v1,v2,...")
+        grid[key], given[key] = values, item
+    return grid
+
+
+def resumed_spec(sweep_dir: Path, given: dict) -> dict:
+    """The sweep.json of the sweep in `sweep_dir`, with the `SWEEP_SETTINGS` that `given`
+    (key -> value, None: not given) repeats or, for an older sweep.json without them, sets;
+    a given setting that contradicts the sweep's is refused (`ConfigError`), before
+    anything compiles."""
+    path = Path(sweep_dir) / "sweep.json"
+    if not path.exists():
+        raise cfg.ConfigError(f"--resume {str(sweep_dir)!r}: no sweep.json there (not a pgjax sweep folder)")
+    spec = runs.read_json(path)
+    refuse_contradictions(spec, given, SWEEP_SETTINGS, "sweep", path)
+    return spec
 
 
 def plan(algo: str, base_values: dict, grid: dict[str, list], seeds: Sequence[int]) -> list[Group]:
@@ -158,14 +209,24 @@ def parse_bytes(text: str) -> int:
 
 @dataclasses.dataclass
 class SweepSettings:
-    """How to run a sweep. Only `width` can change a cell's result (the vmap width of the
-    compiled program, fixed per sweep and stored in each cell); the others never do."""
+    """How to run a sweep. Only `width` can change a cell's training (the vmap width of the
+    compiled program, fixed per sweep and stored in each cell); the others never do.
+    `max_chunks` and the `eval_` settings fix where and how the cells are evaluated."""
 
     width: int = 8  # cells per vmap group (results depend on it: fixed per sweep, stored)
     max_chunks: int = 10  # compiled chunks of updates per launch (progress between them)
     memory_limit: int | None = None  # per-device bytes; None: default_memory_limit
     devices: Sequence[Any] | None = None  # default: all devices
     save_state: bool = False  # also keep each cell's whole final training state (cell-N.state.npz)
+    eval_every: int = 0  # evaluate every cell after every K-th chunk and the last; 0: never during training
+    eval_episodes: int = 32  # episodes per evaluation, the same start states for every cell
+    eval_mode: str = DEFAULT_MODE  # "greedy" (the policy's mode) or "stochastic" (sampled actions)
+
+    @property
+    def eval_protocol(self) -> dict:
+        """How the cells are evaluated, as every results file states it."""
+        return {"mode": self.eval_mode, "episodes": self.eval_episodes, "eval_seed": DEFAULT_EVAL_SEED,
+                "every": self.eval_every}
 
 
 class _GroupRunner:
@@ -189,6 +250,11 @@ class _GroupRunner:
         estimate = self._fit_launch(units, limit)
         self.estimate = {"per_cell_state_bytes": self.per_cell["state"], "per_cell_metrics_bytes": self.per_cell["metrics"],
                          "cells_per_launch": self.cells_per_launch, "bytes_per_device": estimate, "limit": limit}
+        self.eval_at = evaluation_updates(self.trainer.config.num_updates, settings.max_chunks, settings.eval_every)
+        # Laid out as the launch's state is (padded cells, this mesh): evaluated where it lies.
+        layout = SeedLayout(self.cells_per_launch, self.width, mesh.size)
+        self.evaluator = SeedEvaluator(self.trainer, layout, settings.eval_episodes, DEFAULT_EVAL_SEED,
+                                       settings.eval_mode == GREEDY, mesh=mesh) if self.eval_at else None
 
     @property
     def unit(self) -> int:
@@ -223,10 +289,12 @@ class _GroupRunner:
                 break
             units = max(1, min(units - 1, int(units * limit / estimate)))
         if estimate > limit:
+            compiled = self.program.compiled_bytes(max(self.sizes)) is not None  # compiled above: no new compile
+            parts = cells.largest_parts(self.trainer, max(self.sizes), estimate // self.width if compiled else None)
             raise MemoryError(
                 f"one launch of {self.unit} cells ({self.width} per vmap group x {self.mesh.size} devices) needs about "
-                f"{estimate / 1e6:.2f} MB per device, more than the limit {limit / 1e6:.2f} MB; "
-                "lower --width or the config's sizes, or raise --memory-limit"
+                f"{estimate / 1e6:.2f} MB per device, more than the limit {limit / 1e6:.2f} MB; the largest parts of "
+                f"one cell: {parts}; lower those{', lower --width' if self.width > 1 else ''}, or raise --memory-limit"
             )
         return estimate
 
@@ -310,13 +378,17 @@ def run_sweep(
     on_progress: Callable[[int], None] | None = None,
     on_cell: Callable[[Cell], None] | None = None,
     on_metrics: Callable[[list[Cell], dict], None] | None = None,
+    on_eval: Callable[[list[Cell], int, dict], None] | None = None,
 ) -> dict:
     """Run every cell not yet written in `out_dir/cells/`, writing each as it finishes.
 
     `on_progress(env_steps)` after each compiled chunk (steps summed over cells);
     `on_metrics(cells, metrics)` after each chunk too, with the launch's cells and their
-    chunk metrics (name -> `[len(cells), U]`, e.g. for `pgjax.records.tracking`); `on_cell(cell)`
-    after each cell file is written. Returns launch statistics.
+    chunk metrics (name -> `[len(cells), U]`, e.g. for `pgjax.records.tracking`); `on_eval(cells,
+    env_steps, values)` after each evaluation (`return`, `length`, `truncated` -> `[len(cells)]`);
+    `on_cell(cell)` after each cell file is written. Returns launch statistics. A SIGINT or
+    SIGTERM stops it after the current chunk with `resumable.Interrupted` (the finished
+    cells written); a second one at once.
     """
     cells_dir = Path(out_dir) / "cells"
     if sharding.is_writer():
@@ -324,54 +396,91 @@ def run_sweep(
     mesh = sharding.cell_mesh(settings.devices)
     versions = runs.versions()
     stats = {"launches": 0, "cells_run": 0, "cells_skipped": 0, "groups": []}
-    for group in groups:
-        # Process 0 reads which cells are done; every process then runs the same launches.
-        done = sharding.from_writer(np.array([sharding.is_writer() and _cell_done(cells_dir / f"{c.name}.json",
-                                                                                    settings.save_state)
-                                              for c in group.cells]))
-        todo = [c for c, finished in zip(group.cells, done) if not finished]
-        stats["cells_skipped"] += len(group.cells) - len(todo)
-        if not todo:
-            continue
-        runner = _GroupRunner(algorithm(algo), group, settings, mesh)
-        stats["groups"].append({"group": group.index, "static": group.static, **runner.estimate})
-        for start in range(0, len(todo), runner.cells_per_launch):
-            launch = todo[start:start + runner.cells_per_launch]
-            keys = np.asarray(seed_keys(root_seed, [c.seed for c in launch]))
-            hparams = jax.tree.map(
-                lambda *xs: np.stack([np.asarray(jax.numpy.asarray(x)) for x in xs]), *[c.config.hparams for c in launch]
-            )
-            padded = sharding.pad_cells((keys, hparams), runner.cells_per_launch)
-            keys, hparams = sharding.put_cells(padded, mesh)
-            batch_steps = runner.trainer.config.env_steps_per_update * len(launch)
-
-            def progress(done, state, metrics, batch_steps=batch_steps, launch=launch):
-                if on_progress is not None:
-                    on_progress(metrics_steps(metrics, batch_steps))
-                if on_metrics is not None:  # rows past the launch's cells are padding
-                    on_metrics(launch, {k: v[: len(launch)] for k, v in metrics.items()})
-
-            state, metrics = train_seeds(
-                runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,
-                on_chunk=progress, functions=(runner.init, runner.run), fetch=sharding.fetch,
-            )
-            stats["launches"] += 1
-            policies = cell_policies.host_rows(cell_policies.policy_tree(state), sharding.fetch)
-            states = cell_policies.host_rows(state, sharding.fetch) if settings.save_state else None
-            for i, cell in enumerate(launch):
-                record = _cell_record(algo, cell, root_seed, runner.width, {k: v[i] for k, v in metrics.items()}, versions)
-                record["policy"] = cell.name + cell_policies.POLICY_SUFFIX
-                if sharding.is_writer():  # parameters first: the record marks the cell finished
-                    row = functools.partial(_row, i)
-                    cell_policies.write_tree(cells_dir / record["policy"], jax.tree.map(row, policies))
-                    if states is not None:
-                        cell_policies.write_tree(cells_dir / (cell.name + cell_policies.STATE_SUFFIX),
-                                                 jax.tree.map(row, states))
-                    write_cell(cells_dir / f"{cell.name}.json", record)
-                stats["cells_run"] += 1
-                if on_cell is not None:
-                    on_cell(cell)
+    with Signals(PREFIX) as signals:
+        for group in groups:
+            # Process 0 reads which cells are done; every process then runs the same launches.
+            done = sharding.from_writer(np.array([sharding.is_writer() and _cell_done(cells_dir / f"{c.name}.json",
+                                                                                        settings.save_state)
+                                                  for c in group.cells]))
+            todo = [c for c, finished in zip(group.cells, done) if not finished]
+            stats["cells_skipped"] += len(group.cells) - len(todo)
+            if not todo:
+                continue
+            signals.check_everywhere()  # a signal during the last launch: stop before compiling the next group
+            runner = _GroupRunner(algorithm(algo), group, settings, mesh)
+            stats["groups"].append({"group": group.index, "static": group.static, **runner.estimate})
+            for start in range(0, len(todo), runner.cells_per_launch):
+                signals.check_everywhere()
+                launch = todo[start:start + runner.cells_per_launch]
+                keys = np.asarray(seed_keys(root_seed, [c.seed for c in launch]))
+                hparams = jax.tree.map(
+                    lambda *xs: np.stack([np.asarray(jax.numpy.asarray(x)) for x in xs]),
+                    *[c.config.hparams for c in launch])
+                padded = sharding.pad_cells((keys, hparams), runner.cells_per_launch)
+                keys, hparams = sharding.put_cells(padded, mesh)
+                chunks = _LaunchChunks(runner, launch, signals, settings.eval_protocol, on_progress, on_metrics, on_eval)
+                state, metrics = train_seeds(
+                    runner.trainer, keys, hparams, hparams_batched=True, max_chunks=settings.max_chunks,
+                    on_chunk=chunks, functions=(runner.init, runner.run), fetch=sharding.fetch,
+                )
+                stats["launches"] += 1
+                policies = cell_policies.host_rows(cell_policies.policy_tree(state), sharding.fetch)
+                states = cell_policies.host_rows(state, sharding.fetch) if settings.save_state else None
+                for i, cell in enumerate(launch):
+                    record = _cell_record(algo, cell, root_seed, runner.width, {k: v[i] for k, v in metrics.items()},
+                                          versions)
+                    record.update(chunks.eval_record(i), policy=cell.name + cell_policies.POLICY_SUFFIX)
+                    if sharding.is_writer():  # parameters first: the record marks the cell finished
+                        row = functools.partial(_row, i)
+                        cell_policies.write_tree(cells_dir / record["policy"], jax.tree.map(row, policies))
+                        if states is not None:
+                            cell_policies.write_tree(cells_dir / (cell.name + cell_policies.STATE_SUFFIX),
+                                                     jax.tree.map(row, states))
+                        write_cell(cells_dir / f"{cell.name}.json", record)
+                    stats["cells_run"] += 1
+                    if on_cell is not None:
+                        on_cell(cell)
+        if signals.received is not None:
+            print(f"{PREFIX}: note: {signal.Signals(signals.received).name} came during the last chunk: every cell "
+                  "is finished, so the sweep ends as usual", file=sys.stderr)
     return stats
+
+
+class _LaunchChunks:
+    """After each chunk of a launch: progress, metrics, the evaluation if due (its rows kept
+    for the cell files), then a requested stop; not after the last chunk, whose cells are
+    written first."""
+
+    def __init__(self, runner: _GroupRunner, launch: list[Cell], signals: Signals, protocol: dict,
+                 on_progress, on_metrics, on_eval):
+        self.runner, self.launch, self.signals, self.protocol = runner, launch, signals, protocol
+        self.on_progress, self.on_metrics, self.on_eval = on_progress, on_metrics, on_eval
+        self.steps_per_update = runner.trainer.config.env_steps_per_update
+        self.evals: list[tuple[int, dict]] = []  # (update, name -> [len(launch)]) per evaluation
+
+    def __call__(self, done: int, state, metrics: dict) -> None:
+        n = len(self.launch)  # rows past the launch's cells are padding
+        if self.on_progress is not None:
+            self.on_progress(metrics_steps(metrics, self.steps_per_update * n))
+        if self.on_metrics is not None:
+            self.on_metrics(self.launch, {k: v[:n] for k, v in metrics.items()})
+        if done in self.runner.eval_at:
+            values = {k: v[:n] for k, v in self.runner.evaluator.means(state.params, state.obs_stats).items()}
+            self.evals.append((done, values))
+            if self.on_eval is not None:
+                self.on_eval(self.launch, done * self.steps_per_update, values)
+        if done < self.runner.trainer.config.num_updates:
+            self.signals.check_everywhere()
+
+    def eval_record(self, i: int) -> dict:
+        """The evaluations of the launch's `i`-th cell for its file, rows as `pgjax train`'s
+        eval.csv columns (none without evaluation)."""
+        if not self.evals:
+            return {}
+        updates = [update for update, _ in self.evals]
+        rows = {"update": updates, "env_steps": [u * self.steps_per_update for u in updates]}
+        rows.update({f"eval_{k}": compact_values([values[k][i] for _, values in self.evals]) for k in self.evals[0][1]})
+        return {"eval_protocol": self.protocol, "eval_metrics": rows}
 
 
 def _row(i: int, x: np.ndarray) -> np.ndarray:
