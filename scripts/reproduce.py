@@ -68,10 +68,11 @@ def _minatar_rows() -> list[Row]:
         rows.append(Row(f"{game}-mlp", title, "MLP", f"configs/ppo_{game}_minatar.toml", anchor, MINATAR_ANCHOR))
         rows.append(Row(f"{game}-cnn", title, "CNN", f"configs/ppo_{game}_minatar_cnn.toml", anchor,
                         MINATAR_ANCHOR + "; the anchor is the MLP's"))
-    # One change from breakout-mlp: the anchor's initialisation (gymnax-blines' networks: flax's
-    # LeCun-normal kernels, the policy output included, and biases uniform in [0, 0.05)).
-    rows.append(Row("breakout-mlp-lecun", "Breakout", "MLP, anchor's init", "configs/ppo_breakout_minatar.toml",
-                    28.0, MINATAR_ANCHOR, overrides=("init=lecun", "bias_init_max=0.05")))
+    # One change from the MLP rows: pgjax's default initialisation (orthogonal kernels, 0.01 on
+    # the policy output, zero biases) instead of the anchor's (the configs' init = "lecun").
+    for game, (title, anchor) in MINATAR_GAMES.items():
+        rows.append(Row(f"{game}-mlp-orthogonal", title, "MLP, orthogonal init", f"configs/ppo_{game}_minatar.toml",
+                        anchor, MINATAR_ANCHOR, overrides=("init=orthogonal", "bias_init_max=0.0")))
     # The same work in pgjax and in purejaxrl: purejaxrl's MinAtar settings (64x64 MLP, lr 5e-3).
     rows.append(Row("breakout-pjx", "Breakout", "pgjax, purejaxrl's settings",
                     "configs/ppo_breakout_minatar_purejaxrl.toml", 28.0, MINATAR_ANCHOR))
