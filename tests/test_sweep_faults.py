@@ -163,6 +163,16 @@ def test_a_repeated_grid_key_is_refused(tmp_path, capsys):
     assert sw.parse_grid(["hparams.gamma=0.9", "num_envs=2,4"]) == {"hparams.gamma": [0.9], "num_envs": [2, 4]}
 
 
+def test_a_grid_key_also_set_by_an_override_is_refused(tmp_path, capsys):
+    code, line = exit_and_line(["sweep", "hparams.learning_rate=1e-3", "--grid", "hparams.learning_rate=1e-4,3e-4",
+                                "--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert "hparams.learning_rate=1e-3 sets hparams.learning_rate, which --grid 'hparams.learning_rate=1e-4,3e-4' " \
+           "also sets" in line
+    assert not any(tmp_path.iterdir())
+    assert sw.parse_grid(["num_envs=2,4"], ["hparams.gamma=0.9"]) == {"num_envs": [2, 4]}
+
+
 # --- signals ---------------------------------------------------------------------------------------
 
 

@@ -129,7 +129,7 @@ def _spec(args) -> tuple[Path | None, dict]:
     if not settings["eval_every"] and (args.eval_episodes is not None or args.eval_mode is not None):
         print("pgjax sweep: note: --eval-episodes and --eval-mode set the evaluations of --eval-every K; "
               "without it the cells are not evaluated during training", file=sys.stderr)
-    return None, {"algo": algo, "base": values, "grid": sw.parse_grid(args.grid), **settings,
+    return None, {"algo": algo, "base": values, "grid": sw.parse_grid(args.grid, args.overrides), **settings,
                   "save_state": args.save_state, "log": args.log or ["csv"]}
 
 

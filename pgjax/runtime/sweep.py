@@ -114,9 +114,9 @@ def parse_grid_item(text: str) -> tuple[str, list]:
     return key, values
 
 
-def parse_grid(items: Sequence[str]) -> dict[str, list]:
-    """Every `--grid` item (`parse_grid_item`) as one grid; a key given twice is refused
-    rather than the last one silently winning."""
+def parse_grid(items: Sequence[str], overrides: Sequence[str] = ()) -> dict[str, list]:
+    """Every `--grid` item (`parse_grid_item`) as one grid; a key given twice, or also set by
+    a `KEY=VALUE` override, is refused rather than one of them silently winning."""
     grid: dict[str, list] = {}
     given: dict[str, str] = {}
     for item in items:
@@ -125,6 +125,11 @@ def parse_grid(items: Sequence[str]) -> dict[str, list]:
             raise cfg.ConfigError(f"--grid {key} is given twice ({given[key]!r} and {item!r}); give all its values "
                                   f"in one --grid {key}=v1,v2,...")
         grid[key], given[key] = values, item
+    for text in overrides:
+        key = ".".join(cfg.parse_override(text)[0])
+        if key in grid:
+            raise cfg.ConfigError(f"{text} sets {key}, which --grid {given[key]!r} also sets; give it in one place "
+                                  "(the override, or the grid's values)")
     return grid
 
 
