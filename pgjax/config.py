@@ -408,12 +408,25 @@ def env_kwargs_field() -> Any:
     return dataclasses.field(default=EnvKwargs(), metadata={"doc": ENV_KWARGS_DOC, "check": None})
 
 
+TIME_LIMITS = ("truncate", "terminate")  # pgjax.envs.time_limit.TIME_LIMITS (config imports no jax)
+TIME_LIMIT_DOC = ("how an episode cut by the time limit reaches the learner: 'truncate' (bootstrap from V(final "
+                  "observation); Pardo et al., 2018) or 'terminate' (bootstrap with zero, as gymnax 0.0.x's single "
+                  "`done` and the code built on it: gymnax-blines, purejaxrl)")
+
+
+def time_limit_field() -> Any:
+    """The `time_limit` setting (default "truncate")."""
+    return field("truncate", TIME_LIMIT_DOC, one_of(*TIME_LIMITS))
+
+
 def make_env(config: Any, num_envs: int, max_episode_steps: int | None = None) -> Any:
     """`num_envs` copies of the config's environment, `env_id` with its `env_kwargs`
-    (`pgjax.envs.make_vec_env`)."""
+    (`pgjax.envs.make_vec_env`), its time limit reported as the config's `time_limit` says."""
     from pgjax.envs import make_vec_env
+    from pgjax.envs.time_limit import apply_time_limit
 
-    return make_vec_env(config.env_id, num_envs, max_episode_steps, **getattr(config, "env_kwargs", {}))
+    env = make_vec_env(config.env_id, num_envs, max_episode_steps, **getattr(config, "env_kwargs", {}))
+    return apply_time_limit(env, getattr(config, "time_limit", "truncate"))
 
 
 TORSO_DOC = ("network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for "
@@ -499,6 +512,7 @@ class OnPolicyConfig(network_config((64, 64), "tanh")):
 
     env_id: str = field("CartPole-v1", ENV_ID_DOC)
     env_kwargs: EnvKwargs = env_kwargs_field()
+    time_limit: str = time_limit_field()
     num_envs: int = field(4, "environments stepped in parallel", positive())
     num_steps: int = field(128, "steps per environment per rollout", positive())
     total_timesteps: int = field(500_000, "environment steps over the whole run", countable())

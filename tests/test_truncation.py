@@ -63,3 +63,59 @@ def test_ppo_critic_learns_the_untruncated_value():
     out = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     value = float(trainer.networks.critic.apply(out.state.params["critic"], jnp.zeros((1, 1)))[0])
     np.testing.assert_allclose(value, 1.0 / (1.0 - GAMMA), rtol=0.05)
+
+
+def test_time_limit_as_termination_wrapper_changes_only_the_flags():
+    from pgjax.envs.time_limit import TimeLimitAsTermination
+
+    env = envs.make_vec_env("ConstantReward-probe", 8)
+    wrapped = TimeLimitAsTermination(env)
+    assert (wrapped.obs_shape, wrapped.action_spec, wrapped.max_episode_steps) == (
+        env.obs_shape, env.action_spec, env.max_episode_steps)
+
+    def policy(key, obs):
+        action = jnp.zeros(obs.shape[0], jnp.int32)
+        return PolicyStep(action, action, jnp.zeros(obs.shape[0]))
+
+    for run in (lambda f: f(), lambda f: jax.jit(f)()):
+        plain = run(lambda: rollout(env, policy, reset_env_carry(env, jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 64)[1])
+        as_end = run(lambda: rollout(wrapped, policy, reset_env_carry(wrapped, jax.random.PRNGKey(0)),
+                                     jax.random.PRNGKey(1), 64)[1])
+        np.testing.assert_array_equal(np.asarray(as_end.terminated), np.asarray(plain.terminated | plain.truncated))
+        assert not bool(as_end.truncated.any()) and bool(as_end.terminated.any())
+        for name in ("obs", "reward", "next_obs"):
+            np.testing.assert_array_equal(np.asarray(getattr(as_end, name)), np.asarray(getattr(plain, name)))
+
+
+def test_config_time_limit_terminate_learns_the_timed_out_value():
+    """`time_limit = "terminate"` trains on the targets of a world that ends at the time
+    limit: PPO's critic approaches that biased fixed point, not 1 / (1 - gamma)."""
+    from pgjax.algos import ppo
+    from pgjax.config import make_env
+    from pgjax.envs.time_limit import TimeLimitAsTermination
+
+    config = ppo.PPOConfig(
+        env_id="ConstantReward-probe", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 150,
+        update_epochs=4, num_minibatches=2, hidden_sizes=(16,), anneal_lr=False, time_limit="terminate",
+        hparams=ppo.PPOHParams(gamma=GAMMA, learning_rate=3e-3),
+    )
+    assert isinstance(make_env(config, 2), TimeLimitAsTermination)
+    trainer = ppo.make_trainer(config)
+    out = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    value = float(trainer.networks.critic.apply(out.state.params["critic"], jnp.zeros((1, 1)))[0])
+    traj = _constant_reward_rollout()
+    timed_out = float(_fitted_value(traj, traj.terminated | traj.truncated, jnp.zeros_like(traj.truncated)))
+    np.testing.assert_allclose(value, timed_out, rtol=0.05)
+    assert value < 0.8 / (1.0 - GAMMA)
+
+
+def test_time_limit_setting_is_checked():
+    import pytest
+
+    from pgjax.algos import ppo
+    from pgjax.config import TIME_LIMITS, ConfigError
+    from pgjax.envs.time_limit import TIME_LIMITS as ENV_TIME_LIMITS
+
+    assert TIME_LIMITS == ENV_TIME_LIMITS
+    with pytest.raises(ConfigError, match="time_limit"):
+        ppo.PPOConfig(time_limit="cut")

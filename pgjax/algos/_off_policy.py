@@ -91,6 +91,7 @@ from pgjax.config import (
     network_config,
     positive,
     reward_scale_field,
+    time_limit_field,
     unit_interval,
 )
 from pgjax.envs import (
@@ -132,6 +133,7 @@ class OffPolicyConfig(network_config((256, 256), "relu")):
 
     env_id: str = field("Pendulum-v1", ENV_ID_DOC)
     env_kwargs: EnvKwargs = env_kwargs_field()
+    time_limit: str = time_limit_field()
     num_envs: int = field(1, "environments stepped in parallel; each iteration stores num_envs transitions", positive())
     total_timesteps: int = field(20_000, "environment steps over the whole run (all environments together)", countable())
     learning_starts: int = field(1_000, "environment steps of uniformly random actions before learning starts", (lambda v: v >= 0, ">= 0"))
