@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from pgjax.algos import ddpg, sac, td3
+from pgjax.algos import ALGORITHMS
 from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
 from pgjax.envs import make_vec_env
 from pgjax.kernels import sac_losses
@@ -51,12 +51,12 @@ print("budget:", BUDGET)
 # %%
 SEEDS = range(1 if CI else 3)
 SETTINGS = {"env_id": "Pendulum-v1", "total_timesteps": 1_200 if CI else 8_000, "hidden_sizes": (64, 64)}
-ALGOS = {"DDPG": ddpg, "TD3": td3, "SAC": sac}
+ALGOS = {"DDPG": ALGORITHMS["ddpg"], "TD3": ALGORITHMS["td3"], "SAC": ALGORITHMS["sac"]}
 CHUNKS = 2 if CI else 8
 
 runs = {}
-for name, module in ALGOS.items():
-    trainer = module.make_trainer(module.CONFIG(**SETTINGS))
+for name, algorithm in ALGOS.items():
+    trainer = algorithm.make_trainer(algorithm.config_class(**SETTINGS))
     snapshots = []
     state, metrics = train_seeds(trainer, seed_keys(0, SEEDS), max_chunks=CHUNKS,
                                  on_chunk=lambda done, s, m, out=snapshots: out.append((done, s)))

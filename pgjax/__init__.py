@@ -8,8 +8,9 @@ The package is grouped by kind; a lower layer never imports a higher one (`tests
 - `pgjax.envs`: batched environments behind one interface, `register_env`, `make_env`.
 - `pgjax.networks`: flax torsos, heads, initialisers and the recurrent core.
 - `pgjax.config`: frozen static configs and traced hyper-parameters.
-- `pgjax.algos`: one module per algorithm (`from pgjax.algos import ppo`), the shared rollout,
-  actor-critic and off-policy pieces, and the trainer contract (`pgjax.algos.contract`).
+- `pgjax.algos`: one module per algorithm (`from pgjax.algos import ppo`), the registry
+  `ALGORITHMS` (one `Algorithm` entry per name), the shared rollout, actor-critic and
+  off-policy pieces, and the trainer contract (`pgjax.algos.contract`).
 - `pgjax.records` (checkpoints, run folders, trackers) and `pgjax.reports` (statistics, plots,
   animations).
 - `pgjax.runtime`: training over seeds, sweeps, evaluation, sharding, the compile cache, and

@@ -188,6 +188,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotated type `tp`, converting only where lossless."""
+    if isinstance(value, np.generic) or isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()  # a NumPy scalar (np.float32(0.9), np.int64(8)) as the Python number it holds
     origin = typing.get_origin(tp)
     if tp is EnvKwargs:
         if not isinstance(value, Mapping):
@@ -269,14 +271,17 @@ def check_field(name: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
 def check_fields(obj: Any, prefix: str = "") -> None:
     """`check_field` on every field of `obj` that holds a host value (a Python scalar, string,
     tuple or list, or a NumPy scalar); JAX arrays, tracers and abstract values are skipped."""
+    static = prefix == ""  # a static config, never a pytree JAX rebuilds (whose leaves may be None)
     for f, tp in _annotated_fields(type(obj)):
         value = getattr(obj, f.name)
         if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, Mapping) and not isinstance(value, EnvKwargs):  # a dict given in Python
             object.__setattr__(obj, f.name, check_field(prefix + f.name, value, tp, f))  # held hashable
-        elif isinstance(value, (bool, int, float, str, tuple, list)):
-            check_field(prefix + f.name, value, tp, f)
+        elif isinstance(value, list) and static:  # held as the tuple a file gives, so the config stays hashable
+            object.__setattr__(obj, f.name, check_field(prefix + f.name, value, tp, f))
+        elif isinstance(value, (bool, int, float, str, tuple, list)) or value is None and static:
+            check_field(prefix + f.name, value, tp, f)  # None only where the field's type allows it
 
 
 @functools.cache
@@ -363,22 +368,55 @@ def merge(base: dict, path: list[str], value: Any) -> dict:
     return out
 
 
+CONFIG_SUFFIXES = {".toml": "TOML", ".json": "JSON"}  # the format is taken from the name, in any case
+
+
 def read_file(path: str | Path) -> dict:
-    """Read a TOML or JSON config file into a dict."""
+    """Read a TOML or JSON config file (by its suffix; a leading UTF-8 BOM is allowed) into a
+    dict. Anything else (a folder, a pipe, another suffix, a JSON list, a key set twice) is one
+    `ConfigError` line naming the file."""
     path = Path(path)
+    name = repr(str(path))
     if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"config file {name} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {name} is a folder, not a file: give a .toml or .json file")
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} is a folder, not a file: give a .toml or .json file")
+        raise ConfigError(f"config file {name} is not a regular file (a device, pipe or socket): give a .toml or "
+                          ".json file")
+    kind = CONFIG_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"config file {name}: the name must end in .toml or .json (its format is taken from "
+                          "the suffix)")
     try:
-        text = path.read_text()
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        text = path.read_text(encoding="utf-8-sig")
+        values = json.loads(text, object_pairs_hook=_unique_keys(name)) if kind == "JSON" else tomllib.loads(text)
     except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        raise ConfigError(f"config file {name} cannot be read: {err.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not text (UTF-8): give a .toml or .json file") from None
+        raise ConfigError(f"config file {name} is not text (UTF-8): give a .toml or .json file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {err}") from err
+        raise ConfigError(f"config file {name} is not valid {kind}: {err}") from None
+    if not isinstance(values, dict):
+        kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+        raise ConfigError(f"config file {name} holds a JSON {kinds.get(type(values), 'null')} "
+                          f"({text.strip()[:40]!r}), not an object of settings such as {{\"num_envs\": 8}}")
+    return values
+
+
+def _unique_keys(name: str):
+    """A `json.loads` `object_pairs_hook` refusing a key set twice in one object (TOML refuses
+    it itself), rather than letting the last one silently win."""
+
+    def hook(pairs: list) -> dict:
+        seen: dict = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ConfigError(f"config file {name} sets {key!r} twice in one object; keep one")
+            seen[key] = value
+        return seen
+
+    return hook
 
 
 def describe(cls: type, prefix: str = "") -> list[str]:
@@ -438,6 +476,7 @@ CNN_DOCS = {
 }
 ACTIVATIONS = ("tanh", "relu", "gelu", "elu", "silu")  # pgjax.networks.torsos.ACTIVATIONS
 INITS = ("orthogonal", "lecun")  # pgjax.networks.initializers.INITS (config imports no flax)
+GATE_INITS = ("chrono", "zeros")  # pgjax.networks.mingru.GATE_INITS
 
 
 def _registered(kind: str, allowed: str) -> Check:
@@ -527,6 +566,15 @@ class OnPolicyConfig(network_config((64, 64), "tanh")):
         _registered("core", "a registered core ('none', 'gru', 'mingru', or one given to register_core)"),
     )
     core_size: int = field(64, "hidden units of the core (its carry's width; unused with core = 'none')", positive())
+    core_gate_init: str = field(
+        "chrono", "minGRU's update-gate bias at init: 'chrono' (retention from 0.5 to 1 - 1/T across units, T = "
+        "core_timescale; Tallec & Ollivier, 2018) or 'zeros' (retention ~0.5 everywhere); other cores ignore it",
+        one_of(*GATE_INITS),
+    )
+    core_timescale: int = field(
+        0, "T of core_gate_init = 'chrono' (the longest memory the gate starts able to keep, in steps); 0 uses "
+        "num_steps, the longest span an update backpropagates through", (lambda v: v == 0 or v >= 2, "0 (num_steps) or >= 2"),
+    )
 
     # Algorithms whose update cannot replay whole sequences set this to False.
     supports_recurrent_core = True

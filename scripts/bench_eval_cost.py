@@ -61,8 +61,8 @@ def in_process(config_file: str, chunks: int = 20, episodes: int = 32) -> None:
         train_seeds,
     )
 
-    _, module, config = loading.resolve_config(None, config_file, None, [])
-    trainer = module.make_trainer(config)
+    _, algorithm, config = loading.resolve_config(None, config_file, None, [])
+    trainer = algorithm.make_trainer(config)
     layout = SeedLayout.plan(1, 1, 1)
     mesh = seed_mesh(layout)
     hparams = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (1,)), config.hparams)

@@ -40,8 +40,9 @@ def measure(config_file: str, num_seeds: int, total_timesteps: int, level: str) 
     from pgjax.commands import load_config
     from pgjax.runtime.experiment import seed_keys
 
-    _, module, config = load_config(None, REPO / "configs" / config_file, None, [f"total_timesteps={total_timesteps}"])
-    trainer = module.make_trainer(config)
+    overrides = [f"total_timesteps={total_timesteps}"]
+    _, algorithm, config = load_config(None, REPO / "configs" / config_file, None, overrides)
+    trainer = algorithm.make_trainer(config)
     keys = seed_keys(0, range(num_seeds))
     options = level_options(None if level == "default" else int(level))
     program = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)), compiler_options=options)

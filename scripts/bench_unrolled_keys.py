@@ -31,8 +31,8 @@ def compiled_train(algo: str, num_seeds: int, rolled: bool):
     if rolled:
         unrolled_rng.unrolled_key = lambda key: key
     try:
-        _, module, config = load_config(None, REPO / CONFIGS[algo], None, [])
-        trainer = module.make_trainer(config)
+        _, algorithm, config = load_config(None, REPO / CONFIGS[algo], None, [])
+        trainer = algorithm.make_trainer(config)
         keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
         fn = jax.jit(jax.vmap(trainer.train, in_axes=(0, None))).lower(keys, config.hparams).compile()
     finally:

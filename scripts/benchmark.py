@@ -615,8 +615,8 @@ def breakdown_table(groups: list[dict]) -> str:
 def build_trainer(algo: str, total_timesteps: int | None):
     bench = ALGO_BENCHMARKS[algo]
     overrides = [] if total_timesteps is None else [f"total_timesteps={total_timesteps}"]
-    _, module, config = load_config(None, REPO / bench.config_file, None, overrides)
-    return bench, module.make_trainer(config)
+    _, algorithm, config = load_config(None, REPO / bench.config_file, None, overrides)
+    return bench, algorithm.make_trainer(config)
 
 
 def bench_group(algo: str, bench: AlgoBenchmark, trainer, num_seeds: int, rejax_python: str | None,

@@ -10,6 +10,7 @@ outputs (executed with the full budget) so it reads well on a code host.
     python scripts/build_notebooks.py --no-execute       # cells only, no outputs
     python scripts/build_notebooks.py 01 --markdown-only # new prose, the committed outputs kept
     python scripts/build_notebooks.py 02 --budget ci --out-dir /tmp/nb --env JAX_NUMPY_RANK_PROMOTION=raise
+    python scripts/build_notebooks.py 07 --timeout 0                # no time limit per cell (long full runs)
 
 The budget reaches the notebooks through the environment variable PGJAX_NOTEBOOK_BUDGET
 ("full" or "ci"), read by each notebook's first cell. The kernel is always the Python
@@ -92,7 +93,7 @@ def kernel_manager(budget: str, extra_env: dict[str, str] | None = None):
         yield KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
-def execute(nb: nbformat.NotebookNode, budget: str, timeout: int = 1200,
+def execute(nb: nbformat.NotebookNode, budget: str, timeout: int | None = 1200,
             extra_env: dict[str, str] | None = None) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel started in `notebooks/`; raises on the first error."""
     from nbclient import NotebookClient
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the .ipynb files here instead of next to their sources")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment variable for the kernel (repeatable)")
+    parser.add_argument("--timeout", type=int, default=1200, metavar="SECONDS",
+                        help="limit on each cell's run time (default 1200; 0: none)")
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     chosen = [s for s in sources() if not args.names or any(s.stem.startswith(n) for n in args.names)]
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown_only:
             nb = with_outputs_of(nb, nbformat.read(target, as_version=4))
         elif not args.no_execute:
-            execute(nb, args.budget, extra_env=extra_env)
+            execute(nb, args.budget, timeout=args.timeout or None, extra_env=extra_env)
         nbformat.write(nb, target)
         print(f"{target}: {len(nb.cells)} cells, {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -73,8 +73,8 @@ def measure_pgjax(config_file: str, num_seeds: int, level: int | None = None) ->
 
     from pgjax.commands import load_config
 
-    _, module, config = load_config(None, Path(config_file), None, [])
-    trainer = module.make_trainer(config)
+    _, algorithm, config = load_config(None, Path(config_file), None, [])
+    trainer = algorithm.make_trainer(config)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     result = timed_compile(jax.vmap(trainer.train, in_axes=(0, None)), keys, config.hparams, level=level)
     return {"lib": "pgjax", "config": Path(config_file).name, "seeds": num_seeds, "level": level, **result}

@@ -17,7 +17,7 @@ from pgjax.algos import ALGORITHMS, a2c, ddpg, npg, ppg, ppo, ppo_kl, reinforce,
 
 # Every trainer the contract covers: the registered algorithms, and SAC on discrete actions
 # (its own networks and losses behind the same algorithm name).
-CASES = {**ALGORITHMS, "sac_discrete": sac}
+CASES = {**ALGORITHMS, "sac_discrete": ALGORITHMS["sac"]}
 ALGO_NAME = {"sac_discrete": "sac"}  # the registered name of a case, where it differs
 
 # One small config per case, shared by the contract and the algorithm's own tests. A case
@@ -66,11 +66,12 @@ def hparam_grid(hparams, **columns):
     return dataclasses.replace(grid, **{k: jnp.asarray(v, jnp.float32) for k, v in columns.items()})
 
 
-def compiled_trainer(name: str, module, config) -> SimpleNamespace:
-    """`module.make_trainer(config)` with its jitted `train`, `run` and `init`, and a jitted
-    `sweep` (vmap of `train` over keys and hparams) that counts its traces in `traces`.
+def compiled_trainer(name: str, algorithm, config) -> SimpleNamespace:
+    """`algorithm.make_trainer(config)` (a registry entry's) with its jitted `train`, `run`
+    and `init`, and a jitted `sweep` (vmap of `train` over keys and hparams) that counts its
+    traces in `traces`.
     Cache the result per test module so its tests share the compilations."""
-    trainer = module.make_trainer(config)
+    trainer = algorithm.make_trainer(config)
     traces = []
 
     def counted_train(key, hparams):
@@ -88,8 +89,8 @@ def compiled_trainer(name: str, module, config) -> SimpleNamespace:
 def contract_trainer(name: str) -> SimpleNamespace:
     """`compiled_trainer` for case `name` with its small config (`TINY`, else `tiny_config`),
     cached so the contract tests and the algorithm's own tests share the compilations."""
-    module = CASES[name]
-    return compiled_trainer(name, module, TINY[name] if name in TINY else tiny_config(module))
+    algorithm = CASES[name]
+    return compiled_trainer(name, algorithm, TINY[name] if name in TINY else tiny_config(algorithm.config_class))
 
 
 # Small settings tried on every algorithm, each kept only if the algorithm has the field
@@ -101,21 +102,21 @@ TINY_CANDIDATES = [
 ]
 
 
-def tiny_config(module, num_updates: int = 4):
-    """The algorithm's default config, shrunk field by field, with `num_updates` updates."""
-    names = {f.name for f in dataclasses.fields(module.CONFIG)}
+def tiny_config(config_class, num_updates: int = 4):
+    """The default config of `config_class`, shrunk field by field, with `num_updates` updates."""
+    names = {f.name for f in dataclasses.fields(config_class)}
     values = {}
     for name, value in TINY_CANDIDATES:
         if name in names:
             try:
-                cfg.from_dict(module.CONFIG, {**values, name: value})
+                cfg.from_dict(config_class, {**values, name: value})
             except cfg.ConfigError:
                 continue
             values[name] = value
-    config = cfg.from_dict(module.CONFIG, values)
+    config = cfg.from_dict(config_class, values)
     for total in (num_updates * config.batch_size, num_updates):  # on-policy steps, else updates
         try:
-            candidate = cfg.from_dict(module.CONFIG, {**values, "total_timesteps": total})
+            candidate = cfg.from_dict(config_class, {**values, "total_timesteps": total})
         except cfg.ConfigError:
             continue
         if candidate.num_updates == num_updates:
@@ -134,8 +135,8 @@ def train_and_evaluate(config_file, overrides=(), seeds=4, deterministic=False, 
     from pgjax.commands import load_config
     from pgjax.runtime.experiment import evaluate_seeds, seed_keys
 
-    _, module, config = load_config(None, CONFIGS / config_file, None, list(overrides))
-    trainer = module.make_trainer(config)
+    _, algorithm, config = load_config(None, CONFIGS / config_file, None, list(overrides))
+    trainer = algorithm.make_trainer(config)
     out = jax.jit(jax.vmap(trainer.train))(seed_keys(0, range(seeds)))
     for name in finite:
         assert np.isfinite(out.metrics[name]).all(), name

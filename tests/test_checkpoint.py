@@ -22,7 +22,7 @@ def _expected(name, config, num_seeds):
 
 # --- dropping any part of the state is visible -------------------------------------------
 
-PPO_TINY = dataclasses.replace(tiny_config(ppo, NUM_UPDATES), normalize_obs=True, scale_rewards=True)
+PPO_TINY = dataclasses.replace(tiny_config(ppo.PPOConfig, NUM_UPDATES), normalize_obs=True, scale_rewards=True)
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_train_runs_the_chunk_program_its_memory_check_compiled():
 
     from pgjax.commands import load_config
     from pgjax.runtime import sweep
-    from pgjax.runtime.run import SeedCells
+    from pgjax.runtime.seed_cells import SeedCells
 
     overrides = ["total_timesteps=1024", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]
     _, module, config = load_config(None, ROOT / "configs/ppo_cartpole.toml", None, overrides)

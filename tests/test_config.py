@@ -46,12 +46,12 @@ def bad_value(f, tp):
     return next(v for v in CANDIDATES[tp] if not ok(v))
 
 
-def build_in_python(module, dotted, value):
+def build_in_python(config_class, dotted, value):
     """The algorithm's config built in Python with one field set, as a notebook would."""
     if dotted.startswith("hparams."):
-        hp_cls = typing.get_type_hints(module.CONFIG)["hparams"]
-        return module.CONFIG(hparams=hp_cls(**{dotted.removeprefix("hparams."): value}))
-    return module.CONFIG(**{dotted: value})
+        hp_cls = typing.get_type_hints(config_class)["hparams"]
+        return config_class(hparams=hp_cls(**{dotted.removeprefix("hparams."): value}))
+    return config_class(**{dotted: value})
 
 
 def error_of(build):
@@ -62,13 +62,13 @@ def error_of(build):
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_python_construction_raises_the_loaders_message_for_every_checked_field(name):
-    module = ALGORITHMS[name]
-    fields = list(checked_fields(module.CONFIG))
+    config_class = ALGORITHMS[name].config_class
+    fields = list(checked_fields(config_class))
     assert any(d.startswith("hparams.") for d, _, _ in fields) and any("." not in d for d, _, _ in fields)
     for dotted, f, tp in fields:
         value = bad_value(f, tp)
         loaded = error_of(lambda: pgjax.load_config(name, [f"{dotted}={value}"]))
-        built = error_of(lambda: build_in_python(module, dotted, value))
+        built = error_of(lambda: build_in_python(config_class, dotted, value))
         assert built == loaded, dotted
         assert built.startswith(f"{dotted}={value!r} is out of range: must be {f.metadata['check'][1]}")
 
@@ -83,14 +83,14 @@ def test_the_issue_example_raises_instead_of_training():
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_non_finite_numbers_are_rejected_in_overrides_and_in_python(name):
-    module = ALGORITHMS[name]
-    names = list(float_fields(module.CONFIG))
+    config_class = ALGORITHMS[name].config_class
+    names = list(float_fields(config_class))
     assert names
     for dotted in names:
         for text, value in (("inf", math.inf), ("-inf", -math.inf), ("nan", math.nan), ("NaN", math.nan)):
             loaded = error_of(lambda: pgjax.load_config(name, [f"{dotted}={text}"]))
             assert loaded == f"{dotted}={value!r}: expected a finite number", loaded
-            assert error_of(lambda: build_in_python(module, dotted, value)) == loaded
+            assert error_of(lambda: build_in_python(config_class, dotted, value)) == loaded
 
 
 def test_non_finite_numbers_in_a_config_file_are_rejected(tmp_path):
@@ -135,13 +135,13 @@ def test_load_config_by_name_file_and_overrides_matches_the_command_lines():
     from pgjax.commands import load_config as cli_load_config
 
     assert pgjax.load_config("ppo") == ppo.PPOConfig()
-    assert pgjax.load_config("sac", algo="sac") == ALGORITHMS["sac"].CONFIG()
+    assert pgjax.load_config("sac", algo="sac") == ALGORITHMS["sac"].config_class()
     path = ROOT / "configs" / "ppo_cartpole.toml"
     overrides = ["hparams.gamma=0.9", "num_envs=8"]
     config = pgjax.load_config(str(path), overrides=overrides, env="Acrobot-v1")
     assert (config.hparams.gamma, config.num_envs, config.env_id) == (0.9, 8, "Acrobot-v1")
     assert config == cli_load_config(None, path, "Acrobot-v1", overrides)[2]
-    assert pgjax.runtime.loading.algorithm_of(config) is ppo
+    assert pgjax.runtime.loading.algorithm_of(config) is ALGORITHMS["ppo"]
     assert pgjax.load_config(path, algo="ppo") == pgjax.load_config(path)
 
 

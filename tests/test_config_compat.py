@@ -11,7 +11,7 @@ from pgjax.records.checkpoint import CheckpointError, check_compatible, tree_sig
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_field_defaults_is_the_dict_of_a_default_config(name):
-    config_class = ALGORITHMS[name].CONFIG
+    config_class = ALGORITHMS[name].config_class
     assert cfg.field_defaults(config_class) == cfg.to_dict(config_class())
 
 
@@ -32,13 +32,13 @@ def _older(config_dict: dict) -> dict:
 
 
 def test_a_checkpoint_without_a_newer_field_restores_when_this_run_keeps_its_default():
-    config = ALGORITHMS["ppo"].CONFIG()
+    config = ALGORITHMS["ppo"].config_class()
     meta, expected, state = _meta_and_expected(config, _older(cfg.to_dict(config)))
     check_compatible(meta, expected, state)  # no error
 
 
 def test_a_run_that_sets_a_newer_field_away_from_its_default_is_refused_naming_it():
-    config = ALGORITHMS["ppo"].CONFIG()
+    config = ALGORITHMS["ppo"].config_class()
     saved = _older(cfg.to_dict(config))
     changed = cfg.to_dict(config)
     changed["init"], changed["hparams"]["gamma"] = "lecun", 0.5

@@ -296,20 +296,20 @@ def test_td3_rows_are_whole_delay_periods():
     assert cfg.from_dict(td3.TD3Config, {**base, "policy_delay": 2, "updates_per_step": 2, "log_interval": 10}).num_steps == 5
 
 
-@pytest.mark.parametrize("module, values, message", [
-    (td3, {"buffer_size": 100, "batch_size": 256}, "buffer_size=100 is smaller than batch_size=256"),
-    (td3, {"env_id": "CartPole-v1"}, "env_id='CartPole-v1' has discrete actions, but TD3Config needs continuous"),
-    (ddpg, {"env_id": "Acrobot-v1"}, "env_id='Acrobot-v1' has discrete actions, but DDPGConfig needs continuous"),
-    (td3, {"total_timesteps": 500, "learning_starts": 1000}, "total_timesteps=500 leaves no learning step"),
-    (td3, {"exploration": "pink"}, "exploration='pink' is out of range: must be one of 'gaussian', 'ou'"),
-    (td3, {"policy_delay": 0}, "policy_delay=0 is out of range: must be > 0"),
-    (ddpg, {"hparams": {"tua": 0.1}}, "Did you mean 'hparams.tau'?"),
-    (ddpg, {"hparams": {"tau": 1.5}}, "hparams.tau=1.5 is out of range"),
-    (ddpg, {"policy_delay": 2}, "unknown config key 'policy_delay'"),
+@pytest.mark.parametrize("config_class, values, message", [
+    (td3.TD3Config, {"buffer_size": 100, "batch_size": 256}, "buffer_size=100 is smaller than batch_size=256"),
+    (td3.TD3Config, {"env_id": "CartPole-v1"}, "env_id='CartPole-v1' has discrete actions, but TD3Config needs continuous"),
+    (ddpg.DDPGConfig, {"env_id": "Acrobot-v1"}, "env_id='Acrobot-v1' has discrete actions, but DDPGConfig needs continuous"),
+    (td3.TD3Config, {"total_timesteps": 500, "learning_starts": 1000}, "total_timesteps=500 leaves no learning step"),
+    (td3.TD3Config, {"exploration": "pink"}, "exploration='pink' is out of range: must be one of 'gaussian', 'ou'"),
+    (td3.TD3Config, {"policy_delay": 0}, "policy_delay=0 is out of range: must be > 0"),
+    (ddpg.DDPGConfig, {"hparams": {"tua": 0.1}}, "Did you mean 'hparams.tau'?"),
+    (ddpg.DDPGConfig, {"hparams": {"tau": 1.5}}, "hparams.tau=1.5 is out of range"),
+    (ddpg.DDPGConfig, {"policy_delay": 2}, "unknown config key 'policy_delay'"),
 ])
-def test_bad_config_values_are_named(module, values, message):
+def test_bad_config_values_are_named(config_class, values, message):
     with pytest.raises(cfg.ConfigError) as err:
-        cfg.from_dict(module.CONFIG, values)
+        cfg.from_dict(config_class, values)
     assert message in str(err.value)
 
 

@@ -15,7 +15,7 @@ import pytest
 from pgjax.algos import ppo
 from pgjax.algos.actor_critic import observe
 from pgjax.envs import make_vec_env
-from pgjax.runtime.evaluation import evaluate, evaluate_states, record_episode, run_episodes
+from pgjax.runtime.evaluation import StateEvaluator, evaluate, evaluate_states, record_episode, run_episodes
 from pgjax.runtime.experiment import seed_keys
 
 LIMIT = 5
@@ -165,6 +165,26 @@ def test_evaluation_seeds_are_shared_across_training_seeds(probe_trainer_and_sta
     np.testing.assert_array_equal(out.returns[0], out.returns[1])  # same episodes, same noise
     other = evaluate_states(trainer, same, num_episodes=3000, deterministic=False, eval_seed=4)
     assert not np.array_equal(out.returns[0], other.returns[0])
+
+
+def test_a_state_evaluator_owns_one_compilation_and_matches_evaluate_states(probe_trainer_and_state):
+    """The compiled program belongs to the evaluator: another evaluation seed or state is
+    one more call of it (one trace), and its episodes are `evaluate_states`' bit for bit."""
+    trainer, state = probe_trainer_and_state
+    traces = []
+
+    def counted_act(*args):
+        traces.append(1)  # runs only while tracing
+        return trainer.act(*args)
+
+    evaluator = StateEvaluator(trainer._replace(act=counted_act), num_episodes=6, deterministic=False)
+    swapped = jax.tree.map(lambda x: x[::-1], state)
+    for eval_seed, rows in ((3, state), (4, state), (3, swapped)):
+        got = evaluator(rows, eval_seed)
+        expected = evaluate_states(trainer, rows, num_episodes=6, eval_seed=eval_seed, deterministic=False)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    assert len(traces) == 1
 
 
 # --- `pgjax eval` on a run folder with a checkpoint -------------------------------------------

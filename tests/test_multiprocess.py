@@ -5,8 +5,10 @@ The default run starts the two processes on a tiny program (the shared decisions
 sharded computation); `-m slow` runs a whole `pgjax sweep` and a whole `pgjax train` across
 the two processes and compares their files with a single-process, single-device run: the
 sweep's cell files (records and kept policies) byte for byte, the run's metrics.csv byte for
-byte and its evaluation equal. Process 1 is given another `--out`: it must stay empty (only
-process 0 writes)."""
+byte and its evaluation equal, and the run stopped, resumed by two processes (once from a
+damaged newest checkpoint) to the same bytes. Process 1 is given another `--out`: it must
+stay empty (only process 0 writes); on a resume, a folder that does not exist (process 0
+reads for it)."""
 
 import json
 import os
@@ -71,6 +73,30 @@ PROBE = textwrap.dedent("""
     f = sharding.cell_function(lambda x: x * x + me * 0, mesh, width=2)
     out = sharding.fetch(f(sharding.put_cells(cells, mesh)))
     assert out.tolist() == [0, 1, 4, 9, 16, 25, 25, 25], out
+    assert sharding.smallest_over_processes(5 * 2**30 + me) == 5 * 2**30  # past int32, which x32 would cut
+    # Process 0's decision, or its failure, on every process.
+    from pgjax.runtime import agreement
+    assert agreement.decided_by_writer(lambda: {"me": me, "long": "x" * 5000}, "a probe") == {"me": 0, "long": "x" * 5000}
+    def fail():
+        raise ValueError(f"refused on {me}")
+    try:
+        agreement.decided_by_writer(fail, "a probe", (KeyError, ValueError))
+        raise AssertionError("no error")
+    except ValueError as err:
+        assert str(err) == "refused on 0", err
+    # Process 0's bits on every process (the others give none): -0.0, a NaN payload, typed
+    # keys, in pieces of 16 bytes.
+    agreement.PIECE = 16
+    tree = {"f": np.array([0x80000000, 0x7FC00001, 0x3FC00000], np.uint32).view(np.float32),
+            "keys": jax.random.split(jax.random.key(7), 3), "flags": np.array([False, True]),
+            "ints": np.array([2**31 - 1, -5], np.int32), "empty": np.zeros((0, 2), np.float32)}
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+    got = agreement.tree_from_writer(tree if me == 0 else None, like, "a probe")
+    assert got["f"].view(np.uint32).tolist() == [0x80000000, 0x7FC00001, 0x3FC00000], got["f"]
+    assert got["keys"].dtype == tree["keys"].dtype
+    assert (jax.random.key_data(got["keys"]) == jax.random.key_data(tree["keys"])).all()
+    assert got["flags"].tolist() == [False, True] and got["ints"].tolist() == [2**31 - 1, -5], got
+    assert got["empty"].shape == (0, 2)
     print("probe ok", me, sharding.is_writer())
 """)
 
@@ -79,6 +105,39 @@ def test_two_processes_share_one_mesh_and_process_0_decides():
     outputs = _two_processes(lambda i, port: ["-c", PROBE, str(i), str(port)])
     assert "probe ok 0 True" in outputs[0] and "probe ok 1 False" in outputs[1]
     assert not any("[Gloo]" in out for out in outputs), outputs  # gloo's connection lines are filtered
+
+
+LATE = textwrap.dedent("""
+    import sys, time
+    import jax, numpy as np
+    from pgjax.runtime import agreement, sharding
+    sharding.use_host_devices()
+    sharding.initialize_processes(f"localhost:{sys.argv[2]}", 2, int(sys.argv[1]))
+    sharding.from_writer(np.zeros(2, np.uint8))  # both have joined
+    if jax.process_index() == 0:
+        time.sleep(8)  # stuck elsewhere, past the other's timeout
+    with agreement.bounded_wait("a late probe", timeout=2):
+        agreement.bytes_from_writer(b"late" if jax.process_index() == 0 else None)
+    print("not reached")
+""")
+
+
+def test_a_process_waiting_for_a_stuck_one_gives_up_with_one_line():
+    """Process 1 waits for process 0 past the timeout: one line and exit code 1, not a hang;
+    process 0, reaching the exchange after process 1 left, ends with one line too."""
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", LATE, str(i), str(port)], cwd=ROOT, env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+    try:
+        outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert [proc.returncode for proc in procs] == [1, 1], outputs
+    assert "process 1 of 2: the processes did not all agree on a late probe within 2 s" in outputs[1], outputs[1]
+    assert "process 0 of 2: the exchange about a late probe failed" in outputs[0], outputs[0]
+    assert not any("not reached" in out or "Traceback" in out for out in outputs), outputs
 
 
 def test_process_settings_come_from_flags_or_environment(monkeypatch):
@@ -134,23 +193,87 @@ def test_sweep_across_two_processes_writes_the_single_process_cells(tmp_path):
     assert (multi / "results.csv").read_bytes() == (single / "results.csv").read_bytes()
 
 
+TRAIN = ["train", *TINY, "--seeds", "5", "--chunks", "4", "--eval-episodes", "3"]
+
+
+def _in_two(*args):
+    """`argv_of` for `_two_processes`: the command with process `i`'s flags."""
+    return lambda i, port: _cli(*args, "--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`(multi, single)`: the run folders of `TRAIN` across two processes and as one process
+    on one device; process 1's `--out` (`multi1`) must stay empty."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    _two_processes(lambda i, port: _in_two(*TRAIN, "--out", tmp_path / f"multi{i}")(i, port))
+    _single(tmp_path, *TRAIN, "--out", tmp_path / "single")
+    assert not (tmp_path / "multi1").exists()
+    (multi,), (single,) = (tmp_path / "multi0").iterdir(), (tmp_path / "single").iterdir()
+    return multi, single
+
+
+def _checkpoint_bits(run: Path, step: int) -> list[bytes]:
+    """Every array of a checkpoint's state, as bytes (read with orbax, no pgjax code)."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    state = ocp.StandardCheckpointer().restore(run / "checkpoints" / str(step) / "state")
+    return [np.asarray(x).tobytes() for x in jax.tree.leaves(state)]
+
+
 @pytest.mark.slow
-def test_train_across_two_processes_equals_one_device(tmp_path):
+def test_train_across_two_processes_equals_one_device(trained, tmp_path):
     """5 seeds in vmap groups of 2 on 4 devices in 2 processes (3 padded seeds), against 1
     device: metrics.csv byte for byte, the same evaluation, and a checkpoint that a
     single-process `pgjax eval` restores to the same numbers."""
-    train = ["train", *TINY, "--seeds", "5", "--chunks", "2", "--eval-episodes", "3"]
-    _two_processes(lambda i, port: _cli(*train, "--out", tmp_path / f"multi{i}", "--coordinator", f"localhost:{port}",
-                                        "--num-processes", 2, "--process-id", i))
-    _single(tmp_path, *train, "--out", tmp_path / "single")
-    assert not (tmp_path / "multi1").exists()
-    (multi,), (single,) = (tmp_path / "multi0").iterdir(), (tmp_path / "single").iterdir()
+    multi, single = trained
     assert (multi / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
     summary = {name: json.loads((d / "summary.json").read_text()) for name, d in (("multi", multi), ("single", single))}
     for key in ("eval_return_mean", "final_train_return", "diverged_at_update"):
         assert summary["multi"][key] == summary["single"][key], key
-    assert sorted(p.name for p in (multi / "checkpoints").iterdir()) == ["2", "4"]
+    assert sorted(p.name for p in (multi / "checkpoints").iterdir()) == ["3", "4"]
     for d in (multi, single):
-        _single(tmp_path, "eval", d, "--episodes", "3", "--out", d / "again.json")
-    again = [json.loads((d / "again.json").read_text())["per_seed"] for d in (multi, single)]
+        _single(tmp_path, "eval", d, "--episodes", "3", "--out", tmp_path / f"again-{d.parent.name}.json")
+    again = [json.loads((tmp_path / f"again-{d.parent.name}.json").read_text())["per_seed"] for d in (multi, single)]
     assert again[0] == again[1]
+
+
+@pytest.mark.slow
+def test_train_stopped_and_resumed_across_two_processes_equals_the_uninterrupted_runs(trained, tmp_path):
+    """`TRAIN` across two processes stopped after 2 of its 4 chunks; resumed by two
+    processes for one chunk; its newest checkpoint damaged; resumed by two processes to the
+    end, process 0 falling back to the intact checkpoint. metrics.csv, eval.csv and the last
+    two checkpoints' arrays equal those of the uninterrupted 2-process and 1-process runs,
+    bit for bit. Process 1 is given a folder that does not exist: process 0 reads and
+    decides for every process (they need not share a disk)."""
+    _two_processes(_in_two(*TRAIN, "--out", tmp_path / "out", "--stop-after", 2))
+    (run,) = (tmp_path / "out").iterdir()
+    nowhere = tmp_path / "nowhere"
+
+    def resume(*extra):
+        return _two_processes(lambda i, port: _in_two("train", "--resume", run if i == 0 else nowhere,
+                                                      "--no-progress", *extra)(i, port))
+
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == [1, 2]
+    outputs = resume("--stop-after", 1)
+    assert all(f"resuming {run} after 2 of 4 updates" in out for out in outputs), outputs
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == [2, 3]
+    arrays = [p for p in (run / "checkpoints" / "3" / "state").rglob("*") if p.parent.name == "d" and p.is_file()]
+    assert arrays, "no array files in the checkpoint: orbax's layout changed"
+    for path in arrays:
+        os.truncate(path, path.stat().st_size // 2)
+    outputs = resume()
+    assert all(f"resuming {run} after 2 of 4 updates" in out for out in outputs), outputs
+    assert "skipping a damaged checkpoint" in outputs[0] and "skipping" not in outputs[1]  # process 0 reports
+    assert not nowhere.exists()
+    summary = json.loads((run / "summary.json").read_text())
+    for reference in trained:
+        for name in ("metrics.csv", "eval.csv"):
+            assert (run / name).read_bytes() == (reference / name).read_bytes(), (name, reference)
+        for step in (3, 4):
+            assert _checkpoint_bits(run, step) == _checkpoint_bits(reference, step), (step, reference)
+        again = json.loads((reference / "summary.json").read_text())
+        for key in ("eval_return_mean", "final_train_return", "diverged_at_update"):
+            assert summary[key] == again[key], key

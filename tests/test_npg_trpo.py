@@ -86,20 +86,20 @@ def test_continuous_actions(name):
     assert not np.allclose(log_std, config.init_log_std)  # the Gaussian's scale is learned too
 
 
-@pytest.mark.parametrize("module, values, message", [
-    (npg, {"fvp_fraction": 0.0}, "fvp_fraction=0.0 is out of range: must be in (0, 1]"),
-    (npg, {"cg_iter": 5}, "Did you mean 'cg_iters'?"),
-    (npg, {"hparams": {"max_kl": 0}}, "hparams.max_kl=0.0 is out of range: must be > 0"),
-    (npg, {"hparams": {"damping": -0.1}}, "hparams.damping=-0.1 is out of range: must be >= 0"),
-    (trpo, {"backtrack_iters": 0}, "backtrack_iters=0 is out of range: must be > 0"),
-    (trpo, {"hparams": {"backtrack_coef": 1.0}}, "hparams.backtrack_coef=1.0 is out of range: must be in (0, 1)"),
-    (ppo_kl, {"hparams": {"kl_coef_lr": 0}}, "hparams.kl_coef_lr=0.0 is out of range: must be > 0"),
-    (ppo_kl, {"hparams": {"clip_eps": 0.2}}, "unknown config key 'hparams.clip_eps'"),
-    (ppo_kl, {"num_minibatches": 3}, "num_minibatches=3 does not divide the batch"),
+@pytest.mark.parametrize("config_class, values, message", [
+    (npg.NPGConfig, {"fvp_fraction": 0.0}, "fvp_fraction=0.0 is out of range: must be in (0, 1]"),
+    (npg.NPGConfig, {"cg_iter": 5}, "Did you mean 'cg_iters'?"),
+    (npg.NPGConfig, {"hparams": {"max_kl": 0}}, "hparams.max_kl=0.0 is out of range: must be > 0"),
+    (npg.NPGConfig, {"hparams": {"damping": -0.1}}, "hparams.damping=-0.1 is out of range: must be >= 0"),
+    (trpo.TRPOConfig, {"backtrack_iters": 0}, "backtrack_iters=0 is out of range: must be > 0"),
+    (trpo.TRPOConfig, {"hparams": {"backtrack_coef": 1.0}}, "hparams.backtrack_coef=1.0 is out of range: must be in (0, 1)"),
+    (ppo_kl.PPOKLConfig, {"hparams": {"kl_coef_lr": 0}}, "hparams.kl_coef_lr=0.0 is out of range: must be > 0"),
+    (ppo_kl.PPOKLConfig, {"hparams": {"clip_eps": 0.2}}, "unknown config key 'hparams.clip_eps'"),
+    (ppo_kl.PPOKLConfig, {"num_minibatches": 3}, "num_minibatches=3 does not divide the batch"),
 ])
-def test_bad_config_values_are_named(module, values, message):
+def test_bad_config_values_are_named(config_class, values, message):
     with pytest.raises(cfg.ConfigError) as err:
-        cfg.from_dict(module.CONFIG, values)
+        cfg.from_dict(config_class, values)
     assert message in str(err.value)
 
 

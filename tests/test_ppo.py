@@ -82,7 +82,8 @@ def test_ratio_deviation_metrics_cover_every_minibatch_of_the_update(objective):
     log-ratios). A large step size and a narrow band put many ratios outside."""
     module, eps_field = (ppo, "clip_eps") if objective == "clip" else (spo, "ratio_eps")
     policy_loss = ppo.clip_objective if objective == "clip" else spo.penalty_objective
-    config = cfg.from_dict(module.CONFIG, {k: v for k, v in cfg.to_dict(TINY).items() if k != "hparams"})
+    config_class = ppo.PPOConfig if objective == "clip" else spo.SPOConfig
+    config = cfg.from_dict(config_class, {k: v for k, v in cfg.to_dict(TINY).items() if k != "hparams"})
     hp = dataclasses.replace(config.hparams, learning_rate=0.05, **{eps_field: 0.02})
     trainer = module.make_trainer(config)
     state = trainer.init(jax.random.PRNGKey(0), hp)

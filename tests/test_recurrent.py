@@ -13,7 +13,7 @@ import pytest
 from contract import leaves_equal
 
 from pgjax import config as cfg
-from pgjax.algos import a2c, npg, ppo, ppo_kl, reinforce, trpo, vpg
+from pgjax.algos import ALGORITHMS, npg, ppo, trpo
 from pgjax.algos.actor_critic import init_actor_critic, make_actor_critic, rollout_values
 from pgjax.algos.ppo import sgd_epoch
 from pgjax.algos.rollout import PolicyStep, reset_env_carry, rollout
@@ -108,8 +108,8 @@ def test_rollout_resets_the_hidden_state_exactly_where_an_episode_ends():
 
 
 def _tiny_networks(env_id="MemoryChain-bsuite", num_envs=2, core="gru"):
-    config = cfg.from_dict(ppo.CONFIG, {**TINY, "env_id": env_id, "num_envs": num_envs, "num_minibatches": 1,
-                                        "core": core})
+    config = cfg.from_dict(ppo.PPOConfig, {**TINY, "env_id": env_id, "num_envs": num_envs, "num_minibatches": 1,
+                                           "core": core})
     env = make_vec_env(config.env_id, num_envs)
     networks = make_actor_critic(config, env)
     return config, env, networks, init_actor_critic(networks, env, jax.random.PRNGKey(2))
@@ -151,7 +151,7 @@ def test_truncation_bootstraps_from_the_hidden_state_before_the_reset(core):
 
 def test_minibatches_are_whole_sequences_with_their_initial_hidden_state():
     num_envs, t, minibatches = 8, 5, 4
-    config = cfg.from_dict(ppo.CONFIG, {**TINY, "num_envs": num_envs, "num_steps": t, "num_minibatches": minibatches})
+    config = cfg.from_dict(ppo.PPOConfig, {**TINY, "num_envs": num_envs, "num_steps": t, "num_minibatches": minibatches})
     env_ids = jnp.arange(num_envs, dtype=jnp.float32)
     obs = (env_ids[:, None] * 100 + jnp.arange(t, dtype=jnp.float32)[None, :])[..., None]
     seq = recurrent.Sequences(obs, jnp.zeros((num_envs, t), bool),
@@ -177,23 +177,24 @@ def test_minibatches_are_whole_sequences_with_their_initial_hidden_state():
 
 
 def _ppo_tiny(**changes):
-    return cfg.from_dict(ppo.CONFIG, {**TINY, "num_minibatches": 2, "update_epochs": 2,
-                                      "total_timesteps": 4 * 4 * 16, **changes})
+    return cfg.from_dict(ppo.PPOConfig, {**TINY, "num_minibatches": 2, "update_epochs": 2,
+                                         "total_timesteps": 4 * 4 * 16, **changes})
 
 
 # PPO's whole-sequence minibatches and REINFORCE's reset episodes run by default; PPO-KL, A2C and
 # VPG share PPO's rollout and value pass, so their compilations run with -m slow.
-@pytest.mark.parametrize("module, core", [
-    (ppo, "gru"), (ppo, "mingru"), (reinforce, "gru"),
-    pytest.param(reinforce, "mingru", marks=pytest.mark.slow),
-    *(pytest.param(m, c, marks=pytest.mark.slow) for m in (ppo_kl, a2c, vpg) for c in CORE_NAMES),
-], ids=lambda m: m if isinstance(m, str) else m.__name__.split(".")[-1])
-def test_chunked_run_equals_whole_run(module, core):
-    fields = {f.name for f in dataclasses.fields(module.CONFIG)}
+@pytest.mark.parametrize("name, core", [
+    ("ppo", "gru"), ("ppo", "mingru"), ("reinforce", "gru"),
+    pytest.param("reinforce", "mingru", marks=pytest.mark.slow),
+    *(pytest.param(m, c, marks=pytest.mark.slow) for m in ("ppo_kl", "a2c", "vpg") for c in CORE_NAMES),
+])
+def test_chunked_run_equals_whole_run(name, core):
+    algorithm = ALGORITHMS[name]
+    fields = {f.name for f in dataclasses.fields(algorithm.config_class)}
     wanted = {"num_minibatches": 2, "update_epochs": 2, "value_iters": 2, "max_episode_steps": 16}
     extra = {k: v for k, v in wanted.items() if k in fields}
-    config = cfg.from_dict(module.CONFIG, {**TINY, **extra, "total_timesteps": 4 * 4 * 16, "core": core})
-    trainer = module.make_trainer(config)
+    config = cfg.from_dict(algorithm.config_class, {**TINY, **extra, "total_timesteps": 4 * 4 * 16, "core": core})
+    trainer = algorithm.make_trainer(config)
     whole = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     run = jax.jit(trainer.run, static_argnums=2)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config.hparams)
@@ -267,17 +268,17 @@ def test_evaluation_carries_and_resets_the_hidden_state(core):
 
 
 @pytest.mark.parametrize("core", CORE_NAMES)
-@pytest.mark.parametrize("module", [npg, trpo], ids=lambda m: m.__name__.split(".")[-1])
-def test_unsupported_algorithms_say_so(module, core):
+@pytest.mark.parametrize("config_class", [npg.NPGConfig, trpo.TRPOConfig], ids=["npg", "trpo"])
+def test_unsupported_algorithms_say_so(config_class, core):
     with pytest.raises(cfg.ConfigError, match=f"core='{core}' is not supported by"):
-        cfg.from_dict(module.CONFIG, {"core": core})
+        cfg.from_dict(config_class, {"core": core})
 
 
 def test_minibatches_must_split_the_environments():
     with pytest.raises(cfg.ConfigError, match="num_minibatches=3 does not divide num_envs=4"):
-        cfg.from_dict(ppo.CONFIG, {**TINY, "num_minibatches": 3, "num_steps": 3})
+        cfg.from_dict(ppo.PPOConfig, {**TINY, "num_minibatches": 3, "num_steps": 3})
     with pytest.raises(cfg.ConfigError, match="core='lstm'"):
-        cfg.from_dict(ppo.CONFIG, {"core": "lstm"})
+        cfg.from_dict(ppo.PPOConfig, {"core": "lstm"})
 
 
 def test_command_line_trains_and_evaluates_a_recurrent_policy(tmp_path):

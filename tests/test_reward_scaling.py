@@ -100,7 +100,7 @@ def test_ppo_trains_on_the_kernels_scaled_rewards():
     assert plain.reward_scaling is None and len(jax.tree.leaves(plain)) == len(jax.tree.leaves(after)) - 4
 
 
-ON_POLICY = ["reinforce", "vpg", "a2c", "npg", "trpo", "ppo", "ppo_kl", "vmpo"]
+ON_POLICY = ["reinforce", "vpg", "a2c", "npg", "trpo", "ppo", "ppo_kl", "ppg", "spo", "vmpo"]
 
 
 @pytest.mark.parametrize("name", ON_POLICY)

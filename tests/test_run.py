@@ -14,8 +14,10 @@ from test_faults import _unshare_works, one_line_error
 
 import pgjax
 from pgjax.records import runs
-from pgjax.runtime import run as run_module
-from pgjax.runtime.run import ResumeError, RunLock
+from pgjax.runtime import run_record, run_result
+from pgjax.runtime.chunk_handler import ChunkHandler
+from pgjax.runtime.run_lock import RunLock
+from pgjax.runtime.run_record import ResumeError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["total_timesteps=3072", "num_steps=64", "hidden_sizes=[16]", "update_epochs=1"]
@@ -75,7 +77,7 @@ def cli(*args, **kw):
 def unstarted_run(folder: Path) -> Path:
     """A run folder as a run killed while compiling leaves it: config.json only."""
     config = pgjax.load_config(ROOT / "configs/ppo_cartpole.toml", TINY)
-    record = run_module.new_record("ppo", config, {"seeds": [0, 1], "chunks": 3, "eval_episodes": 2})
+    record = run_record.new_record("ppo", config, {"seeds": [0, 1], "chunks": 3, "eval_episodes": 2})
     run_dir = folder / "ppo-CartPole-v1-unstarted"
     run_dir.mkdir(parents=True)
     runs.write_json(run_dir / "config.json", {**record, "config": pgjax.config.to_dict(config)})
@@ -88,10 +90,10 @@ def test_resume_refuses_overrides_that_change_the_config_before_compiling(tmp_pa
     checked against config.json first; overrides that repeat it pass."""
     run_dir = unstarted_run(tmp_path)
     before = (run_dir / "config.json").read_bytes()
-    record = run_module.read_record(run_dir)
+    record = run_record.read_record(run_dir)
     with pytest.raises(pgjax.config.ConfigError, match=r"env_id: checkpoint 'CartPole-v1', this run 'Acrobot-v1'"):
-        run_module.resumed_config(record, "Acrobot-v1", [], None, run_dir)
-    run_module.resumed_config(record, "CartPole-v1", ["num_steps=64", "hparams.gamma=0.99"], None, run_dir)
+        run_record.resumed_config(record, "Acrobot-v1", [], None, run_dir)
+    run_record.resumed_config(record, "CartPole-v1", ["num_steps=64", "hparams.gamma=0.99"], None, run_dir)
     result = cli("train", "--resume", run_dir, "--no-progress", "--env", "Acrobot-v1", "hidden_sizes=[32]")
     assert result.returncode == 1
     line = one_line_error(result, "--env Acrobot-v1 hidden_sizes=[32] changes the config of the run being resumed",
@@ -141,12 +143,12 @@ def test_resume_in_a_read_only_folder_is_one_line(tmp_path):
 def test_a_chunk_plan_with_fewer_chunks_than_asked_is_said(capsys):
     config = pgjax.load_config(ROOT / "configs/ppo_cartpole.toml", ["total_timesteps=9984", "num_steps=64"])
     assert config.num_updates == 39
-    record = run_module.new_record("ppo", config, {"chunks": 4})
+    record = run_record.new_record("ppo", config, {"chunks": 4})
     assert record["chunks"] == 4
     err = capsys.readouterr().err
     assert "note: --chunks 4: the 39 updates run as 3 equal chunks of 13 updates" in err
-    run_module.new_record("ppo", config, {"chunks": 3})
-    run_module.new_record("ppo", config, {})  # the default 20 becomes 13 chunks of 3 without a word
+    run_record.new_record("ppo", config, {"chunks": 3})
+    run_record.new_record("ppo", config, {})  # the default 20 becomes 13 chunks of 3 without a word
     assert capsys.readouterr().err == ""
 
 
@@ -177,8 +179,8 @@ def test_a_diverged_seed_keeps_its_last_finite_checkpoint_and_the_run_exits_3(tm
     """Seed 1 turns non-finite during the third chunk (as if its parameters overflowed):
     the checkpoint after the second chunk is kept in finite_checkpoints/ (rotation keeps
     only the newest two), the warning and the final line name (seed, update), and the run
-    ends with exit code 3 (`run.DIVERGED_EXIT`)."""
-    call = run_module.ChunkHandler.__call__
+    ends with exit code 3 (`run_result.DIVERGED_EXIT`)."""
+    call = ChunkHandler.__call__
 
     def diverging(self, updates_done, state, metrics):
         if updates_done > 8:
@@ -186,13 +188,13 @@ def test_a_diverged_seed_keeps_its_last_finite_checkpoint_and_the_run_exits_3(tm
             metrics["finite"][1, 1:] = 0  # non-finite from update 10
         return call(self, updates_done, state, metrics)
 
-    monkeypatch.setattr(run_module.ChunkHandler, "__call__", diverging)
+    monkeypatch.setattr(ChunkHandler, "__call__", diverging)
     config = pgjax.load_config(ROOT / "configs/ppo_cartpole.toml", TINY)
     result = pgjax.train(config, out=tmp_path, seeds=2, chunks=6, eval_episodes=0)
     err = capsys.readouterr().err
-    assert result.status == "finished" and result.exit_code == run_module.DIVERGED_EXIT == 3
+    assert result.status == "finished" and result.exit_code == run_result.DIVERGED_EXIT == 3
     assert result.summary["diverged_at_update"] == {"0": None, "1": 10}
-    kept = result.run_dir / run_module.FINITE_DIR / "8"
+    kept = result.run_dir / run_result.FINITE_DIR / "8"
     assert "warning: non-finite parameters or loss: seed 1 at update 10; its last finite state is kept in" in err
     assert "non-finite parameters or loss: seed 1 at update 10; the last finite checkpoints are kept in" in err
     assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["10", "12"]
@@ -208,14 +210,14 @@ def test_a_signal_after_the_last_update_finishes_the_run(tmp_path, monkeypatch, 
     import signal
     import warnings
 
-    call = run_module.ChunkHandler.__call__
+    call = ChunkHandler.__call__
 
     def signalled(self, updates_done, state, metrics):
         if updates_done == self.config.num_updates:
             self.signals.received = signal.SIGINT
         return call(self, updates_done, state, metrics)
 
-    monkeypatch.setattr(run_module.ChunkHandler, "__call__", signalled)
+    monkeypatch.setattr(ChunkHandler, "__call__", signalled)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = pgjax.train(ROOT / "configs/sac_pendulum.toml", overrides=["total_timesteps=600",

@@ -224,5 +224,5 @@ def test_cnn_torso_trains():
 ])
 def test_bad_config_values_are_named(values, message):
     with pytest.raises(cfg.ConfigError) as err:
-        cfg.from_dict(vmpo.CONFIG, values)
+        cfg.from_dict(vmpo.VMPOConfig, values)
     assert message in str(err.value)

@@ -20,7 +20,7 @@ import reference
 from contract import TINY, contract_trainer, train_and_evaluate
 
 from pgjax import config as cfg
-from pgjax.algos import a2c, vpg
+from pgjax.algos import ALGORITHMS, a2c, vpg
 
 MODULES = {"vpg": vpg, "a2c": a2c}  # their small configs and the trainer contract: contract.py, test_contract.py
 
@@ -101,18 +101,18 @@ def test_continuous_actions_and_observation_statistics(name):
     assert np.all(np.asarray(stats.var) > 0) and not np.allclose(stats.mean, 0.0)
 
 
-@pytest.mark.parametrize("module, values, message", [
-    (vpg, {"value_iter": 5}, "Did you mean 'value_iters'?"),
-    (vpg, {"value_iters": 0}, "value_iters=0 is out of range: must be > 0"),
-    (vpg, {"hparams": {"value_learning_rate": -1.0}}, "hparams.value_learning_rate=-1.0 is out of range"),
-    (vpg, {"hparams": {"gae_lambda": 1.5}}, "hparams.gae_lambda=1.5 is out of range"),
-    (a2c, {"advantage": "td"}, "advantage='td' is out of range: must be one of 'nstep', 'gae'"),
-    (a2c, {"optimizer": "sgd"}, "optimizer='sgd' is out of range: must be one of 'rmsprop', 'adam'"),
-    (a2c, {"hparams": {"max_grad_norm": 0}}, "hparams.max_grad_norm=0.0 is out of range: must be > 0"),
+@pytest.mark.parametrize("config_class, values, message", [
+    (vpg.VPGConfig, {"value_iter": 5}, "Did you mean 'value_iters'?"),
+    (vpg.VPGConfig, {"value_iters": 0}, "value_iters=0 is out of range: must be > 0"),
+    (vpg.VPGConfig, {"hparams": {"value_learning_rate": -1.0}}, "hparams.value_learning_rate=-1.0 is out of range"),
+    (vpg.VPGConfig, {"hparams": {"gae_lambda": 1.5}}, "hparams.gae_lambda=1.5 is out of range"),
+    (a2c.A2CConfig, {"advantage": "td"}, "advantage='td' is out of range: must be one of 'nstep', 'gae'"),
+    (a2c.A2CConfig, {"optimizer": "sgd"}, "optimizer='sgd' is out of range: must be one of 'rmsprop', 'adam'"),
+    (a2c.A2CConfig, {"hparams": {"max_grad_norm": 0}}, "hparams.max_grad_norm=0.0 is out of range: must be > 0"),
 ])
-def test_bad_config_values_are_named(module, values, message):
+def test_bad_config_values_are_named(config_class, values, message):
     with pytest.raises(cfg.ConfigError) as err:
-        cfg.from_dict(module.CONFIG, values)
+        cfg.from_dict(config_class, values)
     assert message in str(err.value)
 
 
@@ -124,11 +124,11 @@ def test_two_armed_bandit_prefers_the_paying_arm(name):
     # 50 updates of 32 one-step episodes. VPG takes one Adam step per update, which moves
     # each weight by about the learning rate, so it gets 1e-2 here; A2C keeps its defaults.
     hparams = vpg.VPGHParams(learning_rate=1e-2) if name == "vpg" else a2c.A2CHParams()
-    config = MODULES[name].CONFIG(
+    config = ALGORITHMS[name].config_class(
         env_id="TwoArmedBandit-probe", num_envs=8, num_steps=4, total_timesteps=8 * 4 * 50,
         hidden_sizes=(16, 16), hparams=hparams,
     )
-    trainer = MODULES[name].make_trainer(config)
+    trainer = ALGORITHMS[name].make_trainer(config)
     out = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     dist = trainer.networks.actor.apply(out.state.params["actor"], jnp.ones((1, 1)))
     p_pay = float(jax.nn.softmax(dist.logits, axis=-1)[0, 1])

@@ -181,6 +181,3 @@ def make_trainer(config: A2CConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = A2CConfig  # the config class the CLI and loaders build for this algorithm

@@ -207,6 +207,9 @@ def gradient_estimates(
     return {name: estimates[:, i] for i, name in enumerate(names)}
 
 
+# Process-wide on purpose: the key is static settings compared by value (the flax modules
+# included; parameters are arguments, never part of it), so a notebook cell run again reuses
+# its program; the bound keeps at most 16 programs alive.
 @functools.lru_cache(maxsize=16)
 def _compiled_estimates(
     env_id, episodes_per_batch, horizon, networks, lambdas, discount_weighting, group_size, batches_in_parallel

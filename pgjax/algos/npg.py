@@ -199,6 +199,3 @@ def make_trainer(config: NPGConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = NPGConfig  # the config class the CLI and loaders build for this algorithm

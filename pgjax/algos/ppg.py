@@ -231,6 +231,3 @@ def make_trainer(config: PPGConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = PPGConfig  # the config class the CLI and loaders build for this algorithm

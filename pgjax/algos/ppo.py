@@ -215,6 +215,3 @@ def make_trainer(config: PPOConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = PPOConfig  # the config class the CLI and loaders build for this algorithm

@@ -13,7 +13,7 @@ with the multiplier moved by projected dual ascent instead of doubling/halving):
 The multiplier is part of the training state (so checkpoints resume it) and is logged per
 update with the measured KL. With no clip range of its own, the ratio-deviation diagnostic
 (`losses.ratio_deviation`: how far `r` strays outside `[1 - eps, 1 + eps]`) is measured at
-`RATIO_EPS = 0.2`, PPO's default `clip_eps`. Everything else is PPO's (`pgjax.algos.ppo`:
+`RATIO_EPS`, PPO's default `clip_eps`. Everything else is PPO's (`pgjax.algos.ppo`:
 its config, optimiser, minibatching rules and value loss).
 """
 
@@ -29,7 +29,7 @@ from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initia
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, epoch_metrics, make_optimizer, sgd_epoch
+from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, PPOHParams, epoch_metrics, make_optimizer, sgd_epoch
 from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     config_dataclass,
@@ -49,7 +49,9 @@ from pgjax.kernels.losses import (
 from pgjax.kernels.trust_region import dual_update, mean_kl
 from pgjax.types import Array, PRNGKey, RunningStats
 
-RATIO_EPS = 0.2  # the band [1 - eps, 1 + eps] the ratio-deviation metrics measure: PPO's default clip_eps
+# The band [1 - eps, 1 + eps] the ratio-deviation metrics measure: PPO's default clip_eps, read
+# from PPO's hyper-parameters so the two cannot drift apart.
+RATIO_EPS = PPOHParams().clip_eps
 
 
 @hparams_dataclass
@@ -167,6 +169,3 @@ def make_trainer(config: PPOKLConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = PPOKLConfig  # the config class the CLI and loaders build for this algorithm

@@ -295,6 +295,3 @@ def make_trainer(config: ReinforceConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = ReinforceConfig  # the config class the CLI and loaders build for this algorithm

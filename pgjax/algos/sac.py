@@ -347,6 +347,3 @@ def make_trainer(config: SACConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = SACConfig  # the config class the CLI and loaders build for this algorithm

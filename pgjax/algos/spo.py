@@ -2,7 +2,7 @@
 
 Each update is PPO's (`pgjax.algos.ppo`: rollout, GAE, `update_epochs` passes of shuffled
 minibatch Adam steps, the same value loss, entropy bonus and config) with the clipped
-surrogate replaced by SPO's objective (Xie et al., 2025, eq. 16; `losses.spo_loss`):
+surrogate replaced by SPO's objective (Xie et al., 2025, `f_spo` of sec. 5.1; `losses.spo_loss`):
 
     max  mean( r A - |A| / (2 eps) (r - 1)^2 ),    r = pi_theta(a|s) / pi_old(a|s).
 
@@ -51,6 +51,3 @@ def make_trainer(config: SPOConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = SPOConfig  # the config class the CLI and loaders build for this algorithm

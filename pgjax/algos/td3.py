@@ -74,7 +74,3 @@ def make_trainer(config: TD3Config) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = TD3Config  # the config class the CLI and loaders build for this algorithm
-DETERMINISTIC_POLICY = True  # exploration noise is not part of the policy: `pgjax eval --stochastic` refuses

@@ -60,6 +60,3 @@ def make_trainer(config: TRPOConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = TRPOConfig  # the config class the CLI and loaders build for this algorithm

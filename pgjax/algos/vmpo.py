@@ -213,6 +213,3 @@ def make_trainer(config: VMPOConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = VMPOConfig  # the config class the CLI and loaders build for this algorithm

@@ -145,6 +145,3 @@ def make_trainer(config: VPGConfig) -> Trainer:
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)
-
-
-CONFIG = VPGConfig  # the config class the CLI and loaders build for this algorithm

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pgjax.config import ENV_ID_DOC
+from pgjax.records import runs
 from pgjax.runtime import loading
 
 SEEDS_HELP = ("seeds: a count N >= 1 (4: seeds 0..3), ids with a comma (0,5,9; one id: 7,) or a range LO:HI "
@@ -40,8 +41,13 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def int_at_least(minimum: int, flag: str):
-    """An argparse `type`: an integer >= `minimum`, else a one-line error naming `flag`."""
+INT32_MAX = 2**31 - 1  # counts the compiled programs hold (JAX computes in 32-bit integers)
+SEED_MAX = 2**32 - 1  # JAX's keys hold 32 bits: 2**32 + s would repeat seed s
+
+
+def int_at_least(minimum: int, flag: str, maximum: int = INT32_MAX, why: str = "the compiled program counts in int32"):
+    """An argparse `type`: an integer in [`minimum`, `maximum`], else a one-line error naming `flag`
+    (a count past int32 would overflow inside the compiled program, not fail here)."""
 
     def parse(text: str) -> int:
         try:
@@ -50,38 +56,41 @@ def int_at_least(minimum: int, flag: str):
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"{flag} {text!r}: must be an integer >= {minimum}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: must be an integer <= {maximum} ({why})")
         return value
 
     return parse
 
 
-def _unwritable(path: Path) -> str | None:
-    """Why a file or folder cannot be created at `path`, or None: an ancestor that is a file,
-    or a nearest existing folder that is not writable (read-only mount, permissions)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-            if not os.access(parent, os.W_OK | os.X_OK):
-                return f"{parent} is not writable"
-            return None
-    return None
+def seed_number(flag: str):
+    """An argparse `type` for a PRNG seed: an integer in [0, 2**32), as training seeds are."""
+    return int_at_least(0, flag, SEED_MAX, "JAX's keys hold 32 bits, so 2**32 + s would repeat seed s")
+
+
+def memory_size(text: str) -> int:
+    """An argparse `type` for `--memory-limit`: a positive size (`512MB`, `2GB`, bytes) in
+    bytes, by the library's rule (`pgjax.runtime.sweep.parse_bytes`), checked before any work."""
+    from pgjax.runtime.sweep import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as err:  # ConfigError
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+_unwritable = runs.unwritable  # (plot's --out uses it too)
 
 
 def output_folder(flag: str):
-    """An argparse `type` for a folder the command creates or writes into: checked before any work."""
+    """An argparse `type` for a folder the command creates or writes into: checked before any
+    work, by the library's rule (`pgjax.records.runs.output_folder_problem`)."""
 
     def parse(text: str) -> Path:
-        path = Path(text)
-        if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: is a file; give a folder")
-        if path.is_dir():
-            reason = None if os.access(path, os.W_OK | os.X_OK) else f"{path} is not writable"
-        else:
-            reason = _unwritable(path)
-        if reason:
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: cannot write there ({reason})")
-        return path
+        problem = runs.output_folder_problem(Path(text))
+        if problem:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: {problem}")
+        return Path(text)
 
     return parse
 
@@ -117,4 +126,4 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 # Config loading is the library's (`pgjax.runtime.loading`); the commands use it under these names.
 load_config_values = loading.config_values
 build_config = loading.build_config
-load_config = loading.resolve_config  # (algo_name, config_file, env, overrides) -> (algo_name, module, config)
+load_config = loading.resolve_config  # (algo_name, config_file, env, overrides) -> (algo_name, algorithm, config)

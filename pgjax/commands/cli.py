@@ -176,8 +176,30 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     return args
 
 
+def _hear_sigint() -> None:
+    """Let SIGINT stop a command started with it ignored (the shell ignores it for a job run
+    with `&` in a script). Training and sweeps replace that disposition with their own
+    handlers, but only once they train: a SIGINT while starting, compiling or evaluating
+    would otherwise be lost, the command running on to the end."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _hear_sigint()
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # outside training, which handles SIGINT itself (also while importing): nothing to keep
+        print(f"pgjax{f' {command}' if command in COMMANDS else ''}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     error = _start_host_devices(argv)
     _start_compile_cache(argv)
     from pgjax.records.checkpoint import quiet_orbax_failure_noise
@@ -187,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if error is not None:
         print(error, file=sys.stderr)
         return 1
-    try:
-        return args.command_module.run(args)
-    except KeyboardInterrupt:  # outside training, which handles SIGINT itself: nothing to keep
-        print(f"pgjax {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return args.command_module.run(args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pgjax.commands import int_at_least, output_file
+from pgjax.commands import int_at_least, output_file, seed_number
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, mode_name, sampling_refused
 
 
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                         help="evaluate with actions sampled from the policy (results in eval_stochastic.json); "
                              "without it the policy's mode is taken, as in pgjax train's summary.json. Refused for "
                              "DDPG/TD3, whose policy is deterministic")
-    parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,
+    parser.add_argument("--eval-seed", type=seed_number("--eval-seed"), default=DEFAULT_EVAL_SEED,
                         help=f"seed of the evaluation episodes (default {DEFAULT_EVAL_SEED})")
     parser.add_argument("--max-steps", type=int_at_least(1, "--max-steps"), default=None,
                         help="replace the environment's time limit")
@@ -106,13 +106,19 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     from pgjax.records import checkpoint, runs
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise EvalError(f"run folder {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise EvalError(f"{run_dir} is a file, not a run folder (pgjax train's folder, with checkpoints/)")
     if is_sweep(run_dir):
         raise EvalError(f"{run_dir} is a sweep folder: evaluate it with `pgjax eval {run_dir}` (optionally --cell N "
                         "or --point KEY=VALUE), or pgjax.runtime.sweep_eval.evaluate_cells from Python")
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
+        inside = sorted(p.parent.name for p in run_dir.glob(f"*/{runs.CHECKPOINT_DIR}"))
+        if inside:  # a folder of runs (as pgjax plot takes): name them
+            raise EvalError(f"{run_dir} is not a run folder but holds {len(inside)} ({', '.join(inside[:3])}"
+                            f"{', ...' if len(inside) > 3 else ''}): evaluate one, e.g. pgjax eval {run_dir / inside[0]}")
         raise EvalError(f"no checkpoint in {run_dir}: {ckpt_dir} is missing (pgjax train saves checkpoints there)")
     saved = {}
     runs.recover_run_file(run_dir, "pgjax eval", required=False)  # a deleted config.json, from a checkpoint's copy
@@ -159,11 +165,11 @@ def _restore_step(checkpointer, step: int, saved: dict):
 
     meta = checkpointer.read_meta(step)
     try:
-        module, config = build_config(meta["algo"], meta["config"])
+        algorithm, config = build_config(meta["algo"], meta["config"])
     except cfg.ConfigError as err:
         raise EvalError(f"checkpoint config does not load: {err}") from None
     seeds = list(meta.get("seeds") or saved.get("seeds") or range(meta["num_seeds"]))
-    trainer = module.make_trainer(config)
+    trainer = algorithm.make_trainer(config)
     keys = seed_keys(int(meta.get("root_seed", saved.get("root_seed", 0))), seeds)
     abstract = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, config.hparams)
     expected = {"algo": meta["algo"], "config": cfg.to_dict(config), "config_defaults": cfg.field_defaults(type(config)),
@@ -208,7 +214,7 @@ def _check_stochastic(algo: str | None) -> None:
     """Refuse `--stochastic` for an algorithm whose policy is deterministic (DDPG, TD3)."""
     from pgjax.algos import ALGORITHMS
 
-    refused = sampling_refused("--stochastic", algo, ALGORITHMS[algo]) if algo in ALGORITHMS else None
+    refused = sampling_refused("--stochastic", ALGORITHMS[algo]) if algo in ALGORITHMS else None
     if refused:
         raise EvalError(refused)
 

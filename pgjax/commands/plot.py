@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pgjax.commands import int_at_least
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY, STOCHASTIC
 
 # summary.json files from before the evaluation mode was recorded hold a stochastic evaluation.
@@ -48,7 +49,8 @@ def register(subparsers) -> None:
     parser.add_argument("--stat", default="iqm", choices=["iqm", "mean", "median"], help="statistic across seeds (default iqm)")
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    parser.add_argument("--bootstrap-seed", type=int_at_least(0, "--bootstrap-seed", sys.maxsize, "NumPy's seeds"),
+                        default=0, help="seed of the bootstrap resampling (default 0)")
     parser.add_argument("--smoothing", type=int, default=None,
                         help="moving-average window in updates (default: 2%% of the run's updates; 1 = none)")
     parser.add_argument("--labels", default=None, help="comma-separated curve labels, one per curve (run or grid point) found")
@@ -119,11 +121,18 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
         raise PlotError(f"run folder {path} does not exist")
     if not path.is_dir():
         raise PlotError(f"{path} is not a folder: give a run folder (with metrics.csv) or a sweep folder")
+    if (path / "metrics.csv").exists() and not (path / "metrics.csv").is_file():
+        raise PlotError(f"{path / 'metrics.csv'} is not a file (a folder?): the run's metrics are lost there")
     if (path / "metrics.csv").is_file():
+        if metric.startswith("eval_"):  # no eval.csv (checked above): no evaluations during training
+            raise PlotError(f"--metric {metric}: {path} has no {runs.EVAL_FILE}, so no evaluations during training "
+                            "(pgjax train --eval-episodes N > 0 writes it); plot a training metric, or pgjax eval "
+                            f"{path} for its final policy")
         return [Source(path, run_label(path), runs.read_metrics(path / "metrics.csv"), True)]
     if (path / "cells").is_dir():
         return sweep_sources(path, metric)
-    below = sorted({p.parent for p in path.rglob("metrics.csv")} | {p.parent.parent for p in path.rglob("cells/cell-*.json")})
+    below = sorted(({p.parent for p in path.rglob("metrics.csv")} | {p.parent.parent for p in path.rglob("cells/cell-*.json")})
+                   - {path})  # (path's own metrics.csv, if any, is not a file: refused above)
     if not below:
         raise PlotError(f"no metrics.csv or sweep cells in {path} or its subfolders: is it a pgjax run folder?")
     return [source for folder in below for source in find_sources(folder, metric)]
@@ -132,9 +141,10 @@ def find_sources(path: Path, metric: str = "episode_return") -> list[Source]:
 def sweep_sources(sweep_dir: Path, metric: str = "episode_return") -> list[Source]:
     """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the
     seeds. An `eval_` metric reads each cell's evaluations during training (`sweep --eval-every`)."""
+    from pgjax.records import runs
     from pgjax.runtime.sweep_eval import point_label
 
-    records = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
+    records = [runs.read_json(p) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
     if not records:
         raise PlotError(f"sweep folder {sweep_dir} has no finished cells yet (cells/ is empty)")
     evaluated = metric.startswith("eval_")
@@ -319,9 +329,11 @@ def output_path(out: Path) -> Path:
 
 
 def run(args) -> int:
+    from pgjax.records.runs import RunFileError
+
     try:
         return _plot(args)
-    except PlotError as err:
+    except (PlotError, RunFileError) as err:  # RunFileError: a damaged metrics.csv, eval.csv or cell file
         print(f"pgjax plot: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # the disk filled or the folder became read-only while writing

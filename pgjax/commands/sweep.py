@@ -14,6 +14,7 @@ from pgjax.commands import (
     add_config_arguments,
     int_at_least,
     load_config_values,
+    memory_size,
     output_folder,
     parse_seeds,
 )
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
     parser.add_argument("--width", type=int_at_least(1, "--width"), default=None,
                         help="cells per vmap group (default 8); results are bit-identical for a given width "
                              "whatever the devices or memory chunks")
-    parser.add_argument("--memory-limit", default=None,
+    parser.add_argument("--memory-limit", type=memory_size, default=None,
                         help="bytes per device for one launch, e.g. 512MB (default: the device's, or half the free RAM)")
     parser.add_argument("--chunks", type=int_at_least(1, "--chunks"), default=None,
                         help="compiled chunks of updates per launch (progress, evaluation points); default 10")
@@ -123,7 +124,7 @@ def _spec(args) -> tuple[Path | None, dict]:
     except ValueError as exc:
         raise cfg.ConfigError(str(exc)) from None
     algo, values = load_config_values(args.algo, args.config, args.env, args.overrides)
-    refused = sampling_refused("--eval-mode stochastic", algo, algorithm(algo))
+    refused = sampling_refused("--eval-mode stochastic", algorithm(algo))
     if settings["eval_mode"] == STOCHASTIC and refused:
         raise cfg.ConfigError(refused)
     if not settings["eval_every"] and (args.eval_episodes is not None or args.eval_mode is not None):

@@ -12,6 +12,7 @@ from pgjax.commands import (
     add_config_arguments,
     int_at_least,
     load_config,
+    memory_size,
     output_folder,
     parse_seeds,
 )
@@ -67,7 +68,7 @@ def register(subparsers) -> None:
     parser.add_argument("--width", type=int_at_least(1, "--width"), default=None,
                         help="seeds per vmap group (default on CPU: ceil(seeds / cores)); a seed's numbers depend on it, "
                              "never on the number of devices")
-    parser.add_argument("--memory-limit", default=None,
+    parser.add_argument("--memory-limit", type=memory_size, default=None,
                         help="bytes per device, e.g. 512MB (default: half the free RAM shared by the CPU devices)")
     parser.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,7 +102,7 @@ def _list_fields(args) -> int:
     except cfg.ConfigError as err:
         return _fail(f"config error: {err}")
     print(f"# {algo_name}: every config field, its default and what it does")
-    print("\n".join(cfg.describe(ALGORITHMS[algo_name].CONFIG)))
+    print("\n".join(cfg.describe(ALGORITHMS[algo_name].config_class)))
     if values:
         print(f"# set by {args.config or 'the command line'}:")
         print("\n".join(f"{key} = {value!r}" for key, value in _flatten(values)))
@@ -117,7 +118,7 @@ def _flatten(values: dict, prefix: str = ""):
 
 
 def _settings(args) -> dict:
-    from pgjax.runtime.run import RUN_SETTINGS
+    from pgjax.runtime.run_record import RUN_SETTINGS
 
     return {key: getattr(args, key) for key in RUN_SETTINGS}
 
@@ -126,16 +127,17 @@ def run(args) -> int:
     """Build the run (`pgjax.runtime.run.TrainingRun`: a new one, or `--resume`), train,
     then report."""
     from pgjax.records.tracking import TrackingError
-    from pgjax.runtime.run import ResumeError, TrainingRun
+    from pgjax.runtime.run import TrainingRun
+    from pgjax.runtime.run_record import ResumeError
 
     if args.list_fields:
         return _list_fields(args)
     options = {"memory_limit": args.memory_limit, "progress": not args.no_progress, "stop_after": args.stop_after}
     try:
         if args.resume is None:
-            algo_name, module, config = load_config(args.algo, args.config, args.env, args.overrides)
-            training = TrainingRun.new(algo_name, module, config, _settings(args), checkpoints=not args.no_checkpoint,
-                                       out=args.out, **options)
+            algo_name, algorithm, config = load_config(args.algo, args.config, args.env, args.overrides)
+            training = TrainingRun.new(algo_name, algorithm, config, _settings(args),
+                                       checkpoints=not args.no_checkpoint, out=args.out, **options)
         else:
             if args.config is not None:
                 raise cfg.ConfigError("--resume takes the config from RUN_DIR/config.json; drop --config")

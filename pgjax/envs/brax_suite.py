@@ -115,7 +115,13 @@ def _make_brax(env_id: str, name: str, **env_kwargs) -> Any:
     env_kwargs = _allowed_kwargs(env_id, env_name, env_kwargs) if env_kwargs else {}
     if backend is not None:
         env_kwargs = {"backend": backend, **env_kwargs}
-    return _envs().get_environment(env_name, **env_kwargs)
+    import warnings
+
+    # Loading a brax system warns that brax is not maintained, on every run: like the import's
+    # notices above, not something a pgjax user can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Brax System, piplines and environments", category=UserWarning)
+        return _envs().get_environment(env_name, **env_kwargs)
 
 
 def check_spaces(env_id: str, name: str, **env_kwargs) -> tuple[int, ...]:

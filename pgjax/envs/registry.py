@@ -93,6 +93,8 @@ def _check_id_form(env_id: str) -> None:
     parts = env_id.split("/")
     if env_id != env_id.strip() or any(not part.strip() for part in parts):
         meant = "/".join(part.strip() for part in parts if part.strip())
+        if not meant:  # nothing to suggest from: the id is empty or blank
+            raise ValueError(f"env_id={env_id!r} is empty; ids are SUITE/NAME or a gymnax name, e.g. 'CartPole-v1'")
         raise ValueError(f"env_id={env_id!r} has an empty part or stray spaces (a trailing or doubled '/'?); "
                          f"ids are SUITE/NAME or a gymnax name, e.g. {meant!r}")
     prefix, sep, rest = env_id.partition("/")

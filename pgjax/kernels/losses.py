@@ -101,11 +101,11 @@ def spo_loss(
 ) -> tuple[Array, dict]:
     """SPO's penalised surrogate `L = -mean(r A - |A| / (2 eps) (r - 1)^2)`, `r = pi/pi_old`.
 
-    Xie et al. (2025, "Simple Policy Optimization", ICML; arXiv 2401.16025), the SPO objective,
-    eq. 16. Per sample the objective is a concave parabola in `r` whose maximum lies on the
-    trust-region boundary, `r* = 1 + sign(A) eps`; beyond it the gradient pulls `r` back,
-    where PPO's clip only stops pushing. At `r = 1` the penalty's gradient is zero, so the
-    first step is the policy gradient. Inputs `[N]` (any shape, all the same). Metrics:
+    Xie et al. (2025, "Simple Policy Optimization", ICML; arXiv 2401.16025), the SPO objective
+    `f_spo(r, A)` of sec. 5.1 ("Objective Class"). Per sample the objective is a concave
+    parabola in `r` whose maximum lies on the trust-region boundary, `r* = 1 + sign(A) eps`;
+    beyond it the gradient pulls `r` back, where PPO's clip only stops pushing. At `r = 1` the
+    penalty's gradient is zero, so the first step is the policy gradient. Inputs `[N]` (any shape, all the same). Metrics:
     approx-KL and `ratio_deviation`'s.
     """
     log_probs, old_log_probs, advantages = _inputs(
@@ -179,11 +179,12 @@ def ppg_joint_loss(aux_values: Array, targets: Array, old_dist, dist, beta_clone
         L_aux  = 1/2 mean_i (V_aux(s_i) - V_targ_i)^2
         KL_bar = mean_i KL(pi_old(.|s_i) || pi_theta(.|s_i))
 
-    (Cobbe et al., 2021, "Phasic Policy Gradient", sec. 3: the joint loss and the auxiliary
-    value loss of Algorithm 1). The value head on the policy's features learns the value
-    targets while the behaviour-cloning KL keeps the policy where the auxiliary phase found
-    it. `aux_values`, `targets [N]`; `old_dist` (held constant) and `dist` are `Categorical`
-    or `DiagGaussian` over the same N states, the KL their closed form (`distributions`).
+    (Cobbe et al., 2021, "Phasic Policy Gradient", sec. 2, "Algorithm": the joint loss and the
+    auxiliary value loss of Algorithm 1; the paper numbers neither equation). The value head
+    on the policy's features learns the value targets while the behaviour-cloning KL keeps the
+    policy where the auxiliary phase found it. `aux_values`, `targets [N]`; `old_dist` (held
+    constant) and `dist` are `Categorical` or `DiagGaussian` over the same N states, the KL
+    their closed form (`distributions`).
     Metrics: `aux_value_loss` (L_aux), `clone_kl` (KL_bar) and `joint_loss`.
     """
     aux_loss, _ = value_loss(aux_values, targets)

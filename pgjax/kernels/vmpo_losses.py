@@ -2,9 +2,9 @@
 temperature loss and sample weights, the M-step's weighted maximum likelihood, and the loss
 of the KL trust region's Lagrange multipliers.
 
-V-MPO minimises `L_V(phi) + L_pi(theta) + L_eta(eta) + L_alpha(theta, alpha)` (sec. 3,
-eq. 1-2) on a batch `D` of rollout steps, where `D~` is the half of `D` with the largest
-advantages `A`:
+V-MPO minimises `L_V(phi) + L_pi(theta) + L_eta(eta) + L_alpha(theta, alpha)` (sec. 4,
+"Method", eq. 1-2; numbers as in the ICLR 2020 paper) on a batch `D` of rollout steps, where
+`D~` is the half of `D` with the largest advantages `A`:
 
     psi(s, a) = exp(A(s, a) / eta) / sum_{D~} exp(A / eta)                           (eq. 3)
     L_pi      = -sum_{D~} psi(s, a) log pi_theta(a|s)                                 (eq. 3)

@@ -23,7 +23,9 @@ final observation, computed with the carry BEFORE that reset (`rollout_values`).
 Adding a core is one file (its flax module and a class with the methods above; see
 `pgjax.networks.recurrent.GRU`, or `pgjax.networks.mingru.MinGRU`, which keeps the GRU core's
 carry and swaps its network) and one line: `register_core(name, cls)`. The config's
-`core` field accepts every registered name and `core_size` sets `cls(size=core_size)`.
+`core` field accepts every registered name and `core_size` sets `cls(size=core_size)`; a core
+with more settings builds itself with a classmethod `from_config(config)` (minGRU's reads
+`core_gate_init` and `core_timescale`).
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ CORES: dict[str, type] = {}
 
 def register_core(name: str, core: type) -> None:
     """Make `core` (a class with the `Core` methods and a `size` field) available as
-    `config.core = name`; `make_core` builds it with `size=config.core_size`."""
+    `config.core = name`; `make_core` builds it with `core.from_config(config)` if it has one,
+    else with `size=config.core_size`."""
     CORES[name] = core
 
 
@@ -121,4 +124,7 @@ def make_core(config: Any) -> Core:
     name = getattr(config, "core", "none")
     if name not in CORES:
         raise ValueError(f"core={name!r} is unknown; use one of {', '.join(map(repr, CORES))}")
-    return CORES[name](size=getattr(config, "core_size", 0))
+    cls = CORES[name]
+    if hasattr(cls, "from_config"):  # a core with settings beyond its size (minGRU's gate init)
+        return cls.from_config(config)
+    return cls(size=getattr(config, "core_size", 0))

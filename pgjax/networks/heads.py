@@ -17,7 +17,7 @@ from pgjax.types import Array
 
 def _with_aux_value(module: nn.Module, features: Array, dist, with_aux_value: bool):
     """`dist`, or `(dist, V_aux(obs) [...])` with `with_aux_value`: the auxiliary value head a
-    PPG policy network carries on its own features (Cobbe et al., 2021, sec. 3). The head runs
+    PPG policy network carries on its own features (Cobbe et al., 2021, sec. 2, Figure 1). The head runs
     whenever `module.aux_value`, so `init` creates its parameters on the plain call (an unused
     value costs nothing under `jit`)."""
     if not module.aux_value:

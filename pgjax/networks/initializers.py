@@ -2,7 +2,8 @@
 
 Initialisation follows the PPO implementation study (Andrychowicz et al., 2021; Huang et
 al., 2022): orthogonal weights with gain sqrt(2) in the torso, 0.01 on the policy output
-(near-uniform initial policy) and 1.0 on the value output.
+(near-uniform initial policy) and 1.0 on the value output. A recurrent gate's bias can
+start by the chrono rule (`chrono_bias`), kept through `redraw` (`Preset`).
 """
 
 from __future__ import annotations
@@ -126,14 +127,68 @@ def _is_deferred(x) -> bool:
     return isinstance(x, DeferredOrthogonal)
 
 
+def chrono_bias(timescale: int):
+    """Chrono initialisation of a gate bias `[..., H]` (Tallec & Ollivier, 2018, "Can recurrent
+    neural networks warp time?", ICLR), for a gate `z = sigmoid(W x + b)` whose complement
+    `a = 1 - z` is the state's retention: `b_i = -log(u_i)` with `u_i` evenly spaced over
+    `[1, T - 1]` (`T = max(timescale, 2)`), so at zero input `a_i = u_i / (1 + u_i)` runs from
+    0.5 to `1 - 1/T` and the units' time constants `1 / (1 - a_i) = 1 + u_i` from 2 to `T`.
+    The paper draws `u_i ~ U[1, T - 1]`; evenly spaced quantiles are its deterministic form
+    (every width spans the whole range). The key is unused."""
+
+    def init(key, shape, dtype=jnp.float32):
+        u = jnp.linspace(1.0, max(timescale, 2) - 1.0, shape[-1], dtype=jnp.float32)
+        return jnp.broadcast_to(-jnp.log(u), shape).astype(dtype)
+
+    return init
+
+
+class Preset(struct.PyTreeNode, nn.meta.AxisMetadata):
+    """A parameter whose entries `keep` (a mask along its last axis) are set by its module on
+    purpose (minGRU's chrono gate bias): `redraw` keeps them and redraws only the others;
+    `orthogonalize` (called by `Network.init` and `init_networks`) unboxes it."""
+
+    value: Any
+    keep: tuple[bool, ...] = struct.field(pytree_node=False)
+
+    def unbox(self):
+        return self.value
+
+    def replace_boxed(self, val):
+        return self.replace(value=val)
+
+    def add_axis(self, index, params):
+        return self  # `keep` runs along the last axis, which a new axis never is
+
+    def remove_axis(self, index, params):
+        return self
+
+
+def preset(init, keep: tuple[bool, ...]):
+    """`init`'s value in a `Preset` box that keeps the entries `keep` through `redraw`."""
+
+    def boxed(key, shape, dtype=jnp.float32):
+        if len(keep) != shape[-1]:
+            raise ValueError(f"preset: keep has {len(keep)} entries; the parameter's last axis has {shape[-1]}")
+        return Preset(init(key, shape, dtype), tuple(keep))
+
+    return boxed
+
+
+def _is_boxed(x) -> bool:
+    return isinstance(x, (DeferredOrthogonal, Preset))
+
+
 def orthogonalize(variables: Any, iterations: int = NEWTON_SCHULZ_ITERATIONS) -> Any:
     """Replace every `DeferredOrthogonal` box in `variables` by `gain * polar(draw)`.
 
     Kernels whose tall matrix is at most `THIN_COLUMNS` wide are zero-padded into one batch,
     the others batched by shape; each batch is one `polar_newton_schulz` loop. The result
-    is the one `orthogonal(gain)` computes from the same draw, up to float rounding.
+    is the one `orthogonal(gain)` computes from the same draw, up to float rounding. `Preset`
+    boxes are unboxed.
     """
-    leaves, treedef = jax.tree.flatten(variables, is_leaf=_is_deferred)
+    leaves, treedef = jax.tree.flatten(variables, is_leaf=_is_boxed)
+    leaves = [leaf.value if isinstance(leaf, Preset) else leaf for leaf in leaves]
     tall, groups = {}, {}
     for i, box in enumerate(leaves):
         if _is_deferred(box):
@@ -173,21 +228,30 @@ def redraw(variables: Any, key: PRNGKey, init: str = "orthogonal", bias_init_max
     """`variables` with every `kernel` redrawn LeCun-normal if `init == "lecun"` (flax's
     `Dense` default: truncated normal, variance 1/fan_in; LeCun et al., 1998) and every `bias`
     drawn uniform in `[0, bias_init_max)` if `bias_init_max > 0` (gymnax-blines' networks use
-    both, with 0.05). Other parameters (a Gaussian policy's `log_std`) are kept."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(variables, is_leaf=_is_deferred)
+    both, with 0.05). Other parameters (a Gaussian policy's `log_std`) are kept, and so are the
+    `keep` entries of a `Preset` (a chrono gate bias)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(variables, is_leaf=_is_boxed)
     out = []
     for i, (path, leaf) in enumerate(leaves):
-        name = getattr(path[-1], "key", None)
-        leaf_key = jax.random.fold_in(key, i)
-        if name == "kernel" and init == "lecun":
-            batch_dims = leaf.batch_dims if _is_deferred(leaf) else 0
-            value = leaf.value if _is_deferred(leaf) else leaf
-            lecun = nn.initializers.lecun_normal(batch_axis=tuple(range(batch_dims)))
-            leaf = lecun(leaf_key, value.shape, value.dtype)
-        elif name == "bias" and bias_init_max > 0:
-            leaf = jax.random.uniform(leaf_key, leaf.shape, leaf.dtype, 0.0, bias_init_max)
-        out.append(leaf)
+        if isinstance(leaf, Preset):
+            redrawn = _redraw_leaf(path, leaf.value, jax.random.fold_in(key, i), init, bias_init_max)
+            out.append(leaf.replace(value=jnp.where(jnp.asarray(leaf.keep), leaf.value, redrawn)))
+        else:
+            out.append(_redraw_leaf(path, leaf, jax.random.fold_in(key, i), init, bias_init_max))
     return jax.tree.unflatten(treedef, out)
+
+
+def _redraw_leaf(path, leaf: Any, leaf_key: PRNGKey, init: str, bias_init_max: float) -> Any:
+    """One leaf of `redraw`: a kernel or bias redrawn, anything else as it is."""
+    name = getattr(path[-1], "key", None)
+    if name == "kernel" and init == "lecun":
+        batch_dims = leaf.batch_dims if _is_deferred(leaf) else 0
+        value = leaf.value if _is_deferred(leaf) else leaf
+        lecun = nn.initializers.lecun_normal(batch_axis=tuple(range(batch_dims)))
+        return lecun(leaf_key, value.shape, value.dtype)
+    if name == "bias" and bias_init_max > 0:
+        return jax.random.uniform(leaf_key, leaf.shape, leaf.dtype, 0.0, bias_init_max)
+    return leaf
 
 
 def init_networks(

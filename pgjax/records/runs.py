@@ -30,6 +30,32 @@ RUN_FILE_COPY = "run_file"  # the key of config.json's copy in every checkpoint'
 EVAL_FILE = "eval.csv"  # evaluations during training: seed, update, env_steps, return_mean, ... (`pgjax train`)
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a file or folder cannot be created at `path`, or None: an ancestor that is a file,
+    or a nearest existing folder that is not writable (read-only mount, permissions)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{parent} is not writable"
+            return None
+    return None
+
+
+def output_folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be a folder that receives run or sweep folders (it is a file, lies
+    under a file, or cannot be written), or None; checked before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file; give a folder"
+    if path.is_dir():
+        reason = None if os.access(path, os.W_OK | os.X_OK) else f"{path} is not writable"
+    else:
+        reason = unwritable(path)
+    return f"cannot write there ({reason})" if reason else None
+
+
 def new_run_dir(root: str | Path, name: str) -> Path:
     """`root/name-YYYYmmdd-HHMMSS[-k]`, created; never reuses an existing folder."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -137,11 +163,18 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]], int]:
-    """`(header, well-formed rows, torn rows)` of a metrics file. A row is torn when the
-    write that made it was cut short: no final newline, a wrong field count or a
-    non-number (rows are appended chunk by chunk, so only the end of a file can be torn)."""
-    text = path.read_text()
+def read_rows(path: Path) -> tuple[list[str] | None, list[list[str]], int]:
+    """`(header, well-formed rows, torn rows)` of a metrics file (`metrics.csv`: `seed`,
+    `update`, then numbers), as strings; the header is None for an empty file. A row is
+    torn when the write that made it was cut short: no final newline, a wrong field count
+    or a non-number (rows are appended chunk by chunk, so only the end of a file can be
+    torn)."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is damaged, not text") from None
+    except OSError as err:  # e.g. a folder where the file should be
+        raise RunFileError(f"{path} does not read: {err.strerror or err}") from None
     lines = text.splitlines(keepends=True)
     torn = 1 if lines and not lines[-1].endswith("\n") else 0  # a last line without its newline
     rows = list(csv.reader(lines[: len(lines) - torn]))
@@ -165,7 +198,7 @@ def metrics_coverage(path: Path, seeds: list[int]) -> tuple[int | None, int]:
     `metrics.csv` (rows 1..updates, in order; None when the file is missing)."""
     if not path.exists():
         return None, 0
-    header, rows, torn = _read_rows(path)
+    header, rows, torn = read_rows(path)
     if header is None or header[:2] != ["seed", "update"]:
         return 0, torn
     updates = {seed: [] for seed in seeds}
@@ -196,7 +229,7 @@ class MetricsWriter:
         self.updates_written = updates
         if not self.path.exists():
             return
-        header, rows, _ = _read_rows(self.path)
+        header, rows, _ = read_rows(self.path)
         if header is None:
             self.path.unlink()
             return
@@ -237,12 +270,35 @@ def _fmt(x) -> str:
 
 
 def read_metrics(path: str | Path) -> dict[int, dict[str, np.ndarray]]:
-    """Read `metrics.csv` back: seed -> name -> `[U]` array (ordered by update)."""
+    """Read `metrics.csv` (or eval.csv) back: seed -> name -> `[U]` array (ordered by update).
+
+    Rows at the end that a killed write tore (no final newline, a field short, a number cut
+    off) are left out, as a resume drops them: they are not results. A damaged row before an
+    intact one is a `RunFileError` naming the file and the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is damaged, not text") from None
+    except OSError as err:
+        raise RunFileError(f"{path} does not read: {err.strerror or err}") from None
+    rows = list(csv.reader(lines))  # one record per line: the fields are numbers, never quoted
     by_seed: dict[int, dict[str, list[float]]] = {}
-    with Path(path).open() as f:
-        for row in csv.DictReader(f):
-            seed = int(row.pop("seed"))
-            cols = by_seed.setdefault(seed, {})
-            for k, v in row.items():
-                cols.setdefault(k, []).append(float(v))
+    if not rows:
+        return {}
+    header, damaged = rows[0], None
+    for number, (line, row) in enumerate(zip(lines[1:], rows[1:]), start=2):
+        try:
+            if len(row) != len(header) or not line.endswith("\n"):
+                raise ValueError
+            seed, values = int(row[0]), [float(x) for x in row[1:]]
+        except ValueError:
+            damaged = damaged or (number, line.strip())
+            continue
+        if damaged is not None:
+            raise RunFileError(f"{path} is damaged: line {damaged[0]} ({damaged[1][:60]!r}) is not a row of "
+                               f"{len(header)} numbers ({', '.join(header[:3])}, ...), and intact rows follow it")
+        cols = by_seed.setdefault(seed, {})
+        for name, value in zip(header[1:], values):
+            cols.setdefault(name, []).append(value)
     return {s: {k: np.asarray(v) for k, v in cols.items()} for s, cols in by_seed.items()}

@@ -19,11 +19,11 @@ def mode_name(deterministic: bool) -> str:
     return GREEDY if deterministic else STOCHASTIC
 
 
-def sampling_refused(flag: str, algo_name: str, module: Any) -> str | None:
+def sampling_refused(flag: str, algorithm: Any) -> str | None:
     """One line refusing `flag` (sampled evaluation actions) for an algorithm whose policy is
-    deterministic (DDPG, TD3: `DETERMINISTIC_POLICY`), where sampling would repeat the greedy
-    numbers; None for the others."""
-    if not getattr(module, "DETERMINISTIC_POLICY", False):
+    deterministic (DDPG, TD3: the registry entry's `deterministic_policy`), where sampling
+    would repeat the greedy numbers; None for the others. `algorithm`: a `pgjax.algos.Algorithm`."""
+    if not algorithm.deterministic_policy:
         return None
-    return (f"{flag}: {algo_name}'s policy is deterministic (its exploration noise is a training device, not part "
+    return (f"{flag}: {algorithm.name}'s policy is deterministic (its exploration noise is a training device, not part "
             f"of the policy), so it would give exactly the greedy numbers; drop {flag}")

@@ -10,7 +10,6 @@ identical evaluation episodes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -124,22 +123,30 @@ def evaluate_states(
     `trainer.act`. Every seed plays the same `num_episodes` episodes: the start states and
     action noise come from `PRNGKey(eval_seed)`, independent of the training seed.
     `deterministic` acts with the policy's mode (greedy), otherwise samples.
-    Returns `Episodes` with arrays `[S, num_episodes]`.
+    Returns `Episodes` with arrays `[S, num_episodes]`. Each call compiles; build a
+    `StateEvaluator` to evaluate several states or evaluation seeds with one compilation.
     """
-    evaluator = _seed_batched_evaluator(trainer, num_episodes, deterministic, max_episode_steps)
-    return evaluator(jax.random.PRNGKey(eval_seed), state.params, state.obs_stats)
+    return StateEvaluator(trainer, num_episodes, deterministic, max_episode_steps)(state, eval_seed)
 
 
-@functools.lru_cache(maxsize=8)
-def _seed_batched_evaluator(trainer, num_episodes, deterministic, max_episode_steps):
-    """One compiled `(key, params [S], obs_stats [S]) -> Episodes [S, E]` per setting, reused
-    across calls (another evaluation seed or another state needs no recompilation)."""
-    env = eval_env(trainer, num_episodes, max_episode_steps)
+class StateEvaluator:
+    """`evaluate_states` for one trainer and setting, as an object that owns its compiled
+    `(key, params [S], obs_stats [S]) -> Episodes [S, E]` program: calls with another
+    state or evaluation seed reuse it, and it goes when the evaluator goes (no process-wide
+    cache keeps trainers and programs alive)."""
 
-    def one_seed(key, params, obs_stats):
-        return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
+    def __init__(self, trainer: Any, num_episodes: int = 32, deterministic: bool = DEFAULT_MODE == GREEDY,
+                 max_episode_steps: int | None = None):
+        env = eval_env(trainer, num_episodes, max_episode_steps)
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(None, 0, 0)))
+        def one_seed(key, params, obs_stats):
+            return run_episodes(env, policy_act_fn(trainer, params, obs_stats, deterministic), key)
+
+        self._program = jax.jit(jax.vmap(one_seed, in_axes=(None, 0, 0)))
+
+    def __call__(self, state: Any, eval_seed: int = DEFAULT_EVAL_SEED) -> Episodes:
+        """`Episodes [S, num_episodes]` of the policies in the `[S]` rows of `state`."""
+        return self._program(jax.random.PRNGKey(eval_seed), state.params, state.obs_stats)
 
 
 def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = None) -> VecEnv:

@@ -239,7 +239,8 @@ def evaluate_seeds(
     """Evaluate each seed's final policy on the same `num_episodes` start states.
 
     Returns `(returns, lengths)`, each `[S, num_episodes]`; `evaluation.evaluate_states`
-    (sampled actions by default here) with its truncation flags dropped.
+    (sampled actions by default here) with its truncation flags dropped. Each call compiles
+    its program; `evaluation.StateEvaluator` keeps one for repeated evaluations.
     """
     episodes = evaluate_states(trainer, state, num_episodes, eval_seed, deterministic)
     return episodes.returns, episodes.lengths

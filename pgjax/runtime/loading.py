@@ -8,21 +8,22 @@ overrides=["hparams.gamma=0.9"])`); the command line (`pgjax.commands`) and swee
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pgjax import config as cfg
 
 if TYPE_CHECKING:
+    from pgjax.algos import Algorithm
     from pgjax.algos.contract import Trainer
 
 DEFAULT_ALGO = "ppo"  # when neither the caller nor the config file names one
 
 
-def algorithm(name: str) -> ModuleType:
-    """The registered algorithm module `name` (`pgjax.algos.ALGORITHMS`). Raises ConfigError."""
+def algorithm(name: str) -> Algorithm:
+    """The registry entry of algorithm `name` (`pgjax.algos.ALGORITHMS`). Raises ConfigError."""
     from pgjax.algos import ALGORITHMS
 
     if name not in ALGORITHMS:
@@ -30,13 +31,13 @@ def algorithm(name: str) -> ModuleType:
     return ALGORITHMS[name]
 
 
-def algorithm_of(config: Any) -> ModuleType:
-    """The algorithm module whose config class `config` is: `algorithm_of(c).make_trainer(c)`."""
+def algorithm_of(config: Any) -> Algorithm:
+    """The registry entry whose config class `config` is: `algorithm_of(c).make_trainer(c)`."""
     from pgjax.algos import ALGORITHMS
 
-    for module in ALGORITHMS.values():
-        if type(config) is module.CONFIG:
-            return module
+    for entry in ALGORITHMS.values():
+        if type(config) is entry.config_class:
+            return entry
     raise cfg.ConfigError(f"{type(config).__name__} is the config of no registered algorithm")
 
 
@@ -105,24 +106,24 @@ def override_items(overrides: Any) -> list:
 
 
 def build_config(algo_name: str, values: dict):
-    """Build the algorithm's config strictly and check the environment id: `(module, config)`.
-    Raises ConfigError."""
+    """Build the algorithm's config strictly and check the environment id: `(algorithm, config)`,
+    `algorithm` its registry entry. Raises ConfigError."""
     from pgjax.envs import check_env_id
 
-    module = algorithm(algo_name)
-    config = cfg.from_dict(module.CONFIG, values)
+    entry = algorithm(algo_name)
+    config = cfg.from_dict(entry.config_class, values)
     try:
         check_env_id(config.env_id)
     except ValueError as err:
         raise cfg.ConfigError(str(err)) from None
-    return module, config
+    return entry, config
 
 
 def resolve_config(algo_name: str | None, config_file: Path | None, env: str | None, overrides: Sequence[str]):
-    """`config_values` then `build_config`: `(algo_name, module, config)`."""
+    """`config_values` then `build_config`: `(algo_name, algorithm, config)`."""
     algo_name, values = config_values(algo_name, config_file, env, overrides)
-    module, config = build_config(algo_name, values)
-    return algo_name, module, config
+    entry, config = build_config(algo_name, values)
+    return algo_name, entry, config
 
 
 def load_config(
@@ -150,6 +151,9 @@ def load_config(
             raise cfg.ConfigError(f"algo={algo!r} contradicts the algorithm {path_or_algo!r} passed first")
         algo = path_or_algo
     elif path_or_algo is not None:
+        if not isinstance(path_or_algo, (str, os.PathLike)):
+            raise cfg.ConfigError(f"{path_or_algo!r} is neither an algorithm name ({', '.join(sorted(ALGORITHMS))}) "
+                                  "nor the path of a config file (a str or pathlib.Path)")
         config_file = Path(path_or_algo)
         if not config_file.exists() and config_file.suffix not in (".toml", ".json"):
             raise cfg.ConfigError(

@@ -20,8 +20,11 @@ from pathlib import Path
 from pgjax import config as cfg
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: the run or sweep stops with exit code 128 + signal number."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: the run or sweep stops with exit code 128 + signal number. A
+    `BaseException`, as `KeyboardInterrupt` is: a second signal can land inside any call
+    (a checkpoint write, a tracker), whose `except Exception` must not report it as that
+    call's failure."""
 
     def __init__(self, signum: int):
         super().__init__(signum)

@@ -109,6 +109,7 @@ PROCESS_ENV = {"coordinator": "PGJAX_COORDINATOR", "num_processes": "PGJAX_NUM_P
                "process_id": "PGJAX_PROCESS_ID"}
 TIMEOUT_ENV = "PGJAX_COORDINATOR_TIMEOUT"
 DEFAULT_TIMEOUT = 300  # seconds every process waits for all the others to join
+_joined = {"timeout": None}  # the timeout this process joined with, which also bounds later waits
 
 
 def check_coordinator(address: str) -> str:
@@ -132,6 +133,12 @@ def coordinator_timeout(seconds: float | None = None) -> float:
     if not seconds > 0:
         raise ValueError(f"{source} {seconds!r}: must be a number of seconds > 0")
     return float(seconds)
+
+
+def wait_timeout() -> float:
+    """Seconds a process waits for the others in an exchange after joining (`agreement`):
+    the timeout it joined with (`initialize_processes`), else `coordinator_timeout()`."""
+    return _joined["timeout"] or coordinator_timeout()
 
 
 def process_settings(coordinator: str | None = None, num_processes: int | None = None,
@@ -272,6 +279,7 @@ def initialize_processes(coordinator: str | None = None, num_processes: int | No
     if settings is None:
         return 1
     timeout = coordinator_timeout(timeout)
+    _joined["timeout"] = timeout
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     print(_waiting_line(settings, timeout), file=sys.stderr, flush=True)
     watchdog = threading.Timer(timeout, _give_up, (settings, timeout))
@@ -303,7 +311,10 @@ def smallest_over_processes(value: int) -> int:
         return value
     from jax.experimental import multihost_utils
 
-    return int(np.min(multihost_utils.process_allgather(np.array([value], np.int64))))
+    # Sent as two uint32 words: without jax_enable_x64 an int64 is cut to int32 on the way
+    # (a few GB of free RAM per device came back negative).
+    words = multihost_utils.process_allgather(np.array([value], np.int64).view(np.uint32))
+    return int(np.min(np.asarray(words, np.uint32).reshape(-1, 2).view(np.int64)))
 
 
 def text_from_writer(text: str, size: int = 4096) -> str:

@@ -193,20 +193,29 @@ tree_bytes, cell_bytes, default_memory_limit = cells.tree_bytes, cells.cell_byte
 launch_bytes_estimate, compiled_bytes = cells.launch_bytes_estimate, cells.compiled_bytes
 
 
-def parse_bytes(text: str) -> int:
-    """`'512MB'`, `'2GB'`, `'1.5e9'` -> bytes."""
+def parse_bytes(text: str | int) -> int:
+    """`'512MB'`, `'2GB'`, `'1.5e9'` (or a number of bytes) -> bytes, at least 1: a limit of
+    zero, a negative or a non-finite one is refused, not read as "no limit"."""
     units = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1}
-    t = text.strip().upper()
+    t = str(text).strip().upper()
+    value = None
     for unit, factor in units.items():
         if t.endswith(unit):
             try:
-                return int(float(t[: -len(unit)]) * factor)
+                value = float(t[: -len(unit)]) * factor
             except ValueError:
-                break
-    try:
-        return int(float(t))
-    except ValueError:
-        raise cfg.ConfigError(f"--memory-limit {text!r}: use bytes or a size such as 512MB or 2GB") from None
+                pass
+            break
+    if value is None and not isinstance(text, bool):
+        try:
+            value = float(t)
+        except ValueError:
+            pass
+    if value is None:
+        raise cfg.ConfigError(f"--memory-limit {text!r}: use bytes or a size such as 512MB or 2GB")
+    if not math.isfinite(value) or value < 1:
+        raise cfg.ConfigError(f"--memory-limit {text!r}: must be a positive, finite size such as 512MB or 2GB")
+    return int(value)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -243,8 +252,8 @@ class _GroupRunner:
     runner, which belongs to one `run_sweep` call.
     """
 
-    def __init__(self, algo_module: Any, group: Group, settings: SweepSettings, mesh):
-        self.trainer = algo_module.make_trainer(group.config)
+    def __init__(self, algorithm: Any, group: Group, settings: SweepSettings, mesh):
+        self.trainer = algorithm.make_trainer(group.config)
         # The vmap width depends on the group's size only, never on what is left to do, so a
         # resumed sweep computes its cells with the same program as an uninterrupted one.
         self.mesh, self.width = mesh, min(settings.width, len(group.cells))

@@ -81,7 +81,8 @@ def select_cells(records: Sequence[dict], cells: Sequence[int] | None = None,
         chosen = [r for r in records if all(_same(r["overrides"][k], v) for k, v in point.items())]
         if not chosen:
             values = {k: sorted({json.dumps(r["overrides"][k]) for r in records}) for k in point}
-            raise SweepEvalError(f"--point {point_label(point)}: no finished cell has these values (values: "
+            given = " ".join(f"{k}={format_value(v)}" for k, v in sorted(point.items()))  # as typed: full keys
+            raise SweepEvalError(f"--point {given}: no finished cell has these values (values: "
                                  + "; ".join(f"{k}: {', '.join(v)}" for k, v in values.items()) + ")")
         return chosen
     return list(records)
@@ -112,8 +113,8 @@ def load_policies(sweep_dir: str | Path, records: Sequence[dict]) -> list[tuple[
         groups.setdefault(json.dumps([record["algo"], static], sort_keys=True), []).append(record)
     out = []
     for members in groups.values():
-        module, config = build_config(members[0]["algo"], members[0]["config"])
-        trainer = module.make_trainer(config)
+        algorithm, config = build_config(members[0]["algo"], members[0]["config"])
+        trainer = algorithm.make_trainer(config)
         state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), config.hparams)
         like = cell_policies.policy_tree(state)
         trees = []
