@@ -160,6 +160,10 @@ def _make_with(env_id: str, name: str, env_kwargs: dict) -> tuple[Any, Any]:
         return env, params
     constructor = parameter_defaults(type(env))
     kwargs = check_env_kwargs(env_id, env_kwargs, {**params_fields(params), **constructor})
+    limit = kwargs.get("max_steps_in_episode")
+    if limit is not None and not 1 <= limit <= 2**31 - 1:  # 0 left evaluation indexing an empty array
+        raise ValueError(f"env_kwargs.max_steps_in_episode={limit!r} for env_id={env_id!r}: the time limit must be "
+                         "in [1, 2147483647] steps")
     built = {k: v for k, v in kwargs.items() if k in constructor}
     if built:
         env, params = _gymnax().make(name, **built)

@@ -26,7 +26,7 @@ def algorithm(name: str) -> Algorithm:
     """The registry entry of algorithm `name` (`pgjax.algos.ALGORITHMS`). Raises ConfigError."""
     from pgjax.algos import ALGORITHMS
 
-    if name not in ALGORITHMS:
+    if not isinstance(name, str) or name not in ALGORITHMS:  # (a list from a file is not hashable)
         raise cfg.ConfigError(f"algo={name!r} is unknown; choose one of {', '.join(sorted(ALGORITHMS))}")
     return ALGORITHMS[name]
 
@@ -55,6 +55,9 @@ def config_values(algo_name: str | None, config_file: Path | None, env: str | No
     """
     values = cfg.read_file(config_file) if config_file is not None else {}
     file_algo = values.pop("algo", None)
+    for given in (algo_name, file_algo):  # an empty or misspelt name is refused, not taken as the default
+        if given is not None:
+            algorithm(given)
     if algo_name and file_algo and algo_name != file_algo:
         raise cfg.ConfigError(f"algo={algo_name!r} (--algo) contradicts algo = {file_algo!r} in {config_file}")
     algo_name = algo_name or file_algo or DEFAULT_ALGO

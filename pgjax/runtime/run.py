@@ -47,7 +47,7 @@ from pgjax.runtime.run_record import (
 )
 from pgjax.runtime.run_restore import restore_everywhere
 from pgjax.runtime.run_result import DIVERGED_EXIT, TrainResult, diverged_message
-from pgjax.runtime.run_settings import out_folder, run_folder
+from pgjax.runtime.run_settings import check_switches, out_folder, run_folder
 from pgjax.runtime.run_summary import plot, summarize
 from pgjax.runtime.seed_cells import SeedCells
 
@@ -273,6 +273,7 @@ def train(
     """
     from pgjax.records.tracking import parse_sinks
 
+    check_switches(checkpoints=checkpoints, progress=progress)
     algo_name, algorithm, config = _config_of(config_or_path, algo, env, overrides)
     settings = {"seeds": seeds_list(seeds), "root_seed": root_seed, "chunks": chunks, "width": width,
                 "eval_episodes": eval_episodes, "eval_every": eval_every, "eval_mode": eval_mode,
@@ -288,5 +289,6 @@ def resume(run_dir: str | Path, *, memory_limit: str | int | None = None, progre
     was started with, bit for bit as if never stopped (`pgjax train --resume RUN_DIR`).
     A finished run is trained no further: it is summarised again. Returns a `TrainResult`.
     Raises ConfigError, ResumeError (the folder cannot be continued) or RunFileError."""
+    check_switches(progress=progress)
     run = TrainingRun.open(run_dir, memory_limit=memory_limit, progress=progress, stop_after=stop_after)
     return run.run()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ def seeds_list(seeds: Any) -> list[int] | None:
         if seeds < 1:
             raise cfg.ConfigError(f"seeds={seeds}: a count must be >= 1 (or give a list of seed ids)")
         return list(range(int(seeds)))
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) and not hasattr(seeds, "__iter__"):
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):  # '3' is not three seeds
         raise cfg.ConfigError(f"seeds={seeds!r}: expected {allowed}")
     ids = list(seeds)
     if not all(_whole(s) for s in ids):
@@ -97,10 +96,22 @@ def check_record(record: dict, path: Path) -> None:
         raise damaged(f"algo={record.get('algo')!r} is not an algorithm name")
     if not isinstance(record.get("config"), dict):
         raise damaged(f"config={record.get('config')!r} is not a table of config fields")
-    if isinstance(record.get("seeds"), (str, bytes)) or not isinstance(record.get("seeds"), list):
+    if not isinstance(record.get("seeds"), list):
         raise damaged(f"seeds={record.get('seeds')!r} is not a list of seed ids")
     try:
         seeds_list(record["seeds"])
         check_settings({key: record.get(key) for key in ("root_seed", "eval_mode", *COUNTS)})
     except cfg.ConfigError as err:
         raise damaged(str(err).split(" (--")[0]) from None
+
+
+def check_switches(**switches: Any) -> None:
+    """`checkpoints` a bool (a string such as 'no' would be true), `progress` a bool, None or
+    an object with `start`, `update` and `close` (see `chunk_handler.Progress`)."""
+    for name, value in switches.items():
+        bar = name == "progress" and (value is None or all(callable(getattr(value, m, None))
+                                                           for m in ("start", "update", "close")))
+        if isinstance(value, bool) or bar:
+            continue
+        what = "True or False" + (", or an object with start, update and close" if name == "progress" else "")
+        raise cfg.ConfigError(f"{name}={value!r}: expected {what}")
