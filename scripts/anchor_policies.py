@@ -14,6 +14,12 @@ anchor's single seed can be placed among pgjax's five on identical episodes.
 `--blines` is a gymnax-blines git directory (a clone or a fetched snapshot; read with
 `git show HEAD:...`, no work tree needed). Writes `benchmarks/results/minatar_anchor_policies.md`
 and `.json`.
+
+    python scripts/anchor_policies.py --peer-runs runs/peers/gymnax-blines --games asterix
+
+evaluates instead the networks that gymnax-blines' own code trained here at several seeds
+(`benchmarks/peers/gymnax_blines_minatar.py`, pickles `<game>_seed<N>.pkl`), on the rows'
+episodes, beside pgjax's seeds, into `benchmarks/results/minatar_gymnax_blines_seeds.md`/`.json`.
 """
 
 from __future__ import annotations
@@ -142,7 +148,9 @@ def pgjax_row(game: str) -> dict | None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blines", type=Path, required=True, help="gymnax-blines git directory")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--blines", type=Path, help="gymnax-blines git directory")
+    source.add_argument("--peer-runs", type=Path, help="folder of gymnax_blines_minatar.py pickles")
     parser.add_argument("--games", nargs="+", default=list(GAMES), choices=list(GAMES))
     parser.add_argument("--eval-seeds", type=int, default=5,
                         help="sets of 164 episodes (evaluation seeds 10000, 10001, ...) for the pooled mean")
@@ -150,6 +158,9 @@ def main(argv=None) -> None:
     if args.eval_seeds < 1:
         parser.error(f"--eval-seeds must be at least 1, got {args.eval_seeds}")
 
+    if args.peer_runs is not None:
+        peer_seeds(args.peer_runs, args.games)
+        return
     records = []
     for game in args.games:
         config = load_config(str(ROOT / "configs" / f"ppo_{game}_minatar.toml"))
@@ -181,6 +192,53 @@ def main(argv=None) -> None:
                   flush=True)
     rules = spaceinvaders_rule_check(args.blines) if "spaceinvaders" in args.games else []
     _write(records, rules, args)
+
+
+def peer_seeds(folder: Path, games: list[str]) -> None:
+    """Each seed gymnax-blines' code trained here, sampled and greedy on the rows' 164 episodes,
+    with the IQM and 95% bootstrap interval across seeds beside pgjax's row."""
+    from pgjax.reports.statistics import bootstrap_ci
+
+    out = {"command": "python scripts/anchor_policies.py --peer-runs runs/peers/gymnax-blines --games "
+           + " ".join(games), "date": datetime.date.today().isoformat(), "games": {}}
+    lines = ["# gymnax-blines' own PPO at several seeds, evaluated by pgjax", "",
+             (f"`{out['command']}` ({out['date']}). Each seed trained by gymnax-blines' unchanged code "
+             "(`benchmarks/peers/gymnax_blines_minatar.py`, its yaml: 1e7 steps, lr 5e-4), its final network "
+             f"played on the rows' {EPISODES} episodes (evaluation seed {ROW_EVAL_SEED}) by pgjax's evaluator. "
+             "IQM [95% bootstrap CI] across seeds."), "",
+             ("| game | seeds | gymnax-blines sampled per seed | sampled IQM | greedy IQM | logged final per seed "
+             "| pgjax sampled per seed | pgjax sampled IQM |"), "|---|---|---|---|---|---|---|---|"]
+    for game in games:
+        runs = sorted(folder.glob(f"{GAMES[game]}_seed*.pkl".lower()), key=lambda p: int(p.stem.split("seed")[1]))
+        if not runs:
+            continue
+        env = make_env(load_config(str(ROOT / "configs" / f"ppo_{game}_minatar.toml")), EPISODES)
+        seeds, logged, scores = [], [], {"stochastic": [], "greedy": []}
+        for path in runs:
+            with open(path, "rb") as f:
+                run = pickle.load(f)
+            params = jax.tree.map(jnp.asarray, run["network"]["params"])
+            seeds.append(run["seed"])
+            logged.append(run["log_return"][-1])
+            for mode, values in scores.items():
+                values.append(float(evaluate(env, params, ROW_EVAL_SEED, mode == "greedy").mean()))
+        ours = pgjax_row(game)
+        intervals = {mode: bootstrap_ci(np.array(v)) for mode, v in scores.items()}
+        out["games"][game] = {"seeds": seeds, "logged_final": logged, "per_seed": scores,
+                              "iqm": {m: list(i) for m, i in intervals.items()},
+                              "pgjax_per_seed": ours["eval"]["stochastic"]["per_seed"] if ours else None}
+        ours_text = " ".join(f"{v:.1f}" for v in ours["eval"]["stochastic"]["per_seed"]) if ours else ""
+        ours_iqm = (f"{ours['eval']['stochastic']['iqm']:.1f} [{ours['eval']['stochastic']['iqm_low']:.1f}, "
+                    f"{ours['eval']['stochastic']['iqm_high']:.1f}]") if ours else ""
+        st, gr = intervals["stochastic"], intervals["greedy"]
+        lines.append(f"| {game} | {' '.join(map(str, seeds))} | {' '.join(f'{v:.1f}' for v in scores['stochastic'])} "
+                     f"| {st.estimate:.1f} [{st.low:.1f}, {st.high:.1f}] | {gr.estimate:.1f} [{gr.low:.1f}, {gr.high:.1f}] "
+                     f"| {' '.join(f'{v:.1f}' for v in logged)} | {ours_text} | {ours_iqm} |")
+        print(lines[-1], flush=True)
+    path = ROOT / "benchmarks" / "results" / "minatar_gymnax_blines_seeds"
+    path.with_suffix(".json").write_text(json.dumps(out, indent=1))
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"anchor_policies: wrote {path.with_suffix('.md')} and .json")
 
 
 def _write(records: list[dict], rules: list[dict], args) -> None:
