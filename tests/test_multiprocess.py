@@ -277,3 +277,27 @@ def test_train_stopped_and_resumed_across_two_processes_equals_the_uninterrupted
         again = json.loads((reference / "summary.json").read_text())
         for key in ("eval_return_mean", "final_train_return", "diverged_at_update"):
             assert summary[key] == again[key], key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, then", [("two", "one"), ("one", "two")])
+def test_a_run_resumes_with_a_different_number_of_processes(trained, tmp_path, first, then):
+    """A pre-empted job may come back on another allocation: `TRAIN` stopped after 2 of its
+    4 chunks by two processes and resumed to the end by one (on one device), or the other way
+    round, equals the uninterrupted runs bit for bit (metrics.csv, eval.csv, the last
+    checkpoint's arrays). The state is global, so the process count is not part of it."""
+    start = TRAIN + ["--out", tmp_path / "out", "--stop-after", 2]
+    if first == "two":
+        _two_processes(_in_two(*start))
+    else:
+        _single(tmp_path, *start)
+    (run,) = (tmp_path / "out").iterdir()
+    if then == "one":
+        _single(tmp_path, "train", "--resume", run, "--no-progress")
+    else:
+        outputs = _two_processes(_in_two("train", "--resume", run, "--no-progress"))
+        assert all(f"resuming {run} after 2 of 4 updates" in out for out in outputs), outputs
+    for reference in trained:
+        for name in ("metrics.csv", "eval.csv"):
+            assert (run / name).read_bytes() == (reference / name).read_bytes(), (name, reference)
+        assert _checkpoint_bits(run, 4) == _checkpoint_bits(reference, 4), reference
