@@ -22,8 +22,10 @@ wall seconds, as a pickle; `scripts/anchor_policies.py --peer-runs` then evaluat
 networks on pgjax's evaluation episodes.
 """
 
+import atexit
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,11 +35,13 @@ import types
 
 
 def main(blines: str, game: str, seed: int, out: str, steps: int | None = None) -> None:
+    out = os.path.abspath(out)  # the code below runs from the snapshot's folder
     workdir = tempfile.mkdtemp(prefix="gymnax-blines-")
     archive = subprocess.run(["git", "--git-dir", blines, "archive", "HEAD", "utils", f"agents/{game}-MinAtar/ppo.yaml"],
                              check=True, capture_output=True).stdout
     with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
         tar.extractall(workdir, filter="data")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     sys.path.insert(0, workdir)
     os.chdir(workdir)
     sys.modules["evosax"] = types.SimpleNamespace(NetworkMapper={})  # ES models only
