@@ -114,13 +114,30 @@ def reward_scale_field(before: str = "GAE") -> Any:
 def hparams_dataclass(cls):
     """A frozen dataclass registered as a pytree whose every field is traced data.
 
-    Construction checks every field holding a Python or NumPy scalar (see `check_fields`);
-    arrays and tracers (a sweep's grid axis, values under `jit`/`vmap`, and JAX rebuilding
-    the pytree from its leaves) are data of a compiled program and are not checked.
+    Construction (in Python, by `dataclasses.replace`, or by the loader) checks every field:
+    a number, or a numeric array (a sweep's grid axis) or tracer, in the field's range where
+    its values are known (see `check_fields`). JAX rebuilding the pytree from its leaves
+    (which may be `None`, sentinels or abstract values inside `vmap`, `tree.map`, `eval_shape`)
+    does not construct it, so it is not checked there.
     """
     cls = _checked_dataclass(cls, prefix="hparams.")
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    keys = tuple(jax.tree_util.GetAttrKey(name) for name in names)
+
+    def flatten_with_keys(obj):
+        return tuple(zip(keys, (getattr(obj, name) for name in names))), None
+
+    def flatten(obj):
+        return tuple(getattr(obj, name) for name in names), None
+
+    def unflatten(_aux, leaves):
+        obj = object.__new__(cls)
+        for name, leaf in zip(names, leaves):
+            object.__setattr__(obj, name, leaf)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 def config_dataclass(cls):
@@ -197,7 +214,10 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                               f"{name}.memory_length=10 or [{name}] in a TOML file")
         return EnvKwargs({key: _env_kwarg(f"{name}.{key}", item) for key, item in value.items()})
     if dataclasses.is_dataclass(tp):
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            if not isinstance(value, tp):
+                raise ConfigError(f"{name}={type(value).__name__}(...): expected a {tp.__name__} (this config's "
+                                  f"{name}) or a table of its fields")
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{name}: expected a table of fields, got {value!r}")
@@ -269,25 +289,39 @@ def check_field(name: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
 
 
 def check_fields(obj: Any, prefix: str = "") -> None:
-    """`check_field` on every field of `obj` that holds a host value (a Python scalar, string,
-    tuple or list, or a NumPy scalar); JAX arrays, tracers and abstract values are skipped."""
-    static = prefix == ""  # a static config, never a pytree JAX rebuilds (whose leaves may be None)
+    """`check_field` on every field of `obj`. A static config (`prefix` "") holds host values
+    only; an hparams dataclass (`prefix` "hparams.") may also hold numeric arrays and tracers
+    (`_check_traced`). A dict or list given in Python is held as the hashable value a file gives."""
+    static = prefix == ""
     for f, tp in _annotated_fields(type(obj)):
         value = getattr(obj, f.name)
         if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, np.generic):
             value = value.item()
-        if isinstance(value, Mapping) and not isinstance(value, EnvKwargs):  # a dict given in Python
-            object.__setattr__(obj, f.name, check_field(prefix + f.name, value, tp, f))  # held hashable
-        elif isinstance(value, list) and static:  # held as the tuple a file gives, so the config stays hashable
+        if not static and isinstance(value, (np.ndarray, jax.Array, jax.ShapeDtypeStruct)):
+            _check_traced(prefix + f.name, value, tp, f)
+        elif isinstance(value, Mapping) and not isinstance(value, EnvKwargs) or isinstance(value, list) and static:
             object.__setattr__(obj, f.name, check_field(prefix + f.name, value, tp, f))
-        elif isinstance(value, (bool, int, float, str, tuple, list)) or value is None and static:
+        else:
             check_field(prefix + f.name, value, tp, f)  # None only where the field's type allows it
+
+
+def _check_traced(name: str, value: Any, tp: Any, f: dataclasses.Field) -> None:
+    """An hparams array (a sweep's grid axis) or tracer: a numeric dtype, and every value in
+    the field's range where the values are on this host (not a tracer or abstract value)."""
+    if getattr(value.dtype, "kind", None) not in tuple("iuf"):  # (a typed PRNG key's dtype is no NumPy dtype)
+        raise ConfigError(f"{name}: expected a number or an array of numbers, got an array of dtype {value.dtype}")
+    if isinstance(value, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+        return
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return  # another process holds part of it; that process checks its own
+    for item in np.asarray(value).ravel():
+        check_field(name, item.item(), tp, f)
 
 
 @functools.cache
 def _annotated_fields(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
-    """`(field, resolved type)` pairs, resolved once per class (construction is frequent:
-    JAX rebuilds hparams pytrees on every flatten/unflatten)."""
+    """`(field, resolved type)` pairs, resolved once per class (configs are built often: a
+    sweep builds one per cell)."""
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
@@ -347,6 +381,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except json.JSONDecodeError:
         value = tomllib.loads(f"v = {raw}")["v"] if _is_toml_literal(raw) else raw
     return key.strip().split("."), value
+
+
+def parse_overrides(overrides: Any) -> list[tuple[list[str], Any]]:
+    """`KEY=VALUE` strings (`parse_override`) and `(path, value)` pairs as `(path, value)`
+    pairs in order, for `merge`. A key given twice, or a table and a key inside it (`env_kwargs=
+    {...}` and `env_kwargs.x=1`), is refused rather than the later one silently winning."""
+    items, given = [], {}
+    for item in overrides:
+        path, value = parse_override(item) if isinstance(item, str) else item
+        text = item if isinstance(item, str) else f"{'.'.join(path)}={value!r}"
+        key = tuple(path)
+        for other, other_text in given.items():
+            shorter, longer = sorted((key, other), key=len)
+            if longer[:len(shorter)] == shorter:
+                where = "is given twice" if key == other else f"and {'.'.join(longer)} inside it are both given"
+                raise ConfigError(f"override {'.'.join(shorter)} {where} ({other_text} and {text}); set each "
+                                  "key once")
+        given[key] = text
+        items.append((list(path), value))
+    return items
 
 
 def _is_toml_literal(raw: str) -> bool:

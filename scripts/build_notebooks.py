@@ -123,8 +123,30 @@ def with_outputs_of(nb: nbformat.NotebookNode, executed: nbformat.NotebookNode) 
     return nb
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        head, _, rest = message.partition(": ")  # "argument --timeout: --timeout '-5': ..." names the flag once
+        if head.startswith("argument ") and rest.startswith(head.removeprefix("argument ")):
+            message = rest
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def cell_timeout(text: str) -> int | None:
+    """An argparse `type` for `--timeout`: seconds per cell, a whole number >= 1, or 0 for none (None)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"--timeout {text!r}: must be a whole number of seconds >= 1, or 0 for no "
+                                         "limit")
+    return seconds or None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--budget", choices=BUDGETS, default="full")
     parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
@@ -134,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the .ipynb files here instead of next to their sources")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment variable for the kernel (repeatable)")
-    parser.add_argument("--timeout", type=int, default=1200, metavar="SECONDS",
-                        help="limit on each cell's run time (default 1200; 0: none)")
+    parser.add_argument("--timeout", type=cell_timeout, default=1200, metavar="SECONDS",
+                        help="limit on each cell's run time in seconds, >= 1 (default 1200; 0: none)")
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     chosen = [s for s in sources() if not args.names or any(s.stem.startswith(n) for n in args.names)]
@@ -148,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown_only:
             nb = with_outputs_of(nb, nbformat.read(target, as_version=4))
         elif not args.no_execute:
-            execute(nb, args.budget, timeout=args.timeout or None, extra_env=extra_env)
+            execute(nb, args.budget, timeout=args.timeout, extra_env=extra_env)
         nbformat.write(nb, target)
         print(f"{target}: {len(nb.cells)} cells, {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -282,7 +282,7 @@ def test_train_clamps_chunks_with_a_note_and_every_result_names_its_mode(tmp_pat
     assert {s: v["mean_return"] for s, v in saved["per_seed"].items()} == summary["eval_return_mean"]
 
     out = tmp_path / "plots" / "p.png"
-    plotted = pgjax("plot", str(run_dir), "--final", "--resamples", "50", "--out", str(out))
+    plotted = pgjax("plot", str(run_dir), "--final", "--resamples", "100", "--out", str(out))
     assert plotted.returncode == 0, plotted.stderr
     final = json.loads(out.with_name("p-final.json").read_text())
     assert final["eval_mode"] == "greedy" and final["runs"][0]["kind"] == "greedy evaluation"
@@ -345,7 +345,7 @@ def test_plot_final_uses_one_mode_and_labels_every_bar(tmp_path, capsys):
     greedy = _run_folder(tmp_path / "a", {"eval_return_mean": {"0": 100.0, "1": 120.0}, "eval_mode": "greedy"})
     legacy = _run_folder(tmp_path / "b", {"eval_return_mean": {"0": 30.0, "1": 40.0}})  # old train: stochastic
     out = tmp_path / "p.png"
-    assert main(["plot", str(greedy), str(legacy), "--final", "--resamples", "20", "--out", str(out)]) == 0
+    assert main(["plot", str(greedy), str(legacy), "--final", "--resamples", "100", "--out", str(out)]) == 0
     final = json.loads(out.with_name("p-final.json").read_text())
     a, b = final["runs"]
     assert a["kind"] == "greedy evaluation" and a["per_seed"] == {"0": 100.0, "1": 120.0}
@@ -354,11 +354,11 @@ def test_plot_final_uses_one_mode_and_labels_every_bar(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "(evaluation: greedy, ? episodes, eval seed ?; from summary.json eval_return_mean)" in printed
     assert "(training; from training episode_return" in printed
-    assert main(["plot", str(greedy), str(legacy), "--final", "--final-source", "eval", "--resamples", "20",
+    assert main(["plot", str(greedy), str(legacy), "--final", "--final-source", "eval", "--resamples", "100",
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "has no greedy evaluation results" in err and "--eval-mode stochastic" in err
-    assert main(["plot", str(legacy), "--final", "--eval-mode", "stochastic", "--resamples", "20",
+    assert main(["plot", str(legacy), "--final", "--eval-mode", "stochastic", "--resamples", "100",
                  "--out", str(out)]) == 0
     (b,) = json.loads(out.with_name("p-final.json").read_text())["runs"]
     assert b["kind"] == "stochastic evaluation" and b["per_seed"] == {"0": 30.0, "1": 40.0}
@@ -369,7 +369,7 @@ def test_plot_final_prefers_eval_files_of_the_asked_mode(tmp_path, capsys):
                           {"greedy": [7.0, 8.0], "stochastic": [3.0, 4.0]})
     out = tmp_path / "p.png"
     for mode, expected in (("greedy", {"0": 7.0, "1": 8.0}), ("stochastic", {"0": 3.0, "1": 4.0})):
-        assert main(["plot", str(run_dir), "--final", "--eval-mode", mode, "--resamples", "20", "--out", str(out)]) == 0
+        assert main(["plot", str(run_dir), "--final", "--eval-mode", mode, "--resamples", "100", "--out", str(out)]) == 0
         (r,) = json.loads(out.with_name("p-final.json").read_text())["runs"]
         assert r["per_seed"] == expected and r["source"] == f"eval_{mode}.json"
     capsys.readouterr()
@@ -378,7 +378,7 @@ def test_plot_final_prefers_eval_files_of_the_asked_mode(tmp_path, capsys):
 def test_plot_final_on_a_torn_eval_file_is_one_line(tmp_path, capsys):
     run_dir = _run_folder(tmp_path / "r", {})
     (run_dir / "eval_greedy.json").write_text('{"per_seed": {"0": ')
-    code, line = exit_and_line(["plot", str(run_dir), "--final", "--resamples", "20", "--out", str(tmp_path / "p.png")],
+    code, line = exit_and_line(["plot", str(run_dir), "--final", "--resamples", "100", "--out", str(tmp_path / "p.png")],
                                capsys)
     assert code == 1 and "eval_greedy.json is not readable JSON" in line
     assert not (tmp_path / "p.png").exists()

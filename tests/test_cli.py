@@ -112,7 +112,8 @@ def test_resume_of_a_folder_that_is_not_a_run_fails(tmp_path):
 
 
 def test_sweep_cli_writes_cells_and_table_then_resume_skips_them(tmp_path):
-    result = pgjax("sweep", "--config", "configs/ppo_cartpole.toml", *TINY, "total_timesteps=512",
+    smaller = [a for a in TINY if not a.startswith("total_timesteps=")]  # a key set twice is refused
+    result = pgjax("sweep", "--config", "configs/ppo_cartpole.toml", *smaller, "total_timesteps=512",
                    "--grid", "hparams.learning_rate=1e-3,1e-2", "--seeds", "2", "--width", "2",
                    "--out", str(tmp_path), "--no-progress")
     assert result.returncode == 0, result.stderr

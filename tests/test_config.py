@@ -116,17 +116,26 @@ def test_python_construction_checks_types_and_numpy_scalars():
     PPOHParams(gamma=np.float32(0.9), learning_rate=np.float64(1e-3))  # valid NumPy scalars pass
 
 
-def test_arrays_tracers_and_abstract_values_are_not_checked():
-    """A sweep's grid axis, values under jit/vmap, and JAX rebuilding the pytree must not trip
-    the construction checks: only host scalars are a config a user wrote."""
+def test_arrays_are_checked_and_tracers_and_jax_rebuilding_the_pytree_pass():
+    """A sweep's grid axis, values under jit/vmap, and JAX rebuilding the pytree (whose leaves
+    may be None, sentinels or abstract values) must not trip the construction checks; the
+    values of a concrete array are checked like scalars."""
     from pgjax.algos.ppo import PPOHParams
 
     hp = PPOHParams()
     grid = dataclasses.replace(jax.tree.map(lambda x: jnp.full((3,), x), hp), gamma=jnp.array([0.9, 0.95, 0.99]))
     np.testing.assert_allclose(jax.jit(jax.vmap(lambda h: h.gamma * h.clip_eps))(grid), [0.18, 0.19, 0.198], rtol=1e-6)
     assert jax.eval_shape(lambda h: h, hp).gamma.shape == ()
-    PPOHParams(gamma=jnp.asarray(1.5))  # a JAX array is program data: not checked (documented)
-    PPOHParams(gamma=np.array([0.9, 1.0]))  # a NumPy grid column
+    traced = jax.jit(lambda h: dataclasses.replace(h, gamma=h.gamma * 0.5).gamma)(hp)  # a tracer passes
+    np.testing.assert_allclose(traced, 0.495, rtol=1e-6)
+    assert jax.tree.map(lambda x: None, hp).gamma is None  # JAX's rebuild is not a construction
+    only_gamma = jax.tree_util.tree_map_with_path(lambda path, _: 0 if path[0].name == "gamma" else None, hp)
+    assert jax.vmap(lambda h: h.gamma * h.clip_eps, in_axes=(only_gamma,))(dataclasses.replace(hp, gamma=grid.gamma)).shape == (3,)
+    PPOHParams(gamma=np.array([0.9, 1.0]))  # a NumPy grid column in range
+    assert error_of(lambda: PPOHParams(gamma=jnp.asarray(1.5))) == "hparams.gamma=1.5 is out of range: must be in (0, 1]."
+    assert error_of(lambda: PPOHParams(gamma=np.array([0.9, 1.5]))) == "hparams.gamma=1.5 is out of range: must be in (0, 1]."
+    bools = error_of(lambda: PPOHParams(gamma=jnp.array([True])))
+    assert bools == "hparams.gamma: expected a number or an array of numbers, got an array of dtype bool"
     assert jax.tree.map(lambda x: x, hp) == hp
 
 

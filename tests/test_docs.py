@@ -88,3 +88,16 @@ def test_site_builds_strict(tmp_path):
         if f'id="{anchor}"' not in html:
             missing.append(target)
     assert not missing, f"README.md links to headings the docs do not have: {missing}"
+
+
+def test_the_docs_name_ppo_kl_ratio_eps_as_the_code_sets_it():
+    """Was: "RATIO_EPS = 0.2" written in two pages, a literal that would not follow PPO's
+    default `clip_eps`, which the code reads it from. A value a page writes must be the code's."""
+    from pgjax.algos import ppo, ppo_kl
+
+    assert ppo_kl.RATIO_EPS == ppo.PPOHParams().clip_eps
+    for page in ("ppo_kl.md", "spo.md"):
+        text = (ROOT / "docs" / "algorithms" / page).read_text()
+        assert "RATIO_EPS" in text and "PPOHParams().clip_eps" in text, page
+        for written in re.findall(r"RATIO_EPS\s*=\s*([0-9.eE+-]+)", text):
+            assert float(written) == ppo_kl.RATIO_EPS, (page, written)

@@ -4,6 +4,8 @@ found, asserting the one-line message (no traceback), the exit code, and that no
 taken silently or lost. Nothing here trains: every case fails, or is checked, before compiling.
 """
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from cli_lines import exit_and_line
 
 import pgjax
 from pgjax import config as cfg
+from pgjax.algos import ALGORITHMS
 from pgjax.algos.ppo import PPOConfig
 from pgjax.commands.cli import main
 from pgjax.records import runs
@@ -107,6 +110,64 @@ def test_a_list_in_a_static_config_is_held_as_a_tuple_so_the_config_hashes():
     assert config.hidden_sizes == (32, 32) and hash(config) == hash(PPOConfig(hidden_sizes=(32, 32)))
 
 
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_every_hparams_field_refuses_none_or_a_non_number_from_python_a_file_and_an_override(tmp_path, algo):
+    """Was: `PPOHParams(gamma=None)` (or any object) accepted in Python, failing later inside JAX."""
+    hparams_class = type(ALGORITHMS[algo].config_class().hparams)
+    for f in dataclasses.fields(hparams_class):
+        dotted = f"hparams.{f.name}"
+        for bad in (None, "0.5", [0.5], True, object()):
+            with pytest.raises(cfg.ConfigError) as python:
+                hparams_class(**{f.name: bad})
+            line = str(python.value)
+            assert line.startswith(f"{dotted}=") and line.endswith(": expected a number") and "\n" not in line, line
+        with pytest.raises(cfg.ConfigError, match=rf"^{dotted}=None: expected a number$"):
+            pgjax.load_config(algo, [f"{dotted}=null"])
+    first = dataclasses.fields(hparams_class)[0].name
+    path = tmp_path / "null.json"
+    path.write_text(json.dumps({"algo": algo, "hparams": {first: None}}))
+    with pytest.raises(cfg.ConfigError, match=rf"^hparams.{first}=None: expected a number$"):
+        pgjax.load_config(path)
+
+
+def test_hparams_of_another_algorithm_are_refused():
+    sac_hparams = ALGORITHMS["sac"].config_class().hparams
+    with pytest.raises(cfg.ConfigError, match=r"^hparams=SACHParams\(...\): expected a PPOHParams"):
+        PPOConfig(hparams=sac_hparams)
+
+
+# --- KEY=VALUE overrides: a key set twice is refused, never the last silently winning ------
+
+TWICE = "override hparams.gamma is given twice (hparams.gamma=0.9 and hparams.gamma=0.99); set each key once"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["hparams.gamma=0.9", "hparams.gamma=0.99"], TWICE),
+    ({"hparams.gamma": 0.9, "hparams": {"gamma": 0.99}}, TWICE),
+    (["env_kwargs.memory_length=5", 'env_kwargs={"memory_length": 6}'],
+     ("override env_kwargs and env_kwargs.memory_length inside it are both given (env_kwargs.memory_length=5 and "
+      'env_kwargs={"memory_length": 6}); set each key once')),
+])
+def test_load_config_refuses_an_override_key_set_twice(overrides, message):
+    with pytest.raises(cfg.ConfigError) as error:
+        pgjax.load_config("ppo", overrides)
+    assert str(error.value) == message
+    assert pgjax.load_config("ppo", ["hparams.gamma=0.9", "hparams.gae_lambda=0.9"]).hparams.gamma == 0.9
+
+
+@pytest.mark.parametrize("config", ["ppo", PPOConfig()])
+def test_train_refuses_an_override_key_set_twice_before_compiling(tmp_path, config):
+    with pytest.raises(cfg.ConfigError, match="override hparams.gamma is given twice"):
+        pgjax.train(config, out=tmp_path, overrides=["hparams.gamma=0.9", "hparams.gamma=0.99"])
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [TRAIN, ["sweep", "--memory-limit", "1", "--grid", "num_envs=4,8"]])
+def test_the_command_line_refuses_an_override_key_set_twice(tmp_path, capsys, command):
+    code, line = exit_and_line([*command, "--out", str(tmp_path), "hparams.gamma=0.9", "hparams.gamma=0.99"], capsys)
+    assert code == 1 and line.endswith(f"config error: {TWICE}"), line
+
+
 # --- pgjax.train / pgjax.resume arguments: one ConfigError line before anything compiles ----
 
 
@@ -190,6 +251,21 @@ def test_a_zero_memory_limit_on_the_command_line_is_refused_not_taken_as_none(ca
 def test_eval_numbers_past_what_jax_holds_are_refused(tmp_path, capsys, argv, expected):
     code, line = exit_and_line(["eval", str(tmp_path), *argv], capsys)
     assert code == 2 and expected in line
+
+
+@pytest.mark.parametrize("resamples", ["1", "0", "-5", "99"])
+def test_plot_refuses_too_few_bootstrap_resamples(tmp_path, capsys, resamples):
+    """Was: `--resamples 1` drew a zero-width "interval" from one resample."""
+    code, line = exit_and_line(["plot", str(tmp_path), "--resamples", resamples], capsys)
+    assert code == 1 and line == (f"pgjax plot: --resamples {resamples} is too few for a bootstrap interval: give at "
+                                  "least 100 (the default is 2000), so each end of a 95% interval rests on more than "
+                                  "two resamples")
+
+
+def test_the_plot_help_states_the_least_number_of_resamples(capsys):
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    assert "bootstrap resamples, at least 100" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_negative_bootstrap_seed_names_the_flag(tmp_path, capsys):
@@ -357,3 +433,59 @@ def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     code, line = exit_and_line(["eval", "RUN"], capsys)
     assert code == 130 and line == "pgjax eval: interrupted"
+
+
+# The `pgjax` console script's program (`[project.scripts]`), run as a file would be run.
+PGJAX = "import sys; from pgjax.commands.cli import main; sys.exit(main())"
+
+
+@pytest.mark.parametrize("entry, ignored", [(["-c", PGJAX], False), (["-m", "pgjax"], False), (["-c", PGJAX], True)],
+                         ids=["pgjax", "python-m-pgjax", "pgjax-sigint-ignored-at-start"])
+def test_ctrl_c_while_jax_imports_is_one_line_and_leaves_no_folder(tmp_path, entry, ignored):
+    """Was: a KeyboardInterrupt traceback (importing `pgjax.commands` imported jax before `main`
+    could catch it), or, for a job started with SIGINT ignored, a SIGINT lost; under `python -m`
+    at times death by SIGINT after the line (`cli._forget_the_interrupt`). `-X importtime`
+    reports each import as it ends: the first `jax` module's line says jax is being imported."""
+    restore = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignored else None  # inherited by the child
+    try:
+        child = subprocess.Popen([sys.executable, "-X", "importtime", *entry, *TRAIN, "--out", str(tmp_path),
+                                  "total_timesteps=512"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, restore)
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if line.startswith("import time:") and line.rsplit("|", 1)[-1].strip().startswith("jax"):
+            child.send_signal(signal.SIGINT)
+            break
+    lines += child.stderr.readlines()
+    code = child.wait(timeout=600)
+    said = [line.strip() for line in lines if line.strip() and not line.startswith("import time:")]
+    assert code == 130 and said == ["pgjax train: interrupted"], (code, said)
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_after_the_run_folder_is_made_but_before_training_removes_it(tmp_path, monkeypatch, capsys):
+    """Was: a KeyboardInterrupt between making the run folder and setting training's signal
+    handlers (while the evaluation compiles) left a folder with a config.json and nothing else."""
+    from pgjax.runtime import run
+
+    class Cells:  # nothing compiles: the run stops before its first chunk
+        @classmethod
+        def build(cls, trainer, record):
+            return cls()
+
+        def check_memory(self, chunks, memory_limit):
+            return {"compile_seconds": 0.0}
+
+    def interrupted(self):
+        assert (self.made / "config.json").exists()  # the folder is there when Ctrl-C comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "SeedCells", Cells)
+    monkeypatch.setattr(run.TrainingRun, "_evaluator", interrupted)
+    code, line = exit_and_line(["train", "--no-progress", "--chunks", "1", "--out", str(tmp_path), "total_timesteps=512"],
+                               capsys)
+    assert code == 130 and line == "pgjax train: interrupted"
+    assert not list(tmp_path.iterdir())

@@ -55,6 +55,20 @@ def test_committed_notebook_matches_its_source_and_has_full_budget_outputs(sourc
     assert any(out.get("data", {}).get("image/png") for cell in code for out in cell.outputs), "no figure"
 
 
+@pytest.mark.parametrize("text", ["-5", "1.5", "soon"])
+def test_a_cell_timeout_that_is_not_seconds_is_one_line(capsys, text):
+    """Was: `--timeout -5` accepted (nbclient then failed each cell at once)."""
+    with pytest.raises(SystemExit) as stop:
+        build_notebooks.main(["--timeout", text, "--no-execute", "--out-dir", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == (f"build_notebooks.py: error: --timeout {text!r}: must be a whole number "
+                                            "of seconds >= 1, or 0 for no limit\n"), err
+
+
+def test_a_cell_timeout_of_0_is_no_limit():
+    assert build_notebooks.cell_timeout("0") is None and build_notebooks.cell_timeout("30") == 30
+
+
 def run_reduced(source, out_dir):
     """One notebook's reduced-budget run in its own `scripts/build_notebooks.py` process and
     kernel. One per test, so the two test workers run two notebooks at once and no notebook

@@ -53,7 +53,7 @@ def _rows(path: Path) -> list[dict]:
 def test_eval_curves_of_one_protocol_name_it_in_the_figure_and_table(tmp_path, capsys):
     a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
     out = tmp_path / "c.png"
-    assert main(["plot", str(a), str(b), "--metric", "eval_return", "--resamples", "20", "--out", str(out)]) == 0
+    assert main(["plot", str(a), str(b), "--metric", "eval_return", "--resamples", "100", "--out", str(out)]) == 0
     rows = _rows(out.with_suffix(".csv"))
     assert {(r["eval_mode"], r["eval_episodes"], r["eval_seed"]) for r in rows} == {("greedy", "32", "10000")}
     assert all("[" not in r["label"] for r in rows)  # one protocol: the title says it, the labels need not
@@ -73,7 +73,7 @@ def test_eval_curves_of_different_protocols_are_labelled_each(tmp_path, monkeypa
 
     monkeypatch.setattr("pgjax.reports.plotting.plot_curves", spy)
     out = tmp_path / "c.png"
-    assert main(["plot", str(greedy), str(sampled), "--metric", "eval_return", "--resamples", "20",
+    assert main(["plot", str(greedy), str(sampled), "--metric", "eval_return", "--resamples", "100",
                  "--out", str(out)]) == 0
     (title, labels), = titles
     assert title == "eval return"  # two protocols: the labels say which, not the title
@@ -89,7 +89,7 @@ def test_one_protocol_is_named_in_the_curve_title(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr("pgjax.reports.plotting.plot_curves", lambda curves, out, title, *a, **k: seen.append(title)
                         or Path(out))
     run_dir = _run(tmp_path / "r", mode="stochastic", episodes=16)
-    assert main(["plot", str(run_dir), "--metric", "eval_return", "--resamples", "20",
+    assert main(["plot", str(run_dir), "--metric", "eval_return", "--resamples", "100",
                  "--out", str(tmp_path / "c.png")]) == 0
     assert seen == ["eval return (evaluation: stochastic, 16 episodes, eval seed 10000)"]
     capsys.readouterr()
@@ -99,7 +99,7 @@ def test_final_names_episodes_and_seed_and_labels_differing_protocols(tmp_path, 
     a = _run(tmp_path / "a", eval_file={"mode": "greedy", "episodes": 100, "seed": 7})
     b = _run(tmp_path / "b")  # summary.json: greedy, 32 episodes, seed 10000
     out = tmp_path / "p.png"
-    assert main(["plot", str(a), str(b), "--final", "--resamples", "20", "--out", str(out)]) == 0
+    assert main(["plot", str(a), str(b), "--final", "--resamples", "100", "--out", str(out)]) == 0
     final = json.loads(out.with_name("p-final.json").read_text())
     ra, rb = final["runs"]
     assert ra["protocol"] == {"mode": "greedy", "episodes": 100, "eval_seed": 7}
@@ -137,7 +137,7 @@ def test_a_sweep_point_evaluated_with_different_protocols_is_refused(tmp_path, c
     sweep = _sweep(tmp_path, protocols)
     out = tmp_path / "p.png"
     try:
-        code = main(["plot", str(sweep), "--final", "--resamples", "20", "--out", str(out)])
+        code = main(["plot", str(sweep), "--final", "--resamples", "100", "--out", str(out)])
     except SystemExit as stop:
         code = stop.code
     err = capsys.readouterr().err.strip()
@@ -149,7 +149,7 @@ def test_a_sweep_point_evaluated_with_different_protocols_is_refused(tmp_path, c
 def test_a_sweep_point_of_one_protocol_states_it(tmp_path, capsys):
     sweep = _sweep(tmp_path, [(32, 5), (32, 5)])
     out = tmp_path / "p.png"
-    assert main(["plot", str(sweep), "--final", "--resamples", "20", "--out", str(out)]) == 0
+    assert main(["plot", str(sweep), "--final", "--resamples", "100", "--out", str(out)]) == 0
     (r,) = json.loads(out.with_name("p-final.json").read_text())["runs"]
     assert r["protocol"] == {"mode": "greedy", "episodes": 32, "eval_seed": 5} and r["per_seed"] == {"0": 10.0,
                                                                                                      "1": 20.0}
@@ -158,7 +158,7 @@ def test_a_sweep_point_of_one_protocol_states_it(tmp_path, capsys):
 
 def test_out_without_suffix_writes_and_prints_the_png(tmp_path, capsys):
     run_dir = _run(tmp_path / "r")
-    assert main(["plot", str(run_dir), "--resamples", "20", "--out", str(tmp_path / "x")]) == 0
+    assert main(["plot", str(run_dir), "--resamples", "100", "--out", str(tmp_path / "x")]) == 0
     printed = capsys.readouterr().out
     assert (tmp_path / "x.png").is_file() and (tmp_path / "x.csv").is_file() and not (tmp_path / "x").exists()
     assert f"curves: {tmp_path / 'x.png'}" in printed
@@ -186,7 +186,7 @@ def test_plot_of_a_read_only_run_folder_is_one_line(tmp_path):
     private mount namespace, as root ignores chmod), it is one line naming it and --out."""
     run_dir = _run(tmp_path / "r")
     script = (f"mount --bind {run_dir} {run_dir} && mount -o remount,bind,ro {run_dir} && "
-              f"{sys.executable} -m pgjax plot {run_dir} --resamples 20")
+              f"{sys.executable} -m pgjax plot {run_dir} --resamples 100")
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300, check=False)
     lines = [line for line in result.stderr.splitlines() if line.strip()]

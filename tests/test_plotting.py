@@ -71,7 +71,7 @@ def test_learning_curve_subsamples_and_pads_short_seeds():
     metrics = fake_metrics(num_seeds=3, num_updates=500)
     for col in metrics[1]:
         metrics[1][col] = metrics[1][col][:300]  # seed 1 stopped early
-    curve = plotting.learning_curve(metrics, "loss", "mean", smoothing=1, max_points=50, num_resamples=50)
+    curve = plotting.learning_curve(metrics, "loss", "mean", smoothing=1, max_points=50, num_resamples=100)
     assert len(curve.env_steps) == 50 and curve.env_steps[0] == 64 and curve.env_steps[-1] == 64 * 500
     assert curve.num_seeds[0] == 3 and curve.num_seeds[-1] == 2
     last = np.mean([metrics[0]["loss"][-1], metrics[2]["loss"][-1]])
@@ -121,7 +121,7 @@ def test_pgjax_plot_compares_runs_and_writes_the_numbers(tmp_path):
 def test_pgjax_plot_finds_the_runs_in_a_folder(tmp_path, capsys):
     for name in ["lr=0.001", "lr=0.01"]:
         write_run(tmp_path / "runs" / name, fake_metrics(num_seeds=2, num_updates=8))
-    assert main(["plot", str(tmp_path / "runs"), "--resamples", "20", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["plot", str(tmp_path / "runs"), "--resamples", "100", "--out", str(tmp_path / "s.png")]) == 0
     labels = {r["label"] for r in csv.DictReader((tmp_path / "s.csv").open())}
     assert labels == {"lr=0.001", "lr=0.01"}  # same algo and env: labelled by folder
 
@@ -144,7 +144,7 @@ def test_pgjax_plot_draws_one_curve_per_grid_point_of_a_sweep(tmp_path, capsys):
             "metrics": {k: v.tolist() for k, v in cols.items()},
         })
     out = tmp_path / "sweep.png"
-    assert main(["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "50", "--out", str(out)]) == 0
+    assert main(["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "100", "--out", str(out)]) == 0
     assert "1 of 3 cells diverged" in capsys.readouterr().err
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert {r["label"] for r in rows} == {"learning_rate=0.001", "learning_rate=0.0003"}
@@ -187,7 +187,7 @@ def test_pgjax_plot_scores_sweep_points_by_their_evaluations_and_marks_the_best(
                              "mean_return": score})
             index += 1
     out = tmp_path / "sweep.png"
-    argv = ["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "50", "--out", str(out)]
+    argv = ["plot", str(sweep_dir), "--final", "--smoothing", "1", "--resamples", "100", "--out", str(out)]
     assert main(argv) == 0
     assert "learning_rate=0.0003: IQM 95 " in capsys.readouterr().out
     final = {r["label"]: r for r in json.loads(out.with_name("sweep-final.json").read_text())["runs"]}
@@ -223,7 +223,7 @@ def test_pgjax_plot_errors_name_the_problem(tmp_path, capsys):
 def test_default_smoothing_is_two_percent_of_the_run():
     assert [plotting.auto_window(n) for n in (10, 390, 5000)] == [1, 8, 100]
     metrics = fake_metrics(num_seeds=2, num_updates=200)
-    default = plotting.learning_curve(metrics, num_resamples=20)
-    explicit = plotting.learning_curve(metrics, smoothing=4, num_resamples=20)
+    default = plotting.learning_curve(metrics, num_resamples=100)
+    explicit = plotting.learning_curve(metrics, smoothing=4, num_resamples=100)
     np.testing.assert_array_equal(default.estimate, explicit.estimate)
-    assert not np.array_equal(default.estimate, plotting.learning_curve(metrics, smoothing=1, num_resamples=20).estimate)
+    assert not np.array_equal(default.estimate, plotting.learning_curve(metrics, smoothing=1, num_resamples=100).estimate)

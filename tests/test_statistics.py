@@ -108,6 +108,22 @@ def test_bootstrap_is_reproducible_and_degenerate_for_one_run():
         st.bootstrap_ci(x, num_resamples=0)
 
 
+@pytest.mark.parametrize("call", [
+    lambda n: st.bootstrap_ci([1.0, 2.0, 3.0], num_resamples=n),
+    lambda n: st.bootstrap_distribution([1.0, 2.0, 3.0], num_resamples=n),
+    lambda n: st.summarize([1.0, 2.0, 3.0], num_resamples=n),
+    lambda n: st.summarize([np.nan], num_resamples=n),  # refused even with nothing to resample
+    lambda n: st.curve_statistics(np.ones((3, 4)), num_resamples=n),
+])
+def test_every_bootstrap_refuses_fewer_resamples_than_an_interval_needs(call):
+    """Was: 1 resample gave a zero-width "interval"; the least count is one rule, `MIN_RESAMPLES`."""
+    for bad in (1, 0, -5, st.MIN_RESAMPLES - 1, 2.5e3, True):
+        with pytest.raises(ValueError, match=rf"^num_resamples={bad!r} .*at least {st.MIN_RESAMPLES}"):
+            call(bad)
+    call(st.MIN_RESAMPLES)
+    call(np.int64(st.MIN_RESAMPLES))
+
+
 def test_stratified_bootstrap_resamples_within_each_task():
     x = np.random.default_rng(2).normal(size=(6, 3)) + np.array([0.0, 10.0, 20.0])
     dist = st.bootstrap_distribution(x, st.mean, num_resamples=500, seed=5)

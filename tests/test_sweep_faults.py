@@ -85,7 +85,7 @@ def test_cells_keep_their_evaluations_and_train_as_without(plain, evaluated):
 
 
 def test_plot_draws_a_sweeps_evaluations_with_their_protocol(evaluated, plain, capsys):
-    assert main(["plot", str(evaluated), "--metric", "eval_return", "--resamples", "20"]) == 0
+    assert main(["plot", str(evaluated), "--metric", "eval_return", "--resamples", "100"]) == 0
     with (evaluated / "curves-eval_return.csv").open() as f:
         rows = list(csv.DictReader(f))
     records = sw.read_cells(evaluated)

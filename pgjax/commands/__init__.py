@@ -3,17 +3,18 @@
 Each module exposes `register(subparsers)` (adds its subparser) and `run(args) -> int`
 (exit code). `pgjax.commands.cli.COMMANDS` lists them. Heavy imports (jax, the algorithms) happen
 inside `run`, so `pgjax --help` stays fast. Helpers shared by several commands live here.
+This package imports no jax (nor `pgjax.config`, which does), so `pgjax.commands.cli.main`
+is running, and turns a Ctrl-C into one line, before jax starts importing.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 
-from pgjax.config import ENV_ID_DOC
 from pgjax.records import runs
-from pgjax.runtime import loading
 
 SEEDS_HELP = ("seeds: a count N >= 1 (4: seeds 0..3), ids with a comma (0,5,9; one id: 7,) or a range LO:HI "
               "(3:7: seeds 3..6); default: seed 0")
@@ -116,6 +117,7 @@ def output_file(flag: str, suffixes: tuple[str, ...] = ()):
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """`KEY=VALUE ...`, `--algo`, `--config`, `--env`: how every command picks a config."""
     from pgjax.algos import ALGORITHMS
+    from pgjax.config import ENV_ID_DOC
 
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     parser.add_argument("--algo", default=None, choices=sorted(ALGORITHMS), help="algorithm (default: the config's, else ppo)")
@@ -123,7 +125,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help=f"{ENV_ID_DOC} (same as env_id=...)")
 
 
-# Config loading is the library's (`pgjax.runtime.loading`); the commands use it under these names.
-load_config_values = loading.config_values
-build_config = loading.build_config
-load_config = loading.resolve_config  # (algo_name, config_file, env, overrides) -> (algo_name, algorithm, config)
+# Config loading is the library's (`pgjax.runtime.loading`); the commands use it under these
+# names, looked up on first use (PEP 562) since loading imports jax.
+_LOADING = {
+    "load_config_values": "config_values",
+    "build_config": "build_config",
+    "load_config": "resolve_config",  # (algo_name, config_file, env, overrides) -> (algo_name, algorithm, config)
+}
+
+
+def __getattr__(name: str):
+    if name in _LOADING:
+        return getattr(importlib.import_module("pgjax.runtime.loading"), _LOADING[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

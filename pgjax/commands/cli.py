@@ -196,7 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:  # outside training, which handles SIGINT itself (also while importing): nothing to keep
         print(f"pgjax{f' {command}' if command in COMMANDS else ''}: interrupted", file=sys.stderr)
+        _forget_the_interrupt()
         return 130
+
+
+def _forget_the_interrupt() -> None:
+    """CPython (3.11) notes a KeyboardInterrupt that escapes code run from a string (`exec`;
+    dataclasses and namedtuple build their methods so, and jax's imports define many) and,
+    under `python -m pgjax`, ends the process by SIGINT after `main` returns, whatever its exit
+    code. Running any code from a string clears that note, so the exit code stays 130."""
+    exec("")  # noqa: S102  (an empty, constant string)
 
 
 def _main(argv: list[str]) -> int:

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from pgjax.commands import int_at_least
+from pgjax.reports import statistics as st
+from pgjax.reports.statistics import MIN_RESAMPLES
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, DEFAULT_MODE, GREEDY, STOCHASTIC
 
 # summary.json files from before the evaluation mode was recorded hold a stochastic evaluation.
@@ -48,7 +50,8 @@ def register(subparsers) -> None:
                              "sweep's cell files, pgjax sweep --eval-every)")
     parser.add_argument("--stat", default="iqm", choices=["iqm", "mean", "median"], help="statistic across seeds (default iqm)")
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
-    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--resamples", type=int, default=2000,
+                        help=f"bootstrap resamples, at least {MIN_RESAMPLES} (default 2000)")
     parser.add_argument("--bootstrap-seed", type=int_at_least(0, "--bootstrap-seed", sys.maxsize, "NumPy's seeds"),
                         default=0, help="seed of the bootstrap resampling (default 0)")
     parser.add_argument("--smoothing", type=int, default=None,
@@ -347,8 +350,11 @@ def _plot(args) -> int:
 
     if not 0.0 < args.confidence < 1.0:
         raise PlotError(f"--confidence {args.confidence} must be in (0, 1)")
-    if args.resamples < 1 or (args.smoothing is not None and args.smoothing < 1):
-        raise PlotError("--resamples and --smoothing must be positive integers")
+    problem = st.resamples_problem(args.resamples)
+    if problem is not None:
+        raise PlotError(f"--resamples {args.resamples} {problem}")
+    if args.smoothing is not None and args.smoothing < 1:
+        raise PlotError(f"--smoothing {args.smoothing} must be a positive whole number (1 = no smoothing)")
     sources = [source for path in args.run_dirs for source in find_sources(path, args.metric)]
     labels = labels_for(sources, args.labels)
     out = output_path(args.out or default_out(args.run_dirs, args.metric))
@@ -407,8 +413,6 @@ def collect_curves(args, sources: list[Source], labels: list[str]):
 
 def collect_final(args, sources: list[Source], labels: list[str]) -> list[dict]:
     """Per source: the final score of each seed, and mean/median/IQM with bootstrap intervals."""
-    from pgjax.reports import statistics as st
-
     results = []
     for source, label in zip(sources, labels):
         scores, origin, kind, protocol = final_scores(source, args.metric, args.final_source, args.eval_mode)
@@ -441,7 +445,6 @@ def mark_best_points(results: list[dict], stat: str) -> None:
 def write_final(args, png: Path, labels: list[str], results: list[dict]) -> None:
     from pgjax.records import runs
     from pgjax.reports import plotting
-    from pgjax.reports import statistics as st
 
     stat, name = plotting.STAT_LABELS[args.stat], args.stat
     intervals = [st.Interval(r[name], r[f"{name}_low"], r[f"{name}_high"]) for r in results]

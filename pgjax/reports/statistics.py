@@ -61,6 +61,30 @@ def finite_values(x) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+# A percentile interval's ends are its (1 -/+ confidence)/2 quantiles over the resamples; with
+# fewer than this many, each end of a 95% interval rests on two resamples or fewer and moves
+# with the bootstrap seed as much as with the data (Efron & Tibshirani, 1993, ch. 13, ask
+# for about 1000).
+MIN_RESAMPLES = 100
+
+
+def resamples_problem(num_resamples) -> str | None:
+    """What is wrong with a resample count (to follow its name and value), or None."""
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, (int, np.integer)):
+        return f"must be a whole number of at least {MIN_RESAMPLES}"
+    if num_resamples < MIN_RESAMPLES:
+        return (f"is too few for a bootstrap interval: give at least {MIN_RESAMPLES} (the default is 2000), so "
+                "each end of a 95% interval rests on more than two resamples")
+    return None
+
+
+def check_resamples(num_resamples) -> None:
+    """Raise ValueError unless `num_resamples` is a whole number >= `MIN_RESAMPLES`."""
+    problem = resamples_problem(num_resamples)
+    if problem is not None:
+        raise ValueError(f"num_resamples={num_resamples!r} {problem}")
+
+
 class Interval(NamedTuple):
     """A point estimate and its confidence interval `[low, high]`."""
 
@@ -79,6 +103,7 @@ def bootstrap_distribution(
     rliable's StratifiedBootstrap) and applies `statistic` to all `n * tasks` scores.
     A fixed `seed` makes the interval reproducible.
     """
+    check_resamples(num_resamples)
     x = np.asarray(x, float)
     if x.ndim == 1:
         x = x[:, None]
@@ -106,8 +131,7 @@ def bootstrap_ci(
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
-    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
-        raise ValueError(f"num_resamples={num_resamples!r} must be a positive integer")
+    check_resamples(num_resamples)
     x = np.asarray(x, float)
     estimate = float(statistic(x.ravel(), axis=-1))
     dist = bootstrap_distribution(x, statistic, num_resamples, seed)
@@ -124,6 +148,7 @@ def summarize(
     Returns a JSON-ready dict: `n`, and for each statistic `name`, `name_low`, `name_high`.
     With no finite score every number is None.
     """
+    check_resamples(num_resamples)
     values = finite_values(x)
     out: dict = {"n": int(values.size), "confidence": confidence, "num_resamples": num_resamples,
                  "bootstrap_seed": seed}
@@ -149,6 +174,7 @@ def curve_statistics(
     finished episode yet); a point with none is nan. Returns `(estimate, low, high)`,
     each `[points]`.
     """
+    check_resamples(num_resamples)
     curves = np.asarray(curves, float)
     if curves.ndim != 2:
         raise ValueError(f"curves must be [seeds, points], got shape {curves.shape}")

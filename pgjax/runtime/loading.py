@@ -64,8 +64,7 @@ def config_values(algo_name: str | None, config_file: Path | None, env: str | No
     algorithm(algo_name)
     if env is not None:
         values["env_id"] = env
-    for text in overrides:
-        path, value = cfg.parse_override(text) if isinstance(text, str) else text
+    for path, value in cfg.parse_overrides(overrides):
         if path == ["algo"]:
             raise cfg.ConfigError(
                 f"override algo={value!r}: the algorithm is chosen, not overridden: --algo {value} on the command "

@@ -24,6 +24,7 @@ back (`run_result`).
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -72,6 +73,7 @@ class TrainingRun:
         self.progress = Progress() if progress is True else (progress or None)
         self.stop_after = stop_after
         self.lock: RunLock | None = None  # held from `open` (a resume) or the new folder on
+        self.made: Path | None = None  # the run folder `_start` made (removed if interrupted before training)
         require(record["log"])  # a missing tracker package fails before anything compiles
         refused = sampling_refused("--eval-mode stochastic", algorithm)
         if record["eval_mode"] == STOCHASTIC and refused:
@@ -146,26 +148,35 @@ class TrainingRun:
         record, config = self.record, self.config
         meta = {**self.expected, "seeds": record["seeds"], "root_seed": record["root_seed"],
                 runs.RUN_FILE_COPY: self.run_file}
-        if self.resuming:
-            run_dir = self.run_dir
+        signals = Signals(PREFIX)
+        try:  # until `signals` is set, Ctrl-C is a KeyboardInterrupt: nothing trained, nothing to keep
+            if self.resuming:
+                run_dir = self.run_dir
+                try:
+                    state, done, wall_before = restore_everywhere(self)
+                except ResumeError as err:
+                    raise ResumeError(f"cannot resume {run_dir}: {err}") from None
+                print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
+            else:
+                run_dir, state, done, wall_before = self._start(), None, 0, 0.0
+                self.run_dir = run_dir
+            wall_before += self.memory["compile_seconds"]  # the first chunk's compile, done ahead: run time as before
+            evaluator = self._evaluator()
             try:
-                state, done, wall_before = restore_everywhere(self)
-            except ResumeError as err:
-                raise ResumeError(f"cannot resume {run_dir}: {err}") from None
-            print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
-        else:
-            run_dir, state, done, wall_before = self._start(), None, 0, 0.0
-            self.run_dir = run_dir
-        wall_before += self.memory["compile_seconds"]  # the first chunk's compile, done ahead: run time as before
-        evaluator = self._evaluator()
-        try:
-            handler = ChunkHandler(self, done, meta, wall_before, evaluator)
-        except TrackingError as err:
-            raise TrackingError(f"{err}; nothing trained yet, {continue_with(run_dir)}") from None
+                handler = ChunkHandler(self, done, meta, wall_before, evaluator)
+            except TrackingError as err:
+                raise TrackingError(f"{err}; nothing trained yet, {continue_with(run_dir)}") from None
+            handler.signals = signals.__enter__()
+        except KeyboardInterrupt:
+            signals.__exit__(None, None, None)
+            self._discard_made_folder()
+            raise
         start = time.perf_counter()
         try:
-            with Signals(PREFIX) as handler.signals:
+            try:
                 state = self.seeds.train(state, done, record["chunks"], handler)
+            finally:
+                signals.__exit__(None, None, None)
         except Stopped:
             handler.close()
             print(f"pgjax: stopped after {handler.chunks_run} chunks (--stop-after); continue with --resume {run_dir}")
@@ -204,13 +215,24 @@ class TrainingRun:
         record, config = self.record, self.config
         run_dir = Path(".")
         if sharding.is_writer():
-            run_dir = runs.new_run_dir(self.out or Path("runs"), f"{self.algo_name}-{config.env_id}")
+            run_dir = self.made = runs.new_run_dir(self.out or Path("runs"), f"{self.algo_name}-{config.env_id}")
             self.lock = RunLock(run_dir).acquire()
             runs.write_json(run_dir / "config.json", self.run_file)
         run_dir = Path(sharding.text_from_writer(str(run_dir)))
         print(f"pgjax: {self.algo_name} on {config.env_id}, seeds {record['seeds']}, "
               f"{config.num_updates} updates x {config.env_steps_per_update} steps -> {run_dir}")
         return run_dir
+
+    def _discard_made_folder(self) -> None:
+        """Remove the run folder `_start` made, before anything trained in it (a half-written
+        folder would list as a run that never ran)."""
+        if self.made is None:
+            return
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        shutil.rmtree(self.made, ignore_errors=True)
+        self.made = None
 
 
 # --- the notebook's entry points ------------------------------------------------------------
@@ -233,8 +255,7 @@ def _config_of(config_or_path: Any, algo: str | None, env: str | None, overrides
     values = cfg.to_dict(config)
     if env is not None:
         values = cfg.merge(values, ["env_id"], env)
-    for text in overrides:
-        path, value = cfg.parse_override(text)
+    for path, value in cfg.parse_overrides(overrides):
         values = cfg.merge(values, path, value)
     return (name, *loading.build_config(name, values))
 

@@ -115,8 +115,7 @@ def resumed_config(record: dict, env: str | None, overrides: Sequence[str], algo
     values = record["config"]
     if env is not None:
         values = cfg.merge(values, ["env_id"], env)
-    for text in overrides:
-        path, value = cfg.parse_override(text)
+    for path, value in cfg.parse_overrides(overrides):
         values = cfg.merge(values, path, value)
     algorithm, config = build_config(record["algo"], values)
     if values is not record["config"]:
