@@ -86,7 +86,7 @@ def train(length: int, num_steps: int, total: int) -> None:
 
     def run(key, bias):
         state = trainer.init(key, hp)
-        state = state._replace(params={name: with_gate_bias(p, bias, size) for name, p in state.params.items()})
+        state = state.replace(params={name: with_gate_bias(p, bias, size) for name, p in state.params.items()})
         return trainer.run(state, hp, config.num_updates)
 
     keys = seed_keys(0, range(5))

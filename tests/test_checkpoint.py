@@ -3,6 +3,7 @@ resuming; mismatches are named. That "train N" equals "train N/2, save, restore,
 for bit is part of the trainer contract, for every algorithm: tests/test_contract.py."""
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import pytest
@@ -10,7 +11,7 @@ from contract import leaves_equal, tiny_config
 
 from pgjax import config as cfg
 from pgjax.algos import ppo
-from pgjax.records.checkpoint import Checkpointer, CheckpointError
+from pgjax.records.checkpoint import Checkpointer, CheckpointError, tree_signature
 from pgjax.runtime.experiment import compile_seed_functions, seed_keys
 
 NUM_UPDATES = 4
@@ -36,12 +37,12 @@ def ppo_halves():
     return run, fresh, half, end, metrics
 
 
-@pytest.mark.parametrize("part", ppo.PPOState._fields)
+@pytest.mark.parametrize("part", [f.name for f in dataclasses.fields(ppo.PPOState)])
 def test_resume_that_drops_a_part_of_the_state_is_caught(ppo_halves, part):
     """Replace one field of the saved state by its initial value: the run then differs."""
     run, fresh, half, end, metrics = ppo_halves
     assert not leaves_equal(getattr(fresh, part), getattr(half, part)), f"{part} did not change: a weak test"
-    dropped = half._replace(**{part: getattr(fresh, part)})
+    dropped = half.replace(**{part: getattr(fresh, part)})
     end_dropped, metrics_dropped = run(dropped, PPO_TINY.hparams, 2)
     assert not (leaves_equal(end, end_dropped) and leaves_equal(metrics, metrics_dropped))
 
@@ -93,6 +94,39 @@ def test_a_changed_state_structure_is_named_leaf_by_leaf(saved_ppo):
     message = str(err.value)
     assert "checkpoint state does not match" in message
     assert ".params['actor']" in message and "[2, 4, 8]" in message and "[2, 4, 16]" in message
+
+
+class _NamedTuplePPOState(NamedTuple):
+    """PPOState as it was before `OnPolicyState`: the same fields, `opt_state` second."""
+
+    params: dict
+    opt_state: Any
+    env: Any
+    obs_stats: Any
+    key: Any
+    update: Any
+    reward_scaling: Any = None
+
+
+@pytest.mark.parametrize("scale_rewards", [True, False])
+def test_a_checkpoint_of_the_namedtuple_state_restores_into_the_dataclass_by_path(tmp_path, scale_rewards):
+    """Checkpoints written before the on-policy states shared `OnPolicyState` hold the same
+    leaves under the same paths in another order (`reward_scaling=None`: no leaves, a `None`
+    in orbax's tree): they restore leaf by leaf into today's `PPOState`."""
+    config = dataclasses.replace(PPO_TINY, scale_rewards=scale_rewards)
+    init, run = compile_seed_functions(ppo.make_trainer(config))
+    keys = seed_keys(0, [0, 1])
+    state, _ = run(init(keys, config.hparams), config.hparams, 1)
+    old = _NamedTuplePPOState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)})
+    old_order, new_order = (tree_signature(s) for s in (old, state))
+    assert old_order != new_order and sorted(old_order) == sorted(new_order), "not a reordering: a weak test"
+    saver = Checkpointer(tmp_path)
+    saver.save(1, old, {**_expected("ppo", config, 2), "seeds": [0, 1]})
+    saver.close()
+    restored, meta = Checkpointer(tmp_path).restore(jax.eval_shape(init, keys, config.hparams),
+                                                    _expected("ppo", config, 2))
+    assert type(restored) is ppo.PPOState and meta["tree"] == old_order
+    assert leaves_equal(restored, state)
 
 
 def test_missing_checkpoint_is_an_error(tmp_path):

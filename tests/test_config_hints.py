@@ -112,7 +112,7 @@ def test_the_largest_budget_counts_its_last_steps_exactly():
     config = pgjax.load_config("a2c", ["total_timesteps=2147483647", "num_envs=4", "num_steps=8", "hidden_sizes=[8]"])
     trainer = pgjax.make_trainer(config)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config.hparams)
-    state = state._replace(update=jnp.int32(config.num_updates - 1))
+    state = state.replace(update=jnp.int32(config.num_updates - 1))
     _, metrics = jax.jit(trainer.run, static_argnums=2)(state, config.hparams, 1)
     assert int(metrics["env_steps"][0]) == config.num_updates * 32 == INT32_MAX // 32 * 32
 

@@ -130,7 +130,7 @@ def probe_trainer_and_state():
                     "bias": jnp.zeros((2, 2)).at[:, 1].set(jnp.array([-1.0, 1.0]))},
     }}
     assert jax.tree.structure(weights) == jax.tree.structure(state.params["actor"])
-    return trainer, state._replace(params={**state.params, "actor": weights})
+    return trainer, state.replace(params={**state.params, "actor": weights})
 
 
 def _action_one_probs(trainer, state, seed):

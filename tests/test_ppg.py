@@ -126,7 +126,7 @@ def test_behaviour_cloning_holds_the_policy_in_the_auxiliary_phase():
     params = jax.tree.map(lambda x: x, states[1].params)
     logits = params["actor"]["params"]["Dense_0"]
     logits["kernel"] = logits["kernel"] * 100.0
-    start = states[1]._replace(params=params)
+    start = states[1].replace(params=params)
     obs = start.buffer.obs[0]
     kls = {}
     for beta_clone in (0.0, 1.0):

@@ -1,20 +1,25 @@
-"""The skeleton every on-policy algorithm shares (REINFORCE, VPG, A2C, NPG, TRPO, PPO, PPO-KL, SPO).
+"""The skeleton every on-policy algorithm shares (REINFORCE, VPG, A2C, NPG, TRPO, PPO, PPO-KL,
+SPO, PPG, V-MPO).
 
 One update of an on-policy algorithm is: roll out the current policy (`collect_rollout`),
 estimate advantages, change the parameters (the algorithm's own part), fold the rollout into
 the observation statistics (`actor_critic.update_obs_stats`), and report the algorithm's
-metrics with the ones every rollout gives (`rollout_metrics`). Its state starts from
-`initial_fields`. Each algorithm file calls these by name, so its `_update` still reads as
-the paper's pseudocode; `actor_critic_trainer` turns its `init`/`update` into the `Trainer`.
+metrics with the ones every rollout gives (`rollout_metrics`). Its state subclasses
+`RolloutState` (or `OnPolicyState`, without environments carried between updates) and starts
+as `XState.from_core(initial_core(...), own_field=...)`. Each algorithm file calls these by
+name, so its `_update` still reads as the paper's pseudocode; `actor_critic_trainer` turns
+its `init`/`update` into the `Trainer`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from pgjax.algos._trainer import assemble_trainer
 from pgjax.algos.actor_critic import act, init_actor_critic, initial_carry, make_actor_critic, sample_step
@@ -23,36 +28,71 @@ from pgjax.algos.rollout import EnvCarry, finished_episode_metrics, reset_env_ca
 from pgjax.config import make_env
 from pgjax.envs import init_running_stats
 from pgjax.kernels.losses import explained_variance
-from pgjax.kernels.reward_scaling import init_reward_scaling
-from pgjax.types import Array, PRNGKey, Transition
+from pgjax.kernels.reward_scaling import RewardScaling, init_reward_scaling
+from pgjax.types import Array, PRNGKey, RunningStats, Transition
 
 
-def initial_fields(config, env, networks, key: PRNGKey, reset_env: bool = True) -> dict[str, Any]:
-    """The state fields every on-policy algorithm starts with, by name: `params` (actor and
-    critic), `env` (a reset `EnvCarry`, with the networks' initial carry; left
-    out with `reset_env=False`, for algorithms that reset every update), `obs_stats` (empty),
-    `key`, the update counter `update` (0) and `reward_scaling` (zero returns and empty
-    moments if `config.scale_rewards`, else None: no leaves, so the state is unchanged).
+@struct.dataclass(kw_only=True)
+class OnPolicyState:
+    """The fields every on-policy algorithm's state carries, declared once. An algorithm's
+    state subclasses it, or `RolloutState` if its environments run on from one update to the
+    next (every one but REINFORCE), with `@struct.dataclass(kw_only=True)`, and adds only its
+    own fields (optimiser states, multipliers, buffers). Save the whole state and a run
+    resumes bit for bit.
+
+    A pytree whose children are named by field, so checkpoints address leaves by path
+    (`.params['actor']...`), not by position; change fields with `state.replace(...)`.
+    """
+
+    params: dict  # {"actor": ..., "critic": ...}
+    obs_stats: RunningStats
+    key: PRNGKey
+    update: Array  # int32 scalar: updates done so far
+    reward_scaling: RewardScaling | None  # if config.scale_rewards, else None (no leaves)
+
+    @classmethod
+    def from_core(cls, core: OnPolicyState, **fields: Any):
+        """This algorithm's state: every field of `core` (from `initial_core`) and its own `fields`."""
+        shared = {f.name: getattr(core, f.name) for f in dataclasses.fields(core)}
+        return cls(**shared, **fields)
+
+
+@struct.dataclass(kw_only=True)
+class RolloutState(OnPolicyState):
+    """`OnPolicyState` with the environments, which each rollout continues (`collect_rollout`).
+
+    REINFORCE resets its environments every update and has no `env` field, rather than an
+    `env=None`: orbax keeps a `None` field in a checkpoint's tree, so its checkpoints from
+    before this class would no longer restore."""
+
+    env: EnvCarry  # the environments' states, observations, episode statistics and the policy's carry
+
+
+def initial_core(config, env, networks, key: PRNGKey, reset_env: bool = True) -> OnPolicyState:
+    """The shared fields at the start of a run: `params` (actor and critic), `obs_stats`
+    (empty), `key`, the update counter `update` (0), `reward_scaling` (zero returns and empty
+    moments if `config.scale_rewards`, else None) and, with `reset_env` (a `RolloutState`),
+    `env`: reset environments with the networks' initial carry.
 
     `key` is split into `(key, params_key, env_key)`, or `(key, params_key)` without the env.
     """
-    if not reset_env:
-        key, params_key = jax.random.split(key)
-        fields = {}
-    else:
+    if reset_env:
         key, params_key, env_key = jax.random.split(key, 3)
-        fields = {"env": reset_env_carry(env, env_key, initial_carry(networks, env.num_envs))}
-    return {
-        "params": init_actor_critic(networks, env, params_key, config.init, config.bias_init_max),
-        **fields,
-        "obs_stats": init_running_stats(env.obs_shape),
-        "key": key,
-        "update": jnp.zeros((), jnp.int32),
-        "reward_scaling": init_reward_scaling(env.num_envs) if config.scale_rewards else None,
-    }
+    else:
+        key, params_key = jax.random.split(key)
+    core = OnPolicyState(
+        params=init_actor_critic(networks, env, params_key, config.init, config.bias_init_max),
+        obs_stats=init_running_stats(env.obs_shape),
+        key=key,
+        update=jnp.zeros((), jnp.int32),
+        reward_scaling=init_reward_scaling(env.num_envs) if config.scale_rewards else None,
+    )
+    if not reset_env:
+        return core
+    return RolloutState.from_core(core, env=reset_env_carry(env, env_key, initial_carry(networks, env.num_envs)))
 
 
-def collect_rollout(config, env, networks, state, key: PRNGKey) -> tuple[EnvCarry, Transition]:
+def collect_rollout(config, env, networks, state: RolloutState, key: PRNGKey) -> tuple[EnvCarry, Transition]:
     """`config.num_steps` steps of the current policy (`state.params`, sampled actions) in every
     environment, continuing from `state.env`: the next env carry and the rollout `[T, B]`."""
     policy = functools.partial(sample_step, config, env, networks, state.params, state.obs_stats)

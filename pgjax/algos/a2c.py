@@ -19,16 +19,16 @@ into chunks that compose bit for bit.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import flatten_rollout, rollout_values, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -45,7 +45,7 @@ from pgjax.config import (
 )
 from pgjax.kernels import returns
 from pgjax.kernels.losses import entropy_bonus, normalize_advantages, policy_gradient_loss, value_loss
-from pgjax.types import Array, PRNGKey, RunningStats, Transition
+from pgjax.types import Array, PRNGKey, Transition
 
 RMSPROP_DECAY = 0.99  # stable-baselines3's A2C defaults (alpha, eps of torch RMSprop)
 RMSPROP_EPS = 1e-5
@@ -77,16 +77,11 @@ class A2CConfig(OnPolicyConfig):
     hparams: A2CHParams = field(A2CHParams(), "traced hyper-parameters")
 
 
-class A2CState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class A2CState(RolloutState):
+    """`RolloutState` and the optimiser's state."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
+    opt_state: optax.OptState
 
 
 def make_optimizer(config: A2CConfig, hparams: A2CHParams) -> optax.GradientTransformation:
@@ -167,12 +162,14 @@ def _update(config, env, networks, hparams, state: A2CState, _):
         "critic_grad_norm": optax.tree.norm(grads["critic"]),
         **rollout_metrics(config, update, traj, batch),
     }
-    return A2CState(params, opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
+    new_state = A2CState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                         update=update, reward_scaling=reward_scaling)
+    return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> A2CState:
-    start = initial_fields(config, env, networks, key)
-    return A2CState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
+    core = initial_core(config, env, networks, key)
+    return A2CState.from_core(core, opt_state=make_optimizer(config, hparams).init(core.params))
 
 
 def make_trainer(config: A2CConfig) -> Trainer:

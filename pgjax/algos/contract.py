@@ -16,13 +16,14 @@ from pgjax.types import Array, PRNGKey, RunningStats
 class TrainOutput(NamedTuple):
     """What `train(key, hparams)` returns: the final state and per-update metrics."""
 
-    state: Any  # the algorithm's state (a NamedTuple with `params` and `obs_stats`)
+    state: Any  # the algorithm's state, a pytree of named fields with `params` and `obs_stats`
     metrics: dict[str, Array]  # name -> [num_updates] (plus leading seed/grid axes under vmap)
 
 
 # --- the trainer contract: the functions every algorithm's `make_trainer` returns ------------
 # Protocols name the call signatures, as optax's GradientTransformation names init/update.
-# `state` is the algorithm's own state NamedTuple and `hparams` its frozen hparams dataclass
+# `state` is the algorithm's own state (on-policy: an `OnPolicyState` subclass; off-policy: a
+# NamedTuple), fields named, and `hparams` its frozen hparams dataclass
 # (traced: vmap over both); `num_updates` is static (a new value recompiles).
 
 

@@ -22,12 +22,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -49,7 +49,7 @@ from pgjax.kernels.trust_region import (
     subsample,
     tree_vdot,
 )
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 
 @hparams_dataclass
@@ -82,16 +82,11 @@ class NPGConfig(OnPolicyConfig):
         return max(1, round(self.fvp_fraction * self.batch_size))
 
 
-class NPGState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class NPGState(RolloutState):
+    """`RolloutState` and the critic's optimiser state (NPG's and TRPO's)."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    critic_opt_state: Any
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
+    critic_opt_state: optax.OptState
 
 
 class PolicyProblem(NamedTuple):
@@ -180,12 +175,14 @@ def update(step_rule, config, env, networks, hparams, state: NPGState, _):
         **rollout_metrics(config, update, traj, batch),
     }
     params = {"actor": actor_params, "critic": critic_params}
-    return NPGState(params, critic_opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
+    new_state = NPGState(params=params, critic_opt_state=critic_opt_state, env=env_carry, obs_stats=obs_stats,
+                         key=key, update=update, reward_scaling=reward_scaling)
+    return new_state, metrics
 
 
 def init(config, env, networks, key, hparams) -> NPGState:
-    start = initial_fields(config, env, networks, key)
-    return NPGState(critic_opt_state=critic_optimizer(hparams).init(start["params"]["critic"]), **start)
+    core = initial_core(config, env, networks, key)
+    return NPGState.from_core(core, critic_opt_state=critic_optimizer(hparams).init(core.params["critic"]))
 
 
 def build_trainer(config, step_rule) -> Trainer:

@@ -35,8 +35,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import flatten_rollout, gae_batch, observe, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
@@ -50,10 +52,9 @@ from pgjax.algos.ppo import (
     minibatch_pass,
     surrogate_epochs,
 )
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import ConfigError, config_dataclass, field, hparams_dataclass, non_negative, positive
 from pgjax.kernels.losses import ppg_joint_loss, value_loss
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 
 @hparams_dataclass
@@ -107,18 +108,14 @@ class AuxBuffer(NamedTuple):
     target: Array  # [N_pi, T*B] value targets V_targ: the rollout's lambda-returns
 
 
-class PPGState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class PPGState(RolloutState):
+    """`RolloutState` (`params["actor"]`: the policy network with V_aux; `update` counts policy
+    iterations), the two phases' optimiser states and the auxiliary buffer."""
 
-    params: dict  # {"actor": policy network with V_aux, "critic": value network}
-    opt_state: Any  # the policy phase's Adam
-    aux_opt_state: Any  # the auxiliary phase's Adam
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates (policy iterations) done so far
+    opt_state: optax.OptState  # the policy phase's Adam
+    aux_opt_state: optax.OptState  # the auxiliary phase's Adam
     buffer: AuxBuffer
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 class AuxBatch(NamedTuple):
@@ -208,20 +205,21 @@ def _update(config, env, networks, hparams, state: PPGState, _):
         "aux_phase": ends_phase.astype(jnp.float32),
         **rollout_metrics(config, update, traj, batch),
     }
-    state = PPGState(params, opt_state, aux_opt_state, env_carry, obs_stats, key, update, buffer, reward_scaling)
+    state = PPGState(params=params, opt_state=opt_state, aux_opt_state=aux_opt_state, env=env_carry,
+                     obs_stats=obs_stats, key=key, update=update, buffer=buffer, reward_scaling=reward_scaling)
     return state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPGState:
-    start = initial_fields(config, env, networks, key)
-    obs = start["env"].obs
+    core = initial_core(config, env, networks, key)
+    obs = core.env.obs
     rows = (config.policy_iterations, config.batch_size)
     buffer = AuxBuffer(jnp.zeros((*rows, *obs.shape[1:]), obs.dtype), jnp.zeros(rows, jnp.float32))
-    return PPGState(
-        opt_state=make_optimizer(config, hparams).init(start["params"]),
-        aux_opt_state=make_aux_optimizer(hparams).init(start["params"]),
+    return PPGState.from_core(
+        core,
+        opt_state=make_optimizer(config, hparams).init(core.params),
+        aux_opt_state=make_aux_optimizer(hparams).init(core.params),
         buffer=buffer,
-        **start,
     )
 
 

@@ -9,18 +9,17 @@ chunks (progress bar, checkpoints) that compose to exactly the same result.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import GAEBatch, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     ConfigError,
     OnPolicyConfig,
@@ -38,7 +37,7 @@ from pgjax.config import (
 )
 from pgjax.kernels import shuffle
 from pgjax.kernels.losses import entropy_bonus, normalize_advantages, ppo_clip_loss, value_loss
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 
 @hparams_dataclass
@@ -91,16 +90,11 @@ class PPOConfig(OnPolicyConfig):
                     "lower update_epochs, num_minibatches or total_timesteps")
 
 
-class PPOState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class PPOState(RolloutState):
+    """`RolloutState` and the optimiser's state (PPO's, PPO-KL's and SPO's)."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
+    opt_state: optax.OptState
 
 
 def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTransformation:
@@ -201,12 +195,14 @@ def surrogate_update(policy_loss, config, env, networks, hparams, state: PPOStat
 
     update = state.update + 1
     metrics = {**epoch_metrics(losses), **rollout_metrics(config, update, traj, batch)}
-    return PPOState(params, opt_state, env_carry, obs_stats, key, update, reward_scaling), metrics
+    new_state = PPOState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                         update=update, reward_scaling=reward_scaling)
+    return new_state, metrics
 
 
 def init_state(config, env, networks, key, hparams) -> PPOState:
-    start = initial_fields(config, env, networks, key)
-    return PPOState(opt_state=make_optimizer(config, hparams).init(start["params"]), **start)
+    core = initial_core(config, env, networks, key)
+    return PPOState.from_core(core, opt_state=make_optimizer(config, hparams).init(core.params))
 
 
 def make_trainer(config: PPOConfig) -> Trainer:

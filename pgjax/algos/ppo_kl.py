@@ -24,13 +24,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, PPOHParams, epoch_metrics, make_optimizer, sgd_epoch
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     config_dataclass,
     entropy_coef_field,
@@ -47,7 +48,7 @@ from pgjax.kernels.losses import (
     value_loss,
 )
 from pgjax.kernels.trust_region import dual_update, mean_kl
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 # The band [1 - eps, 1 + eps] the ratio-deviation metrics measure: PPO's default clip_eps, read
 # from PPO's hyper-parameters so the two cannot drift apart.
@@ -75,17 +76,12 @@ class PPOKLConfig(PPOConfig):
     hparams: PPOKLHParams = field(PPOKLHParams(), "traced hyper-parameters")
 
 
-class PPOKLState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class PPOKLState(RolloutState):
+    """`RolloutState`, the optimiser's state and the KL multiplier."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
+    opt_state: optax.OptState
     kl_coef: Array  # float32 scalar: the Lagrange multiplier lambda
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 class Batch(NamedTuple):
@@ -151,15 +147,17 @@ def _update(config, env, networks, hparams, state: PPOKLState, _):
         "kl_coef_next": kl_coef,  # after the dual step
         **rollout_metrics(config, update, traj, batch),
     }
-    return PPOKLState(params, opt_state, env_carry, obs_stats, key, update, kl_coef, reward_scaling), metrics
+    new_state = PPOKLState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                           update=update, kl_coef=kl_coef, reward_scaling=reward_scaling)
+    return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> PPOKLState:
-    start = initial_fields(config, env, networks, key)
-    return PPOKLState(
-        opt_state=make_optimizer(config, hparams).init(start["params"]),
+    core = initial_core(config, env, networks, key)
+    return PPOKLState.from_core(
+        core,
+        opt_state=make_optimizer(config, hparams).init(core.params),
         kl_coef=jnp.asarray(hparams.init_kl_coef, jnp.float32),
-        **start,
     )
 
 

@@ -60,13 +60,13 @@ the whole run is one `jit`, chunks compose bit for bit.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, initial_fields
+from pgjax.algos._on_policy import OnPolicyState, actor_critic_trainer, initial_core
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import (
     fit_value_function,
@@ -101,7 +101,7 @@ from pgjax.kernels.returns import (
     reward_to_go,
     value_baseline,
 )
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 BASELINES = ("none", "batch_mean", "value", *GROUP_BASELINES)
 
@@ -176,17 +176,14 @@ def episode_horizon(config: ReinforceConfig) -> int:
         raise ConfigError(str(err)) from None
 
 
-class ReinforceState(NamedTuple):
-    """Everything a run needs to continue (environments are reset every update)."""
+@struct.dataclass(kw_only=True)
+class ReinforceState(OnPolicyState):
+    """`OnPolicyState` (no `env`: every update resets the environments; the critic serves the
+    value baseline only), the two optimiser states and the first-episode step count."""
 
-    params: dict  # {"actor": ..., "critic": ...}; the critic serves the value baseline only
-    policy_opt_state: Any
-    value_opt_state: Any
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
+    policy_opt_state: optax.OptState
+    value_opt_state: optax.OptState
     episode_steps: Array  # int32 scalar: unmasked (first-episode) steps so far
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 # --- training ----------------------------------------------------------------------------
@@ -275,17 +272,19 @@ def _update(config, env, networks, hparams, state: ReinforceState, _):
         "env_steps": update * config.batch_size,  # simulated, masked steps included
         "episode_steps": episode_steps,  # first-episode steps that enter the estimate
     }
-    new_state = ReinforceState(params, policy_opt_state, value_opt_state, obs_stats, key, update, episode_steps, reward_scaling)
+    new_state = ReinforceState(params=params, policy_opt_state=policy_opt_state, value_opt_state=value_opt_state,
+                               obs_stats=obs_stats, key=key, update=update, episode_steps=episode_steps,
+                               reward_scaling=reward_scaling)
     return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> ReinforceState:
-    start = initial_fields(config, env, networks, key, reset_env=False)  # every update resets the environments
-    return ReinforceState(
-        policy_opt_state=make_policy_optimizer(hparams).init(start["params"]["actor"]),
-        value_opt_state=make_value_optimizer(hparams).init(start["params"]["critic"]),
+    core = initial_core(config, env, networks, key, reset_env=False)  # every update resets the environments
+    return ReinforceState.from_core(
+        core,
+        policy_opt_state=make_policy_optimizer(hparams).init(core.params["actor"]),
+        value_opt_state=make_value_optimizer(hparams).init(core.params["critic"]),
         episode_steps=jnp.zeros((), jnp.int32),
-        **start,
     )
 
 

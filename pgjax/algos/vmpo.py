@@ -27,19 +27,19 @@ whose samples it trains.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
 from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, epoch_metrics, make_optimizer, sgd_epoch
 from pgjax.algos.ppo_kl import Batch, trust_region_batch
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import config_dataclass, entropy_coef_field, field, hparams_dataclass, positive
 from pgjax.kernels.distributions import DiagGaussian
 from pgjax.kernels.losses import entropy_bonus, normalize_advantages, value_loss
@@ -51,7 +51,7 @@ from pgjax.kernels.vmpo_losses import (
     top_half,
     weighted_log_likelihood_loss,
 )
-from pgjax.types import Array, PRNGKey, RunningStats
+from pgjax.types import Array
 
 
 @hparams_dataclass
@@ -92,17 +92,12 @@ class Duals(NamedTuple):
     log_alpha: Array  # float32 [K]: the KL multipliers (K = 1 categorical, 2 Gaussian: mean, covariance)
 
 
-class VMPOState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class VMPOState(RolloutState):
+    """`RolloutState`, the optimiser's state and the dual variables."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any  # the networks' and the duals' (one optax.partition)
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
+    opt_state: optax.OptState  # the networks' and the duals' (one optax.partition)
     duals: Duals
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
 
 
 def _optimizer(config: VMPOConfig, hparams: VMPOHParams) -> optax.GradientTransformation:
@@ -194,17 +189,19 @@ def _update(config, env, networks, hparams, state: VMPOState, _):
         "kl": jnp.mean(batch.old_dist.kl(new_dist)),
         **rollout_metrics(config, update, traj, batch),
     }
-    return VMPOState(params, opt_state, env_carry, obs_stats, key, update, duals, reward_scaling), metrics
+    new_state = VMPOState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                          update=update, duals=duals, reward_scaling=reward_scaling)
+    return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> VMPOState:
-    start = initial_fields(config, env, networks, key)
+    core = initial_core(config, env, networks, key)
     duals = Duals(
         log_eta=jnp.log(jnp.asarray(hparams.init_eta, jnp.float32)),
         log_alpha=jnp.full(_kl_bounds(env, hparams).shape, jnp.log(jnp.asarray(hparams.init_alpha, jnp.float32))),
     )
-    opt_state = _optimizer(config, hparams).init({"networks": start["params"], "duals": duals})
-    return VMPOState(opt_state=opt_state, duals=duals, **start)
+    opt_state = _optimizer(config, hparams).init({"networks": core.params, "duals": duals})
+    return VMPOState.from_core(core, opt_state=opt_state, duals=duals)
 
 
 def make_trainer(config: VMPOConfig) -> Trainer:

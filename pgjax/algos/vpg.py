@@ -14,16 +14,15 @@ compose bit for bit.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
 
 import jax
 import optax
+from flax import struct
 
-from pgjax.algos._on_policy import actor_critic_trainer, collect_rollout, initial_fields, rollout_metrics
+from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import GAEBatch, fit_value_function, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.rollout import EnvCarry
 from pgjax.config import (
     OnPolicyConfig,
     config_dataclass,
@@ -37,7 +36,6 @@ from pgjax.config import (
     reward_scale_field,
 )
 from pgjax.kernels.losses import approx_kl, entropy_bonus, normalize_advantages, policy_gradient_loss
-from pgjax.types import Array, PRNGKey, RunningStats
 
 
 @hparams_dataclass
@@ -63,17 +61,12 @@ class VPGConfig(OnPolicyConfig):
     hparams: VPGHParams = field(VPGHParams(), "traced hyper-parameters")
 
 
-class VPGState(NamedTuple):
-    """Everything a run needs to continue: save it and the run resumes bit for bit."""
+@struct.dataclass(kw_only=True)
+class VPGState(RolloutState):
+    """`RolloutState` and the actor's and critic's optimiser states."""
 
-    params: dict  # {"actor": ..., "critic": ...}
-    actor_opt_state: Any
-    critic_opt_state: Any
-    env: EnvCarry
-    obs_stats: RunningStats
-    key: PRNGKey
-    update: Array  # int32 scalar: updates done so far
-    reward_scaling: Any = None  # reward_scaling.RewardScaling if config.scale_rewards, else None (no leaves)
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
 
 
 def make_actor_optimizer(config: VPGConfig, hparams: VPGHParams) -> optax.GradientTransformation:
@@ -126,16 +119,17 @@ def _update(config, env, networks, hparams, state: VPGState, _):
     update = state.update + 1
     metrics = {**policy_metrics, **value_metrics, **rollout_metrics(config, update, traj, batch)}
     params = {"actor": actor_params, "critic": critic_params}
-    new_state = VPGState(params, actor_opt_state, critic_opt_state, env_carry, obs_stats, key, update, reward_scaling)
+    new_state = VPGState(params=params, actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
+                         env=env_carry, obs_stats=obs_stats, key=key, update=update, reward_scaling=reward_scaling)
     return new_state, metrics
 
 
 def _init(config, env, networks, key, hparams) -> VPGState:
-    start = initial_fields(config, env, networks, key)
-    return VPGState(
-        actor_opt_state=make_actor_optimizer(config, hparams).init(start["params"]["actor"]),
-        critic_opt_state=make_critic_optimizer(hparams).init(start["params"]["critic"]),
-        **start,
+    core = initial_core(config, env, networks, key)
+    return VPGState.from_core(
+        core,
+        actor_opt_state=make_actor_optimizer(config, hparams).init(core.params["actor"]),
+        critic_opt_state=make_critic_optimizer(hparams).init(core.params["critic"]),
     )
 
 

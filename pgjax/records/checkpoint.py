@@ -91,15 +91,17 @@ def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
         raise CheckpointError("checkpoint config differs from this run's config:\n  " + "\n  ".join(diffs))
     if meta.get("num_seeds") != expected.get("num_seeds"):
         raise CheckpointError(f"checkpoint holds {meta.get('num_seeds')} seeds, this run has {expected.get('num_seeds')}")
-    saved, current = meta["tree"], tree_signature(abstract_state)
-    if saved != current:
-        saved_paths = {p: (s, d) for p, s, d in saved}
-        current_paths = {p: (s, d) for p, s, d in current}
+    # By path, not by position: orbax stores and restores each leaf under its path, so a state
+    # whose fields were reordered (the NamedTuple states before `OnPolicyState`: its shared
+    # fields come first now) is the same state.
+    saved_paths = {p: (s, d) for p, s, d in meta["tree"]}
+    current_paths = {p: (s, d) for p, s, d in tree_signature(abstract_state)}
+    if saved_paths != current_paths:
         lines = [
             f"{p}: checkpoint {saved_paths.get(p, '<absent>')}, this run {current_paths.get(p, '<absent>')}"
             for p in sorted(set(saved_paths) | set(current_paths))
             if saved_paths.get(p) != current_paths.get(p)
-        ] or ["same leaves in a different order"]
+        ]
         raise CheckpointError(
             f"checkpoint state does not match this run's state ({len(lines)} leaves differ; same config, "
             "so the algorithm's code changed):\n  " + "\n  ".join(lines[:10])

@@ -32,6 +32,13 @@ def tree_bytes(tree: Any) -> int:
     return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
+def top_level_fields(state: Any) -> dict[str, Any]:
+    """A state's children by field name, whatever kind of named pytree it is (a NamedTuple
+    off-policy, an `OnPolicyState` dataclass on-policy): `{"state": state}` for a bare leaf."""
+    children, _ = jax.tree_util.tree_flatten_with_path(state, is_leaf=lambda x: x is not state)
+    return {jax.tree_util.keystr(path, simple=True) or "state": child for path, child in children}
+
+
 def cell_shapes(trainer: Any, updates_per_launch: int) -> tuple[Any, dict]:
     """`(state, metrics of one compiled chunk)` of one cell, as shapes (`jax.eval_shape`)."""
     key = jax.ShapeDtypeStruct((2,), np.uint32)
@@ -56,7 +63,7 @@ def largest_parts(trainer: Any, updates_per_launch: int, cell_need: int | None =
     before and after each step) and the rest of the program's intermediate values."""
     config = trainer.config
     state, metrics = cell_shapes(trainer, updates_per_launch)
-    fields = dict(state._asdict()) if hasattr(state, "_asdict") else {"state": state}
+    fields = top_level_fields(state)
     buffer, envs = tree_bytes(fields.pop("buffer", ())), tree_bytes(fields.pop("env", ()))
     chunk = f"{updates_per_launch} updates x {len(metrics)} metrics: more --chunks make chunks shorter"
     parts = [(tree_bytes(fields), f"the networks and their optimiser state (hidden_sizes={list(config.hidden_sizes)})"),
