@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from pgjax.records.prng_keys import is_typed_key, key_data_leaf, key_data_tree, rewrap_leaf
+
 POLICY_SUFFIX = ".policy.npz"  # cell-NNNNN.policy.npz: params and obs_stats
 STATE_SUFFIX = ".state.npz"  # cell-NNNNN.state.npz: the whole final training state (on request)
 _STAMP = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no wall-clock time in the bytes
@@ -39,14 +41,10 @@ def policy_tree(state: Any) -> dict:
     return {"params": state.params, "obs_stats": state.obs_stats}
 
 
-def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _leaves(tree: Any) -> dict[str, Any]:
     """Leaf path (`jax.tree_util.keystr`) -> leaf, typed PRNG keys as their uint32 data."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(path): (jax.random.key_data(x) if _is_key(x) else x) for path, x in leaves}
+    return {jax.tree_util.keystr(path): key_data_leaf(x) for path, x in leaves}
 
 
 def write_tree(path: str | Path, tree: Any) -> None:
@@ -84,8 +82,8 @@ def read_tree(path: str | Path, like: Any) -> Any:
         if name not in stored:
             raise CellFileError(f"{path} has no array {name} (written for another algorithm or config?)")
         array = stored[name]
-        if _is_key(leaf):
-            out.append(jax.random.wrap_key_data(array, impl=jax.random.key_impl(leaf)))
+        if is_typed_key(leaf):
+            out.append(rewrap_leaf(leaf, array))
             continue
         if array.shape != tuple(leaf.shape) or array.dtype != np.dtype(leaf.dtype):
             raise CellFileError(f"{path}: {name} is {array.dtype}{list(array.shape)}, the config builds "
@@ -100,7 +98,7 @@ def read_tree(path: str | Path, like: Any) -> Any:
 def host_rows(tree: Any, fetch: Any) -> Any:
     """`fetch` (e.g. `sharding.fetch`) of `tree` with typed PRNG keys as their uint32 data
     (what can be gathered across processes and stored)."""
-    return fetch(jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree))
+    return fetch(key_data_tree(tree))
 
 
 def readable(path: str | Path) -> bool:

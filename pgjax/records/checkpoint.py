@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from pgjax import config as cfg
+from pgjax.records.prng_keys import key_data_tree, rewrap_leaf
 
 FORMAT = 1  # bump when the layout of `meta` changes
 
@@ -69,15 +70,6 @@ def tree_signature(tree: Any) -> list[list[str]]:
     """`[path, shape, dtype]` for every leaf (arrays or `jax.ShapeDtypeStruct`s)."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [[jax.tree_util.keystr(path), str(list(np.shape(x))), str(x.dtype)] for path, x in leaves]
-
-
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _key_data(tree: Any) -> Any:
-    """Typed PRNG keys as their raw uint32 data (what an array store can hold)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
 def check_compatible(meta: dict, expected: dict, abstract_state: Any) -> None:
@@ -209,7 +201,7 @@ class Checkpointer:
         try:
             self._open(create=True).save(
                 int(updates_done),
-                args=ocp.args.Composite(state=ocp.args.StandardSave(_key_data(state)), meta=ocp.args.JsonSave(meta)),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(key_data_tree(state)), meta=ocp.args.JsonSave(meta)),
             )
         except Exception as err:  # noqa: BLE001  (orbax raises bare Exception/ValueError for I/O errors)
             self._write_failed(err)
@@ -288,7 +280,7 @@ class Checkpointer:
         check_compatible(meta, expected, abstract_state)
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-            jax.eval_shape(_key_data, abstract_state),
+            jax.eval_shape(key_data_tree, abstract_state),
         )
         try:
             restored = self._open().restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
@@ -296,11 +288,7 @@ class Checkpointer:
             raise CorruptCheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged, its arrays do not read back: {_one_line(err)}"
             ) from None
-        state = jax.tree.map(
-            lambda like, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(like)) if _is_key(like) else x,
-            abstract_state, restored["state"],
-        )
-        return state, meta
+        return jax.tree.map(rewrap_leaf, abstract_state, restored["state"]), meta
 
     def delete_after(self, step: int) -> list[int]:
         """Delete the checkpoints after `step` updates (a resume from an older one rewrites them)."""

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from pgjax.records.prng_keys import key_data_leaf, rewrap_leaf
 from pgjax.runtime import sharding
 
 NOTE_AFTER = 10.0  # seconds of waiting before a process says what it waits for
@@ -96,20 +97,8 @@ def bytes_from_writer(data: bytes | None) -> bytes:
     return np.concatenate(out)[:size].tobytes()
 
 
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _key_impl(like: Any) -> Any:
-    """The PRNG implementation of a typed key array or its `jax.ShapeDtypeStruct` (which
-    `jax.random.key_impl` refuses, while it takes a tracer of one)."""
-    found = []
-    jax.eval_shape(lambda key: found.append(jax.random.key_impl(key)), like)
-    return found[0]
-
-
 def _host_leaf(x: Any) -> np.ndarray:
-    return np.ascontiguousarray(jax.random.key_data(x) if _is_key(x) else x)
+    return np.ascontiguousarray(key_data_leaf(x))
 
 
 def tree_from_writer(tree: Any, like: Any, what: str) -> Any:
@@ -119,7 +108,7 @@ def tree_from_writer(tree: Any, like: Any, what: str) -> Any:
     if jax.process_count() == 1:
         return tree
     leaves, treedef = jax.tree.flatten(like)
-    raws = [jax.eval_shape(jax.random.key_data, x) if _is_key(x) else x for x in leaves]
+    raws = [jax.eval_shape(key_data_leaf, x) for x in leaves]
     data = None
     if sharding.is_writer():
         host = [_host_leaf(x) for x in treedef.flatten_up_to(tree)]
@@ -133,7 +122,7 @@ def tree_from_writer(tree: Any, like: Any, what: str) -> Any:
     for x, raw in zip(leaves, raws, strict=True):
         size = int(np.prod(raw.shape)) * np.dtype(raw.dtype).itemsize
         array = np.frombuffer(data[start:start + size], raw.dtype).reshape(raw.shape).copy()
-        out.append(jax.random.wrap_key_data(array, impl=_key_impl(x)) if _is_key(x) else array)
+        out.append(rewrap_leaf(x, array))
         start += size
     return jax.tree.unflatten(treedef, out)
 
