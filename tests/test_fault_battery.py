@@ -489,3 +489,32 @@ def test_ctrl_c_after_the_run_folder_is_made_but_before_training_removes_it(tmp_
                                capsys)
     assert code == 130 and line == "pgjax train: interrupted"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["new-folder", "resumed-folder"])
+def test_ctrl_c_before_a_sweeps_signal_handlers_removes_only_a_folder_it_made(tmp_path, monkeypatch, capsys, resumed):
+    """Was: a KeyboardInterrupt between making the sweep folder and `run_sweep` setting its
+    signal handlers left a folder with a sweep.json and nothing else. A folder given to
+    `--resume` is never removed."""
+    from pgjax.runtime import sweep as sw
+    from pgjax.runtime.resumable import Interrupted
+
+    command = ["sweep", "--no-progress", "--chunks", "1", "--out", str(tmp_path), "--grid", "num_envs=4,8",
+               "total_timesteps=2048"]
+    if resumed:  # a sweep stopped by SIGTERM before any cell finished: its folder is kept to resume
+        def stopped(*args, **kwargs):
+            raise Interrupted(signal.SIGTERM)
+
+        monkeypatch.setattr(sw, "run_sweep", stopped)
+        assert exit_and_line(command, capsys)[0] == 128 + signal.SIGTERM
+        (folder,) = tmp_path.iterdir()
+        command = ["sweep", "--no-progress", "--resume", str(folder)]
+
+    def interrupted(*args, **kwargs):
+        assert list(tmp_path.iterdir())  # the folder is there when Ctrl-C comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sw, "run_sweep", interrupted)
+    code, line = exit_and_line(command, capsys)
+    assert code == 130 and line == "pgjax sweep: interrupted"
+    assert bool(list(tmp_path.iterdir())) == resumed

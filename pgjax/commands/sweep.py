@@ -183,62 +183,64 @@ def run(args) -> int:
         print(f"pgjax sweep: {err}", file=sys.stderr)
         return 1
     num_cells = sum(len(g.cells) for g in groups)
-    if sweep_dir is None:  # process 0 makes the folder; other processes (if any) learn its name
-        if sharding.is_writer():
-            sweep_dir = runs.new_run_dir(args.out or Path("runs"), f"sweep-{spec['algo']}-{groups[0].config.env_id}")
-            runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
-        sweep_dir = Path(sharding.text_from_writer(str(sweep_dir)))
-    settings = sw.SweepSettings(width=spec["width"], max_chunks=spec["chunks"], memory_limit=limit,
-                                save_state=bool(spec.get("save_state")) or args.save_state,
-                                eval_every=spec["eval_every"], eval_episodes=spec["eval_episodes"],
-                                eval_mode=spec["eval_mode"])
-    fewest = min(g.config.num_updates for g in groups)
-    if spec["chunks"] > fewest:  # `experiment.chunk_sizes` never makes an empty chunk
-        print(f"pgjax sweep: note: --chunks {spec['chunks']} is more than the {fewest} updates of a group; "
-              "such groups run chunks of one update", file=sys.stderr)
-    note = narrow_width_note(_platform(), spec["width"], max(len(g.cells) for g in groups))
-    if note and args.resume is None and sharding.is_writer():
-        print(f"pgjax sweep: note: {note}", file=sys.stderr)
-    total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
-    print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    with sw.removed_if_interrupted_unstarted() as launch:  # Ctrl-C before any cell finished: no folder left
+        if sweep_dir is None:  # process 0 makes the folder; other processes (if any) learn its name
+            if sharding.is_writer():
+                sweep_dir = launch.made = runs.new_run_dir(args.out or Path("runs"),
+                                                           f"sweep-{spec['algo']}-{groups[0].config.env_id}")
+                runs.write_json(sweep_dir / "sweep.json", {**spec, "versions": runs.versions()})
+            sweep_dir = Path(sharding.text_from_writer(str(sweep_dir)))
+        settings = sw.SweepSettings(width=spec["width"], max_chunks=spec["chunks"], memory_limit=limit,
+                                    save_state=bool(spec.get("save_state")) or args.save_state,
+                                    eval_every=spec["eval_every"], eval_episodes=spec["eval_episodes"],
+                                    eval_mode=spec["eval_mode"])
+        fewest = min(g.config.num_updates for g in groups)
+        if spec["chunks"] > fewest:  # `experiment.chunk_sizes` never makes an empty chunk
+            print(f"pgjax sweep: note: --chunks {spec['chunks']} is more than the {fewest} updates of a group; "
+                  "such groups run chunks of one update", file=sys.stderr)
+        note = narrow_width_note(_platform(), spec["width"], max(len(g.cells) for g in groups))
+        if note and args.resume is None and sharding.is_writer():
+            print(f"pgjax sweep: note: {note}", file=sys.stderr)
+        total_steps = sum(len(g.cells) * g.config.num_updates * g.config.env_steps_per_update for g in groups)
+        print(f"pgjax sweep: {spec['algo']}, {num_cells} cells in {len(groups)} compiled group(s) -> {sweep_dir}")
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, unit="step", unit_scale=True, desc="sweep", dynamic_ncols=True)
-    tracker, on_metrics, on_eval, on_cell = _open_tracker(sweep_dir, spec, sinks)
-    start = time.perf_counter()
-    try:
-        stats = sw.run_sweep(sweep_dir, spec["algo"], groups, spec["root_seed"], settings,
-                             on_progress=(lambda steps: bar.update(steps)) if bar is not None else None,
-                             on_metrics=on_metrics if tracker else None, on_eval=on_eval if tracker else None,
-                             on_cell=on_cell)
-    except TrackingError as err:
-        print(f"pgjax sweep: {err}; finished cells are kept, {continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
-        return 1
-    except MemoryError as err:
-        if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
-            print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)
-        else:
-            print(f"pgjax sweep: {err} (finished cells are kept: raise --memory-limit and "
-                  f"{continue_with(sweep_dir, 'sweep')})", file=sys.stderr)
-        return 1
-    except Interrupted as err:
-        if bar is not None:  # the bar's line ends before the message
-            bar.close()
-            bar = None
-        what = f"interrupted by {signal.Signals(err.signum).name}"
-        if not sharding.is_writer():  # process 0 keeps the files and says how to continue
-            print(f"pgjax sweep: {what}; stopped with process 0", file=sys.stderr)
+            bar = tqdm(total=total_steps, unit="step", unit_scale=True, desc="sweep", dynamic_ncols=True)
+        tracker, on_metrics, on_eval, on_cell = _open_tracker(sweep_dir, spec, sinks)
+        start = time.perf_counter()
+        try:
+            stats = sw.run_sweep(sweep_dir, spec["algo"], groups, spec["root_seed"], settings,
+                                 on_progress=(lambda steps: bar.update(steps)) if bar is not None else None,
+                                 on_metrics=on_metrics if tracker else None, on_eval=on_eval if tracker else None,
+                                 on_cell=on_cell)
+        except TrackingError as err:
+            print(f"pgjax sweep: {err}; finished cells are kept, {continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
+            return 1
+        except MemoryError as err:
+            if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
+                print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)
+            else:
+                print(f"pgjax sweep: {err} (finished cells are kept: raise --memory-limit and "
+                      f"{continue_with(sweep_dir, 'sweep')})", file=sys.stderr)
+            return 1
+        except Interrupted as err:
+            if bar is not None:  # the bar's line ends before the message
+                bar.close()
+                bar = None
+            what = f"interrupted by {signal.Signals(err.signum).name}"
+            if not sharding.is_writer():  # process 0 keeps the files and says how to continue
+                print(f"pgjax sweep: {what}; stopped with process 0", file=sys.stderr)
+                return 128 + err.signum
+            finished = len(list((sweep_dir / "cells").glob("cell-*.json")))
+            print(f"pgjax sweep: {what}; {finished} of {num_cells} cells finished and kept in {sweep_dir / 'cells'}; "
+                  f"{continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
             return 128 + err.signum
-        finished = len(list((sweep_dir / "cells").glob("cell-*.json")))
-        print(f"pgjax sweep: {what}; {finished} of {num_cells} cells finished and kept in {sweep_dir / 'cells'}; "
-              f"{continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
-        return 128 + err.signum
-    finally:
-        tracker.close()
-        if bar is not None:
-            bar.close()
+        finally:
+            tracker.close()
+            if bar is not None:
+                bar.close()
     if not sharding.is_writer():
         print(f"done: process {jax_process_index()} computed its share of {stats['cells_run']} cells; process 0 "
               "writes the files")

@@ -32,10 +32,12 @@ kept, the unfinished launch's cells run again on resume.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
 import math
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -499,6 +501,28 @@ class _LaunchChunks:
 
 def _row(i: int, x: np.ndarray) -> np.ndarray:
     return x[i]
+
+
+class LaunchFolder:
+    """The folder a launch made (`made`; None for a resumed or another process's folder)."""
+
+    made: Path | None = None
+
+
+@contextlib.contextmanager
+def removed_if_interrupted_unstarted():
+    """Around a launch, yielding a `LaunchFolder` to set once the launch makes its folder: a
+    Ctrl-C that comes as a KeyboardInterrupt, i.e. before `run_sweep` sets its signal handlers
+    or after it restored them, removes that folder if no cell finished in it (it holds only
+    this launch's `sweep.json` and tracker files), then goes on. A folder not made by this
+    launch is never removed."""
+    folder = LaunchFolder()
+    try:
+        yield folder
+    except KeyboardInterrupt:
+        if folder.made is not None and not any((Path(folder.made) / "cells").glob("cell-*.json")):
+            shutil.rmtree(folder.made, ignore_errors=True)
+        raise
 
 
 def discard_if_unstarted(out_dir: Path) -> bool:
