@@ -145,6 +145,14 @@ def cell_timeout(text: str) -> int | None:
     return seconds or None
 
 
+def env_item(text: str) -> tuple[str, str]:
+    """An argparse `type` for `--env`: `KEY=VALUE` with a non-empty KEY."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--env {text!r}: must be KEY=VALUE (an environment variable and its value)")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
@@ -154,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the outputs of the existing .ipynb (its code cells must be unchanged)")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="write the .ipynb files here instead of next to their sources")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--env", action="append", default=[], type=env_item, metavar="KEY=VALUE",
                         help="extra environment variable for the kernel (repeatable)")
     parser.add_argument("--timeout", type=cell_timeout, default=1200, metavar="SECONDS",
                         help="limit on each cell's run time in seconds, >= 1 (default 1200; 0: none)")
     args = parser.parse_args(argv)
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = dict(args.env)
     chosen = [s for s in sources() if not args.names or any(s.stem.startswith(n) for n in args.names)]
     if not chosen:
         parser.error(f"no notebook source matches {args.names}; have {[s.stem for s in sources()]}")

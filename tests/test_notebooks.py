@@ -69,6 +69,17 @@ def test_a_cell_timeout_of_0_is_no_limit():
     assert build_notebooks.cell_timeout("0") is None and build_notebooks.cell_timeout("30") == 30
 
 
+@pytest.mark.parametrize("text", ["JAX_PLATFORMS", "=cpu"])
+def test_an_env_item_that_is_not_key_value_is_one_line(capsys, text):
+    """Was: `--env X` (no `=`) ended in a ValueError traceback from `dict(...)`."""
+    with pytest.raises(SystemExit) as stop:
+        build_notebooks.main(["--env", text, "--no-execute", "--out-dir", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == (f"build_notebooks.py: error: --env {text!r}: must be KEY=VALUE (an "
+                                            "environment variable and its value)\n"), err
+    assert build_notebooks.env_item("A=b=c") == ("A", "b=c")
+
+
 def run_reduced(source, out_dir):
     """One notebook's reduced-budget run in its own `scripts/build_notebooks.py` process and
     kernel. One per test, so the two test workers run two notebooks at once and no notebook
