@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
 from pgjax.algos._trainer import assemble_trainer
@@ -90,6 +91,25 @@ def initial_core(config, env, networks, key: PRNGKey, reset_env: bool = True) ->
     if not reset_env:
         return core
     return RolloutState.from_core(core, env=reset_env_carry(env, env_key, initial_carry(networks, env.num_envs)))
+
+
+@struct.dataclass(kw_only=True)
+class OneOptimizerState(RolloutState):
+    """`RolloutState` and the state of one optimiser over all the parameters (A2C's, PPO's,
+    SPO's)."""
+
+    opt_state: optax.OptState
+
+
+def optimizer_init(make_optimizer: Any):
+    """The `init` of an algorithm whose state is a `OneOptimizerState`, the optimiser
+    `make_optimizer(config, hparams)`."""
+
+    def init(config, env, networks, key: PRNGKey, hparams) -> OneOptimizerState:
+        core = initial_core(config, env, networks, key)
+        return OneOptimizerState.from_core(core, opt_state=make_optimizer(config, hparams).init(core.params))
+
+    return init
 
 
 def collect_rollout(config, env, networks, state: RolloutState, key: PRNGKey) -> tuple[EnvCarry, Transition]:

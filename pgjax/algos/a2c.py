@@ -23,9 +23,14 @@ from typing import NamedTuple
 
 import jax
 import optax
-from flax import struct
 
-from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
+from pgjax.algos._on_policy import (
+    OneOptimizerState,
+    actor_critic_trainer,
+    collect_rollout,
+    optimizer_init,
+    rollout_metrics,
+)
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import flatten_rollout, rollout_values, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
@@ -77,11 +82,7 @@ class A2CConfig(OnPolicyConfig):
     hparams: A2CHParams = field(A2CHParams(), "traced hyper-parameters")
 
 
-@struct.dataclass(kw_only=True)
-class A2CState(RolloutState):
-    """`RolloutState` and the optimiser's state."""
-
-    opt_state: optax.OptState
+A2CState = OneOptimizerState  # the shared fields and the optimiser's state
 
 
 def make_optimizer(config: A2CConfig, hparams: A2CHParams) -> optax.GradientTransformation:
@@ -162,19 +163,13 @@ def _update(config, env, networks, hparams, state: A2CState, _):
         "critic_grad_norm": optax.tree.norm(grads["critic"]),
         **rollout_metrics(config, update, traj, batch),
     }
-    new_state = A2CState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
-                         update=update, reward_scaling=reward_scaling)
-    return new_state, metrics
-
-
-def _init(config, env, networks, key, hparams) -> A2CState:
-    core = initial_core(config, env, networks, key)
-    return A2CState.from_core(core, opt_state=make_optimizer(config, hparams).init(core.params))
+    return state.replace(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                         update=update, reward_scaling=reward_scaling), metrics
 
 
 def make_trainer(config: A2CConfig) -> Trainer:
     """Build A2C's functions for `config` (validated here, before anything compiles)."""
-    return actor_critic_trainer(config, _init, _update)
+    return actor_critic_trainer(config, optimizer_init(make_optimizer), _update)
 
 
 make_train = train_function(make_trainer)  # make_train(config) -> train(key, hparams=None)

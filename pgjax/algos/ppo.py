@@ -13,10 +13,15 @@ import functools
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_rollout, initial_core, rollout_metrics
+from pgjax.algos._on_policy import (
+    OneOptimizerState,
+    actor_critic_trainer,
+    collect_rollout,
+    optimizer_init,
+    rollout_metrics,
+)
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import GAEBatch, gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
@@ -90,11 +95,7 @@ class PPOConfig(OnPolicyConfig):
                     "lower update_epochs, num_minibatches or total_timesteps")
 
 
-@struct.dataclass(kw_only=True)
-class PPOState(RolloutState):
-    """`RolloutState` and the optimiser's state (PPO's, PPO-KL's and SPO's)."""
-
-    opt_state: optax.OptState
+PPOState = OneOptimizerState  # the shared fields and the optimiser's state (PPO's and SPO's)
 
 
 def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTransformation:
@@ -103,6 +104,9 @@ def make_optimizer(config: PPOConfig, hparams: PPOHParams) -> optax.GradientTran
         steps = config.num_updates * config.update_epochs * config.num_minibatches
         learning_rate = optax.linear_schedule(hparams.learning_rate, 0.0, steps)
     return clipped_adam(learning_rate, hparams.max_grad_norm)
+
+
+init_state = optimizer_init(make_optimizer)  # PPO's and SPO's: one Adam over all parameters
 
 
 def clipped_adam(learning_rate, max_grad_norm) -> optax.GradientTransformation:
@@ -127,12 +131,20 @@ def surrogate_loss(policy_loss, config, networks, hparams, params, batch: GAEBat
     dist = networks.actor.apply(params["actor"], batch.obs)
     advantages = normalize_advantages(batch.advantage) if config.normalize_advantages else batch.advantage
     pg_loss, pg_metrics = policy_loss(hparams, dist.log_prob(batch.action), batch.log_prob, advantages)
+    value_term, entropy_term, metrics = value_and_entropy_terms(config, networks, hparams, params, batch, dist)
+    loss = pg_loss + value_term - entropy_term
+    return loss, {**pg_metrics, **metrics, "loss": loss}
+
+
+def value_and_entropy_terms(config, networks, hparams, params, batch: GAEBatch, dist):
+    """`(vf_coef * L_V, ent_coef * H, metrics)` of a minibatch: the (optionally clipped) value
+    loss of the critic and the policy `dist`'s entropy bonus, the terms PPO's, SPO's and
+    PPO-KL's losses add to their policy terms as `L_pi + vf_coef * L_V - ent_coef * H`."""
     values = networks.critic.apply(params["critic"], batch.obs)
     clip = hparams.value_clip_eps if config.clip_value_loss else None
     v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
     entropy, e_metrics = entropy_bonus(dist.entropy())
-    loss = pg_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
-    return loss, {**pg_metrics, **v_metrics, **e_metrics, "loss": loss}
+    return hparams.vf_coef * v_loss, hparams.ent_coef * entropy, {**v_metrics, **e_metrics}
 
 
 def minibatch_step(optimizer, loss_fn, carry, batch):
@@ -195,14 +207,8 @@ def surrogate_update(policy_loss, config, env, networks, hparams, state: PPOStat
 
     update = state.update + 1
     metrics = {**epoch_metrics(losses), **rollout_metrics(config, update, traj, batch)}
-    new_state = PPOState(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
-                         update=update, reward_scaling=reward_scaling)
-    return new_state, metrics
-
-
-def init_state(config, env, networks, key, hparams) -> PPOState:
-    core = initial_core(config, env, networks, key)
-    return PPOState.from_core(core, opt_state=make_optimizer(config, hparams).init(core.params))
+    return state.replace(params=params, opt_state=opt_state, env=env_carry, obs_stats=obs_stats, key=key,
+                         update=update, reward_scaling=reward_scaling), metrics
 
 
 def make_trainer(config: PPOConfig) -> Trainer:

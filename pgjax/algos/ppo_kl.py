@@ -31,7 +31,15 @@ from pgjax.algos._on_policy import RolloutState, actor_critic_trainer, collect_r
 from pgjax.algos._trainer import train_function
 from pgjax.algos.actor_critic import gae_batch, scale_rollout_rewards, update_obs_stats
 from pgjax.algos.contract import Trainer
-from pgjax.algos.ppo import MinibatchActorCriticHParams, PPOConfig, PPOHParams, epoch_metrics, make_optimizer, sgd_epoch
+from pgjax.algos.ppo import (
+    MinibatchActorCriticHParams,
+    PPOConfig,
+    PPOHParams,
+    epoch_metrics,
+    make_optimizer,
+    sgd_epoch,
+    value_and_entropy_terms,
+)
 from pgjax.config import (
     config_dataclass,
     entropy_coef_field,
@@ -41,11 +49,9 @@ from pgjax.config import (
     positive,
 )
 from pgjax.kernels.losses import (
-    entropy_bonus,
     kl_penalty_loss,
     normalize_advantages,
     ratio_deviation,
-    value_loss,
 )
 from pgjax.kernels.trust_region import dual_update, mean_kl
 from pgjax.types import Array
@@ -114,12 +120,9 @@ def _loss(config, networks, hparams, kl_coef, params, batch: Batch):
         log_probs, batch.log_prob, advantages, batch.old_dist.kl(dist), kl_coef, hparams.max_kl
     )
     metrics = {**metrics, **ratio_deviation(log_probs - batch.log_prob, RATIO_EPS)}
-    values = networks.critic.apply(params["critic"], batch.obs)
-    clip = hparams.value_clip_eps if config.clip_value_loss else None
-    v_loss, v_metrics = value_loss(values, batch.target, batch.value, clip)
-    entropy, e_metrics = entropy_bonus(dist.entropy())
-    loss = policy_loss + hparams.vf_coef * v_loss - hparams.ent_coef * entropy
-    return loss, {**metrics, **v_metrics, **e_metrics, "loss": loss}
+    value_term, entropy_term, vh_metrics = value_and_entropy_terms(config, networks, hparams, params, batch, dist)
+    loss = policy_loss + value_term - entropy_term
+    return loss, {**metrics, **vh_metrics, "loss": loss}
 
 
 def _update(config, env, networks, hparams, state: PPOKLState, _):
