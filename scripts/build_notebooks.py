@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -123,6 +124,16 @@ def with_outputs_of(nb: nbformat.NotebookNode, executed: nbformat.NotebookNode) 
     return nb
 
 
+def write_atomic(nb: nbformat.NotebookNode, target: Path) -> None:
+    """Write `nb` to `target` through a temporary file in the same folder: a failed write leaves the old file."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        nbformat.write(nb, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (no usage block), exit code 2."""
 
@@ -171,15 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in sources() if not args.names or any(s.stem.startswith(n) for n in args.names)]
     if not chosen:
         parser.error(f"no notebook source matches {args.names}; have {[s.stem for s in sources()]}")
+    if args.out_dir is not None:  # made before any notebook runs, so a finished run always has somewhere to go
+        if args.out_dir.exists() and not args.out_dir.is_dir():
+            parser.error(f"--out-dir {str(args.out_dir)!r}: is a file, not a folder")
+        args.out_dir.mkdir(parents=True, exist_ok=True)
     for source in chosen:
         nb = build(source)
         start = time.perf_counter()
         target = (args.out_dir or source.parent) / f"{source.stem}.ipynb"
         if args.markdown_only:
+            if not target.is_file():
+                parser.error(f"--markdown-only: {target} does not exist; it keeps the outputs of an executed "
+                             "notebook, so build that first")
             nb = with_outputs_of(nb, nbformat.read(target, as_version=4))
         elif not args.no_execute:
             execute(nb, args.budget, timeout=args.timeout, extra_env=extra_env)
-        nbformat.write(nb, target)
+        write_atomic(nb, target)
         print(f"{target}: {len(nb.cells)} cells, {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 

@@ -80,6 +80,29 @@ def test_an_env_item_that_is_not_key_value_is_one_line(capsys, text):
     assert build_notebooks.env_item("A=b=c") == ("A", "b=c")
 
 
+def test_a_missing_out_dir_is_made_before_any_notebook_runs(tmp_path):
+    """Was: a FileNotFoundError traceback after the notebook had run, losing its outputs."""
+    out = tmp_path / "new" / "folder"
+    assert build_notebooks.main([SOURCES[0].stem, "--no-execute", "--out-dir", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == [f"{SOURCES[0].stem}.ipynb"]  # no partial file left beside it
+
+
+def test_an_out_dir_that_is_a_file_is_one_line(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit) as stop:
+        build_notebooks.main([SOURCES[0].stem, "--no-execute", "--out-dir", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == f"build_notebooks.py: error: --out-dir '{tmp_path / 'f'}': is a file, not a folder\n"
+
+
+def test_markdown_only_without_an_executed_notebook_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        build_notebooks.main([SOURCES[0].stem, "--markdown-only", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("build_notebooks.py: error: --markdown-only: ") and \
+        "does not exist" in err and err.count("\n") == 1, err
+
+
 def run_reduced(source, out_dir):
     """One notebook's reduced-budget run in its own `scripts/build_notebooks.py` process and
     kernel. One per test, so the two test workers run two notebooks at once and no notebook
