@@ -6,6 +6,7 @@ that computes); a few run in a subprocess as a user would, to show no traceback 
 terminal. Exit codes: 2 command line, 1 configuration or input.
 """
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -309,22 +310,34 @@ def test_train_memory_limit_counts_the_compiled_chunks_temporaries(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_discard_if_unstarted_keeps_finished_cells_and_foreign_files(tmp_path):
-    from pgjax.runtime.sweep import discard_if_unstarted
+def _sweep_folder(path: Path, finished_cells: int) -> Path:
+    (path / "cells").mkdir(parents=True)
+    (path / "sweep.json").write_text("{}")
+    (path / "events.out.tfevents.0").write_text("tracker")
+    for i in range(finished_cells):
+        (path / "cells" / f"cell-{i:05d}.json").write_text("{}")
+    return path
 
-    done = tmp_path / "done"
-    (done / "cells").mkdir(parents=True)
-    (done / "sweep.json").write_text("{}")
-    (done / "cells" / "cell-00000.json").write_text("{}")
-    assert not discard_if_unstarted(done) and (done / "cells" / "cell-00000.json").exists()
-    foreign = tmp_path / "foreign"
-    (foreign / "cells").mkdir(parents=True)
-    (foreign / "notes.txt").write_text("mine")
-    assert not discard_if_unstarted(foreign) and (foreign / "notes.txt").exists()
-    empty = tmp_path / "empty"
-    (empty / "cells").mkdir(parents=True)
-    (empty / "sweep.json").write_text("{}")
-    assert discard_if_unstarted(empty) and not empty.exists()
+
+@pytest.mark.parametrize("ending", ["discard", "ctrl-c", "normal"])
+def test_one_rule_removes_a_launch_folder_only_when_no_cell_finished(tmp_path, ending):
+    """After a memory refusal (`discard`) or a Ctrl-C: the folder this launch made goes, tracker
+    files and all, if no cell finished; a folder with a finished cell, or one the launch did not
+    make (`--resume`), stays. A launch that ends normally removes nothing."""
+    from pgjax.runtime.sweep import removed_if_no_cell_finished
+
+    folders = {"unstarted": _sweep_folder(tmp_path / "unstarted", 0), "done": _sweep_folder(tmp_path / "done", 1),
+               "resumed": _sweep_folder(tmp_path / "resumed", 0)}
+    for name in folders:
+        with contextlib.suppress(KeyboardInterrupt):
+            with removed_if_no_cell_finished() as launch:
+                launch.made = None if name == "resumed" else folders[name]
+                launch.discard = ending == "discard"
+                if ending == "ctrl-c":
+                    raise KeyboardInterrupt
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == (["done", "resumed", "unstarted"] if ending == "normal" else ["done", "resumed"])
+    assert (folders["done"] / "events.out.tfevents.0").exists() and (folders["resumed"] / "sweep.json").exists()
 
 
 # --- plot --final never mixes evaluation modes unlabelled ------------------------------------

@@ -183,7 +183,7 @@ def run(args) -> int:
         print(f"pgjax sweep: {err}", file=sys.stderr)
         return 1
     num_cells = sum(len(g.cells) for g in groups)
-    with sw.removed_if_interrupted_unstarted() as launch:  # Ctrl-C before any cell finished: no folder left
+    with sw.removed_if_no_cell_finished() as launch:  # Ctrl-C or a refusal before any cell finished
         if sweep_dir is None:  # process 0 makes the folder; other processes (if any) learn its name
             if sharding.is_writer():
                 sweep_dir = launch.made = runs.new_run_dir(args.out or Path("runs"),
@@ -219,7 +219,8 @@ def run(args) -> int:
             print(f"pgjax sweep: {err}; finished cells are kept, {continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
             return 1
         except MemoryError as err:
-            if args.resume is None and sharding.is_writer() and sw.discard_if_unstarted(sweep_dir):
+            if launch.made is not None and sw.no_cell_finished(launch.made):
+                launch.discard = True  # removed as the launch ends, after the tracker has closed its files
                 print(f"pgjax sweep: {err} (no cell finished; {sweep_dir} removed)", file=sys.stderr)
             else:
                 print(f"pgjax sweep: {err} (finished cells are kept: raise --memory-limit and "

@@ -504,42 +504,39 @@ def _row(i: int, x: np.ndarray) -> np.ndarray:
 
 
 class LaunchFolder:
-    """The folder a launch made (`made`; None for a resumed or another process's folder)."""
+    """The folder a launch made (`made`; None for a resumed or another process's folder), and
+    whether to remove it at the end of the launch if no cell finished in it (`discard`)."""
 
     made: Path | None = None
+    discard: bool = False
+
+
+def no_cell_finished(out_dir: Path) -> bool:
+    """True if no cell record has been written in the sweep folder `out_dir`."""
+    return not any((Path(out_dir) / "cells").glob("cell-*.json"))
 
 
 @contextlib.contextmanager
-def removed_if_interrupted_unstarted():
-    """Around a launch, yielding a `LaunchFolder` to set once the launch makes its folder: a
-    Ctrl-C that comes as a KeyboardInterrupt, i.e. before `run_sweep` sets its signal handlers
-    or after it restored them, removes that folder if no cell finished in it (it holds only
-    this launch's `sweep.json` and tracker files), then goes on. A folder not made by this
-    launch is never removed."""
+def removed_if_no_cell_finished():
+    """Around a launch, yielding a `LaunchFolder` to fill in once the launch makes its folder.
+    The one rule for a sweep folder nothing finished in: the folder this launch made is
+    removed, with every file in it (`sweep.json`, tracker files: all this launch's), if no
+    cell finished in it and the launch either ends by Ctrl-C as a KeyboardInterrupt (before
+    `run_sweep` sets its signal handlers or after it restored them) or set `discard` (e.g.
+    after a memory refusal). A folder not made by this launch (`--resume`) is never removed."""
     folder = LaunchFolder()
     try:
         yield folder
     except KeyboardInterrupt:
-        if folder.made is not None and not any((Path(folder.made) / "cells").glob("cell-*.json")):
-            shutil.rmtree(folder.made, ignore_errors=True)
+        _remove_if_no_cell_finished(folder.made)
         raise
+    if folder.discard:
+        _remove_if_no_cell_finished(folder.made)
 
 
-def discard_if_unstarted(out_dir: Path) -> bool:
-    """Remove a sweep folder that holds no finished cell (only `sweep.json` and an empty
-    `cells/`), e.g. after a launch did not fit the memory limit; True if removed. A folder
-    with finished cells, or with files this module did not write, is kept."""
-    out_dir = Path(out_dir)
-    cells = out_dir / "cells"
-    if cells.is_dir() and any(cells.iterdir()):
-        return False
-    if any(p.name not in ("sweep.json", "cells") for p in out_dir.iterdir()):
-        return False
-    if cells.is_dir():
-        cells.rmdir()
-    (out_dir / "sweep.json").unlink(missing_ok=True)
-    out_dir.rmdir()
-    return True
+def _remove_if_no_cell_finished(made: Path | None) -> None:
+    if made is not None and no_cell_finished(made):
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def metrics_steps(metrics: dict, batch_steps: int) -> int:
