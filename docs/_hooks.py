@@ -9,6 +9,9 @@ A page may hold these markers, each replaced at build time:
                                           header comment, and its settings (collapsed)
     <!-- pgjax:include PATH -->           the file at PATH, relative to the repository root
                                           (docs/benchmarks.md includes benchmarks/README.md)
+    <!-- pgjax:include PATH demote=N -->  the same, each heading N levels lower (`# T` becomes
+                                          `### T` for N = 2), so a file's title sits under the
+                                          page's section instead of making a second page title
 
 and `on_files` serves the reproduction figures, benchmarks/results/*.png, as results/*.png.
 
@@ -24,7 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(r"<!--\s*pgjax:(config-fields|shipped-configs)\s+([a-z0-9_]+)\s*-->")
-INCLUDE = re.compile(r"<!--\s*pgjax:include\s+([\w./-]+)\s*-->")
+INCLUDE = re.compile(r"<!--\s*pgjax:include\s+([\w./-]+)(?:\s+demote=(\d))?\s*-->")
+HEADING = re.compile(r"^(#{1,6})(?=\s)")
+FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def _cell(text: str) -> str:
@@ -74,12 +79,29 @@ def shipped_configs(algo: str) -> str:
     return "\n\n".join(blocks)
 
 
+def demote_headings(text: str, levels: int) -> str:
+    """`text` with each Markdown heading `levels` lower (at most level 6); code blocks untouched."""
+    out, in_code = [], False
+    for line in text.splitlines(keepends=True):
+        if FENCE.match(line):
+            in_code = not in_code
+        elif not in_code and levels:
+            line = HEADING.sub(lambda m: "#" * min(6, len(m.group(1)) + levels), line)
+        out.append(line)
+    return "".join(out)
+
+
+def include(match: re.Match) -> str:
+    path, levels = match.group(1), int(match.group(2) or 0)
+    return demote_headings((ROOT / path).read_text(), levels)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     def replace(match: re.Match) -> str:
         kind, algo = match.groups()
         return config_fields(algo) if kind == "config-fields" else shipped_configs(algo)
 
-    markdown = INCLUDE.sub(lambda match: (ROOT / match.group(1)).read_text(), markdown)
+    markdown = INCLUDE.sub(include, markdown)
     return MARKER.sub(replace, markdown)
 
 

@@ -89,6 +89,19 @@ def test_site_builds_strict(tmp_path):
             missing.append(target)
     assert not missing, f"README.md links to headings the docs do not have: {missing}"
 
+    # An included file's title (`pgjax:include PATH demote=N`) must not make a second page title.
+    titles = {str(page.relative_to(site)): page.read_text().count("<h1") for page in site.rglob("index.html")}
+    assert all(n == 1 for n in titles.values()), {page: n for page, n in titles.items() if n != 1}
+
+
+def test_included_headings_are_demoted_outside_code_blocks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    text = "# Title\ntext #1\n## Part\n```sh\n# a comment\n```\n###### Deep\n#hashtag\n"
+    assert hooks.demote_headings(text, 2) == "### Title\ntext #1\n#### Part\n```sh\n# a comment\n```\n###### Deep\n#hashtag\n"
+    assert hooks.demote_headings(text, 0) == text
+
 
 def test_the_docs_name_ppo_kl_ratio_eps_as_the_code_sets_it():
     """Was: "RATIO_EPS = 0.2" written in two pages, a literal that would not follow PPO's
