@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import pickle
 import subprocess
@@ -82,14 +83,24 @@ def actor_logits(params: dict, obs: jax.Array) -> jax.Array:
     return x @ params["Dense_2"]["kernel"] + params["Dense_2"]["bias"]
 
 
-def evaluate(env, params, eval_seed: int, greedy: bool) -> np.ndarray:
-    """Returns of each copy's first episode (pgjax's evaluator), the anchor's network acting."""
+def evaluator(env):
+    """`evaluate(params, eval_seed, greedy)`: returns of each copy's first episode (pgjax's
+    evaluator), an anchor network acting. Compiled once per mode for `env`: the parameters are
+    an argument, so every network of a game shares the program. Make a new one after changing
+    the game's rules (`old_spaceinvaders_rules`): a compiled program keeps the rules it traced."""
 
-    def act(key, obs):
-        logits = actor_logits(params, obs)
-        return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+    @functools.partial(jax.jit, static_argnames="greedy")
+    def returns(params, key, greedy):
+        def act(key, obs):
+            logits = actor_logits(params, obs)
+            return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
 
-    return np.asarray(jax.jit(lambda key: run_episodes(env, act, key).returns)(jax.random.PRNGKey(eval_seed)))
+        return run_episodes(env, act, key).returns
+
+    def evaluate(params, eval_seed: int, greedy: bool) -> np.ndarray:
+        return np.asarray(returns(params, jax.random.PRNGKey(eval_seed), greedy=greedy))
+
+    return evaluate
 
 
 def old_spaceinvaders_rules(bullet_rule: bool, first_wave: bool):
@@ -130,7 +141,7 @@ def spaceinvaders_rule_check(blines: Path) -> list[dict]:
     for bullet_rule, first_wave in ((False, False), (True, False), (False, True), (True, True)):
         undo = old_spaceinvaders_rules(bullet_rule, first_wave)
         try:
-            returns = evaluate(make_env(config, EPISODES), params, ROW_EVAL_SEED, greedy=False)
+            returns = evaluator(make_env(config, EPISODES))(params, ROW_EVAL_SEED, greedy=False)
         finally:
             undo()
         results.append({"bullet_rule_0_0_5": bullet_rule, "first_wave_0_0_5": first_wave,
@@ -164,7 +175,7 @@ def main(argv=None) -> None:
     records = []
     for game in args.games:
         config = load_config(str(ROOT / "configs" / f"ppo_{game}_minatar.toml"))
-        env = make_env(config, EPISODES)
+        evaluate = evaluator(make_env(config, EPISODES))
         ours = pgjax_row(game)
         for lr, file in RUNS.items():
             anchor = load_anchor(args.blines, GAMES[game], file)
@@ -174,7 +185,7 @@ def main(argv=None) -> None:
                       "logged_final": logged[-1], "logged_final_steps": int(anchor["log_steps"][-1]),
                       "logged_last5": logged[-5:]}
             for mode, greedy in (("stochastic", False), ("greedy", True)):
-                sets = [evaluate(env, params, ROW_EVAL_SEED + i, greedy) for i in range(args.eval_seeds)]
+                sets = [evaluate(params, ROW_EVAL_SEED + i, greedy) for i in range(args.eval_seeds)]
                 pooled = np.concatenate(sets)
                 record[mode] = {
                     "row_episodes_mean": float(sets[0].mean()),  # the rows' 164 episodes (seed 10000)
@@ -212,7 +223,7 @@ def peer_seeds(folder: Path, games: list[str]) -> None:
         runs = sorted(folder.glob(f"{GAMES[game]}_seed*.pkl".lower()), key=lambda p: int(p.stem.split("seed")[1]))
         if not runs:
             continue
-        env = make_env(load_config(str(ROOT / "configs" / f"ppo_{game}_minatar.toml")), EPISODES)
+        evaluate = evaluator(make_env(load_config(str(ROOT / "configs" / f"ppo_{game}_minatar.toml")), EPISODES))
         seeds, logged, scores = [], [], {"stochastic": [], "greedy": []}
         for path in runs:
             with open(path, "rb") as f:
@@ -221,7 +232,7 @@ def peer_seeds(folder: Path, games: list[str]) -> None:
             seeds.append(run["seed"])
             logged.append(run["log_return"][-1])
             for mode, values in scores.items():
-                values.append(float(evaluate(env, params, ROW_EVAL_SEED, mode == "greedy").mean()))
+                values.append(float(evaluate(params, ROW_EVAL_SEED, mode == "greedy").mean()))
         ours = pgjax_row(game)
         intervals = {mode: bootstrap_ci(np.array(v)) for mode, v in scores.items()}
         out["games"][game] = {"seeds": seeds, "logged_final": logged, "per_seed": scores,
