@@ -17,9 +17,12 @@ steps or of seconds is spent ("train s"), one seed. It reports environment steps
 second, the mean training return of the last chunk, and, from the measured rate, the time
 the full config's budget would take ("full budget est.").
 
-Anchor (Brax's training notebook, google/brax notebooks/training.ipynb, on Brax's own
-accelerator): Ant PPO, 50M steps, 4096 envs: about 33 s to jit and 2.5 min to train
-(about 330,000 env steps/s). Brax publishes no time for Hopper SAC there.
+Anchor (the stored output of Brax's training notebook, google/brax notebooks/training.ipynb,
+on an accelerator it does not name): Ant PPO, 4096 envs, 33 s to jit and 2 min 36 s to
+train, a curve that ends at 2.5e7 steps near 5.9k. The run was 25M steps, not the 50M its
+cell's code now sets: the plot's x limit is the run's `num_timesteps`, and the output was
+not regenerated when the code changed. So about 160,000 env steps/s. Brax publishes no
+time for Hopper SAC there.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ PRESETS = {
                                           "updates_per_step=2", "hidden_sizes=[16]"], 4, 64 + 8 * 4, 120.0),
     ],
 }
-ANCHOR = {"brax/ant": "Brax: 50M steps in ~33 s jit + ~150 s train (~330k steps/s)"}
+ANCHOR = {"brax/ant": "Brax notebook: 25M steps in 33 s jit + 156 s train (~160k steps/s)"}
 
 
 def run_job(config_file: str, overrides: list[str], chunk: int, max_steps: int, max_seconds: float, env: str | None):
