@@ -46,6 +46,7 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import EngFormatter
 
 from pgjax.reports import plotting, statistics
 from pgjax.runtime.eval_modes import DEFAULT_EVAL_SEED, GREEDY, STOCHASTIC
@@ -54,6 +55,7 @@ from pgjax.runtime.loading import load_config, make_trainer
 
 CONFIGS = Path("..") / "configs"  # the notebook runs in notebooks/
 plt.rcParams.update({"figure.dpi": 80, "figure.figsize": (6.4, 3.6), "axes.grid": True, "grid.alpha": 0.3})
+STEPS_FORMAT = EngFormatter(sep="")  # 400k, not 400000: the x labels of three panels side by side do not collide
 print("budget:", BUDGET)
 
 # %% [markdown]
@@ -115,8 +117,10 @@ print("budget:", BUDGET)
 # fits in about 90 minutes: 98,304 steps per seed (12 updates of 8,192 steps), 1% of the
 # published 1e7. Pendulum-v1 gets 401,408 steps (196 updates of 2,048), the budget its
 # shipped configs were calibrated at. On MinAtar this compares the start of learning only.
-# The committed build took 58 minutes: the machine became about five times faster part-way
-# through (section 6).
+# The committed build ran on the same machine with no training run beside it (one lighter
+# job; load average 1.2 at the start): 14 minutes in all, PPO at about 25,000 env steps/s on
+# Breakout (section 6). At those rates ten times this MinAtar budget (1e6 steps per seed)
+# would take about 1.5 hours.
 
 # %%
 SEEDS = list(range(2 if CI else 5))
@@ -247,6 +251,7 @@ for ax, task in zip(axes[0], TASKS):
         ax.fill_between(c.env_steps, c.low, c.high, color=COLOURS[algo], alpha=0.15, lw=0)
         ax.plot(c.env_steps, c.estimate, color=COLOURS[algo], lw=1.8, label=c.label)
     ax.set(title=task, xlabel="environment steps per seed", ylabel="training episode return")
+    ax.xaxis.set_major_formatter(STEPS_FORMAT)
 axes[0][0].legend(fontsize=8)
 fig.suptitle(f"IQM across {len(SEEDS)} seeds, 95% bootstrap band", fontsize=10)
 plt.tight_layout()
@@ -298,11 +303,23 @@ for task in TASKS:
 #   after the update (TRPO's after its line search; TRPO also logs whether the line search
 #   accepted a step, `line_search_accepted`).
 #
-# Left: the IQM across seeds of `ratio_outside_frac` per update; right: `kl` per update.
+# Left: the IQM across seeds of `ratio_outside_frac` per update; right: `kl` per update, with
+# each algorithm's own bound dotted in its colour.
 
 # %%
 RATIO_ALGOS = ["ppo", "ppo_kl", "spo", "ppg"]
 KL_ALGOS = ["trpo", "ppo_kl", "vmpo"]
+
+
+def kl_bound(algo, task):
+    """The KL each algorithm aims at: TRPO's radius, PPO-KL's target, V-MPO's eps_alpha (+ eps_alpha_sigma when
+    the actions are continuous, as on Pendulum)."""
+    h = results[task, algo]["config"].hparams
+    if algo == "vmpo":
+        return h.epsilon_alpha + (h.epsilon_alpha_sigma if task == "Pendulum-v1" else 0.0)
+    return h.max_kl
+
+
 fig, axes = plt.subplots(len(TASKS), 2, figsize=(11, 3.2 * len(TASKS)), squeeze=False)
 for row, task in zip(axes, TASKS):
     for ax, algos, metric in ((row[0], RATIO_ALGOS, "ratio_outside_frac"), (row[1], KL_ALGOS, "kl")):
@@ -311,8 +328,11 @@ for row, task in zip(axes, TASKS):
             steps = results[task, algo]["metrics"]["env_steps"][0]
             ax.plot(steps, statistics.iqm(values, axis=0), color=COLOURS[algo], label=ALGOS[algo], lw=1.4)
         ax.set(yscale="log", xlabel="environment steps per seed", ylabel=metric, title=f"{task}: {metric} per update")
+        ax.xaxis.set_major_formatter(STEPS_FORMAT)
+        if metric == "kl":  # each algorithm's own bound, dotted in its colour
+            for algo in algos:
+                ax.axhline(kl_bound(algo, task), color=COLOURS[algo], ls=":", lw=1)
         ax.legend(fontsize=8)
-row[1].axhline(0.01, color="k", ls=":", lw=1)
 plt.tight_layout()
 plt.show()
 
@@ -339,13 +359,14 @@ for task in TASKS:
 # ## 6. Wall time
 #
 # Seconds on this machine for all 5 seeds together: compilation of the whole-run program,
-# training, and the two evaluations (each compiles its own episode loop). The machine is a
-# shared 2-core CPU with a background training run, so the absolute numbers are loose; the
-# ratios between algorithms on one task are the part to read. In the committed run the
-# machine's speed changed part-way: Breakout's TRPO, PPO, PPO-KL and SPO compiled in 75-99 s
-# and trained at 650-1,600 env steps/s; from Breakout's PPG on, programs compiled in 10-13 s
-# and trained about five times faster. So on Breakout the PPG and V-MPO rows cannot be
-# compared with the other four; SpaceInvaders and Pendulum ran wholly in the faster period.
+# training, and the two evaluations (each compiles its own episode loop). The committed run
+# had the 2-core machine to itself but for one lighter job that came and went (load average
+# 1.2 at the start, 2.5 at the end), so read the ratios between algorithms on one task, and
+# only the large ones: the same algorithm's ratio to PPO differs between the two games by
+# up to 1.5x (PPO-KL 1.12x on Breakout, 1.73x on SpaceInvaders; V-MPO 1.20x and 1.70x),
+# which is that job, not the algorithms: the two games' rollouts and updates have the same
+# shapes. SPO costs what PPO costs (0.92x to 0.99x); TRPO (2.5x to 2.7x on MinAtar) and
+# PPG (1.7x to 2.4x) cost the most.
 
 # %%
 print(f"{'':>22} {'':>6} | {'compile s':>9} | {'train s':>8} | {'env steps/s':>11} | {'train vs PPO':>12} | {'eval s':>6}")
@@ -414,18 +435,19 @@ print(f"total: {total / 60:.0f} min; load average now (1, 5, 15 min): {np.round(
 # MinAtar, well inside its radius 0.01 (the natural step is sized by a damped quadratic
 # model of the KL, not by the KL itself). PPO-KL's updates moved the policy about twice as
 # far (median 9e-3), V-MPO's 1.4 to 2.5 times, and PPO's ratios strayed as far as PPO-KL's.
-# TRPO also cost the most: 2.6 times PPO's training time on SpaceInvaders (20 full-batch
-# value-regression steps per update) and 1.3 times on Pendulum.
+# TRPO also cost the most: 2.7 and 2.5 times PPO's training time on Breakout and
+# SpaceInvaders (20 full-batch value-regression steps per update) and 1.3 times on Pendulum.
 #
 # **The others.** PPO-KL follows PPO closely on MinAtar (training AUC 1.90 and 6.55 against
 # 1.88 and 6.56), and its multiplier holds the KL near the 0.01 target (medians 9.1e-3 and
 # 9.5e-3). On Pendulum it is the best of the six (-145.9), but a KL target does not bound the
 # ratio of single samples: its largest |r - 1| there was 439 (KL peak 4.7e-2). Wall time per
-# env step against PPO, from the SpaceInvaders and Pendulum rows: SPO 1.03x on both,
-# PPO-KL 1.16x and 0.96x, V-MPO 1.11x and 1.13x, PPG 1.72x and 1.60x (the auxiliary
-# epochs), TRPO 2.61x and 1.31x.
+# env step against PPO (Breakout, SpaceInvaders, Pendulum; section 6): SPO 0.99x, 0.95x,
+# 0.92x; PPO-KL 1.12x, 1.73x, 0.98x; V-MPO 1.20x, 1.70x, 1.25x; PPG 1.90x, 2.43x, 1.72x (the
+# auxiliary epochs); TRPO 2.68x, 2.45x, 1.26x.
 #
 # What this run cannot say: anything about the published budgets (MinAtar at 1e7 steps), or
 # rankings whose intervals overlap (most greedy MinAtar scores: greedy policies after 12
-# updates give returns that jump between seeds). A rebuild with a larger `STEPS` on a quieter
-# machine would be the next step; the code takes any budget.
+# updates give returns that jump between seeds). A rebuild with a larger `STEPS` would be
+# the next step (section 1: about 1.5 hours for ten times the MinAtar budget on this
+# machine); the code takes any budget.
