@@ -328,13 +328,12 @@ def test_one_rule_removes_a_launch_folder_only_when_no_cell_finished(tmp_path, e
 
     folders = {"unstarted": _sweep_folder(tmp_path / "unstarted", 0), "done": _sweep_folder(tmp_path / "done", 1),
                "resumed": _sweep_folder(tmp_path / "resumed", 0)}
-    for name in folders:
-        with contextlib.suppress(KeyboardInterrupt):
-            with removed_if_no_cell_finished() as launch:
-                launch.made = None if name == "resumed" else folders[name]
-                launch.discard = ending == "discard"
-                if ending == "ctrl-c":
-                    raise KeyboardInterrupt
+    for name, folder in folders.items():
+        with contextlib.suppress(KeyboardInterrupt), removed_if_no_cell_finished() as launch:
+            launch.made = None if name == "resumed" else folder
+            launch.discard = ending == "discard"
+            if ending == "ctrl-c":
+                raise KeyboardInterrupt
     kept = sorted(p.name for p in tmp_path.iterdir())
     assert kept == (["done", "resumed", "unstarted"] if ending == "normal" else ["done", "resumed"])
     assert (folders["done"] / "events.out.tfevents.0").exists() and (folders["resumed"] / "sweep.json").exists()
