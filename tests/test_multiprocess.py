@@ -301,3 +301,45 @@ def test_a_run_resumes_with_a_different_number_of_processes(trained, tmp_path, f
         for name in ("metrics.csv", "eval.csv"):
             assert (run / name).read_bytes() == (reference / name).read_bytes(), (name, reference)
         assert _checkpoint_bits(run, 4) == _checkpoint_bits(reference, 4), reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signalled", [1, 0])
+def test_sigterm_to_one_process_stops_both_after_the_same_chunk(tmp_path, signalled):
+    """A scheduler may signal one process of a job. SIGTERM to one process alone, mid-run:
+    both stop after the same chunk with exit code 143, process 1 says it stopped with process
+    0, process 0 keeps its checkpoint and says how to continue, and the run resumed by one
+    process equals the uninterrupted one-process run bit for bit. Was: process 1, signalled
+    while it waited in the chunk's vote, stopped alone, and both died 300 s later at JAX's
+    shutdown barrier (SIGABRT)."""
+    import signal
+    import time
+
+    long = ["train", *[a for a in TINY if not a.startswith("total_timesteps=")], "total_timesteps=2048",
+            "--seeds", "2", "--chunks", "64"]  # 128 updates in 64 chunks, a checkpoint after each
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, *_in_two(*long, "--out", tmp_path / f"out{i}")(i, port)], cwd=ROOT,
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not list((tmp_path / "out0").glob("*/checkpoints/*")):  # signal once training is under way
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
+            time.sleep(0.02)
+        procs[signalled].send_signal(signal.SIGTERM)
+        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [128 + signal.SIGTERM] * 2, outputs
+    assert "interrupted by SIGTERM" in outputs[0] and "continue with: pgjax train --resume" in outputs[0], outputs[0]
+    assert "interrupted by SIGTERM; stopped with process 0" in outputs[1], outputs[1]
+    (run,) = (tmp_path / "out0").iterdir()
+    kept = max(int(p.name) for p in (run / "checkpoints").iterdir())
+    assert 0 < kept < 128, kept  # stopped part-way, at a chunk's end
+    _single(tmp_path, "train", "--resume", run, "--no-progress")
+    _single(tmp_path, *long, "--out", tmp_path / "reference")
+    (reference,) = (tmp_path / "reference").iterdir()
+    for name in ("metrics.csv", "eval.csv"):
+        assert (run / name).read_bytes() == (reference / name).read_bytes(), name
+    assert _checkpoint_bits(run, 128) == _checkpoint_bits(reference, 128)

@@ -88,13 +88,20 @@ class Signals:
         after the same chunk (they must run the same launches)."""
         import jax
 
-        if jax.process_count() > 1:
-            import numpy as np
-            from jax.experimental import multihost_utils
+        if jax.process_count() <= 1:
+            self.check()
+            return
+        import numpy as np
+        from jax.experimental import multihost_utils
 
-            received = multihost_utils.process_allgather(np.array([self.received or 0]))
-            self.received = self.received or (int(np.max(received)) or None)
-        self.check()
+        # Decide from the gathered values alone: a process blocked in the gather runs its
+        # handler as soon as the gather returns, and stopping on that late local signal would
+        # leave the others waiting in the next chunk. Such a signal stops all at the next check.
+        local = self.received or 0
+        decided = int(np.max(multihost_utils.process_allgather(np.array([local])))) or None
+        if decided is not None:
+            self.received = self.received or decided
+            raise Interrupted(decided)
 
 
 def refuse_contradictions(record: dict, given: dict, settings: dict, what: str, path: Path) -> None:
