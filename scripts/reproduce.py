@@ -149,7 +149,8 @@ def _load_average() -> float | None:
         return None
 
 
-def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices: int | None) -> Path:
+def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices: int | None,
+           chunks: int = 40) -> Path:
     """Train (or resume) the row's run until its summary.json exists; returns the run folder."""
     row_dir.mkdir(parents=True, exist_ok=True)
     progress_file = row_dir / "progress.json"
@@ -166,7 +167,7 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
     extra = ["--no-progress"] + ([f"--host-devices={host_devices}"] if host_devices else [])
     if run_dir is None:
         args = ["train", "--config", str(ROOT / row.config), "--seeds", str(seeds), "--out", str(row_dir),
-                "--chunks", "40", "--eval-episodes", "32", *extra, *row.overrides]
+                "--chunks", str(chunks), "--eval-episodes", "32", *extra, *row.overrides]
         if steps is not None:
             args.append(f"total_timesteps={steps}")
     else:
@@ -361,7 +362,7 @@ def run_row(row: Row, suite: dict, args, results: Path) -> dict:
     row_dir = Path(args.runs) / _suite_of(row) / row.name
     steps = args.steps if args.steps is not None else suite["steps"]
     print(f"reproduce: {row.name}: training ({row.config}, {args.seeds} seeds) -> {row_dir}", file=sys.stderr, flush=True)
-    run_dir = _train(row, row_dir, args.seeds, steps, args.host_devices)
+    run_dir = _train(row, row_dir, args.seeds, steps, args.host_devices, args.chunks)
     episodes = args.eval_episodes or suite["eval_episodes"]
     evals = {mode: _evaluate(row, run_dir, episodes, mode) for mode in ("greedy", "stochastic")}
     record = _record(row, run_dir, evals)
@@ -485,6 +486,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "reproduce"), help="where the run folders go")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where tables and records go")
     parser.add_argument("--host-devices", type=int, help="passed to pgjax train (default: one per core)")
+    parser.add_argument("--chunks", type=int, default=40, help="passed to pgjax train: a checkpoint and an "
+                        "evaluation after each (default 40; fewer save time where checkpoints are large)")
     parser.add_argument("--purejaxrl-notebook", help="examples/brax_minatar.ipynb of a purejaxrl snapshot "
                         "(the breakout-purejaxrl row)")
     parser.add_argument("--peer-python", help="python of the peers' environment (default: ../shared/peers/setup.sh)")

@@ -1,0 +1,212 @@
+"""The Brax GPU rows' tooling, checked on CPU without training: brax's own PPO gets the same
+work as pgjax's config (benchmarks/peers/brax_ppo.py), the GPU command's plan and time guard
+(scripts/device_brax.py) and the set of wheels it carries (scripts/fetch_device_wheels.py).
+The end-to-end run is `DEVICE_BRAX_SMOKE=1 bash scripts/device_brax.sh` (about a minute).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import pgjax
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def peer():
+    return _load("brax_ppo_peer", "benchmarks/peers/brax_ppo.py")
+
+
+@pytest.fixture
+def no_env_build(monkeypatch):
+    """load_config without building the Brax environment to check its spaces (seconds for
+    ant on this CPU): what is tested here is the fields, not the environment."""
+    monkeypatch.setattr(pgjax.envs, "check_spaces", lambda env_id, **kwargs: (27,))
+
+
+@pytest.fixture(scope="module")
+def device():
+    return _load("device_brax", "scripts/device_brax.py")
+
+
+def _stated_brax_call(config_file: str) -> dict:
+    """The `ppo.train(...)` keyword values a config's header comment quotes from brax's notebook."""
+    comment = " ".join(line.lstrip("# ") for line in (ROOT / config_file).read_text().splitlines()
+                       if line.startswith("#"))
+    call = comment[comment.index("ppo.train(") + len("ppo.train("):comment.index(")")]
+    values = {}
+    for key, text in re.findall(r"(\w+)=([\w.+-]+)", call):
+        values[key] = {"True": True, "False": False}.get(text, None)
+        if values[key] is None:
+            values[key] = float(text.replace("_", ""))
+    return values
+
+
+@pytest.mark.parametrize("config_file, unroll, per_update", [
+    ("configs/ppo_ant_brax.toml", 5, 4096 * 80),
+    ("configs/ppo_halfcheetah_brax.toml", 20, 2048 * 160),
+])
+def test_the_shipped_configs_map_onto_the_brax_call_their_comments_quote(peer, no_env_build, config_file, unroll,
+                                                                         per_update):
+    stated = _stated_brax_call(config_file)
+    kwargs = peer.brax_kwargs(pgjax.load_config(config_file))
+    assert kwargs["unroll_length"] == unroll
+    for key, value in stated.items():
+        if key != "num_timesteps":
+            assert kwargs[key] == pytest.approx(value), key
+    # pgjax's whole updates: one update is batch_size * num_minibatches * unroll_length steps
+    assert kwargs["batch_size"] * kwargs["num_minibatches"] * kwargs["unroll_length"] == per_update
+    assert kwargs["num_timesteps"] % per_update == 0
+    assert stated["num_timesteps"] - per_update < kwargs["num_timesteps"] <= stated["num_timesteps"]
+    # "ppo.train's defaults: gae_lambda 0.95, clipping_epsilon 0.3, no gradient clipping"
+    assert (kwargs["gae_lambda"], kwargs["clipping_epsilon"], kwargs["max_grad_norm"]) == (0.95, 0.3, None)
+    assert kwargs["clipping_epsilon_value"] is None and kwargs["normalize_advantage"] is True
+
+
+def test_brax_takes_exactly_pgjax_env_steps(peer, no_env_build):
+    # brax runs (num_evals - 1) epochs of ceil(num_timesteps / (epochs * per_update)) updates
+    for updates, num_evals, epochs in [(8, 5, 4), (8, 10, 8), (152, 10, 8), (7, 5, 1), (1, 10, 1)]:
+        assert peer.epochs_for(updates, num_evals) == epochs
+        assert epochs * -(-updates // epochs) == updates
+    config = pgjax.load_config("configs/ppo_ant_brax.toml", overrides=["total_timesteps=2621440"])
+    kwargs = peer.brax_kwargs(config, num_evals=5)
+    assert (kwargs["num_timesteps"], kwargs["num_evals"]) == (8 * 327_680, 5)
+
+
+@pytest.mark.parametrize("config_file, overrides, unroll, expected", [
+    ("configs/ppo_ant_brax.toml", ["anneal_lr=true"], None, "anneal_lr=True: only False"),
+    ("configs/ppo_ant_brax.toml", ["scale_rewards=true"], None, "scale_rewards=True"),
+    ("configs/ppo_ant_brax.toml", [], 3, "unroll_length=3: must divide num_steps=80"),
+    ("configs/ppo_fast_brax.toml", [], None, "pass --unroll-length N"),
+    ("configs/ppo_cartpole.toml", [], 4, "env_id='CartPole-v1'"),
+    ("configs/sac_pendulum.toml", [], 5, "algo='sac'"),
+])
+def test_work_brax_cannot_do_alike_is_refused_by_name(peer, no_env_build, config_file, overrides, unroll, expected):
+    config = pgjax.load_config(config_file, overrides=overrides)
+    with pytest.raises(peer.MappingError, match=re.escape(expected)):
+        peer.brax_kwargs(config, unroll)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["configs/no_such_file.toml"], "configs/no_such_file.toml"),
+    (["configs/ppo_ant_brax.toml", "bogus=1"], "bogus"),
+    (["configs/ppo_fast_brax.toml", "anneal_lr=true"], "anneal_lr"),
+])
+def test_a_bad_config_gives_one_line(args, expected):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peers" / "brax_ppo.py"), *args],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("brax_ppo: ") and expected in lines[0], proc.stderr
+
+
+def test_a_seed_past_the_deadline_is_skipped_and_recorded(peer, tmp_path):
+    out = tmp_path / "brax.json"
+    code = peer.main(["configs/ppo_fast_brax.toml", "total_timesteps=1024", "--unroll-length", "8",
+                      "--seeds", "2", "--deadline", str(time.time() - 1), "--out", str(out)])
+    result = __import__("json").loads(out.read_text())
+    assert code == 0 and result["per_seed"] == [] and result["skipped_seeds"] == [0, 1]
+    assert result["kwargs"]["num_timesteps"] == 1024
+
+
+def test_a_seed_time_splits_into_compile_and_steady_training(peer):
+    # an evaluation before training, then three epochs of 100 steps; brax's walltime is cumulative
+    points = [{"env_steps": 0, "eval/episode_reward": 1.0},
+              {"env_steps": 100, "training/walltime": 10.0, "eval/walltime": 3.0},
+              {"env_steps": 200, "training/walltime": 12.0, "eval/walltime": 4.0},
+              {"env_steps": 300, "training/walltime": 14.0, "eval/walltime": 5.0}]
+    t = peer._timing(points, wall=20.0)
+    assert (t["env_steps"], t["first_epoch_s"], t["train_s"], t["other_s"], t["eval_s"]) == (300, 10.0, 4.0, 6.0, 5.0)
+    assert t["env_steps_per_s_train"] == 50.0 and t["env_steps_per_s_wall"] == 15.0
+    assert t["compile_s_estimate"] == 8.0  # the first epoch less one steady epoch
+
+
+def test_the_restored_jax_function_puts_one_copy_per_device(peer):
+    import jax
+    import numpy as np
+
+    tree = {"w": np.arange(6.0).reshape(2, 3), "n": np.int32(4)}
+    out = peer._replicate(tree, [jax.devices()[0]] * 3)
+    assert out["w"].shape == (3, 2, 3) and out["n"].shape == (3,)
+    np.testing.assert_array_equal(np.asarray(out["w"]), np.stack([tree["w"]] * 3))
+    # pmap over the stacked axis sees each device's copy, as brax's training epoch does
+    one = peer._replicate(tree, jax.local_devices()[:1])
+    np.testing.assert_array_equal(np.asarray(jax.pmap(lambda t: t["w"] * 2)(one))[0], tree["w"] * 2)
+
+
+def test_the_plan_alternates_and_keeps_results_out_of_the_repository(device, tmp_path):
+    phases = device.phases(device.FULL, tmp_path, smoke=False)
+    assert [p.name for p in phases] == ["preflight", "brax-ant-seeds-0", "pgjax-ant-ppo", "brax-ant-seeds-1-2",
+                                        "pgjax-hopper-sac", "pgjax-halfcheetah-ppo"]
+    for p in phases:
+        paths = [a for a in p.args if a.startswith("/")]
+        assert all(a.startswith(str(tmp_path)) for a in paths), p
+    ant = phases[2].args
+    assert ant[ant.index("--seeds") + 1] == "3" and ant[ant.index("--steps") + 1] == str(8 * 327_680)
+    assert ant[ant.index("--chunks") + 1] == "8"
+    brax = phases[1].args
+    assert brax[0] == "configs/ppo_ant_brax.toml" and f"total_timesteps={8 * 327_680}" in brax
+    assert brax[brax.index("--seeds") + 1] == "0,"  # one seed id, not a count of zero
+    smoke = device.phases(device.SMOKE, tmp_path, smoke=True)
+    assert {p.args[0] for p in smoke if p.kind == "brax"} == {"configs/ppo_fast_brax.toml"}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # a zombie waits for a reaper that may never come in a container
+
+
+def test_a_phase_past_its_time_is_stopped_with_its_children(device, tmp_path, monkeypatch):
+    monkeypatch.setattr(device, "GRACE_S", 5.0)
+    pid_file, term_file = tmp_path / "pid", tmp_path / "term"
+    # a parent that leaves a grandchild behind, like reproduce.py running pgjax train
+    child = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+             f"\"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (open({str(term_file)!r}, 'w')"
+             f".write('term'), sys.exit(0))); time.sleep(60)\"]); open({str(pid_file)!r}, 'w').write(str(p.pid)); "
+             f"time.sleep(60)")
+    with (tmp_path / "log").open("w") as log:
+        start = time.time()
+        code, status = device.run_phase([sys.executable, "-c", child], log, 2.0, dict(os.environ))
+    assert status == "stopped" and code != 0
+    assert time.time() - start < 2.0 + 5.0 + 3.0
+    assert term_file.read_text() == "term"  # SIGTERM came first: pgjax train would keep its checkpoint
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_a_finished_phase_reports_its_exit_code(device, tmp_path):
+    with (tmp_path / "log").open("w") as log:
+        assert device.run_phase([sys.executable, "-c", "print('hi')"], log, 30.0, dict(os.environ)) == (0, "done")
+        assert device.run_phase([sys.executable, "-c", "raise SystemExit(3)"], log, 30.0, dict(os.environ)) == (
+            3, "failed")
+    assert "hi" in (tmp_path / "log").read_text()
+
+
+def test_the_wheels_carried_are_what_the_image_lacks():
+    fetch = _load("fetch_device_wheels", "scripts/fetch_device_wheels.py")
+    resolved = {"Flask": "3.1.3", "numpy": "2.5.5", "ml_collections": "1.1.0", "orbax-checkpoint": "0.12.8",
+                "typing_extensions": "4.16.0", "brax": "0.14.2"}
+    assert fetch.missing(resolved, {"numpy", "orbax-checkpoint", "typing-extensions"}) == {
+        "brax": "0.14.2", "Flask": "3.1.3", "ml_collections": "1.1.0"}
+    assert fetch.canonical("ML__Collections.x") == "ml-collections-x"
+    assert {"jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy"} <= fetch.IMAGE
+    assert not {"brax", "mujoco", "mujoco-mjx", "gymnax", "flashbax"} & fetch.IMAGE
