@@ -13,7 +13,9 @@ A page may hold these markers, each replaced at build time:
                                           `### T` for N = 2), so a file's title sits under the
                                           page's section instead of making a second page title
 
-and `on_files` serves the reproduction figures, benchmarks/results/*.png, as results/*.png.
+and `on_files` serves the reproduction figures, benchmarks/results/*.png, as results/*.png,
+and MathJax's browser build (`tex-mml-chtml.js` and its fonts, from the installed
+`django-static-mathjax` of the dev extra) as mathjax/, so formulas render without a CDN.
 
 An unknown algorithm or a marker that fails raises, which fails the build.
 """
@@ -112,4 +114,19 @@ def on_files(files, config):
 
     for png in sorted((ROOT / "benchmarks" / "results").glob("*.png")):
         files.append(File.generated(config, f"results/{png.name}", abs_src_path=str(png)))
+    es5 = mathjax_es5()
+    for path in [es5 / "tex-mml-chtml.js", *sorted((es5 / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))]:
+        files.append(File.generated(config, f"mathjax/{path.relative_to(es5).as_posix()}", abs_src_path=str(path)))
     return files
+
+
+def mathjax_es5() -> Path:
+    """The `es5/` folder of the installed MathJax (the `mathjax` package of django-static-mathjax)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    es5 = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5" if spec else None
+    if es5 is None or not (es5 / "tex-mml-chtml.js").is_file():
+        raise FileNotFoundError("MathJax's tex-mml-chtml.js is not installed: the docs need the dev extra "
+                                "(pip install -e '.[dev]', which installs django-static-mathjax)")
+    return es5

@@ -89,6 +89,11 @@ def test_site_builds_strict(tmp_path):
             missing.append(target)
     assert not missing, f"README.md links to headings the docs do not have: {missing}"
 
+    # MathJax comes with the site, not from a CDN: formulas render offline.
+    assert (site / "mathjax" / "tex-mml-chtml.js").is_file() and list((site / "mathjax").rglob("*.woff"))
+    cdn = [str(page.relative_to(site)) for page in site.rglob("*.html") if "mathjax@" in page.read_text()]
+    assert not cdn, f"pages load MathJax from a CDN: {cdn}"
+
     # An included file's title (`pgjax:include PATH demote=N`) must not make a second page title.
     titles = {str(page.relative_to(site)): page.read_text().count("<h1") for page in site.rglob("index.html")}
     assert all(n == 1 for n in titles.values()), {page: n for page, n in titles.items() if n != 1}
