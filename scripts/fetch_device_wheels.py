@@ -1,15 +1,16 @@
-"""Download into `.device-wheels/` the wheels a GPU session's image lacks for pgjax, brax and
-brax's own PPO (the peer of `scripts/device_brax.sh`), for CPython 3.12 on manylinux x86_64.
+"""Download into `.device-wheels/` the wheels a GPU session's image lacks for pgjax, brax,
+brax's own PPO (the peer in `scripts/device_rows.sh brax`) and xminigrid, for CPython 3.12 on
+manylinux x86_64.
 
 usage: python scripts/fetch_device_wheels.py [--dest .device-wheels] [--dry-run]
 
-How the set is found: pip resolves pgjax's dependencies with the `brax` extra for that
+How the set is found: pip resolves pgjax's dependencies with the `brax` and `xminigrid` extras for that
 platform from metadata alone (`pip install --dry-run --ignore-installed --report`), with
 the versions pgjax's tests ran with pinned (`TESTED`); every distribution the image already
-has (`IMAGE`, the package list published for the lent GPU machines) is dropped, and the rest is
-downloaded with `--no-deps`. The image has no package index, so these wheels travel with
+has (`IMAGE`, the package list published for the lent GPU machines) and every one in `OMIT` is
+dropped, and the rest is downloaded with `--no-deps`. The image has no package index, so these wheels travel with
 the working tree (`carry: [".device-wheels"]`, 64 MiB for everything that travels): the
-script prints their total and the working tree's. `scripts/device_brax.sh` installs them
+script prints their total and the working tree's. `scripts/device_rows.sh` installs them
 with `pip install --no-index --no-deps --target` and checks each one's requirements
 against what the image has before training.
 """
@@ -35,7 +36,10 @@ PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation
 # The versions in the venv pgjax's tests run with (brax's own dependencies are unpinned there:
 # a newer mujoco would travel untested).
 TESTED = ["brax==0.14.2", "mujoco==4.0.1", "mujoco-core==4.0.1", "mujoco-mjx==3.17.0", "gymnax==1.0.1",
-          "gymnasium==1.3.0", "flashbax==0.1.3"]
+          "gymnasium==1.3.0", "flashbax==0.1.3", "xminigrid==0.9.3"]
+# Declared but not needed by pgjax: xminigrid requires imageio-ffmpeg (a wheel that bundles an
+# ffmpeg binary, about half the 64 MiB a call carries) only for manual_control's video writing.
+OMIT = {"imageio-ffmpeg"}
 # The GPU image's Python packages, as the list published for the lent GPU machines names them.
 _IMAGE_TEXT = """
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
@@ -70,7 +74,8 @@ def canonical(name: str) -> str:
 
 def requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["brax"]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["brax"], *extras["xminigrid"]]
 
 
 def resolve(reqs: list[str], pins: list[str]) -> dict[str, str]:
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dest", type=Path, default=ROOT / ".device-wheels")
     parser.add_argument("--dry-run", action="store_true", help="print the set, download nothing")
     args = parser.parse_args(argv)
-    wanted = missing(resolve(requirements(), TESTED), IMAGE)
+    wanted = missing(resolve(requirements(), TESTED), IMAGE | OMIT)
     print(f"{len(wanted)} distributions the image lacks: " + ", ".join(f"{n}=={v}" for n, v in wanted.items()))
     if args.dry_run:
         return 0

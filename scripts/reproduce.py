@@ -53,6 +53,7 @@ class Row(NamedTuple):
     anchor_source: str
     peer: str | None = None  # trained by a peer library's harness (benchmarks/peers/), not by pgjax
     overrides: tuple[str, ...] = ()  # KEY=VALUE settings on top of `config` (a one-change experiment)
+    extra: tuple[str, ...] = ()  # this invocation's --set KEY=VALUE settings, after `overrides`
 
 
 MINATAR_ANCHOR = ("gymnax README (gymnax-blines PPO, flattened 2x256 MLP, 1e7 steps, one seed, "
@@ -167,7 +168,7 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
     extra = ["--no-progress"] + ([f"--host-devices={host_devices}"] if host_devices else [])
     if run_dir is None:
         args = ["train", "--config", str(ROOT / row.config), "--seeds", str(seeds), "--out", str(row_dir),
-                "--chunks", str(chunks), "--eval-episodes", "32", *extra, *row.overrides]
+                "--chunks", str(chunks), "--eval-episodes", "32", *extra, *row.overrides, *row.extra]
         if steps is not None:
             args.append(f"total_timesteps={steps}")
     else:
@@ -259,7 +260,7 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
     num_updates = max(1, _updates_done(run_dir))
     record = {
         "record_version": RECORD_VERSION, "row": row.name, "task": row.task, "variant": row.variant,
-        "config": row.config, "overrides": list(row.overrides), "algo": saved["algo"],
+        "config": row.config, "overrides": [*row.overrides, *row.extra], "algo": saved["algo"],
         "env_id": saved["config"]["env_id"], "seeds": saved["seeds"],
         "root_seed": saved["root_seed"], "env_steps_per_seed": steps_per_seed,
         "anchor": row.anchor, "anchor_source": row.anchor_source,
@@ -272,7 +273,8 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
         "final_train_return": summary["final_train_return"],
         "diverged_at_update": summary["diverged_at_update"],
         "date": _now(), "commit": _commit(), "host": _host(), "versions": saved.get("versions"),
-        "command": f"python scripts/reproduce.py {_suite_of(row)} --rows {row.name} --seeds {len(saved['seeds'])}",
+        "command": f"python scripts/reproduce.py {_suite_of(row)} --rows {row.name} --seeds {len(saved['seeds'])}"
+                   + (f" --set {' '.join(row.extra)}" if row.extra else ""),
         "eval": {},
     }
     for mode, result in evals.items():
@@ -287,7 +289,7 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
 
 
 def _suite_of(row: Row) -> str:
-    return next(name for name, suite in SUITES.items() if row in suite["rows"])
+    return next(name for name, suite in SUITES.items() if any(r.name == row.name for r in suite["rows"]))
 
 
 def _write_curve(run_dir: Path, path: Path) -> None:
@@ -475,6 +477,12 @@ def _steps(text: str) -> int:
     return int(value)
 
 
+def _setting(text: str) -> str:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE settings, got {text!r}")
+    return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,13 +496,16 @@ def main(argv=None) -> int:
     parser.add_argument("--host-devices", type=int, help="passed to pgjax train (default: one per core)")
     parser.add_argument("--chunks", type=int, default=40, help="passed to pgjax train: a checkpoint and an "
                         "evaluation after each (default 40; fewer save time where checkpoints are large)")
+    parser.add_argument("--set", nargs="+", type=_setting, default=[], metavar="KEY=VALUE",
+                        help="config settings on top of every row's (e.g. num_envs=16 for a small run on a CPU); "
+                        "kept in each row's record")
     parser.add_argument("--purejaxrl-notebook", help="examples/brax_minatar.ipynb of a purejaxrl snapshot "
                         "(the breakout-purejaxrl row)")
     parser.add_argument("--peer-python", help="python of the peers' environment (default: ../shared/peers/setup.sh)")
     parser.add_argument("--report", action="store_true", help="only redraw the table and figure from the records")
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
-    names = {r.name: r for r in suite["rows"]}
+    names = {r.name: r._replace(extra=tuple(args.set)) for r in suite["rows"]}
     wanted = args.rows or suite.get("default_rows") or list(names)
     unknown = [n for n in wanted if n not in names]
     if unknown:

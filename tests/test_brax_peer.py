@@ -1,7 +1,8 @@
-"""The Brax GPU rows' tooling, checked on CPU without training: brax's own PPO gets the same
-work as pgjax's config (benchmarks/peers/brax_ppo.py), the GPU command's plan and time guard
-(scripts/device_brax.py) and the set of wheels it carries (scripts/fetch_device_wheels.py).
-The end-to-end run is `DEVICE_BRAX_SMOKE=1 bash scripts/device_brax.sh` (about a minute).
+"""The GPU rows' tooling, checked on CPU without training: brax's own PPO gets the same
+work as pgjax's config (benchmarks/peers/brax_ppo.py), the GPU command's plans and time guard
+(scripts/device_rows.py: the Brax, XLand-MiniGrid and MinAtar suites) and the set of wheels
+it carries (scripts/fetch_device_wheels.py). The end-to-end runs are
+`DEVICE_ROWS_SMOKE=1 bash scripts/device_rows.sh SUITE` (one to two minutes each).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def no_env_build(monkeypatch):
 
 @pytest.fixture(scope="module")
 def device():
-    return _load("device_brax", "scripts/device_brax.py")
+    return _load("device_rows", "scripts/device_rows.py")
 
 
 def _stated_brax_call(config_file: str) -> dict:
@@ -152,7 +153,7 @@ def test_the_restored_jax_function_puts_one_copy_per_device(peer):
 
 
 def test_the_plan_alternates_and_keeps_results_out_of_the_repository(device, tmp_path):
-    phases = device.phases(device.FULL, tmp_path, smoke=False)
+    phases = device.phases(device.FULL["brax"], tmp_path, smoke=False)
     assert [p.name for p in phases] == ["preflight", "brax-ant-seeds-0", "pgjax-ant-ppo", "brax-ant-seeds-1-2",
                                         "pgjax-hopper-sac", "pgjax-halfcheetah-ppo"]
     for p in phases:
@@ -164,8 +165,97 @@ def test_the_plan_alternates_and_keeps_results_out_of_the_repository(device, tmp
     brax = phases[1].args
     assert brax[0] == "configs/ppo_ant_brax.toml" and f"total_timesteps={8 * 327_680}" in brax
     assert brax[brax.index("--seeds") + 1] == "0,"  # one seed id, not a count of zero
-    smoke = device.phases(device.SMOKE, tmp_path, smoke=True)
+    smoke = device.phases(device.SMOKE["brax"], tmp_path, smoke=True)
     assert {p.args[0] for p in smoke if p.kind == "brax"} == {"configs/ppo_fast_brax.toml"}
+
+
+@pytest.mark.parametrize("suite, names", [
+    ("xminigrid", ["preflight", "pgjax-doorkey8-gru", "pgjax-doorkey8-cnn"]),
+    ("minatar", ["preflight", "pgjax-breakout-cnn", "pgjax-asterix-cnn", "pgjax-freeway-cnn",
+                 "pgjax-spaceinvaders-cnn"]),
+])
+def test_the_other_suites_train_reproduce_rows_into_the_work_folder(device, tmp_path, suite, names):
+    plan = device.FULL[suite]
+    phases = device.phases(plan, tmp_path, smoke=False)
+    assert [p.name for p in phases] == names
+    assert phases[0].args == ("--preflight", suite)
+    for p in phases[1:]:
+        args = p.args
+        assert p.kind == "pgjax" and args[:3] == (suite, "--rows", p.name.removeprefix("pgjax-"))
+        # records and run folders go to the work folder (packed into OUT), never benchmarks/results
+        assert args[args.index("--results") + 1] == str(tmp_path / "results")
+        assert args[args.index("--runs") + 1] == str(tmp_path / "runs")
+        assert "--set" not in args  # the full plan trains the shipped configs as they are
+    reproduce = _load("reproduce_for_plan", "scripts/reproduce.py")
+    rows = {r.name for r in reproduce.SUITES[suite]["rows"]}
+    assert {name for name, _, _ in plan.rows} <= rows
+    # the smoke plan runs the same rows (a subset for MinAtar), only smaller
+    assert {name for name, _, _ in device.SMOKE[suite].rows} <= {name for name, _, _ in plan.rows}
+    assert device.SMOKE[suite].sets
+
+
+def test_the_xminigrid_budget_is_whole_updates_of_the_configs_shape(device, tmp_path, monkeypatch):
+    monkeypatch.setattr(pgjax.envs, "check_spaces", lambda env_id, **kwargs: (7, 7, 2))
+    plan = device.FULL["xminigrid"]
+    for phase, (name, steps, _) in zip(device.phases(plan, tmp_path, smoke=False)[1:], plan.rows, strict=True):
+        args = phase.args
+        assert args[args.index("--steps") + 1] == str(steps) == str(2**24)
+        assert args[args.index("--seeds") + 1] == "3" and args[args.index("--chunks") + 1] == "4"
+        config_file = "configs/ppo_doorkey8x8_xminigrid" + ("_gru" if name.endswith("gru") else "") + ".toml"
+        config = pgjax.load_config(config_file, overrides=[f"total_timesteps={steps}"])
+        assert (config.num_envs, config.num_steps) == (8192, 16)
+        assert steps % (config.num_envs * config.num_steps) == 0 and config.num_updates == 128
+        assert config.num_updates % plan.chunks == 0  # equal chunks: one compiled program
+    # --steps replaces every row's budget (to fit less time)
+    fewer = device.phases(plan, tmp_path, smoke=False, steps=2**23)
+    assert all(p.args[p.args.index("--steps") + 1] == str(2**23) for p in fewer[1:])
+    # MinAtar's rows keep their configs' budget: no --steps
+    assert all("--steps" not in p.args for p in device.phases(device.FULL["minatar"], tmp_path, smoke=False))
+
+
+def test_training_throughput_leaves_out_compile_and_evaluations(device):
+    summary = {"wall_seconds": 100.0, "compile_seconds": 30.0, "eval_seconds_during_training": 10.0,
+               "env_steps_per_seed": 3_000_000}
+    assert device.training_rate(summary, seeds=2) == pytest.approx(6_000_000 / 60.0)
+    assert device.training_rate({**summary, "compile_seconds": 90.0}, seeds=2) is None  # nothing left to divide
+    older = {k: v for k, v in summary.items() if k != "compile_seconds"}  # a summary.json from before the field
+    assert device.training_rate(older, seeds=2) is None
+
+
+def test_the_table_puts_the_training_rate_beside_the_wall_rate(device, tmp_path):
+    run = tmp_path / "runs" / "xminigrid" / "doorkey8-gru" / "ppo-run"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text('{"wall_seconds": 50.0, "compile_seconds": 20.0, '
+                                      '"eval_seconds_during_training": 5.0, "env_steps_per_seed": 1000}')
+    summaries = device.run_summaries(tmp_path / "runs", "xminigrid")
+    assert list(summaries) == ["doorkey8-gru"]
+    ev = {"mean": 0.5, "mean_low": 0.25, "mean_high": 0.75, "episodes_per_seed": 32, "per_seed": [0.25, 0.75]}
+    record = {"row": "doorkey8-gru", "seeds": [0, 1], "env_steps_per_seed": 1000, "env_steps_per_second": 40.0,
+              "train_wall_seconds": 50.0, "eval": {"greedy": ev, "stochastic": ev}}
+    lines = device.side_by_side([record], None, summaries).splitlines()
+    assert len(lines) == 4
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[0] == "doorkey8-gru" and cells[4].startswith("0.50 [0.25, 0.75] (32, greedy)")
+    assert (cells[6], cells[7]) == ("40", "80")  # 2 seeds x 1000 steps in 50 - 20 - 5 s
+
+
+def test_a_requirement_left_out_on_purpose_is_not_reported(device):
+    wanted = ["numpy>=999", "no-such-dist-xyz>=1"]
+    problems = device.requirement_problems([], wanted)
+    assert len(problems) == 2 and "no-such-dist-xyz>=1: not installed" in problems[1]
+    # names compare as PEP 503 names: no_such.dist_XYZ is no-such-dist-xyz
+    assert device.requirement_problems([], wanted, ignore=["no_such.dist_XYZ"]) == problems[:1]
+    fetch = _load("fetch_device_wheels", "scripts/fetch_device_wheels.py")
+    assert set(device.NOT_CARRIED) == fetch.OMIT == {"imageio-ffmpeg"}  # what preflight forgives is what is left out
+
+
+def test_reproduce_set_reaches_the_row_and_its_record():
+    reproduce = _load("reproduce_for_set", "scripts/reproduce.py")
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["xminigrid", "--set", "num_envs"])
+    assert exit_info.value.code == 2
+    row = reproduce.SUITES["xminigrid"]["rows"][0]._replace(extra=("num_envs=16",))
+    assert reproduce._suite_of(row) == "xminigrid"  # found by name, settings added
 
 
 def _gone(pid: int) -> bool:
@@ -209,4 +299,8 @@ def test_the_wheels_carried_are_what_the_image_lacks():
         "brax": "0.14.2", "Flask": "3.1.3", "ml_collections": "1.1.0"}
     assert fetch.canonical("ML__Collections.x") == "ml-collections-x"
     assert {"jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy"} <= fetch.IMAGE
-    assert not {"brax", "mujoco", "mujoco-mjx", "gymnax", "flashbax"} & fetch.IMAGE
+    assert not {"brax", "mujoco", "mujoco-mjx", "gymnax", "flashbax", "xminigrid"} & fetch.IMAGE
+    # xminigrid is carried; the ffmpeg binary its video writer wants is not
+    assert "xminigrid>=0.9.3,<0.10" in fetch.requirements() and "xminigrid==0.9.3" in fetch.TESTED
+    assert fetch.missing({"xminigrid": "0.9.3", "imageio-ffmpeg": "0.6.0"}, fetch.IMAGE | fetch.OMIT) == {
+        "xminigrid": "0.9.3"}

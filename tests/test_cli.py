@@ -73,6 +73,9 @@ def test_tiny_train_writes_metrics_summary_and_plot(tmp_path):
     assert [int(r["update"]) for r in rows if r["seed"] == "3"] == list(range(1, 13))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["eval_return_mean"]) == {"0", "3"}
+    # parts of the wall time, so that training alone can be told apart (scripts/device_rows.py)
+    assert 0 < summary["compile_seconds"] < summary["wall_seconds"]
+    assert summary["compile_seconds"] + summary["eval_seconds_during_training"] < summary["wall_seconds"]
     assert (run_dir / "learning_curve.png").stat().st_size > 10_000
     # The printed summary: each seed named, 4 significant digits, never a float's 15.
     assert re.search(r"final training return per seed: seed 0: [-\d.e+]+, seed 3: ", result.stdout), result.stdout

@@ -39,6 +39,9 @@ def summarize(run, state, seconds: float, evaluator, eval_seconds: float | None)
                        eval_seed=DEFAULT_EVAL_SEED)
     if eval_seconds is not None:  # the cost of evaluating during training, in this process
         summary["eval_seconds_during_training"] = round(eval_seconds, 3)
+    # Part of wall_seconds, so that training alone can be told apart (this process's compile
+    # of the training program; after a resume, the last start's).
+    summary["compile_seconds"] = round(run.memory["compile_seconds"], 3)
     runs.write_json(run_dir / "summary.json", summary)
     return summary
 
