@@ -181,7 +181,8 @@ plt.show()
 # - Breakout-MinAtar after 65,536 steps per seed (0.7% of the published 1e7): both torsos
 #   rise from the untrained policies' 0.5 to 0.7 to a final evaluation mean of 2.9 [2.6, 3.2]
 #   (MLP, with the anchor's LeCun-normal initialisation that the config sets) and
-#   2.8 [2.5, 3.2] (CNN), 3 seeds, 95% bootstrap intervals. The intervals overlap: at this
+#   2.8 [2.5, 3.2] (CNN, run when its config had pgjax's default orthogonal initialisation;
+#   it now sets the MLP's, so a rebuild will differ), 3 seeds, 95% bootstrap intervals. The intervals overlap: at this
 #   budget the figure shows that both learn, not which torso is better, and it says nothing
 #   about the published anchor (28 for the MLP at 1e7 steps; see the Results page). The cost
 #   differs a lot on CPU: the vmapped CNN ran at about 490 env steps/s against 1,400 for the

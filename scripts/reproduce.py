@@ -74,6 +74,12 @@ def _minatar_rows() -> list[Row]:
     for game, (title, anchor) in MINATAR_GAMES.items():
         rows.append(Row(f"{game}-mlp-orthogonal", title, "MLP, orthogonal init", f"configs/ppo_{game}_minatar.toml",
                         anchor, MINATAR_ANCHOR, overrides=("init=orthogonal", "bias_init_max=0.0")))
+    # One change from the CNN rows: pgjax's default initialisation. Breakout's was the CNN row
+    # while the CNN configs had no init line (its run folder moved here, half-trained).
+    for game, (title, anchor) in MINATAR_GAMES.items():
+        rows.append(Row(f"{game}-cnn-orthogonal", title, "CNN, orthogonal init", f"configs/ppo_{game}_minatar_cnn.toml",
+                        anchor, MINATAR_ANCHOR + "; the anchor is the MLP's",
+                        overrides=("init=orthogonal", "bias_init_max=0.0")))
     # One change from the MLP rows: the time limit folded into termination, as the anchor's
     # gymnax 0.0.x `done` does (pgjax bootstraps a timed-out step from V(final observation)).
     for game, (title, anchor) in MINATAR_GAMES.items():
