@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -275,10 +276,10 @@ def test_a_phase_past_its_time_is_stopped_with_its_children(device, tmp_path, mo
              f".write('term'), sys.exit(0))); time.sleep(60)\"]); open({str(pid_file)!r}, 'w').write(str(p.pid)); "
              f"time.sleep(60)")
     with (tmp_path / "log").open("w") as log:
-        start = time.time()
         code, status = device.run_phase([sys.executable, "-c", child], log, 2.0, dict(os.environ))
-    assert status == "stopped" and code != 0
-    assert time.time() - start < 2.0 + 5.0 + 3.0
+    # Stopped, not left to its 60 s sleep; the parent ended by the SIGTERM, within the grace
+    # period, not by the SIGKILL after it.
+    assert status == "stopped" and code == -signal.SIGTERM
     assert term_file.read_text() == "term"  # SIGTERM came first: pgjax train would keep its checkpoint
     assert _gone(int(pid_file.read_text()))
 

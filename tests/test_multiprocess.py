@@ -321,10 +321,14 @@ def test_sigterm_to_one_process_stops_both_after_the_same_chunk(tmp_path, signal
     procs = [subprocess.Popen([sys.executable, *_in_two(*long, "--out", tmp_path / f"out{i}")(i, port)], cwd=ROOT,
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not list((tmp_path / "out0").glob("*/checkpoints/*")):  # signal once training is under way
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
+        # Signal once training is under way (a first checkpoint), unless a process ended first;
+        # the poll count only guards against a hang.
+        for _ in range(TIMEOUT * 50):
+            if list((tmp_path / "out0").glob("*/checkpoints/*")) or any(p.poll() is not None for p in procs):
+                break
             time.sleep(0.02)
+        assert all(p.poll() is None for p in procs), "a process ended before its first checkpoint"
+        assert list((tmp_path / "out0").glob("*/checkpoints/*")), "no checkpoint appeared"
         procs[signalled].send_signal(signal.SIGTERM)
         outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
     finally:

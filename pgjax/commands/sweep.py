@@ -234,7 +234,7 @@ def run(args) -> int:
             if not sharding.is_writer():  # process 0 keeps the files and says how to continue
                 print(f"pgjax sweep: {what}; stopped with process 0", file=sys.stderr)
                 return 128 + err.signum
-            finished = len(list((sweep_dir / "cells").glob("cell-*.json")))
+            finished = len(sw.cell_record_paths(sweep_dir))
             print(f"pgjax sweep: {what}; {finished} of {num_cells} cells finished and kept in {sweep_dir / 'cells'}; "
                   f"{continue_with(sweep_dir, 'sweep')}", file=sys.stderr)
             return 128 + err.signum

@@ -511,9 +511,14 @@ class LaunchFolder:
     discard: bool = False
 
 
+def cell_record_paths(out_dir: Path) -> list[Path]:
+    """The record of every finished cell in the sweep folder `out_dir`, in cell order."""
+    return sorted((Path(out_dir) / "cells").glob("cell-*.json"))
+
+
 def no_cell_finished(out_dir: Path) -> bool:
     """True if no cell record has been written in the sweep folder `out_dir`."""
-    return not any((Path(out_dir) / "cells").glob("cell-*.json"))
+    return not cell_record_paths(out_dir)
 
 
 @contextlib.contextmanager
@@ -546,7 +551,7 @@ def metrics_steps(metrics: dict, batch_steps: int) -> int:
 
 def read_cells(out_dir: Path) -> list[dict]:
     """Every written cell record, in cell order."""
-    return [runs.read_json(p) for p in sorted((Path(out_dir) / "cells").glob("cell-*.json"))]
+    return [runs.read_json(p) for p in cell_record_paths(out_dir)]
 
 
 def write_results_table(out_dir: Path, records: list[dict]) -> Path:
