@@ -54,6 +54,29 @@ def test_notebook_stops_a_checkpointed_run_and_resumes_it_bit_for_bit(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(leaves(whole.state), leaves(resumed.state), strict=True))
 
 
+def test_a_resumed_runs_compile_and_eval_seconds_add_up_over_its_starts(tmp_path, monkeypatch):
+    """summary.json's compile_seconds and eval_seconds_during_training, like its
+    wall_seconds, count every start of a run: the checkpoint keeps them so far. (Each
+    start's compile is set to a known figure: 100 s, then 7 s.)"""
+    from pgjax.records.checkpoint import Checkpointer
+    from pgjax.runtime.seed_cells import SeedCells
+
+    compiles = iter([100.0, 7.0])
+    check_memory = SeedCells.check_memory
+    monkeypatch.setattr(SeedCells, "check_memory",
+                        lambda self, *args: {**check_memory(self, *args), "compile_seconds": next(compiles)})
+    stopped = pgjax.train(ROOT / "configs/ppo_cartpole.toml", overrides=TINY, out=tmp_path, stop_after=1,
+                          seeds=1, chunks=3, eval_episodes=2)
+    meta = Checkpointer(stopped.run_dir / "checkpoints").read_meta(4)
+    assert meta["compile_seconds"] == 100.0 and meta["wall_seconds"] > 100.0 + meta["eval_seconds_during_training"]
+    assert meta["eval_seconds_during_training"] > 0  # the evaluation after the first chunk
+    resumed = pgjax.resume(stopped.run_dir)
+    summary = resumed.summary
+    assert summary["compile_seconds"] == 107.0
+    assert summary["wall_seconds"] > meta["wall_seconds"] + 7.0 + summary["eval_seconds_during_training"] - meta["eval_seconds_during_training"]
+    assert summary["eval_seconds_during_training"] > meta["eval_seconds_during_training"]
+
+
 def test_notebook_errors_are_exceptions_before_anything_starts(tmp_path):
     with pytest.raises(pgjax.config.ConfigError, match="hparams.gamma=1.5 is out of range"):
         pgjax.train("ppo", overrides=["hparams.gamma=1.5"], out=tmp_path)

@@ -45,7 +45,7 @@ class ChunkHandler:
     checkpoint, the progress; then stop if a signal asked to. `abort` leaves metrics.csv
     ending at the last checkpoint."""
 
-    def __init__(self, run, done: int, meta: dict, wall_before: float, evaluator):
+    def __init__(self, run, done: int, meta: dict, spent_before: dict, evaluator):
         from pgjax.records.checkpoint import Checkpointer
         from pgjax.runtime import sharding
         from pgjax.runtime.experiment import evaluation_updates
@@ -65,7 +65,8 @@ class ChunkHandler:
         self.meta_checkpoints = record["checkpoints"]
         self.checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR) if record["checkpoints"] and self.writes else None
         self.meta, self.stop_after, self.signals = meta, run.stop_after, None
-        self.wall_before, self.start = wall_before, time.perf_counter()
+        # The seconds of this run's earlier starts (`run_restore.NOTHING_SPENT`'s keys), this start's compile added.
+        self.spent_before, self.start = spent_before, time.perf_counter()
         self.rows = seeds.rows  # padded state -> [S] rows, what a checkpoint holds
         self.chunks_run, self.updates_done, self.last_return = 0, done, float("nan")
         # Process 0 reads metrics.csv and reports; the others need not see the run folder.
@@ -86,9 +87,8 @@ class ChunkHandler:
         self._keep_last_finite(updates_done, metrics)
         if self.meta_checkpoints:
             rows = self.rows(state)  # gathers the rows to every process: all take part
-            wall = round(self.wall_before + time.perf_counter() - self.start, 2)
             if self.checkpointer is not None:
-                self.checkpointer.save(updates_done, rows, {**self.meta, "wall_seconds": wall})
+                self.checkpointer.save(updates_done, rows, {**self.meta, **self.spent()})
         self.updates_done = updates_done
         recent = metrics["episode_return"][:, -max(1, metrics["episode_return"].shape[1] // 4):]
         if np.isfinite(recent).any():  # no finished episode yet: nanmean would warn of an empty slice
@@ -135,6 +135,14 @@ class ChunkHandler:
             what = ", ".join(f"seed {s} at update {u}" for s, u in sorted(new.items()))
             print(f"{PREFIX}: warning: non-finite parameters or loss: {what}{kept}; training the other seeds on",
                   file=sys.stderr)
+
+    def spent(self) -> dict:
+        """The run's seconds so far over every start: wall time, and the parts of it spent
+        compiling the training program and evaluating during training (this process's)."""
+        before = self.spent_before
+        return {"wall_seconds": round(before["wall_seconds"] + time.perf_counter() - self.start, 2),
+                "compile_seconds": round(before["compile_seconds"], 3),
+                "eval_seconds_during_training": round(before["eval_seconds_during_training"] + self.eval_seconds, 3)}
 
     @property
     def series(self) -> list[str]:

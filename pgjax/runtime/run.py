@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from pgjax.runtime.run_record import (
     resumed_config,
     seeds_list,
 )
-from pgjax.runtime.run_restore import restore_everywhere
+from pgjax.runtime.run_restore import NOTHING_SPENT, restore_everywhere
 from pgjax.runtime.run_result import DIVERGED_EXIT, TrainResult, diverged_message
 from pgjax.runtime.run_settings import check_switches, out_folder, run_folder
 from pgjax.runtime.run_summary import plot, summarize
@@ -153,17 +152,20 @@ class TrainingRun:
             if self.resuming:
                 run_dir = self.run_dir
                 try:
-                    state, done, wall_before = restore_everywhere(self)
+                    state, done, spent = restore_everywhere(self)
                 except ResumeError as err:
                     raise ResumeError(f"cannot resume {run_dir}: {err}") from None
                 print(f"pgjax: resuming {run_dir} after {done} of {config.num_updates} updates")
             else:
-                run_dir, state, done, wall_before = self._start(), None, 0, 0.0
+                run_dir, state, done, spent = self._start(), None, 0, NOTHING_SPENT
                 self.run_dir = run_dir
-            wall_before += self.memory["compile_seconds"]  # the first chunk's compile, done ahead: run time as before
+            # This start's compile of the first chunk, done ahead, is run time spent compiling.
+            compiled = self.memory["compile_seconds"]
+            spent = {**spent, "wall_seconds": spent["wall_seconds"] + compiled,
+                     "compile_seconds": spent["compile_seconds"] + compiled}
             evaluator = self._evaluator()
             try:
-                handler = ChunkHandler(self, done, meta, wall_before, evaluator)
+                handler = ChunkHandler(self, done, meta, spent, evaluator)
             except TrackingError as err:
                 raise TrackingError(f"{err}; nothing trained yet, {continue_with(run_dir)}") from None
             handler.signals = signals.__enter__()
@@ -171,7 +173,6 @@ class TrainingRun:
             signals.__exit__(None, None, None)
             self._discard_made_folder()
             raise
-        start = time.perf_counter()
         try:
             try:
                 state = self.seeds.train(state, done, record["chunks"], handler)
@@ -187,8 +188,7 @@ class TrainingRun:
             handler.close()
         except OSError as err:
             return handler.abort(err)
-        seconds = wall_before + time.perf_counter() - start
-        summary = summarize(self, state, seconds, evaluator, handler.eval_seconds if handler.eval_at else None)
+        summary = summarize(self, state, handler.spent(), evaluator, bool(handler.eval_at))
         code = 0
         if summary is not None:
             plot(self, summary)

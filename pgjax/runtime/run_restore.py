@@ -13,7 +13,8 @@ from pgjax.runtime.run_record import ResumeError, note
 
 
 def restore(run):
-    """`(state [S] or None, updates_done, wall_seconds)` to continue a run: its newest
+    """`(state [S] or None, updates_done, spent)` to continue a run, `spent` the seconds the
+    run's earlier starts took (`NOTHING_SPENT`'s keys, `spent_before`): its newest
     intact checkpoint that metrics.csv covers. Checkpoints past it (damaged, or ahead of
     torn metrics) are deleted, since training rewrites them bit for bit; no checkpoint
     yet (killed while compiling, or no checkpoints) restarts from update 0."""
@@ -43,12 +44,12 @@ def restore(run):
     if not steps:
         if record["checkpoints"]:
             note("no checkpoint yet (stopped before the first one): training from update 0 with the run's settings")
-        return None, 0, 0.0
+        return None, 0, NOTHING_SPENT
     if not any(s <= covered for s in steps):
         note(f"metrics.csv and {runs.EVAL_FILE} cover {covered} updates, fewer than the first checkpoint "
              f"({steps[0]}): training again from update 0")
         checkpointer.delete_after(0)
-        return None, 0, 0.0
+        return None, 0, NOTHING_SPENT
     try:
         state, meta = checkpointer.restore(run.seeds.abstract_state(), run.expected, at_most=covered,
                                            on_skip=lambda err: note(f"skipping a damaged checkpoint: {err}"))
@@ -61,7 +62,17 @@ def restore(run):
     if dropped:
         note(f"continuing from the checkpoint at update {done}; deleted the later one(s) at update "
              f"{', '.join(map(str, dropped))} (training rewrites them bit for bit)")
-    return state, done, float(meta.get("wall_seconds", 0.0))
+    return state, done, spent_before(meta)
+
+
+NOTHING_SPENT = {"wall_seconds": 0.0, "compile_seconds": 0.0, "eval_seconds_during_training": 0.0}
+
+
+def spent_before(meta: dict) -> dict:
+    """The seconds of the starts before a checkpoint, from its meta: wall time, and the parts
+    of it spent compiling and evaluating (a checkpoint from before pgjax kept those parts
+    counts 0 for them)."""
+    return {key: float(meta.get(key, 0.0)) for key in NOTHING_SPENT}
 
 
 def restore_everywhere(run):
@@ -72,16 +83,16 @@ def restore_everywhere(run):
     found = {}
 
     def decide():
-        found["state"], done, wall = restore(run)
-        return {"done": done, "wall": wall}
+        found["state"], done, spent = restore(run)
+        return {"done": done, "spent": spent}
 
     decision = decided_by_writer(decide, f"the checkpoint to continue {run.run_dir} from",
                                  (ResumeError, runs.RunFileError, cfg.ConfigError))
     if decision["done"] == 0:  # no checkpoint to continue from: every process starts afresh
-        return None, 0, 0.0
+        return None, 0, NOTHING_SPENT
     state = tree_from_writer(found.get("state"), run.seeds.abstract_state(),
                              f"the state restored from {run.run_dir}'s checkpoint at update {decision['done']}")
-    return state, decision["done"], decision["wall"]
+    return state, decision["done"], decision["spent"]
 
 
 def first_missing_evaluation(run, up_to: int) -> int | None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pgjax.records import runs
 
 
-def summarize(run, state, seconds: float, evaluator, eval_seconds: float | None) -> dict | None:
+def summarize(run, state, spent: dict, evaluator, evaluated_during_training: bool) -> dict | None:
     """summary.json: final training return and divergence per seed (from the whole
-    metrics.csv, also after a resume), and the evaluation return per seed. With several
-    processes all evaluate; process 0 writes and gets the summary, the others None."""
+    metrics.csv, also after a resume), the evaluation return per seed, and the seconds
+    `spent` over every start (`ChunkHandler.spent`). With several processes all evaluate;
+    process 0 writes and gets the summary, the others None."""
     import numpy as np
 
     from pgjax.runtime import sharding
@@ -22,7 +23,7 @@ def summarize(run, state, seconds: float, evaluator, eval_seconds: float | None)
     if not sharding.is_writer():
         return None
     by_seed = runs.read_metrics(run_dir / "metrics.csv")
-    summary = {"wall_seconds": round(seconds, 2),
+    summary = {"wall_seconds": spent["wall_seconds"],
                "env_steps_per_seed": config.num_updates * config.env_steps_per_update,
                "host_devices": run.seeds.layout.num_devices, "vmap_width": run.seeds.layout.width,
                "final_train_return": {}, "diverged_at_update": {}}
@@ -37,11 +38,10 @@ def summarize(run, state, seconds: float, evaluator, eval_seconds: float | None)
         summary["eval_return_mean"] = {str(s): float(episodes.returns[i].mean()) for i, s in enumerate(seed_ids)}
         summary.update(eval_episodes=record["eval_episodes"], eval_mode=record["eval_mode"],
                        eval_seed=DEFAULT_EVAL_SEED)
-    if eval_seconds is not None:  # the cost of evaluating during training, in this process
-        summary["eval_seconds_during_training"] = round(eval_seconds, 3)
-    # Part of wall_seconds, so that training alone can be told apart (this process's compile
-    # of the training program; after a resume, the last start's).
-    summary["compile_seconds"] = round(run.memory["compile_seconds"], 3)
+    # Parts of wall_seconds, so that training alone can be told apart (process 0's, every start's).
+    if evaluated_during_training:
+        summary["eval_seconds_during_training"] = spent["eval_seconds_during_training"]
+    summary["compile_seconds"] = spent["compile_seconds"]
     runs.write_json(run_dir / "summary.json", summary)
     return summary
 
