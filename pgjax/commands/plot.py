@@ -145,9 +145,10 @@ def sweep_sources(sweep_dir: Path, metric: str = "episode_return") -> list[Sourc
     """One source per grid point of a `pgjax sweep` folder; its cells (one per seed) are the
     seeds. An `eval_` metric reads each cell's evaluations during training (`sweep --eval-every`)."""
     from pgjax.records import runs
+    from pgjax.runtime.sweep import cell_record_paths
     from pgjax.runtime.sweep_eval import point_label
 
-    records = [runs.read_json(p) for p in sorted((sweep_dir / "cells").glob("cell-*.json"))]
+    records = [runs.read_json(p) for p in cell_record_paths(sweep_dir)]
     if not records:
         raise PlotError(f"sweep folder {sweep_dir} has no finished cells yet (cells/ is empty)")
     evaluated = metric.startswith("eval_")
