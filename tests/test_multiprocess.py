@@ -347,3 +347,54 @@ def test_sigterm_to_one_process_stops_both_after_the_same_chunk(tmp_path, signal
     for name in ("metrics.csv", "eval.csv"):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     assert _checkpoint_bits(run, 128) == _checkpoint_bits(reference, 128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, signalled", [("train", 1), ("train", 0), ("sweep", 1)])
+def test_a_signal_to_one_process_while_starting_stops_both(tmp_path, command, signalled):
+    """SIGTERM to one process while the run or sweep compiles, before training: both stop
+    together with exit code 143 (a train run before its first chunk: no checkpoint, and it
+    resumes). Was: JAX's own SIGTERM handler noted the signal and the run went on to the
+    end; SIGINT ended that process alone and JAX's shutdown barrier aborted both 300 s
+    later with a C++ stack trace."""
+    import signal
+    import time
+
+    if command == "train":
+        args = ["train", *TINY, "--seeds", "2", "--chunks", "4"]
+        started = "compiling the training program"  # printed by process 0 just before it compiles
+    else:
+        args = ["sweep", *TINY, "--grid", "hparams.learning_rate=1e-3,1e-2", "--seeds", "2"]
+        started = " compiled group(s) -> "
+    port = _free_port()
+    logs = [tmp_path / f"log{i}" for i in (0, 1)]
+    procs = []
+    for i in (0, 1):
+        with logs[i].open("w") as log:
+            procs.append(subprocess.Popen([sys.executable, *_in_two(*args, "--out", tmp_path / f"out{i}")(i, port)],
+                                          cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True))
+    try:
+        for _ in range(TIMEOUT * 50):  # a poll count, only a guard against a hang
+            if started in logs[0].read_text() or any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.02)
+        assert all(p.poll() is None for p in procs), "a process ended before compiling"
+        procs[signalled].send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=TIMEOUT)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outputs = [log.read_text() for log in logs]
+    assert [p.returncode for p in procs] == [128 + signal.SIGTERM] * 2, outputs
+    # held (`hold_signals`) while compiling a train run; a sweep trains as soon as it compiles
+    assert f"SIGTERM received: {'held' if command == 'train' else ''}" in outputs[signalled], outputs[signalled]
+    assert f"pgjax {command}: interrupted by SIGTERM; stopped with process 0" in outputs[1], outputs[1]
+    assert "interrupted by SIGTERM" in outputs[0] and f"continue with: pgjax {command} --resume" in outputs[0], outputs[0]
+    assert not any("Check failure" in out or "preemption_notifier" in out for out in outputs), outputs
+    if command == "train":
+        assert "no checkpoint yet, a resume starts at update 0" in outputs[0], outputs[0]
+        (run,) = (tmp_path / "out0").iterdir()
+        _single(tmp_path, "train", "--resume", run, "--no-progress")
+        assert (run / "summary.json").exists()

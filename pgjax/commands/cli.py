@@ -189,15 +189,23 @@ def _hear_sigint() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    from pgjax.runtime.resumable import Interrupted
+
     _hear_sigint()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    name = f"pgjax{f' {command}' if command in COMMANDS else ''}"
     try:
         return _main(argv)
     except KeyboardInterrupt:  # outside training, which handles SIGINT itself (also while importing): nothing to keep
-        print(f"pgjax{f' {command}' if command in COMMANDS else ''}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         _forget_the_interrupt()
         return 130
+    except Interrupted as err:  # a second signal outside training, with several processes (`hold_signals`)
+        print(f"{name}: interrupted by {signal.Signals(err.signum).name}: this process stopped alone", file=sys.stderr)
+        return 128 + err.signum
 
 
 def _forget_the_interrupt() -> None:

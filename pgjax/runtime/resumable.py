@@ -8,6 +8,11 @@ handlers are installed even when the process started with SIGINT ignored (a back
 of a non-interactive shell inherits `SIG_IGN`) or with the signals blocked, so such a job
 still stops cleanly rather than not at all. A resume takes every setting from the folder;
 one given again must repeat it (`refuse_contradictions`).
+
+With several processes a signal to one of them must not end it alone (the others would
+wait for it in their next collective until JAX's shutdown barrier aborts them all), so from
+joining until the end (`hold_signals`) a signal outside training is held: training adopts
+it, and every process stops together at the vote before the first chunk.
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-
-from pgjax import config as cfg
 
 
 class Interrupted(BaseException):
@@ -41,6 +44,30 @@ def continue_with(folder: Path, command: str = "train") -> str:
     return f"continue with: {resume_command(folder, command)}"
 
 
+_held: dict[str, int] = {}  # "signum": a signal held by `hold_signals`' handler, not yet adopted
+
+
+def hold_signals() -> None:
+    """With several processes, from joining on: SIGINT or SIGTERM outside training is held
+    for the next `Signals` (a run's or sweep's training), which stops every process together;
+    a second one stops this process at once (`Interrupted`). This also replaces JAX's own
+    SIGTERM handler, which notes the signal for preemption sync points pgjax does not use,
+    and would otherwise let the run go on as if none had come."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in Signals.SIGNALS:
+            signal.signal(signum, _hold)
+
+
+def _hold(signum, frame):
+    if "signum" in _held:
+        raise Interrupted(signum)
+    _held["signum"] = signum
+    print(f"\npgjax: {signal.Signals(signum).name} received: held, so that every process stops together where "
+          "training starts or a chunk ends (send it again to stop this one alone, at once)", file=sys.stderr, flush=True)
+
+
 class Signals:
     """While training, the first SIGINT/SIGTERM asks to stop after the current chunk (its
     results are written first); a second one stops at once. Outside the main thread (where
@@ -57,6 +84,7 @@ class Signals:
     def __enter__(self):
         import threading
 
+        self.received = _held.pop("signum", None)  # held since the processes joined (`hold_signals`)
         if threading.current_thread() is not threading.main_thread():
             return self  # signal handlers can only be set from the main thread
         for signum in self.SIGNALS:
@@ -114,5 +142,7 @@ def refuse_contradictions(record: dict, given: dict, settings: dict, what: str, 
         if key not in record:
             record[key] = default if value is None else value
         elif value is not None and value != record[key]:
+            from pgjax import config as cfg  # (imports JAX: the command line imports this module early)
+
             raise cfg.ConfigError(f"{flag} {value} contradicts {key}={record[key]} of the {what} being resumed "
                                   f"({path}); drop {flag}")

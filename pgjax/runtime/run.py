@@ -175,6 +175,7 @@ class TrainingRun:
             raise
         try:
             try:
+                signals.check_everywhere()  # a signal while starting (held with several processes) stops all here
                 state = self.seeds.train(state, done, record["chunks"], handler)
             finally:
                 signals.__exit__(None, None, None)

@@ -291,6 +291,10 @@ def initialize_processes(coordinator: str | None = None, num_processes: int | No
     finally:
         watchdog.cancel()
     quiet_gloo_connection_lines()
+    if jax.process_count() > 1:
+        from pgjax.runtime.resumable import hold_signals
+
+        hold_signals()  # a signal to one process stops all together, never this one alone
     return jax.process_count()
 
 
