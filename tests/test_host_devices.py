@@ -18,6 +18,7 @@ import pytest
 
 from pgjax.runtime import sharding
 from pgjax.runtime.experiment import SeedLayout, default_seed_width
+from pgjax.runtime.seed_cells import padding_note
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", "configs/ppo_cartpole.toml", "--seeds", "3", "--width", "1", "--chunks", "3", "--no-progress",
@@ -135,6 +136,11 @@ def test_seed_layouts_uneven_and_more_devices_than_groups():
     assert (five_by_two.num_devices, five_by_two.padded, five_by_two.per_device) == (3, 6, 2)
     wide = SeedLayout.plan(3, 8, 2)  # a width above the seed count is the seed count
     assert (wide.width, wide.num_devices, wide.padded) == (3, 1, 3)
+    # The compile line says what the padding costs: its share of the time.
+    assert padding_note(three_on_two) == ", computed as 4: 2 devices x 2 vmaps of 1, the 1 extra seed dropped"
+    assert padding_note(five_by_two) == ", computed as 6: 3 devices x 1 vmap of 2, the 1 extra seed dropped"
+    assert padding_note(SeedLayout.plan(5, 4, 1)) == ", computed as 8: 1 device x 2 vmaps of 4, the 3 extra seeds dropped"
+    assert padding_note(two_on_four) == padding_note(wide) == ""
 
 
 def test_default_width_follows_cores_not_devices(monkeypatch):

@@ -138,10 +138,20 @@ class SeedCells:
             raise refuse(estimate, "the training state and metrics")
         if sharding.is_writer():  # compiling takes seconds to minutes: say what the wait is
             print(f"pgjax: compiling the training program ({plural(size, 'update')} per chunk, "
-                  f"{plural(layout.num_seeds, 'seed')})", flush=True)
+                  f"{plural(layout.num_seeds, 'seed')}{padding_note(layout)})", flush=True)
         started = time.perf_counter()
         compiled = self.program.compiled_bytes(size)
         if compiled is not None and compiled > limit:
             raise refuse(compiled, f"XLA's count for one chunk of {size} updates, temporaries included", True)
         return {"bytes_per_device": estimate, "compiled_bytes_per_device": compiled, "limit": limit,
                 "compile_seconds": time.perf_counter() - started}
+
+
+def padding_note(layout) -> str:
+    """", computed as 6: ..." where whole vmap groups on every device pad the seeds (the
+    padding costs its share of the time, and is dropped), else ""."""
+    if layout.padded == layout.num_seeds:
+        return ""
+    vmaps = layout.per_device // layout.width
+    return (f", computed as {layout.padded}: {plural(layout.num_devices, 'device')} x {plural(vmaps, 'vmap')} of "
+            f"{layout.width}, the {plural(layout.padded - layout.num_seeds, 'extra seed')} dropped")
