@@ -89,10 +89,12 @@ def test_site_builds_strict(tmp_path):
             missing.append(target)
     assert not missing, f"README.md links to headings the docs do not have: {missing}"
 
-    # MathJax comes with the site, not from a CDN: formulas render offline.
+    # Scripts, styles and fonts come with the site, not from a CDN: pages render offline
+    # (MathJax from the dev extra; the theme's Google Fonts are off, `theme.font: false`).
     assert (site / "mathjax" / "tex-mml-chtml.js").is_file() and list((site / "mathjax").rglob("*.woff"))
-    cdn = [str(page.relative_to(site)) for page in site.rglob("*.html") if "mathjax@" in page.read_text()]
-    assert not cdn, f"pages load MathJax from a CDN: {cdn}"
+    loads = re.compile(r'<script[^>]*\bsrc="https?://|<link[^>]*\bhref="https?://[^"]*"[^>]*>')
+    cdn = {str(page.relative_to(site)): loads.findall(page.read_text()) for page in site.rglob("*.html")}
+    assert not any(cdn.values()), f"pages load files from other hosts: { {p: f for p, f in cdn.items() if f} }"
 
     # An included file's title (`pgjax:include PATH demote=N`) must not make a second page title.
     titles = {str(page.relative_to(site)): page.read_text().count("<h1") for page in site.rglob("index.html")}
