@@ -64,8 +64,9 @@ def _hold(signum, frame):
     if "signum" in _held:
         raise Interrupted(signum)
     _held["signum"] = signum
-    print(f"\npgjax: {signal.Signals(signum).name} received: held, so that every process stops together where "
-          "training starts or a chunk ends (send it again to stop this one alone, at once)", file=sys.stderr, flush=True)
+    print(f"\npgjax: {signal.Signals(signum).name} received: held, so that every process stops together before "
+          "the next chunk (after the last one, the run finishes); send it again to stop this one alone, at once",
+          file=sys.stderr, flush=True)
 
 
 class Signals:
