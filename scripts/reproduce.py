@@ -260,10 +260,10 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
     saved = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     progress = json.loads((run_dir.parent / "progress.json").read_text())
-    seconds = sum(i["seconds"] for i in progress["invocations"])
-    updates = sum(i["updates_to"] - i["updates_from"] for i in progress["invocations"])
+    # pgjax's own total over every start: progress.json misses an invocation whose process
+    # was killed (a session's end), which pgjax's checkpoints still count
+    seconds = summary["wall_seconds"]
     steps_per_seed = summary["env_steps_per_seed"]
-    num_updates = max(1, _updates_done(run_dir))
     record = {
         "record_version": RECORD_VERSION, "row": row.name, "task": row.task, "variant": row.variant,
         "config": row.config, "overrides": [*row.overrides, *row.extra], "algo": saved["algo"],
@@ -271,9 +271,8 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
         "root_seed": saved["root_seed"], "env_steps_per_seed": steps_per_seed,
         "anchor": row.anchor, "anchor_source": row.anchor_source,
         "train_wall_seconds": round(seconds, 1),
-        # all seeds together, wall clock of the train invocations (compile and evaluations included)
-        "env_steps_per_second": round(updates * (steps_per_seed / num_updates) * len(saved["seeds"]) / seconds, 1)
-        if seconds > 0 else None,
+        # all seeds together over pgjax's wall clock (compile and evaluations included)
+        "env_steps_per_second": round(steps_per_seed * len(saved["seeds"]) / seconds, 1) if seconds > 0 else None,
         "host_devices": summary.get("host_devices"), "vmap_width": summary.get("vmap_width"),
         "load_average_1min": [i.get("load_average_1min_at_start") for i in progress["invocations"]],
         "final_train_return": summary["final_train_return"],
@@ -412,8 +411,9 @@ def write_table(suite_name: str, records: list[dict], results: Path) -> tuple[Pa
           "Written by `python scripts/reproduce.py " + suite_name + "` from the row records in "
           f"`{suite_name}/`. Each seed's final policy is evaluated on the same episodes (evaluation seed "
           "10000) with greedy and with sampled actions; a seed's score is its mean return; mean and IQM "
-          "across seeds with 95% percentile-bootstrap intervals. Env steps/s: all seeds together, wall "
-          "clock of the training processes (compilation and evaluations during training included).", ""]
+          "across seeds with 95% percentile-bootstrap intervals. Env steps/s: all seeds together, over "
+          "the training's wall clock summed over its starts (compilation and evaluations during training "
+          "included, work lost in a stop not).", ""]
     if records:
         sources = sorted({r["anchor_source"] for r in records if r["anchor"] is not None})
         md += [f"Anchor: {src}." for src in sources] + [""]

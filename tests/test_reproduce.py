@@ -83,6 +83,10 @@ def test_a_row_resumes_after_a_stop_and_is_recorded(reproduce, tmp_path):
     assert record["seeds"] == [0, 1] and record["env_steps_per_seed"] == 16384
     progress = json.loads((row_dir / "progress.json").read_text())
     assert [(i["updates_from"], i["updates_to"]) for i in progress["invocations"]] == [(1, 2)]
+    # the time counts both starts, the first of which progress.json never saw
+    wall = json.loads((run_dir / "summary.json").read_text())["wall_seconds"]
+    assert record["train_wall_seconds"] == round(wall, 1)
+    assert record["env_steps_per_second"] == round(2 * 16384 / wall, 1)
     for mode in ("greedy", "stochastic"):
         ev = record["eval"][mode]
         assert ev["episodes_per_seed"] == 3 and len(ev["per_seed"]) == 2
