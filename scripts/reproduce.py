@@ -164,12 +164,6 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
     progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"invocations": []}
     run_dir = _run_folder(row_dir)
     if run_dir is not None and (run_dir / "summary.json").is_file():
-        if not progress["invocations"]:  # trained by a plain `pgjax train` into the row folder: adopt it
-            summary = json.loads((run_dir / "summary.json").read_text())
-            progress["invocations"].append({"date": None, "seconds": summary["wall_seconds"], "updates_from": 0,
-                                            "updates_to": _updates_done(run_dir), "exit_code": 0,
-                                            "load_average_1min_at_start": None, "load_average_1min_at_end": None})
-            progress_file.write_text(json.dumps(progress, indent=1))
         return run_dir
     extra = ["--no-progress"] + ([f"--host-devices={host_devices}"] if host_devices else [])
     if run_dir is None:
@@ -259,7 +253,9 @@ def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
 
     saved = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    progress = json.loads((run_dir.parent / "progress.json").read_text())
+    # absent where the row was trained by a plain `pgjax train` into the row folder
+    progress_file = run_dir.parent / "progress.json"
+    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"invocations": []}
     # pgjax's own total over every start: progress.json misses an invocation whose process
     # was killed (a session's end), which pgjax's checkpoints still count
     seconds = summary["wall_seconds"]

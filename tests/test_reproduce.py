@@ -102,6 +102,15 @@ def test_a_row_resumes_after_a_stop_and_is_recorded(reproduce, tmp_path):
     assert reproduce.main(args) == 0
     assert (row_dir / "train.log").stat().st_size == log_size
 
+    # A run trained by a plain `pgjax train` into the row folder (no progress.json) is recorded as it is.
+    (row_dir / "progress.json").unlink()
+    (results / "minatar" / "breakout-mlp.json").unlink()
+    assert reproduce.main(args) == 0
+    assert (row_dir / "train.log").stat().st_size == log_size
+    adopted = json.loads((results / "minatar" / "breakout-mlp.json").read_text())
+    assert adopted["load_average_1min"] == [] and adopted["train_wall_seconds"] == round(wall, 1)
+    assert adopted["eval"] == record["eval"]
+
 
 def test_a_mismatched_resume_is_refused(reproduce, tmp_path):
     run_dir = tmp_path / "run"
