@@ -375,6 +375,23 @@ def run_row(row: Row, suite: dict, args, results: Path) -> dict:
     return record
 
 
+def compare_rows(row: dict, other: dict) -> str:
+    """Per evaluation mode: each row's mean and IQM over seeds, and the two-sided exact
+    permutation test of the difference in means (pgjax.reports.statistics.permutation_test)."""
+    from pgjax.reports import statistics as st
+
+    lines = []
+    for mode in ("stochastic", "greedy"):
+        a, b = row["eval"][mode]["per_seed"], other["eval"][mode]["per_seed"]
+        test = st.permutation_test(a, b)
+        lines.append(f"{'sampled' if mode == 'stochastic' else mode}: {row['row']} mean {np.mean(a):.2f} "
+                     f"IQM {st.iqm(np.asarray(a)):.2f} ({len(a)} seeds), {other['row']} mean {np.mean(b):.2f} "
+                     f"IQM {st.iqm(np.asarray(b)):.2f} ({len(b)} seeds); difference in means {test.difference:+.2f}, "
+                     f"two-sided permutation test p = {test.p_value:.3f} over "
+                     f"{'all' if test.exact else 'a sample of'} {test.splits} splits")
+    return "\n".join(lines)
+
+
 # --- the table and the figure ---------------------------------------------------------------
 
 
@@ -505,6 +522,8 @@ def main(argv=None) -> int:
                         "(the breakout-purejaxrl row)")
     parser.add_argument("--peer-python", help="python of the peers' environment (default: ../shared/peers/setup.sh)")
     parser.add_argument("--report", action="store_true", help="only redraw the table and figure from the records")
+    parser.add_argument("--compare", nargs=2, metavar=("ROW", "OTHER"), help="only compare two recorded rows: "
+                        "means, IQMs and an exact permutation test per evaluation mode")
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
     names = {r.name: r._replace(extra=tuple(args.set)) for r in suite["rows"]}
@@ -517,6 +536,12 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     results = Path(args.results) / args.suite
+    if args.compare:
+        missing = [n for n in args.compare if not (results / f"{n}.json").is_file()]
+        if missing:
+            parser.error(f"no record for {', '.join(missing)} in {results}; run the row(s) first")
+        print(compare_rows(*(json.loads((results / f"{n}.json").read_text()) for n in args.compare)))
+        return 0
     results.mkdir(parents=True, exist_ok=True)
     status = 0
     if not args.report:

@@ -63,6 +63,25 @@ def test_table_and_figure_come_from_the_records_alone(reproduce, tmp_path):
     assert png.is_file() and png.stat().st_size > 10_000
 
 
+def test_two_recorded_rows_are_compared_by_an_exact_permutation_test(reproduce, tmp_path, capsys):
+    results = tmp_path / "minatar"
+    results.mkdir()
+    for r in (_record("breakout-mlp", "Breakout", "MLP", [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),
+              _record("breakout-cnn", "Breakout", "CNN", [4.0, 5.0, 6.0], [1.5, 2.5, 3.5])):
+        (results / f"{r['row']}.json").write_text(json.dumps(r))
+    args = ["minatar", "--results", str(tmp_path), "--compare", "breakout-cnn", "breakout-mlp"]
+    assert reproduce.main(args) == 0
+    sampled, greedy = capsys.readouterr().out.splitlines()
+    # greedy: of the 20 splits of 1..6 into threes, only the observed one and its mirror
+    # differ by 3 in means; sampled: 1.5, 2.5, 3.5 against 1, 2, 3 differ by 0.5, and 14 of 20 splits by as much
+    assert greedy.startswith("greedy: breakout-cnn mean 5.00") and greedy.endswith(
+        "difference in means +3.00, two-sided permutation test p = 0.100 over all 20 splits")
+    assert sampled.startswith("sampled:") and "+0.50" in sampled and "p = 0.700" in sampled
+    with pytest.raises(SystemExit):
+        reproduce.main(["minatar", "--results", str(tmp_path), "--compare", "breakout-cnn", "asterix-cnn"])
+    assert "no record for asterix-cnn" in capsys.readouterr().err
+
+
 def test_a_row_resumes_after_a_stop_and_is_recorded(reproduce, tmp_path):
     runs, results = tmp_path / "runs", tmp_path / "results"
     row_dir = runs / "minatar" / "breakout-mlp"

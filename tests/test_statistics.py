@@ -162,3 +162,59 @@ def test_summarize_drops_nan_and_is_json_ready():
     assert all(isinstance(v, (int, float)) for v in out.values())
     empty = st.summarize([np.nan])
     assert empty["n"] == 0 and empty["iqm"] is None
+
+
+def _permutation_loop(a, b, statistic):
+    """Every split of the pooled runs, one at a time: the share as extreme as the observed."""
+    import itertools
+
+    pooled = list(a) + list(b)
+    observed = abs(statistic(np.array(a)) - statistic(np.array(b)))
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    extreme = 0
+    for chosen in splits:
+        left = np.array([pooled[i] for i in chosen])
+        right = np.array([pooled[i] for i in range(len(pooled)) if i not in chosen])
+        extreme += abs(statistic(left) - statistic(right)) >= observed - 1e-9
+    return extreme / len(splits)
+
+
+@pytest.mark.parametrize("n", [3, 5, 6])
+def test_permutation_test_is_exact_and_matches_scipy(n):
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(1.0, 1.0, n), rng.normal(0.0, 1.0, n)
+    ref = scipy.stats.permutation_test((a, b), lambda x, y, axis: np.mean(x, axis) - np.mean(y, axis),
+                                       permutation_type="independent", n_resamples=np.inf, vectorized=True)
+    out = st.permutation_test(a, b)
+    assert out.exact and out.splits == scipy.special.comb(2 * n, n, exact=True)
+    assert out.difference == pytest.approx(a.mean() - b.mean())
+    assert out.p_value == pytest.approx(ref.pvalue)
+    assert out.p_value == pytest.approx(_permutation_loop(a, b, np.mean))
+
+
+def test_permutation_test_by_hand_with_unequal_groups_and_ties():
+    # pooled 1, 2, 3, 4, one run against three; the four splits by hand:
+    # {1}: |1 - 3| = 2, {2}: |2 - 8/3| = 2/3, {3}: |3 - 7/3| = 2/3, {4}: |4 - 2| = 2
+    assert st.permutation_test([4.0], [1.0, 2.0, 3.0]).p_value == pytest.approx(2 / 4)
+    assert st.permutation_test([2.0], [1.0, 3.0, 4.0]).p_value == pytest.approx(4 / 4)
+    # identical groups: every split is as extreme as a zero difference
+    assert st.permutation_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    a, b = [3.0, 9.0, 4.0, 7.0], [1.0, 2.0, 2.0, 5.0, 0.5, 6.0]
+    assert st.permutation_test(a, b, st.iqm).p_value == pytest.approx(_permutation_loop(a, b, st.iqm))
+
+
+def test_permutation_test_samples_splits_when_there_are_too_many():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.8, 1.0, 6), rng.normal(0.0, 1.0, 6)
+    exact = st.permutation_test(a, b)
+    sampled = st.permutation_test(a, b, max_exact=100, num_resamples=20_000, seed=1)
+    assert not sampled.exact and sampled.splits == 20_000
+    assert abs(sampled.p_value - exact.p_value) < 0.01  # exact p = 0.065; one standard error is 0.0017
+    assert sampled == st.permutation_test(a, b, max_exact=100, num_resamples=20_000, seed=1)
+
+
+@pytest.mark.parametrize("a, b, match", [([], [1.0], "runs in both groups"),
+                                         ([1.0, np.nan], [2.0], "finite scores")])
+def test_permutation_test_refuses_what_it_cannot_test(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        st.permutation_test(a, b)

@@ -1,4 +1,4 @@
-"""Aggregate statistics across seeds: mean, median, interquartile mean, bootstrap intervals.
+"""Aggregate statistics across seeds: mean, median, IQM, bootstrap intervals, permutation tests.
 
 Plain NumPy on the host (these summarise a handful of numbers per run, after training).
 Conventions follow Agarwal et al. (2021), "Deep Reinforcement Learning at the Edge of the
@@ -13,6 +13,8 @@ dropped by `finite_values` before a statistic is taken, never silently averaged 
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -159,6 +161,52 @@ def summarize(
         interval = bootstrap_ci(values, stat, confidence, num_resamples, seed)
         out[name], out[f"{name}_low"], out[f"{name}_high"] = interval
     return out
+
+
+class PermutationTest(NamedTuple):
+    difference: float  # statistic(a) - statistic(b)
+    p_value: float  # two-sided
+    splits: int  # splits counted (every one when exact)
+    exact: bool
+
+
+def permutation_test(
+    a, b, statistic: Statistic = mean, max_exact: int = 1_000_000, num_resamples: int = 100_000, seed: int = 0
+) -> PermutationTest:
+    """Two-sided permutation test of `statistic(a) - statistic(b)` = 0 (Fisher-Pitman).
+
+    Under the null the runs of both groups are exchangeable; the p-value is the share of
+    splits of the pooled runs into groups of len(a) and len(b) whose difference d satisfies
+    |d| >= |d_observed|, the observed split included (Good, 2005, "Permutation, Parametric
+    and Bootstrap Tests of Hypotheses", ch. 3). Exact over all C(n_a + n_b, n_a) splits when
+    there are at most `max_exact` of them (5 seeds against 5: 252 splits, so p >= 1/252);
+    otherwise `num_resamples` random splits with p = (count + 1) / (num_resamples + 1)
+    (Phipson & Smyth, 2010). Nan scores are refused: which seeds to drop is the caller's call.
+    """
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"permutation test needs runs in both groups, got {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("permutation test needs finite scores; drop the runs without one first")
+    pooled, n_a = np.concatenate([a, b]), a.size
+    observed = float(statistic(a) - statistic(b))
+    total = math.comb(pooled.size, n_a)
+    if total <= max_exact:
+        in_a = np.zeros((total, pooled.size), bool)
+        for row, chosen in enumerate(itertools.combinations(range(pooled.size), n_a)):
+            in_a[row, list(chosen)] = True
+    else:
+        check_resamples(num_resamples)
+        order = np.argsort(np.random.default_rng(seed).random((num_resamples, pooled.size)), axis=1)
+        in_a = np.zeros((num_resamples, pooled.size), bool)
+        np.put_along_axis(in_a, order[:, :n_a], True, axis=1)
+    groups = np.broadcast_to(pooled, in_a.shape)
+    d = statistic(groups[in_a].reshape(-1, n_a), axis=1) - statistic(groups[~in_a].reshape(-1, b.size), axis=1)
+    # a split as extreme as the observed one, up to rounding in the statistic's sum
+    extreme = int(np.count_nonzero(np.abs(d) >= abs(observed) - 1e-9 * max(1.0, abs(observed))))
+    if total <= max_exact:
+        return PermutationTest(observed, extreme / total, total, True)
+    return PermutationTest(observed, (extreme + 1) / (num_resamples + 1), num_resamples, False)
 
 
 def curve_statistics(
