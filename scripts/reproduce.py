@@ -20,7 +20,10 @@ small record, `benchmarks/results/<suite>/<row>.json` (per-seed final returns in
 evaluation modes, their mean and IQM with bootstrap CIs, env steps/s, wall time, host, date,
 commit) and `<row>_curve.csv` (the greedy evaluations during training), so the tables and
 figures can be redrawn on a machine without the run folders. A row whose record exists is
-not trained again (delete the record to redo it).
+not trained again (delete the record to redo it). With `--seeds-per-run K` a row's seeds train
+in runs of K, each kept as small files under `benchmarks/results/<suite>/parts/<row>/` when it
+finishes, so that a row longer than a stretch of machine time is built across stops and
+machines, part by part; the record merges the parts.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -156,7 +160,7 @@ def _load_average() -> float | None:
         return None
 
 
-def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices: int | None,
+def _train(row: Row, row_dir: Path, seeds: list[int], steps: int | None, host_devices: int | None,
            chunks: int = 40) -> Path:
     """Train (or resume) the row's run until its summary.json exists; returns the run folder."""
     row_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +171,7 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
         return run_dir
     extra = ["--no-progress"] + ([f"--host-devices={host_devices}"] if host_devices else [])
     if run_dir is None:
-        args = ["train", "--config", str(ROOT / row.config), "--seeds", str(seeds), "--out", str(row_dir),
+        args = ["train", "--config", str(ROOT / row.config), "--seeds", _seed_spec(seeds), "--out", str(row_dir),
                 "--chunks", str(chunks), "--eval-episodes", "32", *extra, *row.overrides, *row.extra]
         if steps is not None:
             args.append(f"total_timesteps={steps}")
@@ -192,11 +196,22 @@ def _train(row: Row, row_dir: Path, seeds: int, steps: int | None, host_devices:
     return run_dir
 
 
-def _check_matches(run_dir: Path, seeds: int, steps: int | None) -> None:
+def _seed_spec(seeds: list[int]) -> str:
+    """`pgjax train --seeds` for consecutive ids: a count from 0, else a range LO:HI."""
+    return str(len(seeds)) if seeds[0] == 0 else f"{seeds[0]}:{seeds[-1] + 1}"
+
+
+def _seed_parts(seeds: int, per_run: int | None) -> list[list[int]]:
+    """Seeds 0..seeds-1 in consecutive runs of at most `per_run` (one run when None)."""
+    per_run = per_run or seeds
+    return [list(range(lo, min(lo + per_run, seeds))) for lo in range(0, seeds, per_run)]
+
+
+def _check_matches(run_dir: Path, seeds: list[int], steps: int | None) -> None:
     saved = json.loads((run_dir / "config.json").read_text())
     problems = []
-    if len(saved["seeds"]) != seeds:
-        problems.append(f"{len(saved['seeds'])} seeds, not {seeds}")
+    if saved["seeds"] != seeds:
+        problems.append(f"seeds {saved['seeds']}, not {seeds}")
     if steps is not None and saved["config"]["total_timesteps"] != steps:
         problems.append(f"total_timesteps={saved['config']['total_timesteps']}, not {steps}")
     if problems:
@@ -248,36 +263,48 @@ def _commit() -> str | None:
         return None
 
 
-def _record(row: Row, run_dir: Path, evals: dict[str, dict]) -> dict:
+def _record(row: Row, run_dirs: list[Path], evals: dict[str, dict]) -> dict:
+    """The row's record from its runs (one, or one per part of its seeds) and their evaluations."""
     from pgjax.reports import statistics as st
 
-    saved = json.loads((run_dir / "config.json").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    # absent where the row was trained by a plain `pgjax train` into the row folder
-    progress_file = run_dir.parent / "progress.json"
-    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"invocations": []}
-    # pgjax's own total over every start: progress.json misses an invocation whose process
+    saved = [json.loads((d / "config.json").read_text()) for d in run_dirs]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
+    seeds = [s for c in saved for s in c["seeds"]]
+    # pgjax's own totals over every start: progress.json misses an invocation whose process
     # was killed (a session's end), which pgjax's checkpoints still count
-    seconds = summary["wall_seconds"]
-    steps_per_seed = summary["env_steps_per_seed"]
+    seconds = sum(m["wall_seconds"] for m in summaries)
+    steps_per_seed = summaries[0]["env_steps_per_seed"]
+    if any(m["env_steps_per_seed"] != steps_per_seed for m in summaries):
+        raise ReproduceError(f"row {row.name}: its runs trained different budgets "
+                             f"({', '.join(str(m['env_steps_per_seed']) for m in summaries)} env steps per seed)")
+    loads = []
+    for d in run_dirs:  # progress.json is absent where a plain `pgjax train` trained into the row folder
+        progress_file = d.parent / "progress.json"
+        if progress_file.is_file():
+            loads += [i.get("load_average_1min_at_start") for i in json.loads(progress_file.read_text())["invocations"]]
+    layout = {key: [m.get(key) for m in summaries] for key in ("host_devices", "vmap_width")}
     record = {
         "record_version": RECORD_VERSION, "row": row.name, "task": row.task, "variant": row.variant,
-        "config": row.config, "overrides": [*row.overrides, *row.extra], "algo": saved["algo"],
-        "env_id": saved["config"]["env_id"], "seeds": saved["seeds"],
-        "root_seed": saved["root_seed"], "env_steps_per_seed": steps_per_seed,
+        "config": row.config, "overrides": [*row.overrides, *row.extra], "algo": saved[0]["algo"],
+        "env_id": saved[0]["config"]["env_id"], "seeds": seeds,
+        "root_seed": saved[0]["root_seed"], "env_steps_per_seed": steps_per_seed,
         "anchor": row.anchor, "anchor_source": row.anchor_source,
         "train_wall_seconds": round(seconds, 1),
-        # all seeds together over pgjax's wall clock (compile and evaluations included)
-        "env_steps_per_second": round(steps_per_seed * len(saved["seeds"]) / seconds, 1) if seconds > 0 else None,
-        "host_devices": summary.get("host_devices"), "vmap_width": summary.get("vmap_width"),
-        "load_average_1min": [i.get("load_average_1min_at_start") for i in progress["invocations"]],
-        "final_train_return": summary["final_train_return"],
-        "diverged_at_update": summary["diverged_at_update"],
-        "date": _now(), "commit": _commit(), "host": _host(), "versions": saved.get("versions"),
-        "command": f"python scripts/reproduce.py {_suite_of(row)} --rows {row.name} --seeds {len(saved['seeds'])}"
+        # all seeds together over pgjax's wall clock, summed over the runs (compile and evaluations included)
+        "env_steps_per_second": round(steps_per_seed * len(seeds) / seconds, 1) if seconds > 0 else None,
+        **{key: values[0] if len(set(values)) == 1 else values for key, values in layout.items()},
+        "load_average_1min": loads,
+        "final_train_return": {k: v for m in summaries for k, v in m["final_train_return"].items()},
+        "diverged_at_update": {k: v for m in summaries for k, v in m["diverged_at_update"].items()},
+        "date": _now(), "commit": _commit(), "host": _host(), "versions": saved[0].get("versions"),
+        "command": f"python scripts/reproduce.py {_suite_of(row)} --rows {row.name} --seeds {len(seeds)}"
+                   + (f" --seeds-per-run {len(saved[0]['seeds'])}" if len(run_dirs) > 1 else "")
                    + (f" --set {' '.join(row.extra)}" if row.extra else ""),
         "eval": {},
     }
+    if len(run_dirs) > 1:
+        record["runs"] = [{"seeds": c["seeds"], "wall_seconds": m["wall_seconds"], "host_devices": m.get("host_devices"),
+                           "vmap_width": m.get("vmap_width")} for c, m in zip(saved, summaries)]
     for mode, result in evals.items():
         seeds = [result["per_seed"][str(s)] for s in result["seeds"]]
         per_seed = [s["mean_return"] for s in seeds]
@@ -293,13 +320,14 @@ def _suite_of(row: Row) -> str:
     return next(name for name, suite in SUITES.items() if any(r.name == row.name for r in suite["rows"]))
 
 
-def _write_curve(run_dir: Path, path: Path) -> None:
+def _write_curve(run_dirs: list[Path], path: Path) -> None:
     """The greedy evaluations during training, seed by seed: env_steps, seed, return."""
     rows = []
-    eval_file = run_dir / "eval.csv"
-    if eval_file.is_file():
-        with eval_file.open() as f:
-            rows = [(int(float(r["env_steps"])), int(r["seed"]), float(r["eval_return"])) for r in csv.DictReader(f)]
+    for eval_file in (d / "eval.csv" for d in run_dirs):
+        if eval_file.is_file():
+            with eval_file.open() as f:
+                rows += [(int(float(r["env_steps"])), int(r["seed"]), float(r["eval_return"]))
+                         for r in csv.DictReader(f)]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["env_steps", "seed", "eval_return"])
@@ -352,6 +380,51 @@ def _run_peer(row: Row, args, results: Path) -> dict:
     }
 
 
+def _part(row: Row, seeds: list[int], row_dir: Path, results: Path, steps: int | None, episodes: int, args) -> Path:
+    """One part of a row's seeds: trained and evaluated in `RUNS/.../<row>/seeds-LO-HI/`, then its small
+    files (config, summary, evaluations, curve, progress) kept under `results/parts/<row>/seeds-LO-HI/`,
+    which is committed, so that a finished part is not trained again on a machine without the runs."""
+    name = f"seeds-{seeds[0]}-{seeds[-1]}"
+    kept = results / "parts" / row.name / name
+    found = _run_folder(kept)
+    if found is not None:
+        _check_matches(found, seeds, steps)
+        for mode in ("greedy", "stochastic"):
+            done = json.loads((found / f"reproduce_eval_{mode}.json").read_text())["episodes_per_seed"]
+            if done != episodes:
+                raise ReproduceError(f"{kept} was evaluated on {done} episodes per seed, not {episodes}: pass "
+                                     f"--eval-episodes {done}, or move it away to train the part again")
+        return found
+    part_dir = row_dir / name
+    print(f"reproduce: {row.name}: training seeds {seeds[0]}..{seeds[-1]} ({row.config}) -> {part_dir}",
+          file=sys.stderr, flush=True)
+    run_dir = _train(row, part_dir, seeds, steps, args.host_devices, args.chunks)
+    for mode in ("greedy", "stochastic"):
+        _evaluate(row, run_dir, episodes, mode)
+    staging = kept.with_name(name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / run_dir.name).mkdir(parents=True)
+    for file in ("config.json", "summary.json", "eval.csv", "reproduce_eval_greedy.json", "reproduce_eval_stochastic.json"):
+        if (run_dir / file).is_file():
+            shutil.copy2(run_dir / file, staging / run_dir.name / file)
+    if (part_dir / "progress.json").is_file():
+        shutil.copy2(part_dir / "progress.json", staging / "progress.json")
+    staging.replace(kept)  # all of a part's files or none
+    print(f"reproduce: {row.name}: seeds {seeds[0]}..{seeds[-1]} done, kept in {kept} (commit it)",
+          file=sys.stderr, flush=True)
+    return kept / run_dir.name
+
+
+def _merge_evals(results: list[dict]) -> dict:
+    """One evaluation result over the seeds of several runs evaluated alike."""
+    merged = {**results[0], "seeds": [s for r in results for s in r["seeds"]],
+              "per_seed": {k: v for r in results for k, v in r["per_seed"].items()}}
+    for key in ("episodes_per_seed", "eval_seed", "max_episode_steps"):
+        if any(r.get(key) != merged.get(key) for r in results):
+            raise ReproduceError(f"the runs of one row were evaluated with different {key}")
+    return merged
+
+
 def run_row(row: Row, suite: dict, args, results: Path) -> dict:
     record_path = results / f"{row.name}.json"
     if record_path.is_file():
@@ -364,12 +437,21 @@ def run_row(row: Row, suite: dict, args, results: Path) -> dict:
         return record
     row_dir = Path(args.runs) / _suite_of(row) / row.name
     steps = args.steps if args.steps is not None else suite["steps"]
-    print(f"reproduce: {row.name}: training ({row.config}, {args.seeds} seeds) -> {row_dir}", file=sys.stderr, flush=True)
-    run_dir = _train(row, row_dir, args.seeds, steps, args.host_devices, args.chunks)
     episodes = args.eval_episodes or suite["eval_episodes"]
-    evals = {mode: _evaluate(row, run_dir, episodes, mode) for mode in ("greedy", "stochastic")}
-    record = _record(row, run_dir, evals)
-    _write_curve(run_dir, results / f"{row.name}_curve.csv")
+    parts = _seed_parts(args.seeds, args.seeds_per_run)
+    run_dirs, part_evals = [], []
+    for seeds in parts:
+        if len(parts) == 1:
+            print(f"reproduce: {row.name}: training ({row.config}, {args.seeds} seeds) -> {row_dir}", file=sys.stderr,
+                  flush=True)
+            run_dir = _train(row, row_dir, seeds, steps, args.host_devices, args.chunks)
+        else:
+            run_dir = _part(row, seeds, row_dir, results, steps, episodes, args)
+        run_dirs.append(run_dir)
+        part_evals.append({mode: _evaluate(row, run_dir, episodes, mode) for mode in ("greedy", "stochastic")})
+    evals = {mode: _merge_evals([e[mode] for e in part_evals]) for mode in ("greedy", "stochastic")}
+    record = _record(row, run_dirs, evals)
+    _write_curve(run_dirs, results / f"{row.name}_curve.csv")
     _write_json_atomic(record_path, record)
     print(f"reproduce: {row.name}: done, {record_path}", file=sys.stderr, flush=True)
     return record
@@ -512,6 +594,9 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-episodes", type=int, help="final evaluation episodes per seed and mode")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "reproduce"), help="where the run folders go")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where tables and records go")
+    parser.add_argument("--seeds-per-run", type=int, metavar="K", help="train a row's seeds in runs of at most K "
+                        "(0..K-1, K..2K-1, ...), each kept under RESULTS/<suite>/parts/ when done: a row then "
+                        "fits in pieces between stops on machines that do not keep run folders (default: one run)")
     parser.add_argument("--host-devices", type=int, help="passed to pgjax train (default: one per core)")
     parser.add_argument("--chunks", type=int, default=40, help="passed to pgjax train: a checkpoint and an "
                         "evaluation after each (default 40; fewer save time where checkpoints are large)")
@@ -535,6 +620,8 @@ def main(argv=None) -> int:
         args.seeds = suite["seeds"]
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seeds_per_run is not None and args.seeds_per_run < 1:
+        parser.error(f"--seeds-per-run must be >= 1, got {args.seeds_per_run}")
     results = Path(args.results) / args.suite
     if args.compare:
         missing = [n for n in args.compare if not (results / f"{n}.json").is_file()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,41 @@ def test_a_mismatched_resume_is_refused(reproduce, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"seeds": [0, 1], "config": {"total_timesteps": 16384}}))
-    with pytest.raises(reproduce.ReproduceError, match="2 seeds, not 5"):
-        reproduce._check_matches(run_dir, 5, None)
+    with pytest.raises(reproduce.ReproduceError, match=r"seeds \[0, 1\], not \[0, 1, 2, 3, 4\]"):
+        reproduce._check_matches(run_dir, [0, 1, 2, 3, 4], None)
     with pytest.raises(reproduce.ReproduceError, match="total_timesteps=16384, not 8192"):
-        reproduce._check_matches(run_dir, 2, 8192)
+        reproduce._check_matches(run_dir, [0, 1], 8192)
+
+
+def test_a_row_trained_in_parts_of_its_seeds_survives_losing_its_run_folders(reproduce, tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    args = ["minatar", "--rows", "breakout-mlp", "--seeds", "3", "--seeds-per-run", "2", "--steps", "8192",
+            "--eval-episodes", "2", "--chunks", "1", "--runs", str(runs), "--results", str(results)]
+    assert reproduce.main(args) == 0
+    parts = results / "minatar" / "parts" / "breakout-mlp"
+    assert sorted(p.name for p in parts.iterdir()) == ["seeds-0-1", "seeds-2-2"]
+    summaries = [json.loads(next((parts / p).glob("*/summary.json")).read_text()) for p in ("seeds-0-1", "seeds-2-2")]
+    record = json.loads((results / "minatar" / "breakout-mlp.json").read_text())
+    assert record["seeds"] == [0, 1, 2] and record["command"].endswith("--seeds 3 --seeds-per-run 2")
+    assert [r["seeds"] for r in record["runs"]] == [[0, 1], [2]]
+    assert record["train_wall_seconds"] == round(sum(m["wall_seconds"] for m in summaries), 1)
+    assert sorted(record["final_train_return"]) == ["0", "1", "2"]
+    for mode in ("greedy", "stochastic"):
+        kept = [json.loads(next((parts / p).glob(f"*/reproduce_eval_{mode}.json")).read_text())
+                for p in ("seeds-0-1", "seeds-2-2")]
+        assert record["eval"][mode]["per_seed"] == [kept[0]["per_seed"][s]["mean_return"] for s in ("0", "1")] + [
+            kept[1]["per_seed"]["2"]["mean_return"]]
+    curve = list(csv.DictReader((results / "minatar" / "breakout-mlp_curve.csv").open()))
+    assert sorted({r["seed"] for r in curve}) == ["0", "1", "2"]
+
+    # A fresh machine: no run folders, one part not yet kept. Only that part trains again.
+    shutil.rmtree(runs)
+    shutil.rmtree(parts / "seeds-2-2")
+    (results / "minatar" / "breakout-mlp.json").unlink()
+    assert reproduce.main(args) == 0
+    assert sorted(p.name for p in (runs / "minatar" / "breakout-mlp").iterdir()) == ["seeds-2-2"]
+    again = json.loads((results / "minatar" / "breakout-mlp.json").read_text())
+    assert again["eval"] == record["eval"]  # seed 2 retrained alone gives the same policy
+    # A kept part evaluated on other episodes is refused, not silently mixed.
+    (results / "minatar" / "breakout-mlp.json").unlink()
+    assert reproduce.main(args[:-4] + ["--eval-episodes", "3", *args[-4:]]) == 1
