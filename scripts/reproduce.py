@@ -510,8 +510,11 @@ def write_table(suite_name: str, records: list[dict], results: Path) -> tuple[Pa
           "the training's wall clock summed over its starts (compilation and evaluations during training "
           "included, work lost in a stop not).", ""]
     if records:
-        sources = sorted({r["anchor_source"] for r in records if r["anchor"] is not None})
-        md += [f"Anchor: {src}." for src in sources] + [""]
+        rows_of = {}  # each anchor source once, with the rows it is the anchor of
+        for r in records:
+            if r["anchor"] is not None:
+                rows_of.setdefault(r["anchor_source"], []).append(r["row"])
+        md += [f"Anchor of {', '.join(rows)}: {src}." for src, rows in sorted(rows_of.items())] + [""]
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
     md += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]

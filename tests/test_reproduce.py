@@ -57,6 +57,7 @@ def test_table_and_figure_come_from_the_records_alone(reproduce, tmp_path):
     assert "| breakout-mlp | Breakout | MLP | 3 |" in text
     assert "25.0 [20.0, 30.0]" in text  # the greedy mean with its bootstrap interval
     assert "20.0 30.0 25.0" in text  # every seed's value
+    assert text.count("Anchor of") == 1 and "Anchor of breakout-mlp, breakout-cnn: a source." in text
     rows = list(csv.DictReader(table.open()))
     assert [r["row"] for r in rows] == ["breakout-mlp", "breakout-cnn"]
     assert rows[1]["sampled per seed"] == "41.0 49.0 44.0"
