@@ -84,11 +84,16 @@ def _minatar_rows() -> list[Row]:
         rows.append(Row(f"{game}-cnn-orthogonal", title, "CNN, orthogonal init", f"configs/ppo_{game}_minatar_cnn.toml",
                         anchor, MINATAR_ANCHOR + "; the anchor is the MLP's",
                         overrides=("init=orthogonal", "bias_init_max=0.0")))
-    # One change from the MLP rows: the time limit folded into termination, as the anchor's
-    # gymnax 0.0.x `done` does (pgjax bootstraps a timed-out step from V(final observation)).
+    # One change from the MLP and CNN rows: the time limit folded into termination, as the
+    # anchor's gymnax 0.0.x `done` does (pgjax bootstraps a timed-out step from V(final
+    # observation)). It matters where episodes reach the limit: Freeway's always do, and most
+    # of the Asterix CNN's.
     for game, (title, anchor) in MINATAR_GAMES.items():
         rows.append(Row(f"{game}-mlp-terminate", title, "MLP, time limit as termination",
                         f"configs/ppo_{game}_minatar.toml", anchor, MINATAR_ANCHOR, overrides=("time_limit=terminate",)))
+        rows.append(Row(f"{game}-cnn-terminate", title, "CNN, time limit as termination",
+                        f"configs/ppo_{game}_minatar_cnn.toml", anchor, MINATAR_ANCHOR + "; the anchor is the MLP's",
+                        overrides=("time_limit=terminate",)))
     # The same work in pgjax and in purejaxrl: purejaxrl's MinAtar settings (64x64 MLP, lr 5e-3).
     rows.append(Row("breakout-pjx", "Breakout", "pgjax, purejaxrl's settings",
                     "configs/ppo_breakout_minatar_purejaxrl.toml", 28.0, MINATAR_ANCHOR))

@@ -65,6 +65,19 @@ def test_table_and_figure_come_from_the_records_alone(reproduce, tmp_path):
     assert png.is_file() and png.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("change, overrides", [("orthogonal", ("init=orthogonal", "bias_init_max=0.0")),
+                                               ("terminate", ("time_limit=terminate",))])
+def test_a_one_change_minatar_row_is_its_base_row_plus_that_change(reproduce, change, overrides):
+    """`<game>-<net>-<change>` is `<game>-<net>` with only `overrides` added, for both networks
+    and every game, so comparing the two rows measures that change alone."""
+    rows = {r.name: r for r in reproduce.SUITES["minatar"]["rows"]}
+    for game in reproduce.MINATAR_GAMES:
+        for net in ("mlp", "cnn"):
+            base, changed = rows[f"{game}-{net}"], rows[f"{game}-{net}-{change}"]
+            assert changed._replace(name=base.name, variant=base.variant, overrides=base.overrides) == base
+            assert changed.overrides == base.overrides + overrides and changed.variant.startswith(base.variant + ", ")
+
+
 def test_two_recorded_rows_are_compared_by_an_exact_permutation_test(reproduce, tmp_path, capsys):
     results = tmp_path / "minatar"
     results.mkdir()
