@@ -511,14 +511,15 @@ def time_limit_field() -> Any:
     return field("truncate", TIME_LIMIT_DOC, one_of(*TIME_LIMITS))
 
 
-def make_env(config: Any, num_envs: int, max_episode_steps: int | None = None) -> Any:
+def make_env(config: Any, num_envs: int, max_episode_steps: int | None = None, time_limit: str | None = None) -> Any:
     """`num_envs` copies of the config's environment, `env_id` with its `env_kwargs`
-    (`pgjax.envs.make_vec_env`), its time limit reported as the config's `time_limit` says."""
+    (`pgjax.envs.make_vec_env`), its time limit reported as `time_limit` says (default: the
+    config's `time_limit`, which is how the learner sees it)."""
     from pgjax.envs import make_vec_env
     from pgjax.envs.time_limit import apply_time_limit
 
     env = make_vec_env(config.env_id, num_envs, max_episode_steps, **getattr(config, "env_kwargs", {}))
-    return apply_time_limit(env, getattr(config, "time_limit", "truncate"))
+    return apply_time_limit(env, time_limit or getattr(config, "time_limit", "truncate"))
 
 
 TORSO_DOC = ("network torso: 'mlp' (flattened observations), 'cnn' (conv layers, then the MLP), 'auto' (cnn for "

@@ -109,6 +109,27 @@ def test_config_time_limit_terminate_learns_the_timed_out_value():
     assert value < 0.8 / (1.0 - GAMMA)
 
 
+def test_an_evaluation_reports_the_time_limit_as_truncation_whatever_the_learner_sees():
+    """Was: with `time_limit = "terminate"` every evaluation episode cut by the time limit was
+    reported as terminated (`truncated` 0%), so the rows meant to measure the time limit's
+    handling could not say how many of their episodes reached it."""
+    from pgjax.algos import ppo
+    from pgjax.runtime.evaluation import evaluate_states
+    from pgjax.runtime.experiment import seed_keys
+
+    episodes = {}
+    for time_limit in ("truncate", "terminate"):
+        config = ppo.PPOConfig(env_id="ConstantReward-probe", num_envs=4, num_steps=32, hidden_sizes=(16,),
+                               time_limit=time_limit)
+        trainer = ppo.make_trainer(config)
+        state = jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(0, range(2)), config.hparams)
+        episodes[time_limit] = evaluate_states(trainer, state, num_episodes=3)
+    truncate, terminate = episodes["truncate"], episodes["terminate"]
+    assert np.asarray(truncate.truncated).all() and (np.asarray(truncate.lengths) == 20).all()  # cut every 20 steps
+    for name in ("returns", "lengths", "truncated"):
+        np.testing.assert_array_equal(np.asarray(getattr(terminate, name)), np.asarray(getattr(truncate, name)))
+
+
 def test_time_limit_setting_is_checked():
     import pytest
 

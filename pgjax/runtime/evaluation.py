@@ -150,8 +150,11 @@ class StateEvaluator:
 
 
 def eval_env(trainer: Any, num_episodes: int, max_episode_steps: int | None = None) -> VecEnv:
-    """`num_episodes` copies of the trainer's environment (its time limit unless replaced)."""
-    return make_env(trainer.config, num_episodes, max_episode_steps)
+    """`num_episodes` copies of the trainer's environment (its time limit unless replaced).
+
+    An evaluation reports episodes as they ended: one cut by the time limit is truncated even
+    where the config tells the learner it terminated (`time_limit = "terminate"`)."""
+    return make_env(trainer.config, num_episodes, max_episode_steps, time_limit="truncate")
 
 
 def policy_act_fn(trainer: Any, params: Any, obs_stats: Any, deterministic: bool) -> ActFn | RecurrentActFn:
